@@ -1,10 +1,167 @@
+// kiln run: one inference, outputs to .npy files and a one-line summary per output.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+
+#include "io/npy.h"
+#include "runtime/random_inputs.h"
+#include "runtime/session.h"
 #include "tools/commands.h"
+#include "tools/parse_util.h"
 
 namespace kiln::tools {
 
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunArgs {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::string input_dir;
+  bool random = false;
+  std::vector<std::string> dims;
+  uint64_t seed = 0;
+  std::string output_dir;
+  std::string compare_dir;
+  double rtol = 1e-4;
+  double atol = 1e-5;
+};
+
+// Output names become file names: characters outside [A-Za-z0-9._-] are replaced by '_'.
+std::string file_stem(const std::string& name) {
+  std::string s = name;
+  for (char& c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
+  if (s.empty() || s == "." || s == "..") s = "_" + s;
+  return s;
+}
+
+std::string summary(const ir::Tensor& t) {
+  std::string s = std::string(ir::dtype_name(t.dtype())) + ir::to_string(t.shape());
+  if (t.dtype() == ir::DType::kString || t.dtype() == ir::DType::kComplex64 || t.dtype() == ir::DType::kComplex128 ||
+      t.numel() == 0)
+    return s;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    double v = t.as_double(i);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    sum += v;
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "  min %.6g  max %.6g  mean %.6g", lo, hi, sum / static_cast<double>(t.numel()));
+  return s + buf;
+}
+
+// Max abs difference, and whether every element is within atol + rtol * |expected|.
+std::pair<double, bool> compare(const ir::Tensor& actual, const ir::Tensor& expected, double rtol, double atol) {
+  double max_diff = 0;
+  bool ok = true;
+  for (int64_t i = 0; i < expected.numel(); ++i) {
+    double a = actual.as_double(i), e = expected.as_double(i);
+    if (std::isnan(a) && std::isnan(e)) continue;
+    double d = std::fabs(a - e);
+    if (!(d <= atol + rtol * std::fabs(e))) ok = false;
+    if (!(d <= max_diff)) max_diff = d;
+  }
+  return {max_diff, ok};
+}
+
+int run(const RunArgs& args) {
+  runtime::Session session = runtime::Session::load(args.model);
+  std::map<std::string, int64_t> dims = parse_dims(args.dims);
+  std::unordered_map<std::string, ir::Datum> feeds;
+  for (const auto& item : args.inputs) {
+    auto [name, file] = split_assignment(item, "--input");
+    feeds[name] = io::read_npy(file);
+  }
+  for (size_t i = 0; i < session.inputs().size(); ++i) {
+    const auto& in = session.inputs()[i];
+    if (feeds.count(in.name)) continue;
+    if (!args.input_dir.empty()) {
+      fs::path p = fs::path(args.input_dir) / (file_stem(in.name) + ".npy");
+      if (fs::exists(p)) {
+        feeds[in.name] = io::read_npy(p.string());
+        continue;
+      }
+    }
+    if (args.random) feeds[in.name] = runtime::random_input(in, dims, args.seed + i);
+  }
+  std::vector<ir::Datum> outs = session.run(feeds);
+
+  if (!args.output_dir.empty()) fs::create_directories(args.output_dir);
+  int mismatches = 0;
+  const auto& outputs = session.model().graph.outputs;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const std::string& name = outputs[i].name;
+    const ir::Datum& d = outs[i];
+    if (d.is_none()) {
+      std::printf("%-24s (empty optional)\n", name.c_str());
+      continue;
+    }
+    if (d.is_sequence()) {
+      std::printf("%-24s sequence of %zu tensors\n", name.c_str(), d.sequence.size());
+      for (size_t k = 0; k < d.sequence.size(); ++k) {
+        std::printf("  [%zu] %s\n", k, summary(d.sequence[k]).c_str());
+        if (!args.output_dir.empty())
+          io::write_npy((fs::path(args.output_dir) / (file_stem(name) + "_" + std::to_string(k) + ".npy")).string(),
+                        d.sequence[k]);
+      }
+      continue;
+    }
+    std::string line = summary(d.tensor);
+    if (!args.output_dir.empty())
+      io::write_npy((fs::path(args.output_dir) / (file_stem(name) + ".npy")).string(), d.tensor);
+    if (!args.compare_dir.empty()) {
+      fs::path p = fs::path(args.compare_dir) / (file_stem(name) + ".npy");
+      if (!fs::exists(p)) {
+        line += "  (no reference " + p.string() + ")";
+      } else {
+        ir::Tensor expected = io::read_npy(p.string());
+        if (expected.shape() != d.tensor.shape()) {
+          line += "  MISMATCH: reference shape " + ir::to_string(expected.shape());
+          ++mismatches;
+        } else {
+          auto [max_diff, ok] = compare(d.tensor, expected, args.rtol, args.atol);
+          char buf[128];
+          std::snprintf(buf, sizeof buf, "  max|diff| %.3g vs reference: %s", max_diff, ok ? "ok" : "MISMATCH");
+          line += buf;
+          if (!ok) ++mismatches;
+        }
+      }
+    }
+    std::printf("%-24s %s\n", name.c_str(), line.c_str());
+  }
+  if (!args.output_dir.empty()) std::printf("outputs written to %s\n", args.output_dir.c_str());
+  if (mismatches) {
+    std::fprintf(stderr, "kiln: %d output(s) differ from the reference beyond rtol %g, atol %g\n", mismatches, args.rtol,
+                 args.atol);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
 Command run_command() {
-  auto opts = std::make_shared<int>(0);
-  return {[opts](CLI::App& app) { return app.add_subcommand("run", "(not yet)"); }, [opts] { return 0; }};
+  auto args = std::make_shared<RunArgs>();
+  return {[args](CLI::App& app) {
+            auto* c = app.add_subcommand("run", "Run one inference and write each output as .npy");
+            c->add_option("model", args->model, "ONNX model file")->required();
+            c->add_option("--input", args->inputs, "An input from a .npy file: NAME=FILE.npy (repeatable)");
+            c->add_option("--input-dir", args->input_dir, "Read each input NAME from DIR/NAME.npy");
+            c->add_flag("--random", args->random, "Generate the inputs not given (dtype- and shape-correct)");
+            c->add_option("--dim", args->dims, "Value of a symbolic dim for generated inputs, e.g. sequence=128");
+            c->add_option("--seed", args->seed, "Seed for generated inputs")->capture_default_str();
+            c->add_option("--output-dir", args->output_dir, "Write each output as DIR/<output name>.npy");
+            c->add_option("--compare", args->compare_dir, "Compare outputs with DIR/<output name>.npy (exit 1 if they differ)");
+            c->add_option("--rtol", args->rtol, "Relative tolerance for --compare")->capture_default_str();
+            c->add_option("--atol", args->atol, "Absolute tolerance for --compare")->capture_default_str();
+            return c;
+          },
+          [args] { return run(*args); }};
 }
 
 }  // namespace kiln::tools

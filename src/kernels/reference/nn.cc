@@ -1,7 +1,17 @@
+// The nn op family: each group of ops lives in its own nn_<group>.cc file and registers from there.
+#include "kernels/reference/nn_common.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
 
-void register_nn_ops(OpRegistry& r) { (void)r; }
+void register_nn_ops(OpRegistry& r) {
+  nn::register_matmul_ops(r);
+  nn::register_conv_ops(r);
+  nn::register_pool_ops(r);
+  nn::register_resize_ops(r);
+  nn::register_grid_sample_ops(r);
+  nn::register_einsum_ops(r);
+  nn::register_detection_ops(r);
+}
 
 }  // namespace kiln::ops

@@ -1,0 +1,43 @@
+// Runs ONNX's backend test cases (model.onnx + test_data_set_*/input_*.pb, output_*.pb) through the
+// reference runtime and compares with the expected outputs, as ONNX's own runner does
+// (|actual - expected| <= atol + rtol * |expected|).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace kiln::conformance {
+
+enum class Status { kPass, kFail, kUnsupported };
+
+struct CaseResult {
+  std::string id;                 // "<suite>/<case>", e.g. "node/test_abs"
+  Status status = Status::kFail;
+  std::string reason;             // why it failed or is unsupported
+  std::vector<std::string> ops;   // op types of the model's main graph
+  double seconds = 0;
+};
+
+struct Options {
+  std::string root = "/usr/share/libonnx-testdata/data";
+  std::vector<std::string> suites = {"node", "pytorch-converted", "pytorch-operator", "simple"};
+  std::string filter;            // ECMAScript regex searched in the case id
+  double rtol = 1e-3;
+  double atol = 1e-7;
+  int jobs = 1;                  // cases run in child processes, this many at once
+  int timeout_seconds = 120;     // per case
+};
+
+// Case directories under root/suite (or root itself when it directly holds test_* folders).
+std::vector<std::string> find_cases(const Options& options);
+
+// Runs one case in this process; throws nothing.
+CaseResult run_case(const std::string& dir, const std::string& id, const Options& options);
+
+// Runs every case, each in a child process (a crash or hang fails that case only).
+std::vector<CaseResult> run_all(const Options& options, const std::function<void(const CaseResult&, size_t, size_t)>& on_result);
+
+const char* status_name(Status s);
+
+}  // namespace kiln::conformance

@@ -1,0 +1,49 @@
+// A Session compiles a model once (inline functions, check support and structure, infer types) and
+// runs it many times. This is the reference path: every op runs its portable reference kernel.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ir/graph.h"
+#include "ops/op_def.h"
+#include "runtime/executor.h"
+#include "runtime/shape_inference.h"
+
+namespace kiln::runtime {
+
+struct SessionOptions {
+  ops::Limits limits;
+  // After every node, check its outputs against the types inferred for this run's input shapes
+  // (the conformance runner turns this on: inference must never disagree with execution).
+  bool verify_inference = false;
+};
+
+class Session {
+ public:
+  explicit Session(ir::Model model, SessionOptions options = {});
+  static Session load(const std::string& path, SessionOptions options = {});
+
+  // Graph inputs a caller must feed (initializers excluded), with declared types.
+  const std::vector<ir::ValueInfo>& inputs() const { return inputs_; }
+  // Graph outputs with types inferred from the declared input types.
+  const std::vector<ir::ValueInfo>& outputs() const { return outputs_; }
+  const ir::Model& model() const { return *model_; }
+
+  // Runs the model; outputs come in graph order. Missing, unknown or mistyped inputs are refused with a
+  // message naming the input.
+  std::vector<ir::Datum> run(const std::unordered_map<std::string, ir::Datum>& feeds) const;
+
+ private:
+  void check_feeds(const std::unordered_map<std::string, ir::Datum>& feeds) const;
+
+  std::unique_ptr<ir::Model> model_;  // stable address: the executor keeps references into it
+  SessionOptions options_;
+  std::vector<ir::ValueInfo> inputs_;
+  std::vector<ir::ValueInfo> outputs_;
+  std::unique_ptr<Executor> executor_;
+};
+
+}  // namespace kiln::runtime

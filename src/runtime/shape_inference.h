@@ -1,0 +1,26 @@
+// Graph-level type and shape inference: walks the nodes in order, calls each op's inference function,
+// and folds small all-constant subexpressions (shape arithmetic) by running the reference kernel, so
+// that Reshape targets computed from Shape/Gather/Concat chains are known where the dims are static.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+
+#include "ir/graph.h"
+#include "ops/op_def.h"
+
+namespace kiln::runtime {
+
+struct InferredTypes {
+  std::unordered_map<std::string, ir::Type> types;     // every value whose type is known
+  std::unordered_map<std::string, ir::Tensor> values;  // values known before running
+};
+
+// `input_types` overrides the declared types of graph inputs (e.g. with concrete shapes of a request).
+InferredTypes infer_types(const ir::Model& model, const ir::Graph& g,
+                          const std::unordered_map<std::string, ir::Type>& input_types, const ops::Limits& limits);
+
+// Fails when `actual` contradicts `inferred` (dtype, rank or a static dim); `what` names the value.
+void check_matches_inferred(const ir::Type& inferred, const ir::Datum& actual, const std::string& what);
+
+}  // namespace kiln::runtime

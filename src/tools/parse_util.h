@@ -1,0 +1,16 @@
+// Small parsers shared by the subcommands.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kiln::tools {
+
+// "NAME=VALUE" -> {NAME, VALUE}; fails naming the option when there is no '='.
+std::pair<std::string, std::string> split_assignment(const std::string& text, const std::string& option);
+// {"batch=1", "sequence=128"} -> {{"batch",1},{"sequence",128}}
+std::map<std::string, int64_t> parse_dims(const std::vector<std::string>& items);
+
+}  // namespace kiln::tools
