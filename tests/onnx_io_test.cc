@@ -60,7 +60,7 @@ ir::Tensor make_tensor(std::vector<int64_t> shape, int seed) {
   for (int64_t i = 0; i < t.numel(); ++i) {
     int v = static_cast<int>((i * 7 + seed) % 11) - 5;
     if constexpr (std::is_same_v<T, bool>) d[i] = v > 0;
-    else if constexpr (std::is_same_v<T, std::string>) d[i] = "s" + std::to_string(v) + std::string(1, '\0') + "x";
+    else if constexpr (std::is_same_v<T, std::string>) d[i] = str("s", v, '\0', "x");
     else if constexpr (std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>)
       d[i] = T(v * 0.5, -v * 0.25);
     else if constexpr (std::is_unsigned_v<T>) d[i] = static_cast<T>(v + 5);
@@ -674,7 +674,7 @@ TEST(OnnxIo, BadFilesRefused) {
   p.mutable_graph()->clear_node();
   p.mutable_graph()->clear_output();
   save_proto(p, dir.file("emptygraph.onnx"));
-  expect_error(load(dir.file("emptygraph.onnx")), {dir.file("emptygraph.onnx") + ": graph has no nodes"});
+  expect_error(load(dir.file("emptygraph.onnx")), {dir.file("emptygraph.onnx") + ": empty graph: graph has no nodes"});
 }
 
 TEST(OnnxIo, LoadsOnnxTestModel) {

@@ -203,7 +203,7 @@ ir::Graph Importer::graph(::onnx::GraphProto& g, bool top) {
 
   out.nodes.reserve(static_cast<size_t>(g.node_size()));
   for (auto& n : *g.mutable_node()) out.nodes.push_back(node(n));
-  if (top) KILN_CHECK(!out.nodes.empty() || !out.outputs.empty(), "graph has no nodes");
+  if (top) KILN_CHECK(!out.nodes.empty() || !out.outputs.empty(), "empty graph: graph has no nodes and no outputs");
   return out;
 }
 

@@ -1,7 +1,259 @@
+// Cast and CastLike: between all numeric types, bool and string. Numbers become strings as numpy
+// prints them (the shortest digits that read back to the same value: "0.039187793", "1e+20"), and
+// strings become numbers by parsing decimal or scientific notation and "NaN", "INF", "+INF", "-INF"
+// in any case. The float8 and 4-bit types of opsets 19 and 21 are not supported.
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
 #include "kernels/reference/elementwise_util.h"
 
 namespace kiln::ops::elementwise {
 
-void register_cast_ops(OpRegistry& r) { (void)r; }
+namespace {
+
+OpDef op(const char* name, int64_t since, InferFn infer, KernelFn kernel) {
+  return OpDef{"", name, since, std::numeric_limits<int64_t>::max(), std::move(infer), std::move(kernel)};
+}
+
+constexpr unsigned kCastTypes = kNumberBoolTypes | kStringType;
+
+// Element type codes of ONNX's TensorProto.DataType that kiln has no storage type for.
+const char* unsupported_type_name(int64_t code) {
+  switch (code) {
+    case 14: return "complex64";
+    case 15: return "complex128";
+    case 17: return "float8e4m3fn";
+    case 18: return "float8e4m3fnuz";
+    case 19: return "float8e5m2";
+    case 20: return "float8e5m2fnuz";
+    case 21: return "uint4";
+    case 22: return "int4";
+    default: return nullptr;
+  }
+}
+
+ir::DType dtype_of_code(const NodeView& node, int64_t code) {
+  if (const char* name = unsupported_type_name(code)) node.fail("casting to ", name, " is not supported");
+  if (code < 1 || code > 16 || !ir::dtype_is_valid(static_cast<int32_t>(code)))
+    node.fail("attribute \"to\" is not a known element type code: ", code);
+  return static_cast<ir::DType>(code);
+}
+
+// Cast's target type: attribute `to`, a type name string before opset 6 ("FLOAT"), a code after.
+ir::DType cast_target(const NodeView& node) {
+  const ir::Attribute* to = node.node().find_attribute("to");
+  if (!to) node.fail("attribute \"to\" is required");
+  if (to->kind == ir::Attribute::Kind::kString) {
+    std::string name = to->s;
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+    static const std::pair<const char*, int64_t> kNames[] = {
+        {"FLOAT", 1},   {"UINT8", 2},      {"INT8", 3},        {"UINT16", 4},      {"INT16", 5},
+        {"INT32", 6},   {"INT64", 7},      {"STRING", 8},      {"BOOL", 9},        {"FLOAT16", 10},
+        {"DOUBLE", 11}, {"UINT32", 12},    {"UINT64", 13},     {"COMPLEX64", 14},  {"COMPLEX128", 15},
+        {"BFLOAT16", 16}};
+    for (const auto& [n, code] : kNames)
+      if (name == n) return dtype_of_code(node, code);
+    node.fail("attribute \"to\" names an unknown element type \"", to->s, "\"");
+  }
+  return dtype_of_code(node, node.attr_int("to"));
+}
+
+// ---- Numbers to strings ---------------------------------------------------------------------------
+
+// Shortest round-trip digits of v in scientific form: sign, the digits without the point, and the
+// decimal exponent of the first digit.
+struct Digits {
+  bool negative = false;
+  std::string digits;
+  int exponent = 0;
+};
+
+Digits parse_scientific(std::string_view s) {
+  Digits d;
+  if (!s.empty() && s[0] == '-') {
+    d.negative = true;
+    s.remove_prefix(1);
+  }
+  size_t e = s.find('e');
+  for (char c : s.substr(0, e))
+    if (c != '.') d.digits += c;
+  std::string_view exp = s.substr(e + 1);
+  if (!exp.empty() && exp[0] == '+') exp.remove_prefix(1);
+  std::from_chars(exp.data(), exp.data() + exp.size(), d.exponent);
+  while (d.digits.size() > 1 && d.digits.back() == '0') d.digits.pop_back();
+  return d;
+}
+
+template <class T>
+Digits shortest_digits(T v) {
+  char buf[64];
+  if constexpr (std::is_floating_point_v<T>) {
+    auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+    return parse_scientific(std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+  } else {
+    // 16-bit types: the fewest significant digits that convert back to the same bits.
+    float f = static_cast<float>(v);
+    for (int precision = 0; precision < 9; ++precision) {
+      auto res = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific, precision);
+      float back = 0;
+      std::from_chars(buf, res.ptr, back, std::chars_format::scientific);
+      if (T(back).bits == v.bits) return parse_scientific(std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+    }
+    auto res = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::scientific);
+    return parse_scientific(std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+  }
+}
+
+// As numpy's str(): positional for 1e-4 <= |v| < 1e16 ("0.5", "100.0"), else scientific with at
+// least two exponent digits ("1e-05", "1.5e+20"); "nan", "inf", "-inf".
+template <class T>
+std::string format_float(T v) {
+  auto c = static_cast<compute_t<T>>(v);
+  if (std::isnan(c)) return "nan";
+  if (std::isinf(c)) return c > 0 ? "inf" : "-inf";
+  if (c == 0) return std::signbit(c) ? "-0.0" : "0.0";
+  Digits d = shortest_digits(v);
+  std::string out = d.negative ? "-" : "";
+  int k = static_cast<int>(d.digits.size());
+  if (d.exponent >= -4 && d.exponent < 16) {
+    if (d.exponent >= 0) {
+      std::string int_part = d.digits.substr(0, std::min(k, d.exponent + 1));
+      int_part.append(static_cast<size_t>(std::max(0, d.exponent + 1 - k)), '0');
+      std::string frac = k > d.exponent + 1 ? d.digits.substr(static_cast<size_t>(d.exponent + 1)) : "0";
+      out += int_part + "." + frac;
+    } else {
+      out += "0." + std::string(static_cast<size_t>(-d.exponent - 1), '0') + d.digits;
+    }
+  } else {
+    out += d.digits.substr(0, 1);
+    if (k > 1) out += "." + d.digits.substr(1);
+    int e = d.exponent;
+    out += e < 0 ? "e-" : "e+";
+    std::string exp = std::to_string(e < 0 ? -e : e);
+    if (exp.size() < 2) exp = "0" + exp;
+    out += exp;
+  }
+  return out;
+}
+
+template <class T>
+std::string to_string_value(T v) {
+  if constexpr (std::is_same_v<T, bool>) return v ? "True" : "False";  // as numpy prints bools
+  else if constexpr (is_float_v<T>) return format_float(v);
+  else return std::to_string(v);
+}
+
+// ---- Strings to numbers ---------------------------------------------------------------------------
+
+template <class To>
+To parse_value(const NodeView& node, const std::string& text) {
+  std::string_view s = text;
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  std::string lower(s);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if constexpr (std::is_same_v<To, bool>) {
+    if (lower == "true") return true;
+    if (lower == "false") return false;
+  }
+  // from_chars accepts neither a leading '+' nor, after one, a second sign.
+  std::string_view body = s;
+  if (!body.empty() && body[0] == '+' && (body.size() < 2 || body[1] != '-')) body.remove_prefix(1);
+  const char* first = body.data();
+  const char* last = body.data() + body.size();
+  if constexpr (is_int_v<To>) {
+    To v{};
+    auto res = std::from_chars(first, last, v);
+    if (res.ec == std::errc() && res.ptr == last) return v;
+  }
+  if constexpr (std::is_same_v<To, float>) {
+    float f = 0;
+    auto res = std::from_chars(first, last, f, std::chars_format::general);
+    if (res.ec == std::errc() && res.ptr == last) return f;
+  }
+  double d = 0;
+  auto res = std::from_chars(first, last, d, std::chars_format::general);
+  if (res.ptr != last || body.empty() || (res.ec != std::errc() && res.ec != std::errc::result_out_of_range))
+    node.fail("cannot convert string \"", text, "\" to ", ir::dtype_name(ir::dtype_v<To>));
+  if (res.ec == std::errc::result_out_of_range) {
+    // Too large or too small for a double: infinity or zero with the sign of the text.
+    bool negative = body[0] == '-';
+    size_t e = lower.find('e');
+    bool tiny = e != std::string::npos && lower.find('-', e) != std::string::npos;
+    d = tiny ? (negative ? -0.0 : 0.0) : (negative ? -HUGE_VAL : HUGE_VAL);
+  }
+  return convert_number<To>(d);
+}
+
+// ---- Kernels --------------------------------------------------------------------------------------
+
+ir::Tensor cast_tensor(const KernelContext& ctx, const ir::Tensor& x, ir::DType to) {
+  ir::DType from = x.dtype();
+  check_dtype(ctx, "input", from, kCastTypes);
+  if (from == to) {
+    ir::Tensor out = ctx.make_tensor(to, x.shape());
+    visit_all(ctx, from, [&]<class T>() { std::copy(x.data<T>(), x.data<T>() + x.numel(), out.data<T>()); });
+    return out;
+  }
+  if (to == ir::DType::kString) {
+    return visit_numbers_bool(ctx, from, [&]<class F>() {
+      return map_unary<std::string, F>(ctx, x, [](F v) { return to_string_value(v); });
+    });
+  }
+  if (from == ir::DType::kString) {
+    return visit_numbers_bool(ctx, to, [&]<class To>() {
+      return map_unary<To, std::string>(ctx, x, [&](const std::string& v) { return parse_value<To>(ctx, v); });
+    });
+  }
+  return visit_numbers_bool(ctx, from, [&]<class F>() {
+    return visit_numbers_bool(ctx, to, [&]<class To>() {
+      return map_unary<To, F>(ctx, x, [](F v) { return convert_number<To, F>(v); });
+    });
+  });
+}
+
+void check_saturate(const NodeView& node) {
+  // `saturate` (opset 19) only affects float8 targets, which are refused anyway.
+  int64_t saturate = node.attr_int("saturate", 1);
+  if (saturate != 0 && saturate != 1) node.fail("attribute \"saturate\" must be 0 or 1, got ", saturate);
+}
+
+void cast_kernel(KernelContext& ctx) {
+  check_saturate(ctx);
+  ctx.set_output(0, cast_tensor(ctx, ctx.input(0), cast_target(ctx)));
+}
+
+void cast_like_kernel(KernelContext& ctx) {
+  check_saturate(ctx);
+  ir::DType to = ctx.input(1).dtype();
+  check_dtype(ctx, "target_type", to, kCastTypes);
+  ctx.set_output(0, cast_tensor(ctx, ctx.input(0), to));
+}
+
+void check_cast_input(const InferenceContext& ctx) {
+  const ir::Type& t = ctx.input_type(0);
+  if (t.is_tensor() && t.dtype != ir::DType::kUndefined) check_dtype(ctx, "input", t.dtype, kCastTypes);
+}
+
+void infer_cast(InferenceContext& ctx) {
+  check_cast_input(ctx);
+  ctx.set_output(0, cast_target(ctx), ctx.input_type(0).shape);
+}
+
+void infer_cast_like(InferenceContext& ctx) {
+  check_cast_input(ctx);
+  ir::DType to = ctx.input_type(1).dtype;
+  if (to != ir::DType::kUndefined) check_dtype(ctx, "target_type", to, kCastTypes);
+  ctx.set_output(0, to, ctx.input_type(0).shape);
+}
+
+}  // namespace
+
+void register_cast_ops(OpRegistry& r) {
+  r.add(op("Cast", 1, infer_cast, cast_kernel));
+  r.add(op("CastLike", 15, infer_cast_like, cast_like_kernel));
+}
 
 }  // namespace kiln::ops::elementwise

@@ -43,18 +43,21 @@ double determinant(std::vector<double>& a, int64_t m) {
   for (int64_t col = 0; col < m; ++col) {
     int64_t pivot = col;
     for (int64_t r = col + 1; r < m; ++r)
-      if (std::fabs(a[static_cast<size_t>(r * m + col)]) > std::fabs(a[static_cast<size_t>(pivot * m + col)])) pivot = r;
+      if (std::fabs(a[static_cast<size_t>(r * m + col)]) > std::fabs(a[static_cast<size_t>(pivot * m + col)]))
+        pivot = r;
     double p = a[static_cast<size_t>(pivot * m + col)];
     if (p == 0.0) return 0.0;
     if (pivot != col) {
-      for (int64_t c = 0; c < m; ++c) std::swap(a[static_cast<size_t>(pivot * m + c)], a[static_cast<size_t>(col * m + c)]);
+      for (int64_t c = 0; c < m; ++c)
+        std::swap(a[static_cast<size_t>(pivot * m + c)], a[static_cast<size_t>(col * m + c)]);
       det = -det;
     }
     det *= p;
     for (int64_t r = col + 1; r < m; ++r) {
       double f = a[static_cast<size_t>(r * m + col)] / p;
       if (f == 0.0) continue;
-      for (int64_t c = col + 1; c < m; ++c) a[static_cast<size_t>(r * m + c)] -= f * a[static_cast<size_t>(col * m + c)];
+      for (int64_t c = col + 1; c < m; ++c)
+        a[static_cast<size_t>(r * m + c)] -= f * a[static_cast<size_t>(col * m + c)];
     }
   }
   return det;
@@ -76,8 +79,10 @@ void run_det(KernelContext& ctx) {
     for (int64_t b = 0; b < count; ++b) {
       for (int64_t k = 0; k < m * m; ++k) a[static_cast<size_t>(k)] = static_cast<double>(in[b * m * m + k]);
       double d = determinant(a, m);
-      if constexpr (std::is_same_v<T, double>) o[b] = d;
-      else o[b] = T(static_cast<float>(d));
+      if constexpr (std::is_same_v<T, double>)
+        o[b] = d;
+      else
+        o[b] = T(static_cast<float>(d));
     }
   });
   ctx.set_output(0, std::move(out));

@@ -161,7 +161,7 @@ AxisParam axis_param(const NodeView& ctx, const char* what, const std::vector<in
     ctx.fail(what, " of shape ", ir::to_string(p.shape()), " must have the rank of x ", ir::to_string(x_shape),
              " for blocked quantization");
   m.block = block_size;
-  m.blocks = (m.axis_dim + block_size - 1) / block_size;
+  m.blocks = m.axis_dim / block_size + (m.axis_dim % block_size != 0 ? 1 : 0);
   for (int64_t d = 0; d < rank; ++d) {
     int64_t want = d == ax ? m.blocks : x_shape[static_cast<size_t>(d)];
     if (p.dim(static_cast<size_t>(d)) != want)
@@ -506,6 +506,7 @@ void qlinear_matmul(KernelContext& ctx) {
   DType out_type = qlinear_output_type(ctx, yzp ? yzp->dtype() : DType::kUndefined, a.dtype());
 
   MatMulPlan plan = plan_matmul(ctx, a.shape(), b.shape());
+  Tensor y = ctx.make_tensor(out_type, plan.out_shape);  // first: it enforces the memory budget
   std::vector<int32_t> c = int_matmul(plan, centered_operand(ctx, a, azp, "a_zero_point", plan, true),
                                       centered_operand(ctx, b, bzp, "b_zero_point", plan, false));
   std::vector<int64_t> as_off = operand_param_offsets(ctx, "a_scale", a_scale, plan, true);
@@ -522,7 +523,6 @@ void qlinear_matmul(KernelContext& ctx) {
   DType st = a_scale.dtype() == b_scale.dtype() && b_scale.dtype() == y_scale.dtype() ? a_scale.dtype() : DType::kFloat32;
   bool wide = st == DType::kFloat64;
 
-  Tensor y = ctx.make_tensor(out_type, plan.out_shape);
   visit_quantized(ctx, out_type, "y_zero_point", [&]<class Q>() {
     Q* out = y.data<Q>();
     int64_t m = plan.m, n = plan.n;
@@ -589,12 +589,16 @@ int64_t conv_out_dim(const NodeView& ctx, const ConvAttrs& a, size_t i, int64_t 
   if (in < 0) return -1;
   int64_t k = a.kernel[i];
   if (k <= 0) ctx.fail("kernel dims must be positive, got ", ir::to_string(a.kernel));
-  int64_t s = a.strides[i], dk = (k - 1) * a.dilations[i] + 1;
+  // 128-bit so that absurd attribute values fail cleanly instead of overflowing.
+  using Wide = __int128;
+  Wide s = a.strides[i], dk = Wide(k - 1) * a.dilations[i] + 1;
+  constexpr Wide kMax = std::numeric_limits<int64_t>::max();
   if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-    int64_t out = (in + s - 1) / s;
-    int64_t total = std::max<int64_t>(0, (out - 1) * s + dk - in);
-    *pad_begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    return out;
+    Wide out = (in + s - 1) / s;
+    Wide total = std::max<Wide>(0, (out - 1) * s + dk - in);
+    if (total > kMax) ctx.fail("kernel, strides and dilations of spatial dim ", i, " are too large");
+    *pad_begin = static_cast<int64_t>(a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2);
+    return static_cast<int64_t>(out);
   }
   int64_t pb = 0, pe = 0;
   if (a.auto_pad == "NOTSET") {
@@ -602,10 +606,13 @@ int64_t conv_out_dim(const NodeView& ctx, const ConvAttrs& a, size_t i, int64_t 
     pe = a.pads[i + a.kernel.size()];
   }
   *pad_begin = pb;
-  int64_t eff = in + pb + pe;
+  Wide eff = Wide(in) + pb + pe;
   if (eff < dk)
-    ctx.fail("spatial dim ", i, " of size ", in, " (padded to ", eff, ") is smaller than the dilated kernel (", dk, ")");
-  return (eff - dk) / s + 1;
+    ctx.fail("spatial dim ", i, " of size ", in, " (padded by ", pb, " and ", pe,
+             ") is smaller than the dilated kernel (", static_cast<double>(dk), ")");
+  Wide out = (eff - dk) / s + 1;
+  if (out > kMax) ctx.fail("pads of spatial dim ", i, " are too large");
+  return static_cast<int64_t>(out);
 }
 
 struct ConvGeometry {
@@ -823,6 +830,7 @@ void qlinear_conv(KernelContext& ctx) {
   }
 
   ConvGeometry g = plan_conv(ctx, x.shape(), w.shape());
+  Tensor y = ctx.make_tensor(out_type, g.out_shape);  // first: it enforces the memory budget
   int64_t ws_step = per_channel(ctx, w_scale, "w_scale", g.out_channels);
   std::vector<int64_t> bs;
   if (bias) {
@@ -846,7 +854,6 @@ void qlinear_conv(KernelContext& ctx) {
                                                  static_cast<float>(ys));
   }
   int64_t out_size = product(g.out_spatial);
-  Tensor y = ctx.make_tensor(out_type, g.out_shape);
   visit_quantized(ctx, out_type, "y_zero_point", [&]<class Q>() {
     Q* out = y.data<Q>();
     for (size_t i = 0; i < acc.size(); ++i) {

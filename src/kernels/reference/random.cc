@@ -202,7 +202,8 @@ void infer_multinomial(InferenceContext& ctx) {
 
 void run_multinomial(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
-  if (!ir::is_float(x.dtype())) ctx.fail("input must be a floating-point tensor of logits, got ", ir::dtype_name(x.dtype()));
+  if (!ir::is_float(x.dtype()))
+    ctx.fail("input must be a floating-point tensor of logits, got ", ir::dtype_name(x.dtype()));
   if (x.rank() != 2) ctx.fail("input must have shape [batch_size, class_size], got ", ir::to_string(x.shape()));
   ir::DType t = multinomial_dtype(ctx);
   int64_t n = sample_size_attr(ctx);
@@ -226,8 +227,10 @@ void run_multinomial(KernelContext& ctx) {
       double u = rng.uniform() * total;
       int64_t c = static_cast<int64_t>(std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
       if (c >= classes) c = classes - 1;  // u == total only through rounding
-      if (t == ir::DType::kInt32) out.data<int32_t>()[b * n + s] = static_cast<int32_t>(c);
-      else out.data<int64_t>()[b * n + s] = c;
+      if (t == ir::DType::kInt32)
+        out.data<int32_t>()[b * n + s] = static_cast<int32_t>(c);
+      else
+        out.data<int64_t>()[b * n + s] = c;
     }
   }
   ctx.set_output(0, std::move(out));

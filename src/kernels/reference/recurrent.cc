@@ -214,6 +214,7 @@ void run_recurrent(KernelContext& ctx, CellKind kind) {
   if (rt.rank() != 3) ctx.fail("R must have rank 3, got ", ir::to_string(rt.shape()));
   int64_t hidden = ctx.attr_int("hidden_size", rt.dim(2));
   if (hidden <= 0) ctx.fail("hidden_size must be positive, got ", hidden);
+  if (hidden != rt.dim(2)) ctx.fail("hidden_size is ", hidden, " but R ", ir::to_string(rt.shape()), " has ", rt.dim(2));
   check_shape(ctx, wt, "W", {dirs, g * hidden, in});
   check_shape(ctx, rt, "R", {dirs, g * hidden, hidden});
   auto same_type = [&](const Tensor& t, const char* name) {

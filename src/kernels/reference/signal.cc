@@ -48,8 +48,8 @@ int64_t int_scalar_input(const KernelContext& ctx, size_t i, const char* what) {
 
 double float_scalar_input(const KernelContext& ctx, size_t i, const char* what) {
   const ir::Tensor& t = ctx.input(i);
-  if (t.dtype() == ir::DType::kString || t.dtype() == ir::DType::kComplex64 ||
-      t.dtype() == ir::DType::kComplex128 || t.dtype() == ir::DType::kBool)
+  if (t.dtype() == ir::DType::kString || t.dtype() == ir::DType::kComplex64 || t.dtype() == ir::DType::kComplex128 ||
+      t.dtype() == ir::DType::kBool)
     ctx.fail(what, " must be a numeric tensor, got ", ir::dtype_name(t.dtype()));
   if (t.numel() != 1) ctx.fail(what, " must be a scalar, got shape ", ir::to_string(t.shape()));
   return t.as_double(0);
@@ -224,8 +224,10 @@ void infer_dft(InferenceContext& ctx) {
 
   std::optional<int64_t> axis;
   if (ctx.opset() >= 20) {
-    if (!ctx.has_input(2)) axis = -2;
-    else axis = known_int_scalar(ctx, 2);
+    if (!ctx.has_input(2))
+      axis = -2;
+    else
+      axis = known_int_scalar(ctx, 2);
   } else {
     axis = ctx.attr_int("axis", 1);
   }
@@ -267,8 +269,10 @@ void run_dft(KernelContext& ctx) {
     ctx.fail("the last input dimension must be 1 (real) or 2 (complex), got shape ", ir::to_string(x.shape()));
 
   int64_t axis_value = 1;
-  if (ctx.opset() >= 20) axis_value = ctx.has_input(2) ? int_scalar_input(ctx, 2, "axis") : -2;
-  else axis_value = ctx.attr_int("axis", 1);
+  if (ctx.opset() >= 20)
+    axis_value = ctx.has_input(2) ? int_scalar_input(ctx, 2, "axis") : -2;
+  else
+    axis_value = ctx.attr_int("axis", 1);
   size_t axis = static_cast<size_t>(dft_axis_in_range(ctx, axis_value, rank));
 
   int64_t n_in = x.dim(axis);
@@ -278,8 +282,7 @@ void run_dft(KernelContext& ctx) {
     if (length < 1) ctx.fail("dft_length must be positive, got ", length);
   } else {
     length = cfg.irfft() ? 2 * (n_in - 1) : n_in;
-    if (length < 1)
-      ctx.fail("the DFT length (", length, ", from an axis of size ", n_in, ") must be positive");
+    if (length < 1) ctx.fail("the DFT length (", length, ", from an axis of size ", n_in, ") must be positive");
   }
   int64_t out_len = (cfg.onesided && !cfg.inverse) ? length / 2 + 1 : length;
   int64_t out_comps = cfg.irfft() ? 1 : 2;
@@ -408,9 +411,12 @@ void run_stft(KernelContext& ctx) {
     if (window->rank() != 1) ctx.fail("window must have rank 1, got shape ", ir::to_string(window->shape()));
   }
   int64_t frame_length = 0;
-  if (ctx.has_input(3)) frame_length = int_scalar_input(ctx, 3, "frame_length");
-  else if (window) frame_length = window->dim(0);
-  else frame_length = signal_length;
+  if (ctx.has_input(3))
+    frame_length = int_scalar_input(ctx, 3, "frame_length");
+  else if (window)
+    frame_length = window->dim(0);
+  else
+    frame_length = signal_length;
   if (frame_length < 1) ctx.fail("frame_length must be positive, got ", frame_length);
   if (window && window->dim(0) != frame_length)
     ctx.fail("window length ", window->dim(0), " differs from frame_length ", frame_length);
@@ -538,7 +544,8 @@ void run_mel(KernelContext& ctx) {
   for (size_t i = 0; i < edge.size(); ++i) {
     double mel = static_cast<double>(i) * mel_step + low_mel;
     double hz = 700.0 * (std::pow(10.0, mel / 2595.0) - 1.0);
-    edge[i] = static_cast<int64_t>(std::floor(static_cast<double>(dft_length + 1) * hz / static_cast<double>(sample_rate)));
+    edge[i] =
+        static_cast<int64_t>(std::floor(static_cast<double>(dft_length + 1) * hz / static_cast<double>(sample_rate)));
   }
 
   std::vector<double> w(static_cast<size_t>(spectrum_bins * num_mel), 0.0);

@@ -108,8 +108,10 @@ std::string map_case(const std::string& s, Map map) {
       continue;
     }
     uint32_t m = map(c);
-    if (m == c) out.append(s, i, len);
-    else append_utf8(out, m);
+    if (m == c)
+      out.append(s, i, len);
+    else
+      append_utf8(out, m);
     i += len;
   }
   return out;
@@ -155,8 +157,10 @@ void infer_string_normalizer(InferenceContext& ctx) {
   const ir::Dim& c = s.dims.back();
   bool kept = ctx.attr_strings("stopwords").empty() && c.is_static() && c.value > 0;
   ir::Dim out_c = kept ? c : ir::Dim();
-  if (s.rank() == 1) ctx.set_output(0, ir::DType::kString, ir::Shape(std::vector<ir::Dim>{out_c}));
-  else ctx.set_output(0, ir::DType::kString, ir::Shape(std::vector<ir::Dim>{ir::Dim(1), out_c}));
+  if (s.rank() == 1)
+    ctx.set_output(0, ir::DType::kString, ir::Shape(std::vector<ir::Dim>{out_c}));
+  else
+    ctx.set_output(0, ir::DType::kString, ir::Shape(std::vector<ir::Dim>{ir::Dim(1), out_c}));
 }
 
 void run_string_normalizer(KernelContext& ctx) {
@@ -179,7 +183,8 @@ void run_string_normalizer(KernelContext& ctx) {
   }
   if (kept.empty()) kept.emplace_back();
   auto n = static_cast<int64_t>(kept.size());
-  ir::Tensor out = ctx.make_tensor(ir::DType::kString, x.rank() == 1 ? std::vector<int64_t>{n} : std::vector<int64_t>{1, n});
+  ir::Tensor out =
+      ctx.make_tensor(ir::DType::kString, x.rank() == 1 ? std::vector<int64_t>{n} : std::vector<int64_t>{1, n});
   std::string* o = out.data<std::string>();
   for (int64_t i = 0; i < n; ++i) o[i] = std::move(kept[static_cast<size_t>(i)]);
   ctx.set_output(0, std::move(out));
@@ -213,10 +218,14 @@ struct TfIdfConfig {
 TfIdfConfig tfidf_config(const NodeView& node) {
   TfIdfConfig c;
   std::string mode = node.attr_string("mode");
-  if (mode == "TF") c.mode = TfIdfMode::kTf;
-  else if (mode == "IDF") c.mode = TfIdfMode::kIdf;
-  else if (mode == "TFIDF") c.mode = TfIdfMode::kTfIdf;
-  else node.fail("mode must be TF, IDF or TFIDF, got \"", mode, "\"");
+  if (mode == "TF")
+    c.mode = TfIdfMode::kTf;
+  else if (mode == "IDF")
+    c.mode = TfIdfMode::kIdf;
+  else if (mode == "TFIDF")
+    c.mode = TfIdfMode::kTfIdf;
+  else
+    node.fail("mode must be TF, IDF or TFIDF, got \"", mode, "\"");
   c.min_gram = node.attr_int("min_gram_length");
   c.max_gram = node.attr_int("max_gram_length");
   c.max_skip = node.attr_int("max_skip_count");
@@ -292,8 +301,10 @@ void infer_tfidf(InferenceContext& ctx) {
   }
   const ir::Shape& s = *in.shape;
   if (s.rank() > 2) ctx.fail("input must have shape [C] or [N, C], got rank ", s.rank());
-  if (s.rank() == 2) ctx.set_output(0, ir::DType::kFloat32, ir::Shape(std::vector<ir::Dim>{s[0], ir::Dim(c.output_size)}));
-  else ctx.set_output(0, ir::DType::kFloat32, ir::Shape(std::vector<ir::Dim>{ir::Dim(c.output_size)}));
+  if (s.rank() == 2)
+    ctx.set_output(0, ir::DType::kFloat32, ir::Shape(std::vector<ir::Dim>{s[0], ir::Dim(c.output_size)}));
+  else
+    ctx.set_output(0, ir::DType::kFloat32, ir::Shape(std::vector<ir::Dim>{ir::Dim(c.output_size)}));
 }
 
 void run_tfidf(KernelContext& ctx) {
@@ -345,17 +356,23 @@ void run_tfidf(KernelContext& ctx) {
     }
   }
 
-  std::vector<int64_t> out_shape = x.rank() == 2 ? std::vector<int64_t>{rows, c.output_size}
-                                                 : std::vector<int64_t>{c.output_size};
+  std::vector<int64_t> out_shape =
+      x.rank() == 2 ? std::vector<int64_t>{rows, c.output_size} : std::vector<int64_t>{c.output_size};
   ir::Tensor out = ctx.make_tensor(ir::DType::kFloat32, out_shape);
   float* o = out.data<float>();
   for (int64_t i = 0; i < rows * c.output_size; ++i) {
     auto f = static_cast<float>(counts[static_cast<size_t>(i)]);
     float w = c.weights.empty() ? 1.0f : c.weights[static_cast<size_t>(i % c.output_size)];
     switch (c.mode) {
-      case TfIdfMode::kTf: o[i] = f; break;
-      case TfIdfMode::kIdf: o[i] = f > 0 ? w : 0.0f; break;
-      case TfIdfMode::kTfIdf: o[i] = f * w; break;
+      case TfIdfMode::kTf:
+        o[i] = f;
+        break;
+      case TfIdfMode::kIdf:
+        o[i] = f > 0 ? w : 0.0f;
+        break;
+      case TfIdfMode::kTfIdf:
+        o[i] = f * w;
+        break;
     }
   }
   ctx.set_output(0, std::move(out));

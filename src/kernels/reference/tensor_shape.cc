@@ -185,13 +185,14 @@ std::optional<std::vector<int64_t>> squeeze_axes_kernel(const KernelContext& ctx
   return int_values(ctx, ctx.input(1), "axes");
 }
 
-std::vector<int64_t> normalize_axes(const NodeView& node, std::vector<int64_t> axes, int64_t rank) {
-  for (auto& a : axes) a = normalize_axis(node, a, rank);
-  std::vector<int64_t> sorted = axes;
+std::vector<int64_t> normalize_axes(const NodeView& node, const std::vector<int64_t>& axes, int64_t rank) {
+  std::vector<int64_t> out = axes;
+  for (auto& a : out) a = normalize_axis(node, a, rank);
+  std::vector<int64_t> sorted = out;
   std::sort(sorted.begin(), sorted.end());
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
     node.fail("axes ", ir::to_string(axes), " repeat an axis");
-  return axes;
+  return out;
 }
 
 void squeeze_kernel(KernelContext& ctx) {

@@ -5,8 +5,8 @@
 // Gradient (autodiff of the enclosing graph) is not provided: a kernel sees only its node's inputs, not
 // the graph that computes `y` from `xs`.
 #include <cmath>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/reference/common.h"
@@ -71,7 +71,8 @@ std::vector<const ir::Tensor*> group_inputs(const KernelContext& ctx, size_t n, 
   std::vector<const ir::Tensor*> ts;
   for (size_t g = 0; g < groups; ++g) {
     const ir::Tensor& t = ctx.input(2 + g * n + k);
-    if (!ir::is_float(t.dtype())) ctx.fail("input ", 2 + g * n + k, " must be a floating-point tensor, got ", ir::dtype_name(t.dtype()));
+    if (!ir::is_float(t.dtype()))
+      ctx.fail("input ", 2 + g * n + k, " must be a floating-point tensor, got ", ir::dtype_name(t.dtype()));
     if (g > 0 && t.shape() != ts[0]->shape())
       ctx.fail("input ", 2 + g * n + k, " has shape ", ir::to_string(t.shape()), ", expected ",
                ir::to_string(ts[0]->shape()), " like the optimized tensor");
@@ -87,20 +88,29 @@ void apply_optimizer(KernelContext& ctx, size_t groups, const char* layout, Upda
   size_t n = tensor_count(ctx, ctx.num_inputs(), groups, layout);
   for (size_t k = 0; k < n; ++k) {
     std::vector<const ir::Tensor*> in = group_inputs(ctx, n, groups, k);
-    std::vector<ir::Tensor> out;
-    for (size_t g = 0; g < groups; ++g)
-      out.push_back(g == 1 ? ir::Tensor() : ctx.make_tensor(in[g]->dtype(), in[g]->shape()));
+    int64_t count = in[0]->numel();
+    // New values of each group, in double until stored; the gradient's slot (1) is not an output.
+    std::vector<std::vector<double>> next(groups, std::vector<double>(static_cast<size_t>(count)));
     std::vector<double> v(groups);
-    for (int64_t e = 0; e < in[0]->numel(); ++e) {
+    for (int64_t e = 0; e < count; ++e) {
       for (size_t g = 0; g < groups; ++g) v[g] = in[g]->as_double(e);
       update(v);
-      for (size_t g = 0; g < groups; ++g) {
-        if (g == 1) continue;
-        ir::visit_float_dtype(out[g].dtype(), [&]<class T>() {
-          if constexpr (std::is_same_v<T, double>) out[g].data<T>()[e] = v[g];
-          else out[g].data<T>()[e] = T(static_cast<float>(v[g]));
-        });
-      }
+      for (size_t g = 0; g < groups; ++g) next[g][static_cast<size_t>(e)] = v[g];
+    }
+    std::vector<ir::Tensor> out(groups);
+    for (size_t g = 0; g < groups; ++g) {
+      if (g == 1) continue;
+      out[g] = ctx.make_tensor(in[g]->dtype(), in[g]->shape());
+      ir::visit_float_dtype(out[g].dtype(), [&]<class T>() {
+        T* o = out[g].data<T>();
+        for (int64_t e = 0; e < count; ++e) {
+          double d = next[g][static_cast<size_t>(e)];
+          if constexpr (std::is_same_v<T, double>)
+            o[e] = d;
+          else
+            o[e] = T(static_cast<float>(d));
+        }
+      });
     }
     ctx.set_output(k, std::move(out[0]));
     for (size_t g = 2; g < groups; ++g) ctx.set_output((g - 1) * n + k, std::move(out[g]));
