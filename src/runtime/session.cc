@@ -2,6 +2,7 @@
 
 #include "ir/graph_check.h"
 #include "onnx/model_io.h"
+#include "runtime/gradient_expansion.h"
 #include "runtime/inline_functions.h"
 #include "runtime/model_check.h"
 
@@ -12,6 +13,7 @@ Session::Session(ir::Model model, SessionOptions options)
   ir::Model& m = *model_;
   const std::string where = m.path.empty() ? "model" : m.path;
   inline_functions(m);
+  expand_gradients(m);
   check_supported(m);
   ir::check_and_sort_graph(m.graph, {}, where);
   if (m.graph.nodes.empty() && m.graph.outputs.empty()) fail(where, ": the graph is empty (no nodes, no outputs)");
