@@ -33,8 +33,10 @@ demo: build
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# ONNX's backend suite (Debian's libonnx-testdata), then kiln's own cases for ops and opsets it lacks.
 conformance: build
 	./$(BUILD)/kiln conformance --expected tests/conformance/expected_pass.txt
+	./$(BUILD)/kiln conformance tests/conformance/extra --expected tests/conformance/extra_expected_pass.txt
 
 # Unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-sanitize: deps

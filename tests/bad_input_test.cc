@@ -3,6 +3,7 @@
 // killed for memory).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <initializer_list>
 #include <string>
@@ -22,6 +23,7 @@ void expect_refusal(const std::vector<std::string>& args, std::initializer_list<
   RunResult r = run_kiln(args);
   std::string cmd;
   for (const auto& a : args) cmd += " " + a;
+  std::printf("  %s", r.err.c_str());  // the message, for a reader of the test log
   EXPECT_EQ(r.exit_code, 2) << "kiln" << cmd << "\nstderr: " << r.err;
   EXPECT_EQ(count_lines(r.err), 1) << "kiln" << cmd << "\nstderr: " << r.err;
   for (const auto& p : parts)
@@ -92,7 +94,7 @@ TEST(BadInput, TruncatedSmallModel) {
   ASSERT_TRUE(small_model().SerializeToString(&bytes));
   std::string path = dir.file("half.onnx");
   write_file(path, bytes.substr(0, bytes.size() / 2));
-  expect_refusal({"run", path, "--random"}, {path});
+  expect_refusal({"run", path, "--random"}, {path, "not an ONNX model", "truncated"});
 }
 
 TEST(BadInput, PngFile) {
@@ -151,7 +153,7 @@ TEST(BadInput, NegativeInitializerDim) {
   TempDir dir("kiln_bad");
   onnx::ModelProto m = identity_of_initializer();
   add_float_initializer(m.mutable_graph(), "w", {2, -3}, {1, 2, 3, 4, 5, 6});
-  expect_refusal({"inspect", saved(dir, m)}, {"\"w\"", "-3"});
+  expect_refusal({"inspect", saved(dir, m)}, {"initializer \"w\"", "-3", "negative"});
 }
 
 TEST(BadInput, NegativeInputDim) {
@@ -161,7 +163,7 @@ TEST(BadInput, NegativeInputDim) {
   add_input(g, "x", TensorProto::FLOAT, {2, -4});
   add_node(g, "Identity", {"x"}, {"y"}, "id0");
   add_output(g, "y", TensorProto::FLOAT);
-  expect_refusal({"inspect", saved(dir, m)}, {"\"x\"", "-4"});
+  expect_refusal({"inspect", saved(dir, m)}, {"input \"x\"", "-4", "negative"});
 }
 
 TEST(BadInput, InitializerElementCountOverflows) {
@@ -205,7 +207,7 @@ TEST(BadInput, DuplicateInitializer) {
   onnx::ModelProto m = identity_of_initializer();
   add_float_initializer(m.mutable_graph(), "w", {2}, {1, 2});
   add_float_initializer(m.mutable_graph(), "w", {2}, {3, 4});
-  expect_refusal({"inspect", saved(dir, m)}, {"\"w\"", "twice"});
+  expect_refusal({"inspect", saved(dir, m)}, {"initializer \"w\"", "twice"});
 }
 
 // ---- graph structure ----
@@ -255,7 +257,8 @@ TEST(BadInput, SelfLoop) {
 TEST(BadInput, EmptyGraph) {
   TempDir dir("kiln_bad");
   onnx::ModelProto m = new_model();
-  expect_refusal({"run", saved(dir, m), "--random"}, {"empty"});
+  std::string path = saved(dir, m);
+  expect_refusal({"run", path, "--random"}, {path, "empty"});
 }
 
 // ---- external data ----
@@ -291,13 +294,14 @@ TEST(BadInput, ExternalDataDotDot) {
   fs::create_directory(outer.path() / "model");
   write_file(outer.file("x.bin"), std::string(16, '\0'));
   save(external_model("../x.bin"), outer.file("model/model.onnx"));
-  expect_refusal({"inspect", outer.file("model/model.onnx")}, {"\"w\"", "../x.bin"});
+  expect_refusal({"inspect", outer.file("model/model.onnx")}, {"\"w\"", "../x.bin", "escapes the model folder"});
 }
 
 TEST(BadInput, ExternalDataAbsolutePath) {
   TempDir dir("kiln_bad");
   write_file(dir.file("x.bin"), std::string(16, '\0'));
-  expect_refusal({"inspect", saved(dir, external_model(dir.file("x.bin")))}, {"\"w\"", dir.file("x.bin")});
+  expect_refusal({"inspect", saved(dir, external_model(dir.file("x.bin")))},
+                 {"\"w\"", dir.file("x.bin"), "absolute path"});
 }
 
 TEST(BadInput, ExternalDataSymlinkOutside) {
@@ -306,13 +310,13 @@ TEST(BadInput, ExternalDataSymlinkOutside) {
   write_file(outer.file("x.bin"), std::string(16, '\0'));
   fs::create_symlink(outer.path() / "x.bin", outer.path() / "model" / "w.bin");
   save(external_model("w.bin"), outer.file("model/model.onnx"));
-  expect_refusal({"inspect", outer.file("model/model.onnx")}, {"\"w\"", "w.bin", "link"});
+  expect_refusal({"inspect", outer.file("model/model.onnx")}, {"\"w\"", "w.bin", "symbolic link"});
 }
 
 TEST(BadInput, ExternalDataPastEndOfFile) {
   TempDir dir("kiln_bad");
   write_file(dir.file("w.bin"), std::string(16, '\0'));
-  expect_refusal({"inspect", saved(dir, external_model("w.bin", 8, 16))}, {"\"w\"", "w.bin"});
+  expect_refusal({"inspect", saved(dir, external_model("w.bin", 8, 16))}, {"\"w\"", "w.bin", "past the end"});
 }
 
 // ---- inputs fed at run time ----

@@ -11,12 +11,6 @@
 #include "io/npy.h"
 #include "test_util.h"
 
-// The test CMake target compiles only tests/*_test.cc; until it also lists tests/test_util.cc, the
-// helpers are compiled here (in exactly one test file).
-#ifndef KILN_TEST_UTIL_LINKED
-#include "test_util.cc"  // NOLINT
-#endif
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -118,8 +112,8 @@ TEST(Cli, RunBertCompare) {
 
 TEST(Cli, RunBertRandomWithDims) {
   TempDir out("kiln_cli");
-  RunResult r = run_kiln({"run", kBert, "--random", "--dim", "batch=2", "--dim", "sequence=7", "--output-dir",
-                          out.path().string()});
+  RunResult r = run_kiln(
+      {"run", kBert, "--random", "--dim", "batch=2", "--dim", "sequence=7", "--output-dir", out.path().string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(kiln::io::read_npy(out.file("last_hidden_state.npy")).shape(), (std::vector<int64_t>{2, 7, 128}));
   EXPECT_EQ(kiln::io::read_npy(out.file("pooler_output.npy")).shape(), (std::vector<int64_t>{2, 128}));

@@ -79,8 +79,10 @@ RunResult run_kiln(const std::vector<std::string>& args, int timeout_s) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
+  if (WIFEXITED(status))
+    r.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    r.exit_code = 128 + WTERMSIG(status);
   r.out = read_file(out_path);
   r.err = read_file(err_path);
   return r;
@@ -110,8 +112,10 @@ void set_tensor_type(onnx::ValueInfoProto* v, int32_t elem_type, const std::vect
   auto* shape = t->mutable_shape();
   for (const auto& d : dims) {
     auto* dim = shape->add_dim();
-    if (d.symbol.empty()) dim->set_dim_value(d.value);
-    else dim->set_dim_param(d.symbol);
+    if (d.symbol.empty())
+      dim->set_dim_value(d.value);
+    else
+      dim->set_dim_param(d.symbol);
   }
 }
 
@@ -134,8 +138,7 @@ void add_output(onnx::GraphProto* g, const std::string& name, int32_t elem_type)
 }
 
 onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op_type, const std::vector<std::string>& inputs,
-                          const std::vector<std::string>& outputs, const std::string& name,
-                          const std::string& domain) {
+                          const std::vector<std::string>& outputs, const std::string& name, const std::string& domain) {
   auto* n = g->add_node();
   n->set_op_type(op_type);
   n->set_name(name);
@@ -145,8 +148,8 @@ onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op_type, const
   return n;
 }
 
-onnx::TensorProto* add_float_initializer(onnx::GraphProto* g, const std::string& name,
-                                         const std::vector<int64_t>& dims, const std::vector<float>& values) {
+onnx::TensorProto* add_float_initializer(onnx::GraphProto* g, const std::string& name, const std::vector<int64_t>& dims,
+                                         const std::vector<float>& values) {
   auto* t = g->add_initializer();
   t->set_name(name);
   t->set_data_type(onnx::TensorProto::FLOAT);
@@ -155,8 +158,8 @@ onnx::TensorProto* add_float_initializer(onnx::GraphProto* g, const std::string&
   return t;
 }
 
-onnx::TensorProto* add_int64_initializer(onnx::GraphProto* g, const std::string& name,
-                                         const std::vector<int64_t>& dims, const std::vector<int64_t>& values) {
+onnx::TensorProto* add_int64_initializer(onnx::GraphProto* g, const std::string& name, const std::vector<int64_t>& dims,
+                                         const std::vector<int64_t>& values) {
   auto* t = g->add_initializer();
   t->set_name(name);
   t->set_data_type(onnx::TensorProto::INT64);

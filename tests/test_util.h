@@ -52,9 +52,9 @@ onnx::ModelProto new_model(int64_t opset = 17);
 
 // One dim of a declared shape: a value (dim_value) or a name (dim_param).
 struct DimSpec {
-  DimSpec(int64_t v) : value(v) {}                  // NOLINT
-  DimSpec(int v) : value(v) {}                      // NOLINT
-  DimSpec(const char* s) : symbol(s) {}             // NOLINT
+  DimSpec(int64_t v) : value(v) {}       // NOLINT
+  DimSpec(int v) : value(v) {}           // NOLINT
+  DimSpec(const char* s) : symbol(s) {}  // NOLINT
   int64_t value = 0;
   std::string symbol;
 };
@@ -67,10 +67,10 @@ void add_output(onnx::GraphProto* g, const std::string& name, int32_t elem_type)
 onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op_type, const std::vector<std::string>& inputs,
                           const std::vector<std::string>& outputs, const std::string& name,
                           const std::string& domain = "");
-onnx::TensorProto* add_float_initializer(onnx::GraphProto* g, const std::string& name,
-                                         const std::vector<int64_t>& dims, const std::vector<float>& values);
-onnx::TensorProto* add_int64_initializer(onnx::GraphProto* g, const std::string& name,
-                                         const std::vector<int64_t>& dims, const std::vector<int64_t>& values);
+onnx::TensorProto* add_float_initializer(onnx::GraphProto* g, const std::string& name, const std::vector<int64_t>& dims,
+                                         const std::vector<float>& values);
+onnx::TensorProto* add_int64_initializer(onnx::GraphProto* g, const std::string& name, const std::vector<int64_t>& dims,
+                                         const std::vector<int64_t>& values);
 
 // Serializes `model` to `path`.
 void save(const onnx::ModelProto& model, const std::string& path);

@@ -14,6 +14,10 @@ namespace kiln::runtime {
 struct InferredTypes {
   std::unordered_map<std::string, ir::Type> types;     // every value whose type is known
   std::unordered_map<std::string, ir::Tensor> values;  // values known before running
+  // Shape-like int64 values known element by element as dims, some symbolic: Shape of a
+  // [batch, sequence] tensor is {batch, sequence}; Gather, Unsqueeze, Concat ... carry them on, so that
+  // a Reshape to (batch, sequence, 12, 64) keeps its symbols.
+  std::unordered_map<std::string, std::vector<ir::Dim>> dim_values;
 };
 
 // `input_types` overrides the declared types of graph inputs (e.g. with concrete shapes of a request).

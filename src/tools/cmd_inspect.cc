@@ -4,6 +4,7 @@
 
 #include "onnx/model_io.h"
 #include "runtime/model_summary.h"
+#include "runtime/shape_inference.h"
 #include "tools/commands.h"
 #include "tools/parse_util.h"
 
@@ -15,6 +16,7 @@ struct InspectArgs {
   std::string model;
   bool json = false;
   std::vector<std::string> dims;
+  bool types = false;
 };
 
 nlohmann::json value_json(const ir::ValueInfo& v) {
@@ -52,6 +54,18 @@ std::string human_count(double n) {
 
 int run(const InspectArgs& args) {
   ir::Model model = onnx_io::load_model(args.model);
+  if (args.types) {
+    // Every node's outputs with the types inferred from the declared inputs: where shapes get lost.
+    runtime::InferredTypes inferred = runtime::infer_types(model, model.graph, {}, ops::Limits{});
+    for (const auto& n : model.graph.nodes)
+      for (const auto& o : n.outputs) {
+        if (o.empty()) continue;
+        auto it = inferred.types.find(o);
+        std::printf("%-40s %-28s %s\n", n.label().c_str(), o.c_str(),
+                    it == inferred.types.end() ? "?" : ir::to_string(it->second).c_str());
+      }
+    return 0;
+  }
   runtime::ModelSummary s = runtime::summarize(model, parse_dims(args.dims));
   if (args.json) {
     nlohmann::json j;
@@ -106,6 +120,7 @@ Command inspect_command() {
             auto* c = app.add_subcommand("inspect", "Show a model's inputs, outputs, opsets, ops, parameters, size and FLOPs");
             c->add_option("model", args->model, "ONNX model file")->required();
             c->add_flag("--json", args->json, "Print JSON instead of text");
+            c->add_flag("--types", args->types, "Print every node output with its inferred type and shape");
             c->add_option("--dim", args->dims, "Value of a symbolic dim for the FLOPs estimate, e.g. sequence=128 (default 1)");
             return c;
           },

@@ -38,7 +38,6 @@ std::optional<ir::Shape> broadcast_shapes(const NodeView& node, const std::vecto
   }
   ir::Shape out;
   out.dims.assign(rank, ir::Dim(1));
-  std::vector<bool> known_one(rank, true);  // out dim still the implicit 1
   for (const auto& s : shapes) {
     size_t off = rank - s->rank();
     for (size_t i = 0; i < s->rank(); ++i) {
@@ -53,8 +52,12 @@ std::optional<ir::Shape> broadcast_shapes(const NodeView& node, const std::vecto
       if (d.is_static() && o.is_static()) {
         node.fail("cannot broadcast dimension ", d.value, " with ", o.value);
       }
-      // One side unknown or symbolic: a static non-1 value wins, else unknown.
-      if (d.is_static()) o = d;
+      // An unknown dim is 1 or equal to the other side, so the other side's value stands; a static
+      // non-1 value wins over a symbol; two different symbols give an unknown dim.
+      const bool d_unknown = !d.is_static() && d.symbol.empty();
+      const bool o_unknown = !o.is_static() && o.symbol.empty();
+      if (d_unknown) continue;
+      if (o_unknown || d.is_static()) o = d;
       else if (!o.is_static()) o = ir::Dim();
     }
   }

@@ -7,6 +7,10 @@ namespace kiln::ops {
 
 namespace elementwise {
 
+OpDef onnx_op(const char* name, int64_t since, InferFn infer, KernelFn kernel) {
+  return OpDef{"", name, since, std::numeric_limits<int64_t>::max(), std::move(infer), std::move(kernel)};
+}
+
 bool dtype_in(ir::DType t, unsigned set) {
   if (ir::is_float(t)) return set & kFloatTypes;
   if (ir::is_integer(t)) return set & (ir::is_signed(t) ? kSignedIntTypes : kUnsignedIntTypes);
@@ -100,9 +104,16 @@ void infer_binary(InferenceContext& ctx, bool legacy_broadcast, std::optional<ir
   if (same_dtypes) check_same_dtype(ctx, a.dtype, b.dtype, "A", "B");
   ir::DType dtype = out_dtype.value_or(a.dtype);
   if (legacy_broadcast_applies(ctx, legacy_broadcast)) {
-    if (a.shape && b.shape) {
-      bool b_single = b.shape->is_static();
-      for (const ir::Dim& d : b.shape->dims) b_single = b_single && d.value == 1;
+    // A one-element B broadcasts whatever its rank and the axis, so only a B known to have more
+    // elements is checked here.
+    bool b_single = true, b_maybe_single = true;
+    if (b.shape) {
+      for (const ir::Dim& d : b.shape->dims) {
+        b_single = b_single && d.is_static() && d.value == 1;
+        b_maybe_single = b_maybe_single && (!d.is_static() || d.value == 1);
+      }
+    }
+    if (a.shape && b.shape && (b_single || !b_maybe_single)) {
       std::vector<ir::Dim> aligned = legacy_aligned_shape(ctx, a.shape->dims, b.shape->dims, b_single);
       for (size_t i = 0; i < aligned.size(); ++i) {
         const ir::Dim& da = a.shape->dims[i];

@@ -9,21 +9,21 @@ namespace kiln::ops::elementwise {
 
 namespace {
 
-OpDef op(const char* name, int64_t since, InferFn infer, KernelFn kernel) {
-  return OpDef{"", name, since, std::numeric_limits<int64_t>::max(), std::move(infer), std::move(kernel)};
-}
-
 // The value a comparison or min/max looks at: float for the 16-bit float types, else the element.
 template <class T>
 decltype(auto) cval(const T& v) {
-  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
-  else return (v);
+  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>)
+    return static_cast<float>(v);
+  else
+    return (v);
 }
 
 template <class T>
 bool is_nan_value(const T& v) {
-  if constexpr (is_float_v<T>) return std::isnan(static_cast<compute_t<T>>(v));
-  else return false;
+  if constexpr (is_float_v<T>)
+    return std::isnan(static_cast<compute_t<T>>(v));
+  else
+    return false;
 }
 
 void check_input_dtype(const InferenceContext& ctx, size_t i, unsigned set) {
@@ -55,22 +55,28 @@ void arithmetic(KernelContext& ctx, unsigned set, bool legacy_broadcast, Op&& fn
 struct AddFn {
   template <class T>
   T operator()(T a, T b) const {
-    if constexpr (is_float_v<T>) return T(static_cast<compute_t<T>>(a) + static_cast<compute_t<T>>(b));
-    else return wrap_add(a, b);
+    if constexpr (is_float_v<T>)
+      return T(static_cast<compute_t<T>>(a) + static_cast<compute_t<T>>(b));
+    else
+      return wrap_add(a, b);
   }
 };
 struct SubFn {
   template <class T>
   T operator()(T a, T b) const {
-    if constexpr (is_float_v<T>) return T(static_cast<compute_t<T>>(a) - static_cast<compute_t<T>>(b));
-    else return wrap_sub(a, b);
+    if constexpr (is_float_v<T>)
+      return T(static_cast<compute_t<T>>(a) - static_cast<compute_t<T>>(b));
+    else
+      return wrap_sub(a, b);
   }
 };
 struct MulFn {
   template <class T>
   T operator()(T a, T b) const {
-    if constexpr (is_float_v<T>) return T(static_cast<compute_t<T>>(a) * static_cast<compute_t<T>>(b));
-    else return wrap_mul(a, b);
+    if constexpr (is_float_v<T>)
+      return T(static_cast<compute_t<T>>(a) * static_cast<compute_t<T>>(b));
+    else
+      return wrap_mul(a, b);
   }
 };
 struct DivFn {
@@ -163,7 +169,8 @@ void pow_kernel(KernelContext& ctx) {
     });
   }
   visit_numbers(ctx, o.a.dtype(), [&]<class T>() {
-    ctx.set_output(0, map_binary<T, T, double>(ctx, o.a, exponent, o.out_shape, [](T x, double y) { return power(x, y); }));
+    ctx.set_output(
+        0, map_binary<T, T, double>(ctx, o.a, exponent, o.out_shape, [](T x, double y) { return power(x, y); }));
   });
 }
 
@@ -198,8 +205,8 @@ KernelFn bitwise(Fn fn) {
     BinaryOperands o = binary_operands(ctx, false);
     check_same_dtype(ctx, o.a.dtype(), o.b.dtype(), "A", "B");
     visit_ints(ctx, o.a.dtype(), [&]<class T>() {
-      ctx.set_output(0, map_binary<T, T, T>(ctx, o.a, o.b, o.out_shape,
-                                            [&](T a, T b) { return static_cast<T>(fn(a, b)); }));
+      ctx.set_output(
+          0, map_binary<T, T, T>(ctx, o.a, o.b, o.out_shape, [&](T a, T b) { return static_cast<T>(fn(a, b)); }));
     });
   };
 }
@@ -213,10 +220,10 @@ void bit_shift_kernel(KernelContext& ctx) {
   check_same_dtype(ctx, o.a.dtype(), o.b.dtype(), "X", "Y");
   visit_unsigned_ints(ctx, o.a.dtype(), [&]<class T>() {
     ctx.set_output(0, map_binary<T, T, T>(ctx, o.a, o.b, o.out_shape, [left](T x, T s) -> T {
-      // Shifting by the width or more is undefined in C++; every bit is shifted out.
-      if (s >= sizeof(T) * 8) return 0;
-      return left ? static_cast<T>(static_cast<uint64_t>(x) << s) : static_cast<T>(x >> s);
-    }));
+                     // Shifting by the width or more is undefined in C++; every bit is shifted out.
+                     if (s >= sizeof(T) * 8) return 0;
+                     return left ? static_cast<T>(static_cast<uint64_t>(x) << s) : static_cast<T>(x >> s);
+                   }));
   });
 }
 
@@ -242,16 +249,16 @@ void prelu_kernel(KernelContext& ctx) {
              ir::to_string(x.shape()));
   visit_numbers(ctx, x.dtype(), [&]<class T>() {
     ctx.set_output(0, map_binary<T, T, T>(ctx, x, slope, out, [](T v, T s) -> T {
-      if constexpr (is_float_v<T>) {
-        using C = compute_t<T>;
-        C c = static_cast<C>(v);
-        return c < C(0) ? T(static_cast<C>(s) * c) : v;
-      } else if constexpr (std::is_signed_v<T>) {
-        return v < 0 ? wrap_mul(s, v) : v;
-      } else {
-        return v;
-      }
-    }));
+                     if constexpr (is_float_v<T>) {
+                       using C = compute_t<T>;
+                       C c = static_cast<C>(v);
+                       return c < C(0) ? T(static_cast<C>(s) * c) : v;
+                     } else if constexpr (std::is_signed_v<T>) {
+                       return v < 0 ? wrap_mul(s, v) : v;
+                     } else {
+                       return v;
+                     }
+                   }));
   });
 }
 
@@ -281,7 +288,8 @@ KernelFn variadic(unsigned set, bool mean, Fn fn) {
       ir::Tensor out = ctx.make_tensor(dtype, out_shape);
       T* po = out.data<T>();
       const T* p0 = ctx.input(0).data<T>();
-      broadcast_loop<1>(out_shape, {&shapes[0]}, [&](int64_t i, const std::array<int64_t, 1>& off) { po[i] = p0[off[0]]; });
+      broadcast_loop<1>(out_shape, {&shapes[0]},
+                        [&](int64_t i, const std::array<int64_t, 1>& off) { po[i] = p0[off[0]]; });
       for (size_t k = 1; k < n; ++k) {
         const T* pk = ctx.input(k).data<T>();
         broadcast_loop<1>(out_shape, {&shapes[k]},
@@ -337,60 +345,61 @@ void infer_where(InferenceContext& ctx) {
   check_same_dtype(ctx, x.dtype, ctx.input_type(2).dtype, "X", "Y");
   ctx.set_output(0, x.dtype,
                  broadcast_shapes(ctx, std::vector<std::optional<ir::Shape>>{ctx.input_type(0).shape, x.shape,
-                                                                            ctx.input_type(2).shape}));
+                                                                             ctx.input_type(2).shape}));
 }
 
 }  // namespace
 
 void register_binary_ops(OpRegistry& r) {
   // Arithmetic; before opset 7 these broadcast only with broadcast=1 (see binary_operands).
-  r.add(op("Add", 1, binary_infer(kNumberTypes, true),
-           [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, AddFn{}); }));
-  r.add(op("Sub", 1, binary_infer(kNumberTypes, true),
-           [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, SubFn{}); }));
-  r.add(op("Mul", 1, binary_infer(kNumberTypes, true),
-           [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, MulFn{}); }));
-  r.add(op("Div", 1, binary_infer(kNumberTypes, true),
-           [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, DivFn{&ctx}); }));
-  r.add(op("Mod", 10, binary_infer(kNumberTypes, false), mod_kernel));
-  r.add(op("Pow", 1,
-           [](InferenceContext& ctx) {
-             check_input_dtype(ctx, 0, kNumberTypes);
-             check_input_dtype(ctx, 1, kNumberTypes);
-             infer_binary(ctx, true, std::nullopt, /*same_dtypes=*/false);
-           },
-           pow_kernel));
-  r.add(op("PRelu", 1, infer_prelu, prelu_kernel));
+  r.add(onnx_op("Add", 1, binary_infer(kNumberTypes, true),
+                [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, AddFn{}); }));
+  r.add(onnx_op("Sub", 1, binary_infer(kNumberTypes, true),
+                [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, SubFn{}); }));
+  r.add(onnx_op("Mul", 1, binary_infer(kNumberTypes, true),
+                [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, MulFn{}); }));
+  r.add(onnx_op("Div", 1, binary_infer(kNumberTypes, true),
+                [](KernelContext& ctx) { arithmetic(ctx, kNumberTypes, true, DivFn{&ctx}); }));
+  r.add(onnx_op("Mod", 10, binary_infer(kNumberTypes, false), mod_kernel));
+  r.add(onnx_op(
+      "Pow", 1,
+      [](InferenceContext& ctx) {
+        check_input_dtype(ctx, 0, kNumberTypes);
+        check_input_dtype(ctx, 1, kNumberTypes);
+        infer_binary(ctx, true, std::nullopt, /*same_dtypes=*/false);
+      },
+      pow_kernel));
+  r.add(onnx_op("PRelu", 1, infer_prelu, prelu_kernel));
 
   // Comparisons.
   std::optional<ir::DType> boolean = ir::DType::kBool;
-  r.add(op("Equal", 1, binary_infer(kAllTypes, true, boolean),
-           comparison(kAllTypes, true, [](const auto& a, const auto& b) { return a == b; })));
-  r.add(op("Greater", 1, binary_infer(kNumberTypes, true, boolean),
-           comparison(kNumberTypes, true, [](const auto& a, const auto& b) { return a > b; })));
-  r.add(op("Less", 1, binary_infer(kNumberTypes, true, boolean),
-           comparison(kNumberTypes, true, [](const auto& a, const auto& b) { return a < b; })));
-  r.add(op("GreaterOrEqual", 12, binary_infer(kNumberTypes, false, boolean),
-           comparison(kNumberTypes, false, [](const auto& a, const auto& b) { return a >= b; })));
-  r.add(op("LessOrEqual", 12, binary_infer(kNumberTypes, false, boolean),
-           comparison(kNumberTypes, false, [](const auto& a, const auto& b) { return a <= b; })));
+  r.add(onnx_op("Equal", 1, binary_infer(kAllTypes, true, boolean),
+                comparison(kAllTypes, true, [](const auto& a, const auto& b) { return a == b; })));
+  r.add(onnx_op("Greater", 1, binary_infer(kNumberTypes, true, boolean),
+                comparison(kNumberTypes, true, [](const auto& a, const auto& b) { return a > b; })));
+  r.add(onnx_op("Less", 1, binary_infer(kNumberTypes, true, boolean),
+                comparison(kNumberTypes, true, [](const auto& a, const auto& b) { return a < b; })));
+  r.add(onnx_op("GreaterOrEqual", 12, binary_infer(kNumberTypes, false, boolean),
+                comparison(kNumberTypes, false, [](const auto& a, const auto& b) { return a >= b; })));
+  r.add(onnx_op("LessOrEqual", 12, binary_infer(kNumberTypes, false, boolean),
+                comparison(kNumberTypes, false, [](const auto& a, const auto& b) { return a <= b; })));
 
   // Logical and bitwise.
-  r.add(op("And", 1, binary_infer(kBoolType, true), logical([](bool a, bool b) { return a && b; })));
-  r.add(op("Or", 1, binary_infer(kBoolType, true), logical([](bool a, bool b) { return a || b; })));
-  r.add(op("Xor", 1, binary_infer(kBoolType, true), logical([](bool a, bool b) { return a != b; })));
-  r.add(op("BitwiseAnd", 18, binary_infer(kIntTypes, false), bitwise([](auto a, auto b) { return a & b; })));
-  r.add(op("BitwiseOr", 18, binary_infer(kIntTypes, false), bitwise([](auto a, auto b) { return a | b; })));
-  r.add(op("BitwiseXor", 18, binary_infer(kIntTypes, false), bitwise([](auto a, auto b) { return a ^ b; })));
-  r.add(op("BitShift", 11, binary_infer(kUnsignedIntTypes, false), bit_shift_kernel));
+  r.add(onnx_op("And", 1, binary_infer(kBoolType, true), logical([](bool a, bool b) { return a && b; })));
+  r.add(onnx_op("Or", 1, binary_infer(kBoolType, true), logical([](bool a, bool b) { return a || b; })));
+  r.add(onnx_op("Xor", 1, binary_infer(kBoolType, true), logical([](bool a, bool b) { return a != b; })));
+  r.add(onnx_op("BitwiseAnd", 18, binary_infer(kIntTypes, false), bitwise([](auto a, auto b) { return a & b; })));
+  r.add(onnx_op("BitwiseOr", 18, binary_infer(kIntTypes, false), bitwise([](auto a, auto b) { return a | b; })));
+  r.add(onnx_op("BitwiseXor", 18, binary_infer(kIntTypes, false), bitwise([](auto a, auto b) { return a ^ b; })));
+  r.add(onnx_op("BitShift", 11, binary_infer(kUnsignedIntTypes, false), bit_shift_kernel));
 
   // Variadic, broadcasting all inputs together (opsets before 8 required equal shapes, a special case).
-  r.add(op("Max", 1, variadic_infer(kNumberTypes), variadic(kNumberTypes, false, MaxFn{})));
-  r.add(op("Min", 1, variadic_infer(kNumberTypes), variadic(kNumberTypes, false, MinFn{})));
-  r.add(op("Sum", 1, variadic_infer(kNumberTypes), variadic(kNumberTypes, false, AddFn{})));
-  r.add(op("Mean", 1, variadic_infer(kFloatTypes), variadic(kFloatTypes, true, AddFn{})));
+  r.add(onnx_op("Max", 1, variadic_infer(kNumberTypes), variadic(kNumberTypes, false, MaxFn{})));
+  r.add(onnx_op("Min", 1, variadic_infer(kNumberTypes), variadic(kNumberTypes, false, MinFn{})));
+  r.add(onnx_op("Sum", 1, variadic_infer(kNumberTypes), variadic(kNumberTypes, false, AddFn{})));
+  r.add(onnx_op("Mean", 1, variadic_infer(kFloatTypes), variadic(kFloatTypes, true, AddFn{})));
 
-  r.add(op("Where", 9, infer_where, where_kernel));
+  r.add(onnx_op("Where", 9, infer_where, where_kernel));
 }
 
 }  // namespace kiln::ops::elementwise

@@ -13,24 +13,29 @@ namespace kiln::ops::elementwise {
 
 namespace {
 
-OpDef op(const char* name, int64_t since, InferFn infer, KernelFn kernel) {
-  return OpDef{"", name, since, std::numeric_limits<int64_t>::max(), std::move(infer), std::move(kernel)};
-}
-
 constexpr unsigned kCastTypes = kNumberBoolTypes | kStringType;
 
 // Element type codes of ONNX's TensorProto.DataType that kiln has no storage type for.
 const char* unsupported_type_name(int64_t code) {
   switch (code) {
-    case 14: return "complex64";
-    case 15: return "complex128";
-    case 17: return "float8e4m3fn";
-    case 18: return "float8e4m3fnuz";
-    case 19: return "float8e5m2";
-    case 20: return "float8e5m2fnuz";
-    case 21: return "uint4";
-    case 22: return "int4";
-    default: return nullptr;
+    case 14:
+      return "complex64";
+    case 15:
+      return "complex128";
+    case 17:
+      return "float8e4m3fn";
+    case 18:
+      return "float8e4m3fnuz";
+    case 19:
+      return "float8e5m2";
+    case 20:
+      return "float8e5m2fnuz";
+    case 21:
+      return "uint4";
+    case 22:
+      return "int4";
+    default:
+      return nullptr;
   }
 }
 
@@ -49,10 +54,9 @@ ir::DType cast_target(const NodeView& node) {
     std::string name = to->s;
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
     static const std::pair<const char*, int64_t> kNames[] = {
-        {"FLOAT", 1},   {"UINT8", 2},      {"INT8", 3},        {"UINT16", 4},      {"INT16", 5},
-        {"INT32", 6},   {"INT64", 7},      {"STRING", 8},      {"BOOL", 9},        {"FLOAT16", 10},
-        {"DOUBLE", 11}, {"UINT32", 12},    {"UINT64", 13},     {"COMPLEX64", 14},  {"COMPLEX128", 15},
-        {"BFLOAT16", 16}};
+        {"FLOAT", 1},   {"UINT8", 2},      {"INT8", 3},        {"UINT16", 4},   {"INT16", 5},   {"INT32", 6},
+        {"INT64", 7},   {"STRING", 8},     {"BOOL", 9},        {"FLOAT16", 10}, {"DOUBLE", 11}, {"UINT32", 12},
+        {"UINT64", 13}, {"COMPLEX64", 14}, {"COMPLEX128", 15}, {"BFLOAT16", 16}};
     for (const auto& [n, code] : kNames)
       if (name == n) return dtype_of_code(node, code);
     node.fail("attribute \"to\" names an unknown element type \"", to->s, "\"");
@@ -140,9 +144,12 @@ std::string format_float(T v) {
 
 template <class T>
 std::string to_string_value(T v) {
-  if constexpr (std::is_same_v<T, bool>) return v ? "True" : "False";  // as numpy prints bools
-  else if constexpr (is_float_v<T>) return format_float(v);
-  else return std::to_string(v);
+  if constexpr (std::is_same_v<T, bool>)
+    return v ? "True" : "False";  // as numpy prints bools
+  else if constexpr (is_float_v<T>)
+    return format_float(v);
+  else
+    return std::to_string(v);
 }
 
 // ---- Strings to numbers ---------------------------------------------------------------------------
@@ -208,9 +215,8 @@ ir::Tensor cast_tensor(const KernelContext& ctx, const ir::Tensor& x, ir::DType 
     });
   }
   return visit_numbers_bool(ctx, from, [&]<class F>() {
-    return visit_numbers_bool(ctx, to, [&]<class To>() {
-      return map_unary<To, F>(ctx, x, [](F v) { return convert_number<To, F>(v); });
-    });
+    return visit_numbers_bool(
+        ctx, to, [&]<class To>() { return map_unary<To, F>(ctx, x, [](F v) { return convert_number<To, F>(v); }); });
   });
 }
 
@@ -252,8 +258,8 @@ void infer_cast_like(InferenceContext& ctx) {
 }  // namespace
 
 void register_cast_ops(OpRegistry& r) {
-  r.add(op("Cast", 1, infer_cast, cast_kernel));
-  r.add(op("CastLike", 15, infer_cast_like, cast_like_kernel));
+  r.add(onnx_op("Cast", 1, infer_cast, cast_kernel));
+  r.add(onnx_op("CastLike", 15, infer_cast_like, cast_like_kernel));
 }
 
 }  // namespace kiln::ops::elementwise

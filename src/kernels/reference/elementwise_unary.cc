@@ -10,10 +10,6 @@ namespace kiln::ops::elementwise {
 
 namespace {
 
-OpDef op(const char* name, int64_t since, InferFn infer, KernelFn kernel) {
-  return OpDef{"", name, since, std::numeric_limits<int64_t>::max(), std::move(infer), std::move(kernel)};
-}
-
 // Output 0 has input 0's type, after checking the element type is one the op accepts.
 InferFn same_type(unsigned set) {
   return [set](InferenceContext& ctx) {
@@ -64,10 +60,13 @@ void abs_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
   visit_numbers(ctx, x.dtype(), [&]<class T>() {
     ctx.set_output(0, map_unary<T, T>(ctx, x, [](T v) -> T {
-      if constexpr (is_float_v<T>) return T(std::fabs(static_cast<compute_t<T>>(v)));
-      else if constexpr (std::is_signed_v<T>) return v < 0 ? wrap_neg(v) : v;
-      else return v;
-    }));
+                     if constexpr (is_float_v<T>)
+                       return T(std::fabs(static_cast<compute_t<T>>(v)));
+                     else if constexpr (std::is_signed_v<T>)
+                       return v < 0 ? wrap_neg(v) : v;
+                     else
+                       return v;
+                   }));
   });
 }
 
@@ -75,9 +74,11 @@ void neg_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
   visit_signed_numbers(ctx, x.dtype(), [&]<class T>() {
     ctx.set_output(0, map_unary<T, T>(ctx, x, [](T v) -> T {
-      if constexpr (is_float_v<T>) return T(-static_cast<compute_t<T>>(v));
-      else return wrap_neg(v);
-    }));
+                     if constexpr (is_float_v<T>)
+                       return T(-static_cast<compute_t<T>>(v));
+                     else
+                       return wrap_neg(v);
+                   }));
   });
 }
 
@@ -86,13 +87,13 @@ void sign_kernel(KernelContext& ctx) {
   visit_numbers(ctx, x.dtype(), [&]<class T>() {
     using C = compute_t<T>;
     ctx.set_output(0, map_unary<T, T>(ctx, x, [](T v) -> T {
-      C c = static_cast<C>(v);
-      if (c > C(0)) return T(C(1));
-      if constexpr (std::is_signed_v<C>) {
-        if (c < C(0)) return T(C(-1));
-      }
-      return c == C(0) ? T(C(0)) : v;  // NaN stays NaN
-    }));
+                     C c = static_cast<C>(v);
+                     if (c > C(0)) return T(C(1));
+                     if constexpr (std::is_signed_v<C>) {
+                       if (c < C(0)) return T(C(-1));
+                     }
+                     return c == C(0) ? T(C(0)) : v;  // NaN stays NaN
+                   }));
   });
 }
 
@@ -108,9 +109,11 @@ void erf_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
   visit_numbers(ctx, x.dtype(), [&]<class T>() {
     ctx.set_output(0, map_unary<T, T>(ctx, x, [](T v) -> T {
-      if constexpr (is_float_v<T>) return T(std::erf(static_cast<compute_t<T>>(v)));
-      else return float_to_int<T>(std::erf(static_cast<double>(v)));
-    }));
+                     if constexpr (is_float_v<T>)
+                       return T(std::erf(static_cast<compute_t<T>>(v)));
+                     else
+                       return float_to_int<T>(std::erf(static_cast<double>(v)));
+                   }));
   });
 }
 
@@ -120,15 +123,15 @@ void shrink_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
   visit_numbers(ctx, x.dtype(), [&]<class T>() {
     ctx.set_output(0, map_unary<T, T>(ctx, x, [&](T v) -> T {
-      if constexpr (is_float_v<T>) {
-        using C = compute_t<T>;
-        C c = static_cast<C>(v);
-        return T(c < -C(lambd) ? c + C(bias) : c > C(lambd) ? c - C(bias) : C(0));
-      } else {
-        double c = static_cast<double>(v);
-        return float_to_int<T>(c < -double(lambd) ? c + bias : c > double(lambd) ? c - bias : 0.0);
-      }
-    }));
+                     if constexpr (is_float_v<T>) {
+                       using C = compute_t<T>;
+                       C c = static_cast<C>(v);
+                       return T(c < -C(lambd) ? c + C(bias) : c > C(lambd) ? c - C(bias) : C(0));
+                     } else {
+                       double c = static_cast<double>(v);
+                       return float_to_int<T>(c < -double(lambd) ? c + bias : c > double(lambd) ? c - bias : 0.0);
+                     }
+                   }));
   });
 }
 
@@ -153,9 +156,9 @@ void is_inf_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
   visit_floats(ctx, x.dtype(), [&]<class T>() {
     ctx.set_output(0, map_unary<bool, T>(ctx, x, [&](T v) {
-      auto c = static_cast<compute_t<T>>(v);
-      return std::isinf(c) && (c > 0 ? positive : negative);
-    }));
+                     auto c = static_cast<compute_t<T>>(v);
+                     return std::isinf(c) && (c > 0 ? positive : negative);
+                   }));
   });
 }
 
@@ -174,9 +177,8 @@ void not_kernel(KernelContext& ctx) {
 
 void bitwise_not_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
-  visit_ints(ctx, x.dtype(), [&]<class T>() {
-    ctx.set_output(0, map_unary<T, T>(ctx, x, [](T v) { return static_cast<T>(~v); }));
-  });
+  visit_ints(ctx, x.dtype(),
+             [&]<class T>() { ctx.set_output(0, map_unary<T, T>(ctx, x, [](T v) { return static_cast<T>(~v); })); });
 }
 
 // Clip's bounds: attributes before opset 11, optional scalar inputs from 11.
@@ -198,8 +200,7 @@ void clip_kernel(KernelContext& ctx) {
         if (!ctx.has_input(i)) return;
         const ir::Tensor& t = ctx.input(i);
         check_same_dtype(ctx, x.dtype(), t.dtype(), "input", name);
-        if (t.numel() != 1)
-          ctx.fail("\"", name, "\" must be a scalar, got shape ", ir::to_string(t.shape()));
+        if (t.numel() != 1) ctx.fail("\"", name, "\" must be a scalar, got shape ", ir::to_string(t.shape()));
         has = true;
         value = static_cast<C>(t.data<T>()[0]);
       };
@@ -209,11 +210,11 @@ void clip_kernel(KernelContext& ctx) {
     // min is applied before max, so that min > max gives max everywhere (as the spec says); NaN
     // compares false both times and passes through.
     ctx.set_output(0, map_unary<T, T>(ctx, x, [&](T v) -> T {
-      C c = static_cast<C>(v);
-      if (has_lo && c < lo) c = lo;
-      if (has_hi && c > hi) c = hi;
-      return T(c);
-    }));
+                     C c = static_cast<C>(v);
+                     if (has_lo && c < lo) c = lo;
+                     if (has_hi && c > hi) c = hi;
+                     return T(c);
+                   }));
   });
 }
 
@@ -242,51 +243,51 @@ void register_unary_ops(OpRegistry& r) {
   InferFn floats = same_type(kFloatTypes);
 
   // Math functions.
-  r.add(op("Abs", 1, same_type(kNumberTypes), abs_kernel));
-  r.add(op("Neg", 1, same_type(kSignedNumberTypes), neg_kernel));
-  r.add(op("Sign", 9, same_type(kNumberTypes), sign_kernel));
-  r.add(op("Ceil", 1, floats, float_kernel([](auto x) { return std::ceil(x); })));
-  r.add(op("Floor", 1, floats, float_kernel([](auto x) { return std::floor(x); })));
-  r.add(op("Round", 11, floats, float_kernel([](auto x) { return round_half_even(x); })));
-  r.add(op("Sqrt", 1, floats, float_kernel([](auto x) { return std::sqrt(x); })));
-  r.add(op("Exp", 1, floats, float_kernel([](auto x) { return std::exp(x); })));
-  r.add(op("Log", 1, floats, float_kernel([](auto x) { return std::log(x); })));
-  r.add(op("Reciprocal", 1, floats, float_kernel([](auto x) { return decltype(x)(1) / x; })));
-  r.add(op("Erf", 9, same_type(kNumberTypes), erf_kernel));
-  r.add(op("Sin", 7, floats, float_kernel([](auto x) { return std::sin(x); })));
-  r.add(op("Cos", 7, floats, float_kernel([](auto x) { return std::cos(x); })));
-  r.add(op("Tan", 7, floats, float_kernel([](auto x) { return std::tan(x); })));
-  r.add(op("Asin", 7, floats, float_kernel([](auto x) { return std::asin(x); })));
-  r.add(op("Acos", 7, floats, float_kernel([](auto x) { return std::acos(x); })));
-  r.add(op("Atan", 7, floats, float_kernel([](auto x) { return std::atan(x); })));
-  r.add(op("Sinh", 9, floats, float_kernel([](auto x) { return std::sinh(x); })));
-  r.add(op("Cosh", 9, floats, float_kernel([](auto x) { return std::cosh(x); })));
-  r.add(op("Tanh", 1, floats, float_kernel([](auto x) { return std::tanh(x); })));
-  r.add(op("Asinh", 9, floats, float_kernel([](auto x) { return std::asinh(x); })));
-  r.add(op("Acosh", 9, floats, float_kernel([](auto x) { return std::acosh(x); })));
-  r.add(op("Atanh", 9, floats, float_kernel([](auto x) { return std::atanh(x); })));
+  r.add(onnx_op("Abs", 1, same_type(kNumberTypes), abs_kernel));
+  r.add(onnx_op("Neg", 1, same_type(kSignedNumberTypes), neg_kernel));
+  r.add(onnx_op("Sign", 9, same_type(kNumberTypes), sign_kernel));
+  r.add(onnx_op("Ceil", 1, floats, float_kernel([](auto x) { return std::ceil(x); })));
+  r.add(onnx_op("Floor", 1, floats, float_kernel([](auto x) { return std::floor(x); })));
+  r.add(onnx_op("Round", 11, floats, float_kernel([](auto x) { return round_half_even(x); })));
+  r.add(onnx_op("Sqrt", 1, floats, float_kernel([](auto x) { return std::sqrt(x); })));
+  r.add(onnx_op("Exp", 1, floats, float_kernel([](auto x) { return std::exp(x); })));
+  r.add(onnx_op("Log", 1, floats, float_kernel([](auto x) { return std::log(x); })));
+  r.add(onnx_op("Reciprocal", 1, floats, float_kernel([](auto x) { return decltype(x)(1) / x; })));
+  r.add(onnx_op("Erf", 9, same_type(kNumberTypes), erf_kernel));
+  r.add(onnx_op("Sin", 7, floats, float_kernel([](auto x) { return std::sin(x); })));
+  r.add(onnx_op("Cos", 7, floats, float_kernel([](auto x) { return std::cos(x); })));
+  r.add(onnx_op("Tan", 7, floats, float_kernel([](auto x) { return std::tan(x); })));
+  r.add(onnx_op("Asin", 7, floats, float_kernel([](auto x) { return std::asin(x); })));
+  r.add(onnx_op("Acos", 7, floats, float_kernel([](auto x) { return std::acos(x); })));
+  r.add(onnx_op("Atan", 7, floats, float_kernel([](auto x) { return std::atan(x); })));
+  r.add(onnx_op("Sinh", 9, floats, float_kernel([](auto x) { return std::sinh(x); })));
+  r.add(onnx_op("Cosh", 9, floats, float_kernel([](auto x) { return std::cosh(x); })));
+  r.add(onnx_op("Tanh", 1, floats, float_kernel([](auto x) { return std::tanh(x); })));
+  r.add(onnx_op("Asinh", 9, floats, float_kernel([](auto x) { return std::asinh(x); })));
+  r.add(onnx_op("Acosh", 9, floats, float_kernel([](auto x) { return std::acosh(x); })));
+  r.add(onnx_op("Atanh", 9, floats, float_kernel([](auto x) { return std::atanh(x); })));
 
   // Activations.
-  r.add(op("Relu", 1, same_type(kSignedNumberTypes), relu_kernel));
-  r.add(op("Sigmoid", 1, floats, float_kernel([](auto x) {
-             using C = decltype(x);
-             // Two forms so that exp never overflows.
-             if (x >= C(0)) return C(1) / (C(1) + std::exp(-x));
-             C e = std::exp(x);
-             return e / (C(1) + e);
-           })));
-  r.add(op("Softplus", 1, floats, float_kernel([](auto x) { return softplus(x); })));
-  r.add(op("Softsign", 1, floats, float_kernel([](auto x) { return x / (decltype(x)(1) + std::fabs(x)); })));
-  r.add(op("Mish", 18, floats, float_kernel([](auto x) { return x * std::tanh(softplus(x)); })));
-  r.add(op("Gelu", 20, floats, gelu_kernel));
-  r.add(op("Elu", 1, floats, [](KernelContext& ctx) {
+  r.add(onnx_op("Relu", 1, same_type(kSignedNumberTypes), relu_kernel));
+  r.add(onnx_op("Sigmoid", 1, floats, float_kernel([](auto x) {
+                  using C = decltype(x);
+                  // Two forms so that exp never overflows.
+                  if (x >= C(0)) return C(1) / (C(1) + std::exp(-x));
+                  C e = std::exp(x);
+                  return e / (C(1) + e);
+                })));
+  r.add(onnx_op("Softplus", 1, floats, float_kernel([](auto x) { return softplus(x); })));
+  r.add(onnx_op("Softsign", 1, floats, float_kernel([](auto x) { return x / (decltype(x)(1) + std::fabs(x)); })));
+  r.add(onnx_op("Mish", 18, floats, float_kernel([](auto x) { return x * std::tanh(softplus(x)); })));
+  r.add(onnx_op("Gelu", 20, floats, gelu_kernel));
+  r.add(onnx_op("Elu", 1, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 1.0f);
     unary_float(ctx, [alpha](auto x) {
       using C = decltype(x);
       return x < C(0) ? C(alpha) * std::expm1(x) : x;
     });
   }));
-  r.add(op("Selu", 1, floats, [](KernelContext& ctx) {
+  r.add(onnx_op("Selu", 1, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 1.67326319217681884765625f);
     float gamma = ctx.attr_float("gamma", 1.05070102214813232421875f);
     unary_float(ctx, [alpha, gamma](auto x) {
@@ -294,7 +295,7 @@ void register_unary_ops(OpRegistry& r) {
       return x > C(0) ? C(gamma) * x : C(gamma) * (C(alpha) * std::exp(x) - C(alpha));
     });
   }));
-  r.add(op("Celu", 12, floats, [](KernelContext& ctx) {
+  r.add(onnx_op("Celu", 12, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 1.0f);
     if (alpha == 0.0f) ctx.fail("attribute \"alpha\" must not be 0");
     // max(0, x) + min(0, alpha * (exp(x / alpha) - 1)), which is this for any nonzero alpha.
@@ -303,7 +304,7 @@ void register_unary_ops(OpRegistry& r) {
       return x > C(0) ? x : C(alpha) * std::expm1(x / C(alpha));
     });
   }));
-  r.add(op("HardSigmoid", 1, floats, [](KernelContext& ctx) {
+  r.add(onnx_op("HardSigmoid", 1, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 0.2f);
     float beta = ctx.attr_float("beta", 0.5f);
     unary_float(ctx, [alpha, beta](auto x) {
@@ -314,35 +315,35 @@ void register_unary_ops(OpRegistry& r) {
       return y;
     });
   }));
-  r.add(op("HardSwish", 14, floats, float_kernel([](auto x) {
-             using C = decltype(x);
-             C y = x / C(6) + C(0.5);
-             if (y < C(0)) y = C(0);
-             if (y > C(1)) y = C(1);
-             return x * y;
-           })));
-  r.add(op("LeakyRelu", 1, floats, [](KernelContext& ctx) {
+  r.add(onnx_op("HardSwish", 14, floats, float_kernel([](auto x) {
+                  using C = decltype(x);
+                  C y = x / C(6) + C(0.5);
+                  if (y < C(0)) y = C(0);
+                  if (y > C(1)) y = C(1);
+                  return x * y;
+                })));
+  r.add(onnx_op("LeakyRelu", 1, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 0.01f);
     unary_float(ctx, [alpha](auto x) {
       using C = decltype(x);
       return x < C(0) ? C(alpha) * x : x;
     });
   }));
-  r.add(op("ThresholdedRelu", 10, floats, [](KernelContext& ctx) {
+  r.add(onnx_op("ThresholdedRelu", 10, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 1.0f);
     unary_float(ctx, [alpha](auto x) {
       using C = decltype(x);
       return x > C(alpha) ? x : C(0);
     });
   }));
-  r.add(op("Shrink", 9, same_type(kNumberTypes), shrink_kernel));
-  r.add(op("Clip", 1, infer_clip, clip_kernel));
+  r.add(onnx_op("Shrink", 9, same_type(kNumberTypes), shrink_kernel));
+  r.add(onnx_op("Clip", 1, infer_clip, clip_kernel));
 
   // Predicates, logical and bitwise not.
-  r.add(op("IsNaN", 9, bool_of_same_shape(kFloatTypes), is_nan_kernel));
-  r.add(op("IsInf", 10, bool_of_same_shape(kFloatTypes), is_inf_kernel));
-  r.add(op("Not", 1, same_type(kBoolType), not_kernel));
-  r.add(op("BitwiseNot", 18, same_type(kIntTypes), bitwise_not_kernel));
+  r.add(onnx_op("IsNaN", 9, bool_of_same_shape(kFloatTypes), is_nan_kernel));
+  r.add(onnx_op("IsInf", 10, bool_of_same_shape(kFloatTypes), is_inf_kernel));
+  r.add(onnx_op("Not", 1, same_type(kBoolType), not_kernel));
+  r.add(onnx_op("BitwiseNot", 18, same_type(kIntTypes), bitwise_not_kernel));
 }
 
 }  // namespace kiln::ops::elementwise

@@ -8,14 +8,19 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/reference/common.h"
 #include "ops/registry.h"
 
 namespace kiln::ops::elementwise {
+
+// An ai.onnx op declared from opset `since` on.
+OpDef onnx_op(const char* name, int64_t since, InferFn infer, KernelFn kernel);
 
 // ---- Element type sets --------------------------------------------------------------------------
 
@@ -68,11 +73,16 @@ using compute_t = typename ComputeOf<T>::type;
 template <class F>
 decltype(auto) visit_floats(const NodeView& node, ir::DType t, F&& f) {
   switch (t) {
-    case ir::DType::kFloat32: return f.template operator()<float>();
-    case ir::DType::kFloat64: return f.template operator()<double>();
-    case ir::DType::kFloat16: return f.template operator()<Float16>();
-    case ir::DType::kBFloat16: return f.template operator()<BFloat16>();
-    default: check_dtype(node, "input", t, kFloatTypes);
+    case ir::DType::kFloat32:
+      return f.template operator()<float>();
+    case ir::DType::kFloat64:
+      return f.template operator()<double>();
+    case ir::DType::kFloat16:
+      return f.template operator()<Float16>();
+    case ir::DType::kBFloat16:
+      return f.template operator()<BFloat16>();
+    default:
+      check_dtype(node, "input", t, kFloatTypes);
   }
   node.fail("unreachable element type");
 }
@@ -80,11 +90,16 @@ decltype(auto) visit_floats(const NodeView& node, ir::DType t, F&& f) {
 template <class F>
 decltype(auto) visit_unsigned_ints(const NodeView& node, ir::DType t, F&& f) {
   switch (t) {
-    case ir::DType::kUInt8: return f.template operator()<uint8_t>();
-    case ir::DType::kUInt16: return f.template operator()<uint16_t>();
-    case ir::DType::kUInt32: return f.template operator()<uint32_t>();
-    case ir::DType::kUInt64: return f.template operator()<uint64_t>();
-    default: check_dtype(node, "input", t, kUnsignedIntTypes);
+    case ir::DType::kUInt8:
+      return f.template operator()<uint8_t>();
+    case ir::DType::kUInt16:
+      return f.template operator()<uint16_t>();
+    case ir::DType::kUInt32:
+      return f.template operator()<uint32_t>();
+    case ir::DType::kUInt64:
+      return f.template operator()<uint64_t>();
+    default:
+      check_dtype(node, "input", t, kUnsignedIntTypes);
   }
   node.fail("unreachable element type");
 }
@@ -92,13 +107,21 @@ decltype(auto) visit_unsigned_ints(const NodeView& node, ir::DType t, F&& f) {
 template <class F>
 decltype(auto) visit_ints(const NodeView& node, ir::DType t, F&& f) {
   switch (t) {
-    case ir::DType::kInt8: return f.template operator()<int8_t>();
-    case ir::DType::kInt16: return f.template operator()<int16_t>();
-    case ir::DType::kInt32: return f.template operator()<int32_t>();
-    case ir::DType::kInt64: return f.template operator()<int64_t>();
-    case ir::DType::kUInt8: case ir::DType::kUInt16: case ir::DType::kUInt32: case ir::DType::kUInt64:
+    case ir::DType::kInt8:
+      return f.template operator()<int8_t>();
+    case ir::DType::kInt16:
+      return f.template operator()<int16_t>();
+    case ir::DType::kInt32:
+      return f.template operator()<int32_t>();
+    case ir::DType::kInt64:
+      return f.template operator()<int64_t>();
+    case ir::DType::kUInt8:
+    case ir::DType::kUInt16:
+    case ir::DType::kUInt32:
+    case ir::DType::kUInt64:
       return visit_unsigned_ints(node, t, std::forward<F>(f));
-    default: check_dtype(node, "input", t, kIntTypes);
+    default:
+      check_dtype(node, "input", t, kIntTypes);
   }
   node.fail("unreachable element type");
 }
@@ -106,13 +129,21 @@ decltype(auto) visit_ints(const NodeView& node, ir::DType t, F&& f) {
 template <class F>
 decltype(auto) visit_signed_numbers(const NodeView& node, ir::DType t, F&& f) {
   switch (t) {
-    case ir::DType::kInt8: return f.template operator()<int8_t>();
-    case ir::DType::kInt16: return f.template operator()<int16_t>();
-    case ir::DType::kInt32: return f.template operator()<int32_t>();
-    case ir::DType::kInt64: return f.template operator()<int64_t>();
-    case ir::DType::kFloat32: case ir::DType::kFloat64: case ir::DType::kFloat16: case ir::DType::kBFloat16:
+    case ir::DType::kInt8:
+      return f.template operator()<int8_t>();
+    case ir::DType::kInt16:
+      return f.template operator()<int16_t>();
+    case ir::DType::kInt32:
+      return f.template operator()<int32_t>();
+    case ir::DType::kInt64:
+      return f.template operator()<int64_t>();
+    case ir::DType::kFloat32:
+    case ir::DType::kFloat64:
+    case ir::DType::kFloat16:
+    case ir::DType::kBFloat16:
       return visit_floats(node, t, std::forward<F>(f));
-    default: check_dtype(node, "input", t, kSignedNumberTypes);
+    default:
+      check_dtype(node, "input", t, kSignedNumberTypes);
   }
   node.fail("unreachable element type");
 }
@@ -242,8 +273,8 @@ To float_to_int(double v) {
   if constexpr (std::is_same_v<To, uint64_t>) {
     if (v >= kTwo63 && v < 2 * kTwo63) return static_cast<uint64_t>(v);
   }
-  int64_t i = (std::isnan(v) || v >= kTwo63 || v < -kTwo63) ? std::numeric_limits<int64_t>::min()
-                                                              : static_cast<int64_t>(v);
+  int64_t i =
+      (std::isnan(v) || v >= kTwo63 || v < -kTwo63) ? std::numeric_limits<int64_t>::min() : static_cast<int64_t>(v);
   return static_cast<To>(i);
 }
 
@@ -253,22 +284,31 @@ To convert_number(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
   } else if constexpr (std::is_same_v<To, bool>) {
-    if constexpr (is_float_v<From>) return static_cast<compute_t<From>>(v) != 0;  // NaN is true
-    else return v != 0;
+    if constexpr (is_float_v<From>)
+      return static_cast<compute_t<From>>(v) != 0;  // NaN is true
+    else
+      return v != 0;
   } else if constexpr (std::is_same_v<From, bool>) {
-    if constexpr (is_float_v<To>) return To(v ? 1.0f : 0.0f);
-    else return static_cast<To>(v ? 1 : 0);
+    if constexpr (is_float_v<To>)
+      return To(v ? 1.0f : 0.0f);
+    else
+      return static_cast<To>(v ? 1 : 0);
   } else if constexpr (is_float_v<From>) {
     if constexpr (is_float_v<To>) {
-      if constexpr (std::is_same_v<From, double> && !std::is_floating_point_v<To>) return To(round_to_odd_float(v));
-      else return To(static_cast<compute_t<From>>(v));
+      if constexpr (std::is_same_v<From, double> && !std::is_floating_point_v<To>)
+        return To(round_to_odd_float(v));
+      else
+        return To(static_cast<compute_t<From>>(v));
     } else {
       return float_to_int<To>(static_cast<double>(static_cast<compute_t<From>>(v)));
     }
   } else {  // From is an integer
-    if constexpr (std::is_floating_point_v<To>) return static_cast<To>(v);
-    else if constexpr (is_float_v<To>) return To(round_to_odd_float(static_cast<double>(v)));
-    else return static_cast<To>(v);  // modular since C++20
+    if constexpr (std::is_floating_point_v<To>)
+      return static_cast<To>(v);
+    else if constexpr (is_float_v<To>)
+      return To(round_to_odd_float(static_cast<double>(v)));
+    else
+      return static_cast<To>(v);  // modular since C++20
   }
 }
 

@@ -23,6 +23,15 @@ double read_lp_p(const NodeView& node) {
   return p;
 }
 
+// Kernel indices j in [0, k) whose position start + j * d lies in [lo, hi), as a half-open range.
+std::pair<int64_t, int64_t> tap_range(int64_t start, int64_t d, int64_t k, int64_t lo, int64_t hi) {
+  int64_t first = start >= lo ? 0 : (lo - start + d - 1) / d;
+  int64_t last = start >= hi ? 0 : (hi - 1 - start) / d + 1;  // one past the last
+  first = std::min(first, k);
+  last = std::clamp(last, first, k);
+  return {first, last};
+}
+
 void check_pool_input(const NodeView& node, size_t rank) {
   if (rank < 3) node.fail("input X must have rank >= 3 (N, C, spatial...), got rank ", rank);
 }
@@ -94,34 +103,39 @@ void run_pool(KernelContext& ctx, PoolKind kind) {
     col_strides[i] = static_cast<int64_t>(s);
     s *= static_cast<size_t>(in_sp[i]);
   }
-  std::vector<std::vector<int64_t>> taps;
-  {
-    std::vector<int64_t> k(nsp, 0);
-    do taps.push_back(k);
-    while (next_index(k, wa.kernel));
-  }
   struct Tap {
     int64_t offset;     // row-major offset in the input plane
     int64_t col_major;  // the same element's column-major offset (storage_order 1)
   };
   std::vector<Tap> valid;
-  std::vector<int64_t> o(nsp, 0);
+  std::vector<int64_t> o(nsp, 0), jlo(nsp), jn(nsp), j(nsp);
   int64_t o_lin = 0;
   do {
+    // Only the kernel taps that land inside the input are visited, so huge kernels over mostly
+    // padding cost what the input costs, not what the kernel does.
     valid.clear();
-    int64_t count_with_pad = 0;
-    for (const auto& k : taps) {
-      int64_t off = 0, col = 0;
-      bool inside = true, inside_padded = true;
-      for (size_t i = 0; i < nsp; ++i) {
-        int64_t pos = o[i] * wa.strides[i] - pad_begin[i] + k[i] * wa.dilations[i];
-        if (pos < 0 || pos >= in_sp[i]) inside = false;
-        if (pos < -pad_begin[i] || pos >= in_sp[i] + pad_end[i]) inside_padded = false;
-        off += pos * row_strides[i];
-        col += pos * col_strides[i];
-      }
-      if (inside_padded) ++count_with_pad;
-      if (inside) valid.push_back({off, col});
+    int64_t count_with_pad = 1;
+    bool any = true;
+    for (size_t i = 0; i < nsp; ++i) {
+      int64_t start = o[i] * wa.strides[i] - pad_begin[i];
+      auto [lo, hi] = tap_range(start, wa.dilations[i], wa.kernel[i], 0, in_sp[i]);
+      auto [plo, phi] = tap_range(start, wa.dilations[i], wa.kernel[i], -pad_begin[i], in_sp[i] + pad_end[i]);
+      count_with_pad *= phi - plo;
+      jlo[i] = lo;
+      jn[i] = hi - lo;
+      if (jn[i] == 0) any = false;
+    }
+    if (any) {
+      std::fill(j.begin(), j.end(), 0);
+      do {
+        int64_t off = 0, col = 0;
+        for (size_t i = 0; i < nsp; ++i) {
+          int64_t pos = o[i] * wa.strides[i] - pad_begin[i] + (jlo[i] + j[i]) * wa.dilations[i];
+          off += pos * row_strides[i];
+          col += pos * col_strides[i];
+        }
+        valid.push_back({off, col});
+      } while (next_index(j, jn));
     }
     for (int64_t pl = 0; pl < planes; ++pl) {
       const double* xp = xv.data() + pl * in_vol;

@@ -281,8 +281,14 @@ AxisTaps axis_taps(const ResizeSpec& spec, int64_t in, int64_t out, double scale
       if (sum != 0)
         for (auto& pw : raw) pw.second /= sum;
     }
-    for (const auto& [pos, w] : raw)
-      if (w != 0) taps.emplace_back(clamp(pos), w);
+    // Positions past an edge read the edge element: merge them so that wide antialias filters cost
+    // at most one tap per input element.
+    for (const auto& [pos, w] : raw) {
+      if (w == 0) continue;
+      int64_t idx = clamp(pos);
+      if (!taps.empty() && taps.back().first == idx) taps.back().second += w;
+      else taps.emplace_back(idx, w);
+    }
   }
   return t;
 }

@@ -84,9 +84,7 @@ ir::Dim dim_product(const std::vector<ir::Dim>& dims) {
   return ir::Dim();
 }
 
-const std::optional<ir::Shape>& input_shape(const InferenceContext& ctx, size_t i) {
-  return ctx.input_type(i).shape;
-}
+const std::optional<ir::Shape>& input_shape(const InferenceContext& ctx, size_t i) { return ctx.input_type(i).shape; }
 
 void check_index_dtype(const NodeView& node, ir::DType t, const char* what) {
   if (t != ir::DType::kUndefined && !ir::is_integer(t))

@@ -16,8 +16,7 @@ using ir::Shape;
 using ir::Tensor;
 
 template <class T>
-inline constexpr bool is_complex_v =
-    std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>;
+inline constexpr bool is_complex_v = std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>;
 template <class T>
 inline constexpr bool is_half_v = std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
 
@@ -75,8 +74,8 @@ void gather_infer(InferenceContext& ctx) {
     return;
   }
   if (data.shape->rank() == 0) ctx.fail("data must have rank 1 or more");
-  auto axis = static_cast<size_t>(
-      normalize_axis(ctx, ctx.attr_int("axis", 0), static_cast<int64_t>(data.shape->rank())));
+  auto axis =
+      static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis", 0), static_cast<int64_t>(data.shape->rank())));
   const auto& d = data.shape->dims;
   Shape out;
   out.dims.insert(out.dims.end(), d.begin(), d.begin() + static_cast<std::ptrdiff_t>(axis));
@@ -136,7 +135,10 @@ void gather_elements_infer(InferenceContext& ctx) {
   check_index_dtype(ctx, ind.dtype, "indices");
   if (data.shape && ind.shape && data.shape->rank() != ind.shape->rank())
     ctx.fail("indices rank ", ind.shape->rank(), " differs from data rank ", data.shape->rank());
-  ctx.set_output(0, data.dtype, ind.shape ? ind.shape : data.shape ? std::optional<Shape>(Shape(std::vector<Dim>(data.shape->rank()))) : std::nullopt);
+  ctx.set_output(0, data.dtype,
+                 ind.shape    ? ind.shape
+                 : data.shape ? std::optional<Shape>(Shape(std::vector<Dim>(data.shape->rank())))
+                              : std::nullopt);
 }
 
 enum class Reduction { kNone, kAdd, kMul, kMax, kMin };
@@ -156,7 +158,8 @@ Reduction scatter_reduction(const NodeView& node) {
 void scatter_into(const NodeView& node, Tensor& out, const Tensor& updates, const std::vector<int64_t>& offsets,
                   int64_t block, Reduction red) {
   if (updates.dtype() != out.dtype())
-    node.fail("updates type ", ir::dtype_name(updates.dtype()), " differs from data type ", ir::dtype_name(out.dtype()));
+    node.fail("updates type ", ir::dtype_name(updates.dtype()), " differs from data type ",
+              ir::dtype_name(out.dtype()));
   ir::visit_dtype(out.dtype(), [&]<class T>() {
     T* o = out.data<T>();
     const T* u = updates.data<T>();
@@ -174,8 +177,12 @@ void scatter_into(const NodeView& node, Tensor& out, const Tensor& updates, cons
           T& a = dst[j];
           const T& b = src[j];
           switch (red) {
-            case Reduction::kAdd: a = static_cast<T>(a + b); break;
-            case Reduction::kMul: a = static_cast<T>(a * b); break;
+            case Reduction::kAdd:
+              a = static_cast<T>(a + b);
+              break;
+            case Reduction::kMul:
+              a = static_cast<T>(a * b);
+              break;
             case Reduction::kMax:
             case Reduction::kMin:
               if constexpr (is_complex_v<T>) {
@@ -187,7 +194,8 @@ void scatter_into(const NodeView& node, Tensor& out, const Tensor& updates, cons
                 a = red == Reduction::kMax ? std::max(a, b) : std::min(a, b);
               }
               break;
-            case Reduction::kNone: break;
+            case Reduction::kNone:
+              break;
           }
         }
       }
@@ -220,11 +228,11 @@ void scatter_infer(InferenceContext& ctx) {
 // ---- GatherND / ScatterND ----
 
 struct NdLayout {
-  int64_t batch = 1;        // product of the batch dims
-  int64_t tuples = 0;       // index tuples per batch
-  int64_t depth = 0;        // length of each index tuple
-  int64_t slice = 1;        // elements addressed by one tuple
-  int64_t data_batch = 1;   // data elements per batch
+  int64_t batch = 1;       // product of the batch dims
+  int64_t tuples = 0;      // index tuples per batch
+  int64_t depth = 0;       // length of each index tuple
+  int64_t slice = 1;       // elements addressed by one tuple
+  int64_t data_batch = 1;  // data elements per batch
 };
 
 NdLayout nd_layout(const NodeView& node, const std::vector<int64_t>& data, const std::vector<int64_t>& ind, int64_t b) {
@@ -330,8 +338,10 @@ void nonzero_kernel(KernelContext& ctx) {
       const T* in = x.data<T>();
       for (int64_t i = 0; i < x.numel(); ++i) {
         bool nz;
-        if constexpr (is_half_v<T>) nz = static_cast<float>(in[i]) != 0.0f;
-        else nz = in[i] != T{};
+        if constexpr (is_half_v<T>)
+          nz = static_cast<float>(in[i]) != 0.0f;
+        else
+          nz = in[i] != T{};
         if (nz) hits.push_back(i);
       }
     }
@@ -415,7 +425,8 @@ void compress_infer(InferenceContext& ctx) {
 int64_t onehot_depth(const NodeView& node, const Tensor& t) {
   if (t.numel() != 1) node.fail("depth must hold one value, got shape ", ir::to_string(t.shape()));
   double d = t.as_double(0);
-  if (!(d >= 1) || d > 9.2e18) node.fail("depth ", d, " must be positive");
+  if (!(d >= 1)) node.fail("depth ", d, " must be positive");
+  if (d > 9.2e18) node.fail("depth ", d, " is too large");
   return static_cast<int64_t>(d);
 }
 
@@ -493,7 +504,8 @@ void topk_kernel(KernelContext& ctx) {
   auto axis = static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis", -1), static_cast<int64_t>(x.rank())));
   int64_t k = topk_k(ctx);
   int64_t dim = x.dim(axis);
-  if (k < 0 || k > dim) ctx.fail("K ", k, " is outside [0, ", dim, "] (axis ", axis, " of shape ", ir::to_string(x.shape()), ")");
+  if (k < 0 || k > dim)
+    ctx.fail("K ", k, " is outside [0, ", dim, "] (axis ", axis, " of shape ", ir::to_string(x.shape()), ")");
   bool largest = ctx.opset() < 11 || ctx.attr_int("largest", 1) != 0;
   std::vector<int64_t> out_shape = x.shape();
   out_shape[axis] = k;
@@ -538,8 +550,8 @@ void topk_infer(InferenceContext& ctx) {
     return;
   }
   if (in.shape->rank() == 0) ctx.fail("input must have rank 1 or more");
-  auto axis = static_cast<size_t>(
-      normalize_axis(ctx, ctx.attr_int("axis", -1), static_cast<int64_t>(in.shape->rank())));
+  auto axis =
+      static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis", -1), static_cast<int64_t>(in.shape->rank())));
   Shape out = *in.shape;
   std::optional<int64_t> k;
   if (ctx.opset() < 10) {
@@ -558,7 +570,7 @@ void topk_infer(InferenceContext& ctx) {
 
 // ---- Unique ----
 
-// Orders slices (rows of a [outer, n, inner] view) element by element, ascending.
+// Three-way comparison of two elements, ascending; slices are compared element by element with it.
 template <class T>
 int compare_values(const T& a, const T& b) {
   if constexpr (is_complex_v<T>) {
@@ -566,8 +578,12 @@ int compare_values(const T& a, const T& b) {
     if (a.imag() != b.imag()) return a.imag() < b.imag() ? -1 : 1;
     return 0;
   } else if constexpr (is_half_v<T>) {
-    float x = a, y = b;
-    return x < y ? -1 : (y < x ? 1 : 0);
+    return compare_values<float>(a, b);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    // NaN sorts last and equals NaN, as numpy's unique does, keeping the order strict and weak.
+    bool an = std::isnan(a), bn = std::isnan(b);
+    if (an || bn) return an == bn ? 0 : (an ? 1 : -1);
+    return a < b ? -1 : (b < a ? 1 : 0);
   } else {
     return a < b ? -1 : (b < a ? 1 : 0);
   }
@@ -587,7 +603,7 @@ void unique_kernel(KernelContext& ctx) {
     for (size_t d = 0; d < *axis; ++d) outer *= x.dim(d);
     for (size_t d = *axis + 1; d < x.rank(); ++d) inner *= x.dim(d);
   }
-  std::vector<int64_t> first;   // per unique slice: the index of its first occurrence
+  std::vector<int64_t> first;  // per unique slice: the index of its first occurrence
   std::vector<int64_t> inverse(static_cast<size_t>(n));
   std::vector<int64_t> counts;
   ir::visit_dtype(x.dtype(), [&]<class T>() {
@@ -660,7 +676,8 @@ void unique_infer(InferenceContext& ctx) {
   Dim n;
   if (ctx.has_attr("axis")) {
     if (in.shape) {
-      auto axis = static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis"), static_cast<int64_t>(in.shape->rank())));
+      auto axis =
+          static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis"), static_cast<int64_t>(in.shape->rank())));
       Shape y = *in.shape;
       y.dims[axis] = Dim();
       n = in.shape->dims[axis];
@@ -682,8 +699,8 @@ void unique_infer(InferenceContext& ctx) {
 void cumsum_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   if (x.rank() == 0) ctx.fail("input must have rank 1 or more");
-  auto axis = static_cast<size_t>(
-      normalize_axis(ctx, int_scalar(ctx, ctx.input(1), "axis"), static_cast<int64_t>(x.rank())));
+  auto axis =
+      static_cast<size_t>(normalize_axis(ctx, int_scalar(ctx, ctx.input(1), "axis"), static_cast<int64_t>(x.rank())));
   bool exclusive = ctx.attr_int("exclusive", 0) != 0, reverse = ctx.attr_int("reverse", 0) != 0;
   int64_t outer = 1, dim = x.dim(axis), inner = 1;
   for (size_t d = 0; d < axis; ++d) outer *= x.dim(d);

@@ -17,7 +17,8 @@ using ir::Tensor;
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
 // out[o] = src[sum over axes of maps[a][o_a] * stride_a], or `fill` where some maps[a][o_a] is -1.
-// Serves Tile, Pad, Slice and CenterCropPad: each axis is an independent index map.
+// Serves Slice, Tile, Expand, Pad and CenterCropPad, whose output index along each axis depends only
+// on the input index along that axis.
 Tensor remap(const KernelContext& ctx, const Tensor& src, const std::vector<std::vector<int64_t>>& maps,
              const Tensor* fill) {
   size_t rank = maps.size();
@@ -139,7 +140,8 @@ void concat_kernel(KernelContext& ctx) {
   out_shape[axis] = 0;
   for (const Tensor* x : xs) {
     if (x->dtype() != first.dtype())
-      ctx.fail("inputs have different element types ", ir::dtype_name(first.dtype()), " and ", ir::dtype_name(x->dtype()));
+      ctx.fail("inputs have different element types ", ir::dtype_name(first.dtype()), " and ",
+               ir::dtype_name(x->dtype()));
     bool ok = x->rank() == first.rank();
     for (size_t d = 0; ok && d < first.rank(); ++d) ok = d == axis || x->dim(d) == first.dim(d);
     if (!ok)
@@ -175,7 +177,8 @@ void concat_infer(InferenceContext& ctx) {
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     if (!ctx.has_input(i)) continue;
     const ir::Type& t = ctx.input_type(i);
-    if (dtype == DType::kUndefined) dtype = t.dtype;
+    if (dtype == DType::kUndefined)
+      dtype = t.dtype;
     else if (t.dtype != DType::kUndefined && t.dtype != dtype)
       ctx.fail("inputs have different element types ", ir::dtype_name(dtype), " and ", ir::dtype_name(t.dtype));
     if (!t.shape) {
@@ -197,8 +200,10 @@ void concat_infer(InferenceContext& ctx) {
     for (size_t d = 0; d < rank; ++d) {
       const Dim& x = s->dims[d];
       if (d == *axis) {
-        if (x.is_static()) axis_sum += x.value;
-        else axis_known = false;
+        if (x.is_static())
+          axis_sum += x.value;
+        else
+          axis_known = false;
         continue;
       }
       Dim& o = out->dims[d];
@@ -295,8 +300,7 @@ void split_infer(InferenceContext& ctx) {
     for (size_t k = 0; k < ctx.num_outputs(); ++k) ctx.set_output(k, in.dtype, std::nullopt);
     return;
   }
-  auto axis = static_cast<size_t>(
-      normalize_axis(ctx, ctx.attr_int("axis", 0), static_cast<int64_t>(in.shape->rank())));
+  auto axis = static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis", 0), static_cast<int64_t>(in.shape->rank())));
   const Dim& d = in.shape->dims[axis];
   std::optional<std::vector<int64_t>> sizes;
   if (!given_unknown)
@@ -346,9 +350,10 @@ void check_slice_params(const NodeView& node, SliceParams& p, int64_t rank) {
   if (p.steps.size() != p.starts.size())
     node.fail("steps ", ir::to_string(p.steps), " and starts ", ir::to_string(p.starts), " differ in length");
   std::vector<bool> seen(static_cast<size_t>(rank), false);
+  const std::vector<int64_t> given_axes = p.axes;
   for (size_t i = 0; i < p.axes.size(); ++i) {
     p.axes[i] = normalize_axis(node, p.axes[i], rank);
-    if (seen[static_cast<size_t>(p.axes[i])]) node.fail("axes ", ir::to_string(p.axes), " repeat an axis");
+    if (seen[static_cast<size_t>(p.axes[i])]) node.fail("axes ", ir::to_string(given_axes), " repeat an axis");
     seen[static_cast<size_t>(p.axes[i])] = true;
     if (p.steps[i] == 0) node.fail("steps must not be zero");
   }
@@ -480,7 +485,8 @@ void tile_infer(InferenceContext& ctx) {
   auto reps = known_ints(ctx, 1);
   if (!in.shape) {
     auto n = reps ? std::optional<int64_t>(static_cast<int64_t>(reps->size())) : known_length(ctx, 1);
-    ctx.set_output(0, in.dtype, n ? std::optional<Shape>(Shape(std::vector<Dim>(static_cast<size_t>(*n)))) : std::nullopt);
+    ctx.set_output(0, in.dtype,
+                   n ? std::optional<Shape>(Shape(std::vector<Dim>(static_cast<size_t>(*n)))) : std::nullopt);
     return;
   }
   Shape out = *in.shape;
@@ -520,9 +526,15 @@ std::vector<int64_t> expand_target(const KernelContext& ctx) {
 void expand_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   std::vector<int64_t> out_shape = broadcast_shapes(ctx, {x.shape(), expand_target(ctx)});
-  Tensor out = ctx.make_tensor(x.dtype(), out_shape);
-  gather_by_offsets(x, out, broadcast_offsets(x.shape(), out_shape));
-  ctx.set_output(0, out);
+  check_budget(ctx, x.dtype(), out_shape);
+  // Per-axis maps over a view of x with leading 1s: no per-element offset table.
+  std::vector<int64_t> in_shape(out_shape.size() - x.rank(), 1);
+  in_shape.insert(in_shape.end(), x.shape().begin(), x.shape().end());
+  std::vector<std::vector<int64_t>> maps;
+  for (size_t a = 0; a < out_shape.size(); ++a)
+    maps.push_back(in_shape[a] == 1 ? std::vector<int64_t>(static_cast<size_t>(out_shape[a]), 0)
+                                    : identity_map(out_shape[a]));
+  ctx.set_output(0, remap(ctx, x.reshaped(in_shape), maps, nullptr));
 }
 
 void expand_infer(InferenceContext& ctx) {
@@ -597,9 +609,15 @@ std::vector<int64_t> pad_map(const NodeView& node, int64_t dim, int64_t begin, i
     int64_t j = o - pb;
     if (j < 0 || j >= m) {
       switch (mode) {
-        case PadMode::kConstant: j = -1; break;
-        case PadMode::kEdge: j = std::clamp<int64_t>(j, 0, m - 1); break;
-        case PadMode::kWrap: j = ((j % m) + m) % m; break;
+        case PadMode::kConstant:
+          j = -1;
+          break;
+        case PadMode::kEdge:
+          j = std::clamp<int64_t>(j, 0, m - 1);
+          break;
+        case PadMode::kWrap:
+          j = ((j % m) + m) % m;
+          break;
         case PadMode::kReflect:
           if (m == 1) {
             j = 0;
@@ -641,9 +659,12 @@ void pad_kernel(KernelContext& ctx) {
   auto rank = static_cast<int64_t>(x.rank());
   std::vector<int64_t> pads;
   std::optional<std::vector<int64_t>> axes;
-  if (ctx.opset() < 2) pads = ctx.attr_ints("paddings");
-  else if (ctx.opset() < 11) pads = ctx.attr_ints("pads");
-  else pads = int_values(ctx, ctx.input(1), "pads");
+  if (ctx.opset() < 2)
+    pads = ctx.attr_ints("paddings");
+  else if (ctx.opset() < 11)
+    pads = ctx.attr_ints("pads");
+  else
+    pads = int_values(ctx, ctx.input(1), "pads");
   if (ctx.opset() >= 18 && ctx.has_input(3)) axes = int_values(ctx, ctx.input(3), "axes");
   auto amounts = pad_amounts(ctx, pads, axes, rank);
   PadMode mode = pad_mode(ctx);
@@ -657,7 +678,8 @@ void pad_kernel(KernelContext& ctx) {
   }
   check_budget(ctx, x.dtype(), out_shape);
   std::vector<std::vector<int64_t>> maps;
-  for (size_t a = 0; a < x.rank(); ++a) maps.push_back(pad_map(ctx, x.dim(a), amounts[a].first, amounts[a].second, mode));
+  for (size_t a = 0; a < x.rank(); ++a)
+    maps.push_back(pad_map(ctx, x.dim(a), amounts[a].first, amounts[a].second, mode));
   Tensor fill = pad_fill(ctx, x.dtype());
   ctx.set_output(0, remap(ctx, x, maps, &fill));
 }
@@ -778,7 +800,7 @@ void center_crop_pad_infer(InferenceContext& ctx) {
 
 int64_t blocksize(const NodeView& node) {
   int64_t b = node.attr_int("blocksize");
-  if (b <= 0 || b > (int64_t{1} << 20)) node.fail("blocksize ", b, " must be positive");
+  if (b <= 0 || b > (int64_t{1} << 20)) node.fail("blocksize ", b, " must be in [1, 2^20]");
   return b;
 }
 
@@ -916,10 +938,12 @@ void col2im_kernel(KernelContext& ctx) {
   int64_t block_size = 1, positions = 1;
   std::vector<int64_t> counts(nd);
   for (size_t d = 0; d < nd; ++d) {
-    if (image[d] <= 0 || block[d] <= 0 || dil[d] <= 0 || strides[d] <= 0 || pads[d] < 0 || pads[d + nd] < 0 ||
-        image[d] > (int64_t{1} << 31) || block[d] > (int64_t{1} << 31) || dil[d] > (int64_t{1} << 31) ||
-        pads[d] > (int64_t{1} << 31) || pads[d + nd] > (int64_t{1} << 31))
-      ctx.fail("image_shape, block_shape, dilations, strides and pads must be positive (pads non-negative)");
+    if (image[d] <= 0 || block[d] <= 0 || dil[d] <= 0 || strides[d] <= 0 || pads[d] < 0 || pads[d + nd] < 0)
+      ctx.fail("image_shape, block_shape, dilations and strides must be positive and pads non-negative");
+    // Bounded so that the span and position arithmetic below cannot overflow.
+    constexpr int64_t kLimit = int64_t{1} << 31;
+    if (image[d] > kLimit || block[d] > kLimit || dil[d] > kLimit || pads[d] > kLimit || pads[d + nd] > kLimit)
+      ctx.fail("image_shape, block_shape, dilations and pads must be at most 2^31");
     int64_t span = dil[d] * (block[d] - 1) + 1;
     int64_t avail = image[d] + pads[d] + pads[d + nd];
     if (avail < span) ctx.fail("block ", block[d], " with dilation ", dil[d], " does not fit the padded image");
@@ -975,7 +999,8 @@ void col2im_infer(InferenceContext& ctx) {
   if (in.shape && in.shape->rank() != 3) ctx.fail("input must be 3-D, got rank ", in.shape->rank());
   auto image = known_ints(ctx, 1);
   auto block = known_ints(ctx, 2);
-  std::optional<int64_t> nd = image ? std::optional<int64_t>(static_cast<int64_t>(image->size())) : known_length(ctx, 1);
+  std::optional<int64_t> nd =
+      image ? std::optional<int64_t>(static_cast<int64_t>(image->size())) : known_length(ctx, 1);
   if (!nd) {
     ctx.set_output(0, in.dtype, std::nullopt);
     return;

@@ -116,9 +116,12 @@ void reshape_infer(InferenceContext& ctx) {
     int64_t in_static = 1, out_static = 1;
     bool ok = true;
     for (const auto& d : in.shape->dims) {
-      if (d.is_static()) ok = ok && !__builtin_mul_overflow(in_static, d.value, &in_static);
-      else if (d.is_symbolic()) in_syms.push_back(d.symbol);
-      else ok = false;
+      if (d.is_static())
+        ok = ok && !__builtin_mul_overflow(in_static, d.value, &in_static);
+      else if (d.is_symbolic())
+        in_syms.push_back(d.symbol);
+      else
+        ok = false;
     }
     for (size_t i = 0; i < out.rank() && ok; ++i) {
       if (static_cast<int64_t>(i) == infer_at) continue;
@@ -127,16 +130,20 @@ void reshape_infer(InferenceContext& ctx) {
         ok = !__builtin_mul_overflow(out_static, d.value, &out_static);
       } else if (d.is_symbolic()) {
         auto it = std::find(in_syms.begin(), in_syms.end(), d.symbol);
-        if (it == in_syms.end()) ok = false;
-        else in_syms.erase(it);
+        if (it == in_syms.end())
+          ok = false;
+        else
+          in_syms.erase(it);
       } else {
         ok = false;
       }
     }
     if (ok && out_static != 0 && in_static % out_static == 0) {
       int64_t q = in_static / out_static;
-      if (in_syms.empty()) out.dims[static_cast<size_t>(infer_at)] = Dim(q);
-      else if (in_syms.size() == 1 && q == 1) out.dims[static_cast<size_t>(infer_at)] = Dim::symbolic(in_syms[0]);
+      if (in_syms.empty())
+        out.dims[static_cast<size_t>(infer_at)] = Dim(q);
+      else if (in_syms.size() == 1 && q == 1)
+        out.dims[static_cast<size_t>(infer_at)] = Dim::symbolic(in_syms[0]);
     }
   }
   ctx.set_output(0, in.dtype, out);
@@ -273,8 +280,13 @@ std::vector<D> unsqueeze_dims(const NodeView& node, const std::vector<D>& in, co
   return out;
 }
 
+std::vector<int64_t> unsqueeze_axes_attr(const NodeView& node) {
+  if (!node.has_attr("axes")) node.fail("missing required attribute \"axes\"");
+  return node.attr_ints("axes");
+}
+
 std::vector<int64_t> unsqueeze_axes_kernel(const KernelContext& ctx) {
-  if (ctx.opset() < 13) return ctx.attr_ints("axes");
+  if (ctx.opset() < 13) return unsqueeze_axes_attr(ctx);
   return int_values(ctx, ctx.input(1), "axes");
 }
 
@@ -288,7 +300,7 @@ void unsqueeze_infer(InferenceContext& ctx) {
   std::optional<std::vector<int64_t>> axes;
   std::optional<int64_t> count;
   if (ctx.opset() < 13) {
-    axes = ctx.attr_ints("axes");
+    axes = unsqueeze_axes_attr(ctx);
   } else {
     axes = known_ints(ctx, 1);
     const auto& s = ctx.input_type(1).shape;
@@ -348,7 +360,8 @@ void size_kernel(KernelContext& ctx) { ctx.set_output(0, Tensor::scalar<int64_t>
 
 void size_infer(InferenceContext& ctx) {
   ctx.set_output(0, DType::kInt64, Shape());
-  if (auto s = static_shape(ctx.input_type(0))) ctx.set_output_value(0, Tensor::scalar<int64_t>(Tensor::checked_numel(*s)));
+  if (auto s = static_shape(ctx.input_type(0)))
+    ctx.set_output_value(0, Tensor::scalar<int64_t>(Tensor::checked_numel(*s)));
 }
 
 // ---- Identity / Dropout ----
@@ -366,7 +379,8 @@ void dropout_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   if (ctx.opset() >= 12 && ctx.has_input(2)) {
     const Tensor& training = ctx.input(2);
-    if (training.numel() != 1) ctx.fail("training_mode must hold one value, got shape ", ir::to_string(training.shape()));
+    if (training.numel() != 1)
+      ctx.fail("training_mode must hold one value, got shape ", ir::to_string(training.shape()));
     if (training.as_double(0) != 0) {
       double ratio = 0.5;
       if (ctx.has_input(1)) {
@@ -469,8 +483,7 @@ void constant_of_shape_infer(InferenceContext& ctx) {
 // ---- Range ----
 
 bool range_dtype_ok(DType t) {
-  return t == DType::kFloat32 || t == DType::kFloat64 || t == DType::kInt16 || t == DType::kInt32 ||
-         t == DType::kInt64;
+  return t == DType::kFloat32 || t == DType::kFloat64 || t == DType::kInt16 || t == DType::kInt32 || t == DType::kInt64;
 }
 
 // Number of elements, computed without overflow (int128 for integers, double for floats).
@@ -529,8 +542,10 @@ void range_infer(InferenceContext& ctx) {
   }
   if (t != DType::kUndefined && !range_dtype_ok(t)) ctx.fail("unsupported element type ", ir::dtype_name(t));
   const Tensor *s = ctx.input_value(0), *l = ctx.input_value(1), *d = ctx.input_value(2);
-  if (s && l && d) ctx.set_output(0, t, Shape({Dim(range_count(ctx, *s, *l, *d))}));
-  else ctx.set_output(0, t, Shape({Dim()}));
+  if (s && l && d)
+    ctx.set_output(0, t, Shape({Dim(range_count(ctx, *s, *l, *d))}));
+  else
+    ctx.set_output(0, t, Shape({Dim()}));
 }
 
 // ---- EyeLike ----

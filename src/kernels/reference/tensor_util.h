@@ -24,12 +24,18 @@ decltype(auto) visit_storage(ir::DType t, F&& f) {
   if (t == ir::DType::kString) return f.template operator()<std::string>();
   if (t == ir::DType::kUndefined) fail("undefined element type");
   switch (ir::dtype_size(t)) {
-    case 1: return f.template operator()<uint8_t>();
-    case 2: return f.template operator()<uint16_t>();
-    case 4: return f.template operator()<uint32_t>();
-    case 8: return f.template operator()<uint64_t>();
-    case 16: return f.template operator()<Bytes16>();
-    default: fail("unsupported element type ", ir::dtype_name(t));
+    case 1:
+      return f.template operator()<uint8_t>();
+    case 2:
+      return f.template operator()<uint16_t>();
+    case 4:
+      return f.template operator()<uint32_t>();
+    case 8:
+      return f.template operator()<uint64_t>();
+    case 16:
+      return f.template operator()<Bytes16>();
+    default:
+      fail("unsupported element type ", ir::dtype_name(t));
   }
 }
 
@@ -68,8 +74,8 @@ const std::optional<ir::Shape>& input_shape(const InferenceContext& ctx, size_t 
 void check_index_dtype(const NodeView& node, ir::DType t, const char* what);
 
 // Sub-family registration, called from register_tensor_ops.
-void register_shape_ops(OpRegistry& r);    // Reshape, Flatten, Squeeze, Unsqueeze, Shape, Size, Identity ...
-void register_layout_ops(OpRegistry& r);   // Transpose, Concat, Split, Slice, Tile, Expand, Pad, DepthToSpace ...
-void register_index_ops(OpRegistry& r);    // Gather*, Scatter*, NonZero, Compress, OneHot, TopK, Unique, CumSum
+void register_shape_ops(OpRegistry& r);   // Reshape, Flatten, Squeeze, Unsqueeze, Shape, Size, Identity ...
+void register_layout_ops(OpRegistry& r);  // Transpose, Concat, Split, Slice, Tile, Expand, Pad, DepthToSpace ...
+void register_index_ops(OpRegistry& r);   // Gather*, Scatter*, NonZero, Compress, OneHot, TopK, Unique, CumSum
 
 }  // namespace kiln::ops::tensor_detail
