@@ -221,8 +221,9 @@ TEST(RandomOps, BernoulliBoolFollowsProbabilities) {
   for (int i = 0; i < 8; ++i) {
     int64_t v = y.as_int64(i);
     EXPECT_TRUE(v == 0 || v == 1) << "element " << i << " is " << v;
-    if (probs[i] == 0) EXPECT_EQ(v, 0) << "element " << i;
-    if (probs[i] == 1) EXPECT_EQ(v, 1) << "element " << i;
+    if (probs[i] == 0 || probs[i] == 1) {
+      EXPECT_EQ(v, static_cast<int64_t>(probs[i])) << "element " << i;
+    }
   }
 }
 
