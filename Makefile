@@ -22,13 +22,14 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Until the optimizer and the fast kernels land, the main job is: inspect the bundled torch-exported
+# BERT, run it on its bundled inputs, and check the outputs against PyTorch's.
 demo: build
-	./$(BUILD)/kiln inspect tests/data/bert-tiny/model.onnx
+	./$(BUILD)/kiln inspect tests/data/bert-tiny/model.onnx --dim sequence=8
 	./$(BUILD)/kiln run tests/data/bert-tiny/model.onnx \
-	  --input input_ids=tests/data/bert-tiny/inputs/input_ids.npy \
-	  --input attention_mask=tests/data/bert-tiny/inputs/attention_mask.npy \
-	  --input token_type_ids=tests/data/bert-tiny/inputs/token_type_ids.npy \
-	  --output-dir $(BUILD)/demo-outputs
+	  --input-dir tests/data/bert-tiny/inputs \
+	  --output-dir $(BUILD)/demo-outputs \
+	  --compare tests/data/bert-tiny/outputs
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -38,11 +39,14 @@ conformance: build
 	./$(BUILD)/kiln conformance --expected tests/conformance/expected_pass.txt
 	./$(BUILD)/kiln conformance tests/conformance/extra --expected tests/conformance/extra_expected_pass.txt
 
-# Unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Unit tests and both conformance suites again under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-sanitize: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 KILN_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 ./$(ASAN_BUILD)/kiln conformance --expected tests/conformance/expected_pass.txt
+	ASAN_OPTIONS=detect_leaks=1 ./$(ASAN_BUILD)/kiln conformance tests/conformance/extra \
+	  --expected tests/conformance/extra_expected_pass.txt
 
 test: test-unit conformance test-sanitize
 
