@@ -100,7 +100,7 @@ TEST(BadInput, TruncatedSmallModel) {
 TEST(BadInput, PngFile) {
   TempDir dir("kiln_bad");
   std::string path = dir.file("picture.onnx");
-  write_file(path, std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x06\0\0\0", 33));
+  write_file(path, std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x06\0\0\0", 29));
   expect_refusal({"inspect", path}, {path, "not an ONNX model", "PNG"});
 }
 
