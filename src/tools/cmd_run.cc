@@ -87,7 +87,12 @@ int run(const RunArgs& args) {
         continue;
       }
     }
-    if (args.random) feeds[in.name] = runtime::random_input(in, dims, args.seed + i);
+    if (args.random) {
+      feeds[in.name] = runtime::random_input(in, dims, args.seed + i);
+      continue;
+    }
+    fail(args.model, ": missing input \"", in.name, "\" (", ir::to_string(in.type), "); give it with --input ", in.name,
+         "=FILE.npy or --input-dir DIR, or generate it with --random");
   }
   std::vector<ir::Datum> outs = session.run(feeds);
 
