@@ -1,12 +1,14 @@
+#include "ir/graph_check.h"
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "ir/graph_check.h"
 
 namespace kiln {
 namespace {
 
-ir::Node node(const std::string& name, const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+ir::Node node(const std::string& name, const std::string& op, std::vector<std::string> in,
+              std::vector<std::string> out) {
   ir::Node n;
   n.name = name;
   n.op_type = op;
@@ -41,7 +43,8 @@ TEST(GraphCheck, SortsNodesTopologically) {
 }
 
 TEST(GraphCheck, KeepsFileOrderWhereFree) {
-  ir::Graph g = graph_with({node("p", "Neg", {"x"}, {"p"}), node("q", "Abs", {"x"}, {"q"}), node("r", "Add", {"p", "q"}, {"y"})}, {"y"});
+  ir::Graph g = graph_with(
+      {node("p", "Neg", {"x"}, {"p"}), node("q", "Abs", {"x"}, {"q"}), node("r", "Add", {"p", "q"}, {"y"})}, {"y"});
   ir::check_and_sort_graph(g, {}, "m.onnx");
   EXPECT_EQ(g.nodes[0].name, "p");
   EXPECT_EQ(g.nodes[1].name, "q");
@@ -49,7 +52,9 @@ TEST(GraphCheck, KeepsFileOrderWhereFree) {
 
 TEST(GraphCheck, RefusesUndefinedInput) {
   std::string e = error_of(graph_with({node("n1", "Relu", {"nope"}, {"y"})}, {"y"}));
-  EXPECT_NE(e.find("m.onnx: Relu node \"n1\" reads \"nope\", which no node, input or initializer defines"), std::string::npos) << e;
+  EXPECT_NE(e.find("m.onnx: Relu node \"n1\" reads \"nope\", which no node, input or initializer defines"),
+            std::string::npos)
+      << e;
 }
 
 TEST(GraphCheck, RefusesTwoWritersOfOneValue) {

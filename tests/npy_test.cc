@@ -1,7 +1,8 @@
+#include "io/npy.h"
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "io/npy.h"
 
 namespace kiln {
 namespace {
@@ -44,9 +45,7 @@ TEST(Npy, RefusesTruncatedData) {
   }
 }
 
-TEST(Npy, RefusesNonNpy) {
-  EXPECT_THROW(io::parse_npy("hello world, not numpy", "t.npy"), Error);
-}
+TEST(Npy, RefusesNonNpy) { EXPECT_THROW(io::parse_npy("hello world, not numpy", "t.npy"), Error); }
 
 }  // namespace
 }  // namespace kiln

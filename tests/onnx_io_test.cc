@@ -59,12 +59,16 @@ ir::Tensor make_tensor(std::vector<int64_t> shape, int seed) {
   T* d = t.data<T>();
   for (int64_t i = 0; i < t.numel(); ++i) {
     int v = static_cast<int>((i * 7 + seed) % 11) - 5;
-    if constexpr (std::is_same_v<T, bool>) d[i] = v > 0;
-    else if constexpr (std::is_same_v<T, std::string>) d[i] = str("s", v, '\0', "x");
+    if constexpr (std::is_same_v<T, bool>)
+      d[i] = v > 0;
+    else if constexpr (std::is_same_v<T, std::string>)
+      d[i] = str("s", v, '\0', "x");
     else if constexpr (std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>)
       d[i] = T(v * 0.5, -v * 0.25);
-    else if constexpr (std::is_unsigned_v<T>) d[i] = static_cast<T>(v + 5);
-    else d[i] = static_cast<T>(static_cast<float>(v) * (ir::is_float(ir::dtype_v<T>) ? 0.37f : 1.0f));
+    else if constexpr (std::is_unsigned_v<T>)
+      d[i] = static_cast<T>(v + 5);
+    else
+      d[i] = static_cast<T>(static_cast<float>(v) * (ir::is_float(ir::dtype_v<T>) ? 0.37f : 1.0f));
   }
   return t;
 }
@@ -499,7 +503,8 @@ TEST(OnnxIo, ExternalDataRefusesBadRanges) {
   save_proto(external_proto("d.bin", 6), mpath);  // 6 + 24 = 30: fits exactly
   EXPECT_NO_THROW(onnx_io::load_model(mpath));
   save_proto(external_proto("d.bin", 8), mpath);
-  expect_error([&] { onnx_io::load_model(mpath); }, {mpath, "\"w\"", "d.bin", "run past the end of the file (30 bytes)"});
+  expect_error([&] { onnx_io::load_model(mpath); },
+               {mpath, "\"w\"", "d.bin", "run past the end of the file (30 bytes)"});
   save_proto(external_proto("d.bin", 100), mpath);
   expect_error([&] { onnx_io::load_model(mpath); }, {"offset 100 is past the end of the file"});
   save_proto(external_proto("d.bin", 0, 20), mpath);
@@ -513,7 +518,8 @@ TEST(OnnxIo, ExternalDataRefusesBadRanges) {
 TEST(OnnxIo, RawDataSizeChecked) {
   auto p = minimal_proto();
   add_float_init(p, "w", {2, 3})->set_raw_data(std::string(10, '\0'));
-  expect_error([&] { parse(p); }, {"m.onnx: raw_data of initializer \"w\" has 10 bytes, shape [2,3] of float32 needs 24"});
+  expect_error([&] { parse(p); },
+               {"m.onnx: raw_data of initializer \"w\" has 10 bytes, shape [2,3] of float32 needs 24"});
   p.mutable_graph()->mutable_initializer(0)->set_raw_data(std::string(28, '\0'));
   expect_error([&] { parse(p); }, {"has 28 bytes", "needs 24"});
   p.mutable_graph()->mutable_initializer(0)->set_raw_data(std::string(24, '\0'));

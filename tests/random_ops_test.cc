@@ -79,10 +79,14 @@ double stddev_of(const ir::Tensor& t) {
 ir::Tensor filled(ir::DType dtype, std::vector<int64_t> shape, double v) {
   ir::Tensor t(dtype, std::move(shape));
   for (int64_t i = 0; i < t.numel(); ++i) {
-    if (dtype == ir::DType::kFloat32) t.data<float>()[i] = static_cast<float>(v);
-    else if (dtype == ir::DType::kFloat64) t.data<double>()[i] = v;
-    else if (dtype == ir::DType::kInt32) t.data<int32_t>()[i] = static_cast<int32_t>(v);
-    else ADD_FAILURE() << "filled: unhandled dtype";
+    if (dtype == ir::DType::kFloat32)
+      t.data<float>()[i] = static_cast<float>(v);
+    else if (dtype == ir::DType::kFloat64)
+      t.data<double>()[i] = v;
+    else if (dtype == ir::DType::kInt32)
+      t.data<int32_t>()[i] = static_cast<int32_t>(v);
+    else
+      ADD_FAILURE() << "filled: unhandled dtype";
   }
   return t;
 }
@@ -90,9 +94,9 @@ ir::Tensor filled(ir::DType dtype, std::vector<int64_t> shape, double v) {
 // ---- RandomNormal / RandomNormalLike
 
 TEST(RandomOps, RandomNormalDefaultsToFloat32WithMeanAndScale) {
-  ir::Tensor y = run_op("RandomNormal", 1,
-                        {attr_ints("shape", {100, 100}), attr_float("mean", 5.0f), attr_float("scale", 0.5f),
-                         attr_float("seed", 3.0f)});
+  ir::Tensor y = run_op(
+      "RandomNormal", 1,
+      {attr_ints("shape", {100, 100}), attr_float("mean", 5.0f), attr_float("scale", 0.5f), attr_float("seed", 3.0f)});
   EXPECT_EQ(y.dtype(), ir::DType::kFloat32);
   EXPECT_EQ(y.shape(), (std::vector<int64_t>{100, 100}));
   EXPECT_NEAR(mean_of(y), 5.0, 0.05);
@@ -101,7 +105,8 @@ TEST(RandomOps, RandomNormalDefaultsToFloat32WithMeanAndScale) {
 }
 
 TEST(RandomOps, RandomNormalDoubleStandard) {
-  ir::Tensor y = run_op("RandomNormal", 1, {attr_ints("shape", {10000}), attr_int("dtype", 11), attr_float("seed", 7.0f)});
+  ir::Tensor y =
+      run_op("RandomNormal", 1, {attr_ints("shape", {10000}), attr_int("dtype", 11), attr_float("seed", 7.0f)});
   EXPECT_EQ(y.dtype(), ir::DType::kFloat64);
   EXPECT_EQ(y.shape(), (std::vector<int64_t>{10000}));
   EXPECT_NEAR(mean_of(y), 0.0, 0.05);
@@ -187,17 +192,15 @@ TEST(RandomOps, RandomUniformSameSeedSameOutput) {
 
 TEST(RandomOps, RandomUniformLikeTakesShapeAndDtype) {
   ir::Tensor x = filled(ir::DType::kInt32, {100, 100}, 9);
-  ir::Tensor y = run_op("RandomUniformLike", 1,
-                        {attr_int("dtype", 1), attr_float("low", 10.0f), attr_float("high", 12.0f),
-                         attr_float("seed", 1.0f)},
-                        x);
+  ir::Tensor y =
+      run_op("RandomUniformLike", 1,
+             {attr_int("dtype", 1), attr_float("low", 10.0f), attr_float("high", 12.0f), attr_float("seed", 1.0f)}, x);
   EXPECT_EQ(y.dtype(), ir::DType::kFloat32);
   EXPECT_EQ(y.shape(), x.shape());
   expect_uniform(y, 10.0, 12.0);
-  ir::Tensor again = run_op("RandomUniformLike", 1,
-                            {attr_int("dtype", 1), attr_float("low", 10.0f), attr_float("high", 12.0f),
-                             attr_float("seed", 1.0f)},
-                            x);
+  ir::Tensor again =
+      run_op("RandomUniformLike", 1,
+             {attr_int("dtype", 1), attr_float("low", 10.0f), attr_float("high", 12.0f), attr_float("seed", 1.0f)}, x);
   EXPECT_TRUE(y.bitwise_equal(again));
 }
 
@@ -255,7 +258,8 @@ TEST(RandomOps, MultinomialSamplesSoftmaxOfLogits) {
   // Row 1: equal logits, 1/3 each.
   ir::Tensor x = ir::Tensor::from_vector<float>({0.0f, 1.0f, -100.0f, 5.0f, 5.0f, 5.0f}, {2, 3});
   const int64_t n = 20000;
-  ir::Tensor y = run_op("Multinomial", 7, {attr_int("sample_size", n), attr_int("dtype", 7), attr_float("seed", 2.0f)}, x);
+  ir::Tensor y =
+      run_op("Multinomial", 7, {attr_int("sample_size", n), attr_int("dtype", 7), attr_float("seed", 2.0f)}, x);
   EXPECT_EQ(y.dtype(), ir::DType::kInt64);
   ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, n}));
   int64_t counts[2][3] = {};
@@ -281,7 +285,9 @@ TEST(RandomOps, MultinomialDefaultsToInt32AndOneSample) {
 
 TEST(RandomOps, MultinomialSameSeedSameOutput) {
   ir::Tensor x = ir::Tensor::from_vector<float>({1.0f, 1.0f, 1.0f, 1.0f}, {1, 4});
-  auto draw = [&](float seed) { return run_op("Multinomial", 7, {attr_int("sample_size", 50), attr_float("seed", seed)}, x); };
+  auto draw = [&](float seed) {
+    return run_op("Multinomial", 7, {attr_int("sample_size", 50), attr_float("seed", seed)}, x);
+  };
   ir::Tensor a = draw(21.0f), b = draw(21.0f), c = draw(22.0f);
   EXPECT_TRUE(a.bitwise_equal(b));
   EXPECT_FALSE(a.bitwise_equal(c));

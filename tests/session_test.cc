@@ -1,10 +1,11 @@
+#include "runtime/session.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "common/error.h"
 #include "io/npy.h"
-#include "runtime/session.h"
 
 namespace kiln {
 namespace {

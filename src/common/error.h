@@ -28,7 +28,7 @@ template <class... Args>
 
 }  // namespace kiln
 
-#define KILN_CHECK(cond, ...)                 \
-  do {                                        \
-    if (!(cond)) ::kiln::fail(__VA_ARGS__);   \
+#define KILN_CHECK(cond, ...)               \
+  do {                                      \
+    if (!(cond)) ::kiln::fail(__VA_ARGS__); \
   } while (0)

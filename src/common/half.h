@@ -26,7 +26,7 @@ inline uint16_t float_to_half_bits(float f) {
   if (abs >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow to inf
   if (abs < 0x38800000u) {                                               // subnormal or zero
-    float magic = bits_float(0x3f000000u);                              // 0.5: shifts mantissa into place
+    float magic = bits_float(0x3f000000u);                               // 0.5: shifts mantissa into place
     float v = bits_float(abs) + magic;
     return static_cast<uint16_t>(sign | (float_bits(v) - 0x3f000000u));
   }

@@ -23,9 +23,12 @@ namespace fs = std::filesystem;
 
 const char* status_name(Status s) {
   switch (s) {
-    case Status::kPass: return "PASS";
-    case Status::kFail: return "FAIL";
-    default: return "UNSUPPORTED";
+    case Status::kPass:
+      return "PASS";
+    case Status::kFail:
+      return "FAIL";
+    default:
+      return "UNSUPPORTED";
   }
 }
 
@@ -68,8 +71,7 @@ std::string value_at(const ir::Tensor& t, int64_t i) {
 
 // Empty string when equal within tolerance; otherwise what differs.
 std::string compare_tensors(const ir::Tensor& actual, const ir::Tensor& expected, const Options& o) {
-  if (actual.dtype() != expected.dtype())
-    return str("dtype ", actual.dtype(), ", expected ", expected.dtype());
+  if (actual.dtype() != expected.dtype()) return str("dtype ", actual.dtype(), ", expected ", expected.dtype());
   if (actual.shape() != expected.shape())
     return str("shape ", ir::to_string(actual.shape()), ", expected ", ir::to_string(expected.shape()));
   ir::DType dt = expected.dtype();
@@ -195,8 +197,8 @@ namespace {
 std::string encode(const CaseResult& r) {
   std::string ops;
   for (const auto& o : r.ops) ops += (ops.empty() ? "" : " ") + o;
-  return std::string(1, static_cast<char>('0' + static_cast<int>(r.status))) + "\n" + std::to_string(r.seconds) +
-         "\n" + ops + "\n" + r.reason;
+  return std::string(1, static_cast<char>('0' + static_cast<int>(r.status))) + "\n" + std::to_string(r.seconds) + "\n" +
+         ops + "\n" + r.reason;
 }
 
 CaseResult decode(const std::string& id, const std::string& s) {
@@ -290,8 +292,10 @@ std::vector<CaseResult> run_all(const Options& options,
       if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
         char buf[4096];
         ssize_t n = read(c.fd, buf, sizeof buf);
-        if (n > 0) c.buffer.append(buf, static_cast<size_t>(n));
-        else done = true;
+        if (n > 0)
+          c.buffer.append(buf, static_cast<size_t>(n));
+        else
+          done = true;
       }
       auto elapsed = std::chrono::steady_clock::now() - c.start;
       if (!done && elapsed > std::chrono::seconds(options.timeout_seconds)) {

@@ -12,21 +12,21 @@ namespace kiln::conformance {
 enum class Status { kPass, kFail, kUnsupported };
 
 struct CaseResult {
-  std::string id;                 // "<suite>/<case>", e.g. "node/test_abs"
+  std::string id;  // "<suite>/<case>", e.g. "node/test_abs"
   Status status = Status::kFail;
-  std::string reason;             // why it failed or is unsupported
-  std::vector<std::string> ops;   // op types of the model's main graph
+  std::string reason;            // why it failed or is unsupported
+  std::vector<std::string> ops;  // op types of the model's main graph
   double seconds = 0;
 };
 
 struct Options {
   std::string root = "/usr/share/libonnx-testdata/data";
   std::vector<std::string> suites = {"node", "pytorch-converted", "pytorch-operator", "simple"};
-  std::string filter;            // ECMAScript regex searched in the case id
+  std::string filter;  // ECMAScript regex searched in the case id
   double rtol = 1e-3;
   double atol = 1e-7;
-  int jobs = 1;                  // cases run in child processes, this many at once
-  int timeout_seconds = 120;     // per case
+  int jobs = 1;               // cases run in child processes, this many at once
+  int timeout_seconds = 120;  // per case
 };
 
 // Case directories under root/suite (or root itself when it directly holds test_* folders).
@@ -36,7 +36,8 @@ std::vector<std::string> find_cases(const Options& options);
 CaseResult run_case(const std::string& dir, const std::string& id, const Options& options);
 
 // Runs every case, each in a child process (a crash or hang fails that case only).
-std::vector<CaseResult> run_all(const Options& options, const std::function<void(const CaseResult&, size_t, size_t)>& on_result);
+std::vector<CaseResult> run_all(const Options& options,
+                                const std::function<void(const CaseResult&, size_t, size_t)>& on_result);
 
 const char* status_name(Status s);
 

@@ -18,10 +18,10 @@ struct NpyType {
   ir::DType dtype;
 };
 constexpr NpyType kTypes[] = {
-    {"<f4", ir::DType::kFloat32}, {"<f8", ir::DType::kFloat64}, {"<f2", ir::DType::kFloat16},
-    {"|i1", ir::DType::kInt8},    {"<i2", ir::DType::kInt16},   {"<i4", ir::DType::kInt32},
-    {"<i8", ir::DType::kInt64},   {"|u1", ir::DType::kUInt8},   {"<u2", ir::DType::kUInt16},
-    {"<u4", ir::DType::kUInt32},  {"<u8", ir::DType::kUInt64},  {"|b1", ir::DType::kBool},
+    {"<f4", ir::DType::kFloat32},   {"<f8", ir::DType::kFloat64},     {"<f2", ir::DType::kFloat16},
+    {"|i1", ir::DType::kInt8},      {"<i2", ir::DType::kInt16},       {"<i4", ir::DType::kInt32},
+    {"<i8", ir::DType::kInt64},     {"|u1", ir::DType::kUInt8},       {"<u2", ir::DType::kUInt16},
+    {"<u4", ir::DType::kUInt32},    {"<u8", ir::DType::kUInt64},      {"|b1", ir::DType::kBool},
     {"<c8", ir::DType::kComplex64}, {"<c16", ir::DType::kComplex128},
 };
 
@@ -57,7 +57,8 @@ ir::Tensor parse_npy(const std::string& bytes, const std::string& label) {
   int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len = 0, offset = 0;
   if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    header_len =
+        static_cast<unsigned char>(bytes[8]) | (static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8);
     offset = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) fail(label, ": truncated .npy header");
@@ -101,8 +102,8 @@ ir::Tensor parse_npy(const std::string& bytes, const std::string& label) {
   ir::Tensor t(dtype, shape);
   size_t data_offset = offset + header_len;
   if (bytes.size() - data_offset != t.nbytes())
-    fail(label, ": .npy data has ", bytes.size() - data_offset, " bytes, shape ", ir::to_string(shape), " of ",
-         dtype, " needs ", t.nbytes());
+    fail(label, ": .npy data has ", bytes.size() - data_offset, " bytes, shape ", ir::to_string(shape), " of ", dtype,
+         " needs ", t.nbytes());
   if (t.nbytes()) std::memcpy(t.raw(), bytes.data() + data_offset, t.nbytes());
   return t;
 }

@@ -39,17 +39,17 @@ std::string_view dtype_name(DType t);
 // Accepts the numpy-style names and ONNX's names ("float", "double", ...); throws kiln::Error otherwise.
 DType dtype_from_name(std::string_view name);
 bool dtype_is_valid(int32_t code);
-bool is_float(DType t);     // float16, bfloat16, float32, float64
-bool is_integer(DType t);   // signed or unsigned integers (not bool)
-bool is_signed(DType t);    // signed integers and floats
+bool is_float(DType t);    // float16, bfloat16, float32, float64
+bool is_integer(DType t);  // signed or unsigned integers (not bool)
+bool is_signed(DType t);   // signed integers and floats
 
 std::ostream& operator<<(std::ostream& out, DType t);
 
 template <class T>
 struct dtype_of;
-#define KILN_DTYPE_OF(T, D) \
-  template <>               \
-  struct dtype_of<T> {      \
+#define KILN_DTYPE_OF(T, D)           \
+  template <>                         \
+  struct dtype_of<T> {                \
     static constexpr DType value = D; \
   };
 KILN_DTYPE_OF(float, DType::kFloat32)
@@ -78,30 +78,48 @@ inline constexpr DType dtype_v = dtype_of<T>::value;
 template <class F>
 decltype(auto) visit_numeric_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::kFloat32: return f.template operator()<float>();
-    case DType::kFloat64: return f.template operator()<double>();
-    case DType::kFloat16: return f.template operator()<Float16>();
-    case DType::kBFloat16: return f.template operator()<BFloat16>();
-    case DType::kInt8: return f.template operator()<int8_t>();
-    case DType::kInt16: return f.template operator()<int16_t>();
-    case DType::kInt32: return f.template operator()<int32_t>();
-    case DType::kInt64: return f.template operator()<int64_t>();
-    case DType::kUInt8: return f.template operator()<uint8_t>();
-    case DType::kUInt16: return f.template operator()<uint16_t>();
-    case DType::kUInt32: return f.template operator()<uint32_t>();
-    case DType::kUInt64: return f.template operator()<uint64_t>();
-    case DType::kBool: return f.template operator()<bool>();
-    default: fail("unsupported element type ", dtype_name(t));
+    case DType::kFloat32:
+      return f.template operator()<float>();
+    case DType::kFloat64:
+      return f.template operator()<double>();
+    case DType::kFloat16:
+      return f.template operator()<Float16>();
+    case DType::kBFloat16:
+      return f.template operator()<BFloat16>();
+    case DType::kInt8:
+      return f.template operator()<int8_t>();
+    case DType::kInt16:
+      return f.template operator()<int16_t>();
+    case DType::kInt32:
+      return f.template operator()<int32_t>();
+    case DType::kInt64:
+      return f.template operator()<int64_t>();
+    case DType::kUInt8:
+      return f.template operator()<uint8_t>();
+    case DType::kUInt16:
+      return f.template operator()<uint16_t>();
+    case DType::kUInt32:
+      return f.template operator()<uint32_t>();
+    case DType::kUInt64:
+      return f.template operator()<uint64_t>();
+    case DType::kBool:
+      return f.template operator()<bool>();
+    default:
+      fail("unsupported element type ", dtype_name(t));
   }
 }
 
 template <class F>
 decltype(auto) visit_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::kString: return f.template operator()<std::string>();
-    case DType::kComplex64: return f.template operator()<std::complex<float>>();
-    case DType::kComplex128: return f.template operator()<std::complex<double>>();
-    default: return visit_numeric_dtype(t, std::forward<F>(f));
+    case DType::kString:
+      return f.template operator()<std::string>();
+    case DType::kComplex64:
+      return f.template operator()<std::complex<float>>();
+    case DType::kComplex128:
+      return f.template operator()<std::complex<double>>();
+    default:
+      return visit_numeric_dtype(t, std::forward<F>(f));
   }
 }
 
@@ -109,11 +127,16 @@ decltype(auto) visit_dtype(DType t, F&& f) {
 template <class F>
 decltype(auto) visit_float_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::kFloat32: return f.template operator()<float>();
-    case DType::kFloat64: return f.template operator()<double>();
-    case DType::kFloat16: return f.template operator()<Float16>();
-    case DType::kBFloat16: return f.template operator()<BFloat16>();
-    default: fail("expected a floating-point element type, got ", dtype_name(t));
+    case DType::kFloat32:
+      return f.template operator()<float>();
+    case DType::kFloat64:
+      return f.template operator()<double>();
+    case DType::kFloat16:
+      return f.template operator()<Float16>();
+    case DType::kBFloat16:
+      return f.template operator()<BFloat16>();
+    default:
+      fail("expected a floating-point element type, got ", dtype_name(t));
   }
 }
 

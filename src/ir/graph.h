@@ -18,9 +18,21 @@ struct Graph;
 struct Attribute {
   // Numbered as ONNX's AttributeProto.AttributeType.
   enum class Kind {
-    kUndefined = 0, kFloat = 1, kInt = 2, kString = 3, kTensor = 4, kGraph = 5,
-    kFloats = 6, kInts = 7, kStrings = 8, kTensors = 9, kGraphs = 10,
-    kSparseTensor = 11, kSparseTensors = 12, kTypeProto = 13, kTypeProtos = 14,
+    kUndefined = 0,
+    kFloat = 1,
+    kInt = 2,
+    kString = 3,
+    kTensor = 4,
+    kGraph = 5,
+    kFloats = 6,
+    kInts = 7,
+    kStrings = 8,
+    kTensors = 9,
+    kGraphs = 10,
+    kSparseTensor = 11,
+    kSparseTensors = 12,
+    kTypeProto = 13,
+    kTypeProtos = 14,
   };
   std::string name;
   Kind kind = Kind::kUndefined;
@@ -34,7 +46,7 @@ struct Attribute {
   std::vector<std::string> strings;
   std::vector<Tensor> tensors;
   std::vector<std::shared_ptr<Graph>> graphs;
-  std::vector<Type> types;   // kTypeProto / kTypeProtos
+  std::vector<Type> types;  // kTypeProto / kTypeProtos
   // Inside a function body: the name of the calling node's attribute this one refers to.
   std::string ref_attr_name;
   std::string doc_string;
@@ -43,7 +55,7 @@ struct Attribute {
 struct Node {
   std::string name;
   std::string op_type;
-  std::string domain;  // "" (or "ai.onnx") is the default ONNX domain
+  std::string domain;                // "" (or "ai.onnx") is the default ONNX domain
   std::vector<std::string> inputs;   // "" marks an omitted optional input
   std::vector<std::string> outputs;  // "" marks an omitted optional output
   std::vector<Attribute> attributes;
@@ -65,8 +77,8 @@ struct Graph {
   std::vector<Node> nodes;
   std::vector<ValueInfo> inputs;
   std::vector<ValueInfo> outputs;
-  std::vector<ValueInfo> value_info;  // types of intermediate values, where known
-  std::vector<std::string> initializer_names;        // in file order
+  std::vector<ValueInfo> value_info;                  // types of intermediate values, where known
+  std::vector<std::string> initializer_names;         // in file order
   std::map<std::string, Tensor> initializers;         // by name
   std::vector<std::string> sparse_initializer_names;  // unsupported, kept for messages
   std::string doc_string;
@@ -82,8 +94,8 @@ struct Function {
   std::string domain;
   std::vector<std::string> inputs;
   std::vector<std::string> outputs;
-  std::vector<std::string> attributes;           // attribute names without defaults
-  std::vector<Attribute> attribute_defaults;     // attributes with defaults (IR version >= 9)
+  std::vector<std::string> attributes;        // attribute names without defaults
+  std::vector<Attribute> attribute_defaults;  // attributes with defaults (IR version >= 9)
   std::vector<Node> nodes;
   std::map<std::string, int64_t> opset_imports;
   std::string doc_string;

@@ -60,8 +60,7 @@ void check_and_sort_graph(Graph& g, const std::unordered_set<std::string>& outer
       if (o.empty()) continue;
       auto it = producer.find(o);
       if (it != producer.end()) {
-        if (it->second < 0)
-          fail_here(n.label(), " writes \"", o, "\", which is already a graph input or initializer");
+        if (it->second < 0) fail_here(n.label(), " writes \"", o, "\", which is already a graph input or initializer");
         fail_here("value \"", o, "\" is written by two nodes: ", g.nodes[static_cast<size_t>(it->second)].label(),
                   " and ", n.label());
       }
@@ -76,8 +75,10 @@ void check_and_sort_graph(Graph& g, const std::unordered_set<std::string>& outer
     const Node& n = g.nodes[i];
     std::unordered_set<std::string> inner_refs;
     for (const auto& a : n.attributes) {
-      if (a.g) for (const auto& r : outer_references(*a.g)) inner_refs.insert(r);
-      for (const auto& sg : a.graphs) for (const auto& r : outer_references(*sg)) inner_refs.insert(r);
+      if (a.g)
+        for (const auto& r : outer_references(*a.g)) inner_refs.insert(r);
+      for (const auto& sg : a.graphs)
+        for (const auto& r : outer_references(*sg)) inner_refs.insert(r);
     }
     auto depend = [&](const std::string& in, bool from_subgraph) {
       auto it = producer.find(in);

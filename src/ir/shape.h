@@ -13,8 +13,8 @@
 namespace kiln::ir {
 
 struct Dim {
-  int64_t value = -1;   // >= 0 when known
-  std::string symbol;   // non-empty for a named symbolic dimension
+  int64_t value = -1;  // >= 0 when known
+  std::string symbol;  // non-empty for a named symbolic dimension
 
   Dim() = default;
   Dim(int64_t v) : value(v) {}  // NOLINT: a number is a dimension
@@ -58,16 +58,16 @@ struct Shape {
 };
 
 std::string to_string(const Dim& d);
-std::string to_string(const Shape& s);                  // "[batch,128,768]", "?" for unknown dims
+std::string to_string(const Shape& s);                 // "[batch,128,768]", "?" for unknown dims
 std::string to_string(const std::vector<int64_t>& s);  // "[1,128,768]"
 
 // The type of a graph value: a tensor, a sequence of tensors, an optional, or unknown.
 struct Type {
   enum class Kind { kUnknown, kTensor, kSequence, kOptional, kMap, kSparseTensor };
   Kind kind = Kind::kUnknown;
-  DType dtype = DType::kUndefined;   // element type of a tensor
-  std::optional<Shape> shape;        // tensor shape, when the rank is known
-  std::shared_ptr<Type> elem;        // element type of a sequence or optional
+  DType dtype = DType::kUndefined;  // element type of a tensor
+  std::optional<Shape> shape;       // tensor shape, when the rank is known
+  std::shared_ptr<Type> elem;       // element type of a sequence or optional
 
   static Type tensor(DType t, std::optional<Shape> s = std::nullopt) {
     Type ty;

@@ -1,10 +1,10 @@
 #include "ir/tensor.h"
 
-#include "ir/shape.h"
-
 #include <cstdlib>
 #include <cstring>
 #include <new>
+
+#include "ir/shape.h"
 
 namespace kiln::ir {
 
@@ -20,7 +20,8 @@ int64_t Tensor::checked_numel(const std::vector<int64_t>& shape) {
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
   numel_ = checked_numel(shape_);
   size_t elem = dtype_size(dtype_);
-  KILN_CHECK(numel_ <= static_cast<int64_t>(SIZE_MAX / 2 / elem), "tensor of shape ", to_string(shape_), " is too large");
+  KILN_CHECK(numel_ <= static_cast<int64_t>(SIZE_MAX / 2 / elem), "tensor of shape ", to_string(shape_),
+             " is too large");
   if (dtype_ == DType::kString) {
     auto* s = new std::string[static_cast<size_t>(numel_ ? numel_ : 1)];
     holder_ = std::shared_ptr<void>(s, [](void* p) { delete[] static_cast<std::string*>(p); });

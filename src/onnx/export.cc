@@ -1,5 +1,6 @@
 // ir::Model -> ModelProto, and writing .onnx files (with an external data file when asked or needed).
 #include <fcntl.h>
+#include <google/protobuf/unknown_field_set.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,8 +10,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-
-#include <google/protobuf/unknown_field_set.h>
 
 #include "onnx/model_io.h"
 #include "onnx/proto_convert.h"
@@ -87,19 +86,36 @@ struct Exporter {
     if (!a.doc_string.empty()) p->set_doc_string(a.doc_string);
     if (a.kind != K::kUndefined) p->set_type(static_cast<::onnx::AttributeProto::AttributeType>(a.kind));
     switch (a.kind) {
-      case K::kUndefined: break;
-      case K::kFloat: p->set_f(a.f); break;
-      case K::kInt: p->set_i(a.i); break;
-      case K::kString: p->set_s(a.s); break;
-      case K::kTensor: tensor_to_proto(a.t, p->mutable_t()); break;
+      case K::kUndefined:
+        break;
+      case K::kFloat:
+        p->set_f(a.f);
+        break;
+      case K::kInt:
+        p->set_i(a.i);
+        break;
+      case K::kString:
+        p->set_s(a.s);
+        break;
+      case K::kTensor:
+        tensor_to_proto(a.t, p->mutable_t());
+        break;
       case K::kGraph:
         KILN_CHECK(a.g, "attribute \"", a.name, "\" of kind graph has no graph");
         graph(*a.g, p->mutable_g(), false);
         break;
-      case K::kFloats: for (float v : a.floats) p->add_floats(v); break;
-      case K::kInts: for (int64_t v : a.ints) p->add_ints(v); break;
-      case K::kStrings: for (const auto& v : a.strings) p->add_strings(v); break;
-      case K::kTensors: for (const auto& t : a.tensors) tensor_to_proto(t, p->add_tensors()); break;
+      case K::kFloats:
+        for (float v : a.floats) p->add_floats(v);
+        break;
+      case K::kInts:
+        for (int64_t v : a.ints) p->add_ints(v);
+        break;
+      case K::kStrings:
+        for (const auto& v : a.strings) p->add_strings(v);
+        break;
+      case K::kTensors:
+        for (const auto& t : a.tensors) tensor_to_proto(t, p->add_tensors());
+        break;
       case K::kGraphs:
         for (const auto& g : a.graphs) {
           KILN_CHECK(g, "attribute \"", a.name, "\" of kind graphs holds a null graph");
@@ -110,9 +126,12 @@ struct Exporter {
         KILN_CHECK(!a.types.empty(), "attribute \"", a.name, "\" of kind type_proto has no type");
         type_to_proto(a.types[0], p->mutable_tp());
         break;
-      case K::kTypeProtos: for (const auto& t : a.types) type_to_proto(t, p->add_type_protos()); break;
+      case K::kTypeProtos:
+        for (const auto& t : a.types) type_to_proto(t, p->add_type_protos());
+        break;
       case K::kSparseTensor:
-      case K::kSparseTensors: fail("attribute \"", a.name, "\": sparse tensor attributes are not supported");
+      case K::kSparseTensors:
+        fail("attribute \"", a.name, "\": sparse tensor attributes are not supported");
     }
   }
 
@@ -150,7 +169,8 @@ struct Exporter {
       }
       values = ir::Tensor(t.dtype(), {static_cast<int64_t>(idx.size())});
       for (size_t k = 0; k < idx.size(); ++k)
-        std::memcpy(static_cast<unsigned char*>(values.raw()) + k * elem, src + static_cast<size_t>(idx[k]) * elem, elem);
+        std::memcpy(static_cast<unsigned char*>(values.raw()) + k * elem, src + static_cast<size_t>(idx[k]) * elem,
+                    elem);
     }
     tensor_to_proto(values, p->mutable_values());
     p->mutable_values()->set_name(name);

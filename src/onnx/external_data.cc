@@ -35,8 +35,8 @@ int64_t parse_offset(const std::string& prefix, const std::string& key, const st
 
 }  // namespace
 
-void read_external_data(const ::onnx::TensorProto& p, const std::string& what, const std::string& base_dir,
-                        void* dst, size_t nbytes) {
+void read_external_data(const ::onnx::TensorProto& p, const std::string& what, const std::string& base_dir, void* dst,
+                        size_t nbytes) {
   const std::string prefix = "external data for " + what + ": ";
   std::string location;
   int64_t offset = 0, length = -1;
@@ -60,8 +60,7 @@ void read_external_data(const ::onnx::TensorProto& p, const std::string& what, c
   fs::path rel(location);
   KILN_CHECK(!rel.is_absolute() && !rel.has_root_name() && !rel.has_root_directory(), prefix, loc_q,
              " is an absolute path");
-  for (const auto& comp : rel)
-    KILN_CHECK(comp != "..", prefix, loc_q, " escapes the model folder");
+  for (const auto& comp : rel) KILN_CHECK(comp != "..", prefix, loc_q, " escapes the model folder");
 
   // Walk the components with lstat so that no symbolic link is followed, not even a folder one.
   fs::path cur(base_dir);

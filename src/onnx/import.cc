@@ -1,5 +1,8 @@
 // ModelProto -> ir::Model, and reading .onnx / test-data .pb files.
 #include <fcntl.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/unknown_field_set.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,10 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
-
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/unknown_field_set.h>
 
 #include "onnx/model_io.h"
 #include "onnx/onnx-data_pb.h"
@@ -59,18 +58,30 @@ ir::Attribute Importer::attribute(::onnx::AttributeProto& a, const std::string& 
   const std::string what = owner + " attribute " + quoted(a.name());
   int type = a.type();
   if (type == 0) {  // files older than IR 3 leave the type out: infer it from the field that is set
-    if (a.has_f()) type = 1;
-    else if (a.has_i()) type = 2;
-    else if (a.has_s()) type = 3;
-    else if (a.has_t()) type = 4;
-    else if (a.has_g()) type = 5;
-    else if (a.floats_size()) type = 6;
-    else if (a.ints_size()) type = 7;
-    else if (a.strings_size()) type = 8;
-    else if (a.tensors_size()) type = 9;
-    else if (a.graphs_size()) type = 10;
-    else if (a.has_tp()) type = 13;
-    else if (a.type_protos_size()) type = 14;
+    if (a.has_f())
+      type = 1;
+    else if (a.has_i())
+      type = 2;
+    else if (a.has_s())
+      type = 3;
+    else if (a.has_t())
+      type = 4;
+    else if (a.has_g())
+      type = 5;
+    else if (a.floats_size())
+      type = 6;
+    else if (a.ints_size())
+      type = 7;
+    else if (a.strings_size())
+      type = 8;
+    else if (a.tensors_size())
+      type = 9;
+    else if (a.graphs_size())
+      type = 10;
+    else if (a.has_tp())
+      type = 13;
+    else if (a.type_protos_size())
+      type = 14;
   }
   auto sub = [&](::onnx::GraphProto& g) {
     try {
@@ -83,14 +94,38 @@ ir::Attribute Importer::attribute(::onnx::AttributeProto& a, const std::string& 
     case 0:
       KILN_CHECK(!out.ref_attr_name.empty(), what, " has no type and no value");
       break;
-    case 1: out.kind = K::kFloat; out.f = a.f(); break;
-    case 2: out.kind = K::kInt; out.i = a.i(); break;
-    case 3: out.kind = K::kString; out.s = a.s(); break;
-    case 4: out.kind = K::kTensor; out.t = tensor_from_proto(*a.mutable_t(), what, base_dir); break;
-    case 5: out.kind = K::kGraph; out.g = sub(*a.mutable_g()); break;
-    case 6: out.kind = K::kFloats; out.floats.assign(a.floats().begin(), a.floats().end()); break;
-    case 7: out.kind = K::kInts; out.ints.assign(a.ints().begin(), a.ints().end()); break;
-    case 8: out.kind = K::kStrings; out.strings.assign(a.strings().begin(), a.strings().end()); break;
+    case 1:
+      out.kind = K::kFloat;
+      out.f = a.f();
+      break;
+    case 2:
+      out.kind = K::kInt;
+      out.i = a.i();
+      break;
+    case 3:
+      out.kind = K::kString;
+      out.s = a.s();
+      break;
+    case 4:
+      out.kind = K::kTensor;
+      out.t = tensor_from_proto(*a.mutable_t(), what, base_dir);
+      break;
+    case 5:
+      out.kind = K::kGraph;
+      out.g = sub(*a.mutable_g());
+      break;
+    case 6:
+      out.kind = K::kFloats;
+      out.floats.assign(a.floats().begin(), a.floats().end());
+      break;
+    case 7:
+      out.kind = K::kInts;
+      out.ints.assign(a.ints().begin(), a.ints().end());
+      break;
+    case 8:
+      out.kind = K::kStrings;
+      out.strings.assign(a.strings().begin(), a.strings().end());
+      break;
     case 9:
       out.kind = K::kTensors;
       for (int i = 0; i < a.tensors_size(); ++i)
@@ -101,13 +136,18 @@ ir::Attribute Importer::attribute(::onnx::AttributeProto& a, const std::string& 
       for (int i = 0; i < a.graphs_size(); ++i) out.graphs.push_back(sub(*a.mutable_graphs(i)));
       break;
     case 11:
-    case 12: fail(what, ": sparse tensor attributes are not supported");
-    case 13: out.kind = K::kTypeProto; out.types.push_back(type_from_proto(a.tp(), what)); break;
+    case 12:
+      fail(what, ": sparse tensor attributes are not supported");
+    case 13:
+      out.kind = K::kTypeProto;
+      out.types.push_back(type_from_proto(a.tp(), what));
+      break;
     case 14:
       out.kind = K::kTypeProtos;
       for (const auto& tp : a.type_protos()) out.types.push_back(type_from_proto(tp, what));
       break;
-    default: fail(what, ": unknown attribute type ", type);
+    default:
+      fail(what, ": unknown attribute type ", type);
   }
   return out;
 }
@@ -349,9 +389,7 @@ struct MappedFile {
   }
 };
 
-[[noreturn]] void fail_not_found(const std::string& path) {
-  fail(path, ": no such file");
-}
+[[noreturn]] void fail_not_found(const std::string& path) { fail(path, ": no such file"); }
 
 // One tensor from a TensorProto in a test-data file.
 ir::Tensor datum_tensor(::onnx::TensorProto& t, const std::string& path, const std::string& what) {

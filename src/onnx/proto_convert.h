@@ -23,8 +23,8 @@ void type_to_proto(const ir::Type& t, ::onnx::TypeProto* tp);
 
 // Reads `nbytes` of external data for tensor `p` into `dst`; refuses locations that escape `base_dir`,
 // symbolic links, and ranges past the end of the file.
-void read_external_data(const ::onnx::TensorProto& p, const std::string& what, const std::string& base_dir,
-                        void* dst, size_t nbytes);
+void read_external_data(const ::onnx::TensorProto& p, const std::string& what, const std::string& base_dir, void* dst,
+                        size_t nbytes);
 
 // Byte size of a dense tensor of `numel` elements of `dtype` (strings: not applicable, returns 0);
 // throws on overflow.

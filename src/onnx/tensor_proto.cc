@@ -7,7 +7,8 @@
 
 namespace kiln::onnx_io::detail {
 
-static_assert(std::endian::native == std::endian::little, "raw_data is little-endian; kiln assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "raw_data is little-endian; kiln assumes a little-endian host");
 
 using ir::DType;
 
@@ -85,7 +86,8 @@ ir::Tensor tensor_from_proto(::onnx::TensorProto& p, const std::string& what, co
   // Typed fields. Check the count before allocating, so that a hostile shape cannot make us allocate.
   auto need = [&](const char* field, int64_t got, int64_t per_elem) {
     int64_t want = 0;
-    if (__builtin_mul_overflow(numel, per_elem, &want) || got != want) count_mismatch(what, field, got, want, shape, dt);
+    if (__builtin_mul_overflow(numel, per_elem, &want) || got != want)
+      count_mismatch(what, field, got, want, shape, dt);
   };
   switch (dt) {
     case DType::kFloat32: {
@@ -147,20 +149,31 @@ ir::Tensor tensor_from_proto(::onnx::TensorProto& p, const std::string& what, co
       ir::Tensor t(dt, shape);
       const auto& f = p.int32_data();
       switch (dt) {
-        case DType::kInt32: fill_from<int32_t>(t, f, [](int32_t v) { return v; }); break;
-        case DType::kInt16: fill_from<int16_t>(t, f, [](int32_t v) { return static_cast<int16_t>(v); }); break;
-        case DType::kInt8: fill_from<int8_t>(t, f, [](int32_t v) { return static_cast<int8_t>(v); }); break;
+        case DType::kInt32:
+          fill_from<int32_t>(t, f, [](int32_t v) { return v; });
+          break;
+        case DType::kInt16:
+          fill_from<int16_t>(t, f, [](int32_t v) { return static_cast<int16_t>(v); });
+          break;
+        case DType::kInt8:
+          fill_from<int8_t>(t, f, [](int32_t v) { return static_cast<int8_t>(v); });
+          break;
         case DType::kUInt16:
         case DType::kFloat16:
         case DType::kBFloat16:  // 16-bit floats travel as their bit patterns
           fill_from<uint16_t>(t, f, [](int32_t v) { return static_cast<uint16_t>(v); });
           break;
-        case DType::kUInt8: fill_from<uint8_t>(t, f, [](int32_t v) { return static_cast<uint8_t>(v); }); break;
-        default: fill_from<uint8_t>(t, f, [](int32_t v) { return static_cast<uint8_t>(v != 0); }); break;
+        case DType::kUInt8:
+          fill_from<uint8_t>(t, f, [](int32_t v) { return static_cast<uint8_t>(v); });
+          break;
+        default:
+          fill_from<uint8_t>(t, f, [](int32_t v) { return static_cast<uint8_t>(v != 0); });
+          break;
       }
       return t;
     }
-    default: fail(what, ": unsupported data_type ", code);
+    default:
+      fail(what, ": unsupported data_type ", code);
   }
 }
 
@@ -226,7 +239,8 @@ ir::Type type_from_proto(const ::onnx::TypeProto& tp, const std::string& what) {
       t.dtype = elem_dtype(tp.map_type().key_type());
       t.elem = std::make_shared<ir::Type>(type_from_proto(tp.map_type().value_type(), what));
       return t;
-    default: return t;
+    default:
+      return t;
   }
 }
 
@@ -270,7 +284,8 @@ void type_to_proto(const ir::Type& t, ::onnx::TypeProto* tp) {
       if (t.elem) type_to_proto(*t.elem, v);
       return;
     }
-    case ir::Type::Kind::kUnknown: return;
+    case ir::Type::Kind::kUnknown:
+      return;
   }
 }
 

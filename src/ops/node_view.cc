@@ -5,8 +5,9 @@ namespace kiln::ops {
 const ir::Attribute* NodeView::find(const std::string& name, ir::Attribute::Kind kind) const {
   const ir::Attribute* a = node_->find_attribute(name);
   if (!a) return nullptr;
-  if (a->kind != kind) fail("attribute \"", name, "\" has the wrong type (", static_cast<int>(a->kind),
-                            ", expected ", static_cast<int>(kind), ")");
+  if (a->kind != kind)
+    fail("attribute \"", name, "\" has the wrong type (", static_cast<int>(a->kind), ", expected ",
+         static_cast<int>(kind), ")");
   return a;
 }
 

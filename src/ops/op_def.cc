@@ -27,8 +27,8 @@ ir::Tensor KernelContext::make_tensor(ir::DType dtype, std::vector<int64_t> shap
   int64_t bytes = 0;
   if (__builtin_mul_overflow(n, static_cast<int64_t>(ir::dtype_size(dtype)), &bytes) ||
       bytes > limits_.max_tensor_bytes)
-    fail("output of shape ", ir::to_string(shape), " (", dtype_name(dtype), ") would need more than the memory budget of ",
-         limits_.max_tensor_bytes, " bytes");
+    fail("output of shape ", ir::to_string(shape), " (", dtype_name(dtype),
+         ") would need more than the memory budget of ", limits_.max_tensor_bytes, " bytes");
   return ir::Tensor(dtype, std::move(shape));
 }
 

@@ -21,7 +21,9 @@ class InferenceContext : public NodeView {
  public:
   InferenceContext(const ir::Node& node, int64_t opset, std::vector<const ir::Type*> input_types,
                    std::vector<const ir::Tensor*> input_values)
-      : NodeView(node, opset), input_types_(std::move(input_types)), input_values_(std::move(input_values)),
+      : NodeView(node, opset),
+        input_types_(std::move(input_types)),
+        input_values_(std::move(input_values)),
         output_types_(node.outputs.size()) {}
 
   size_t num_inputs() const { return input_types_.size(); }
@@ -68,7 +70,10 @@ class KernelContext : public NodeView {
 
   KernelContext(const ir::Node& node, int64_t opset, std::vector<const ir::Datum*> inputs, const Limits& limits,
                 SubgraphRunner run_subgraph)
-      : NodeView(node, opset), inputs_(std::move(inputs)), outputs_(node.outputs.size()), limits_(limits),
+      : NodeView(node, opset),
+        inputs_(std::move(inputs)),
+        outputs_(node.outputs.size()),
+        limits_(limits),
         run_subgraph_(std::move(run_subgraph)) {}
 
   size_t num_inputs() const { return inputs_.size(); }
@@ -108,8 +113,8 @@ struct OpDef {
   std::string name;
   int64_t min_opset = 1;
   int64_t max_opset = std::numeric_limits<int64_t>::max();
-  InferFn infer;      // may be empty: outputs then have unknown types until run
-  KernelFn kernel;    // the reference kernel
+  InferFn infer;    // may be empty: outputs then have unknown types until run
+  KernelFn kernel;  // the reference kernel
 };
 
 }  // namespace kiln::ops

@@ -28,14 +28,14 @@ class OpRegistry {
 inline constexpr int64_t kMaxOnnxOpset = 21;
 
 // One register function per op family, each in kernels/reference/<family>.cc.
-void register_elementwise_ops(OpRegistry& r);     // arithmetic, math, logic, comparison, activations, Cast
-void register_tensor_ops(OpRegistry& r);          // shape and data movement: Reshape, Concat, Gather, Slice, Pad ...
-void register_reduction_ops(OpRegistry& r);       // Reduce*, ArgMax/Min, softmax family, normalizations, losses
-void register_nn_ops(OpRegistry& r);              // MatMul, Gemm, Conv, ConvTranspose, pooling, Resize, Einsum ...
-void register_quantization_ops(OpRegistry& r);    // QuantizeLinear ... QLinearConv
-void register_recurrent_ops(OpRegistry& r);       // RNN, GRU, LSTM
-void register_misc_ops(OpRegistry& r);            // signal (DFT, STFT, windows), random, strings, Det, Unique ...
-void register_control_flow_ops(OpRegistry& r);    // If, Loop, Scan
-void register_sequence_ops(OpRegistry& r);        // Sequence*, Optional*, SplitToSequence, ConcatFromSequence
+void register_elementwise_ops(OpRegistry& r);   // arithmetic, math, logic, comparison, activations, Cast
+void register_tensor_ops(OpRegistry& r);        // shape and data movement: Reshape, Concat, Gather, Slice, Pad ...
+void register_reduction_ops(OpRegistry& r);     // Reduce*, ArgMax/Min, softmax family, normalizations, losses
+void register_nn_ops(OpRegistry& r);            // MatMul, Gemm, Conv, ConvTranspose, pooling, Resize, Einsum ...
+void register_quantization_ops(OpRegistry& r);  // QuantizeLinear ... QLinearConv
+void register_recurrent_ops(OpRegistry& r);     // RNN, GRU, LSTM
+void register_misc_ops(OpRegistry& r);          // signal (DFT, STFT, windows), random, strings, Det, Unique ...
+void register_control_flow_ops(OpRegistry& r);  // If, Loop, Scan
+void register_sequence_ops(OpRegistry& r);      // Sequence*, Optional*, SplitToSequence, ConcatFromSequence
 
 }  // namespace kiln::ops

@@ -10,7 +10,8 @@ constexpr int kMaxDepth = 32;
 
 const ir::Function* find_function(const ir::Model& m, const ir::Node& n) {
   for (const auto& f : m.functions)
-    if (f.name == n.op_type && (f.domain == n.domain || (ir::is_default_domain(f.domain) && ir::is_default_domain(n.domain))))
+    if (f.name == n.op_type &&
+        (f.domain == n.domain || (ir::is_default_domain(f.domain) && ir::is_default_domain(n.domain))))
       return &f;
   return nullptr;
 }

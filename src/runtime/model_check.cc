@@ -18,7 +18,9 @@ void check_nodes(const ir::Model& model, const ir::Graph& g, const std::string& 
         fail(where, ": unknown domain \"", n.domain, "\" of op ", n.op_type, at, " (not imported by the model)");
       fail(where, ": unsupported domain \"", domain_label(n.domain), "\" of op ", n.op_type, at);
     }
-    if (opset == 0) fail(where, ": op ", n.op_type, at, " uses domain \"", domain_label(n.domain), "\", which the model does not import");
+    if (opset == 0)
+      fail(where, ": op ", n.op_type, at, " uses domain \"", domain_label(n.domain),
+           "\", which the model does not import");
     if (!registry.find(n.domain, n.op_type, opset)) {
       fail(where, ": unsupported op ", n.op_type, " (domain ", domain_label(n.domain), ", opset ", opset, ")", at);
     }
@@ -36,7 +38,8 @@ void check_supported(const ir::Model& model) {
   for (const auto& [domain, version] : model.opset_imports) {
     if (ir::is_default_domain(domain)) {
       if (version < 1 || version > ops::kMaxOnnxOpset)
-        fail(where, ": unsupported opset ", version, " for domain ai.onnx (kiln supports 1 to ", ops::kMaxOnnxOpset, ")");
+        fail(where, ": unsupported opset ", version, " for domain ai.onnx (kiln supports 1 to ", ops::kMaxOnnxOpset,
+             ")");
     } else if (version < 1) {
       fail(where, ": invalid opset ", version, " for domain \"", domain, "\"");
     }

@@ -138,8 +138,10 @@ ModelSummary summarize(const ir::Model& model, const std::map<std::string, int64
       out.push_back(it == typed.types.end() ? nullptr : &it->second);
     }
     int64_t f = estimate_node_flops(n, in, out);
-    if (f < 0) known = false;
-    else total += f;
+    if (f < 0)
+      known = false;
+    else
+      total += f;
   }
   s.flops = known ? total : -1;
   return s;

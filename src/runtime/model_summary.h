@@ -14,15 +14,15 @@ namespace kiln::runtime {
 struct ModelSummary {
   int64_t ir_version = 0;
   std::string producer;
-  std::map<std::string, int64_t> opsets;     // "ai.onnx" for the default domain
-  std::vector<ir::ValueInfo> inputs;         // initializers excluded
-  std::vector<ir::ValueInfo> outputs;        // with inferred types where known
-  int64_t node_count = 0;                    // main graph
+  std::map<std::string, int64_t> opsets;        // "ai.onnx" for the default domain
+  std::vector<ir::ValueInfo> inputs;            // initializers excluded
+  std::vector<ir::ValueInfo> outputs;           // with inferred types where known
+  int64_t node_count = 0;                       // main graph
   std::map<std::string, int64_t> op_histogram;  // "MatMul", "com.microsoft.Attention"
-  int64_t parameter_count = 0;               // elements of all initializers
+  int64_t parameter_count = 0;                  // elements of all initializers
   int64_t parameter_bytes = 0;
-  int64_t file_bytes = 0;                    // size of the model file (external data not included)
-  int64_t flops = -1;                        // -1 when shapes are not known enough
+  int64_t file_bytes = 0;                       // size of the model file (external data not included)
+  int64_t flops = -1;                           // -1 when shapes are not known enough
   std::map<std::string, int64_t> dims_assumed;  // symbolic dim values used for the FLOPs estimate
 };
 

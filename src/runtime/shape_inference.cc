@@ -41,7 +41,7 @@ int64_t int_attr(const ir::Node& n, const char* name, int64_t dflt) {
 // Propagates symbolic shape values through the ops that shape arithmetic is made of. Returns the
 // dims of output 0 when they can be known element by element.
 std::optional<std::vector<ir::Dim>> propagate_dim_values(const ir::Node& n, int64_t opset, const InferredTypes& r,
-                                                          const std::vector<const ir::Type*>& in_types) {
+                                                         const std::vector<const ir::Type*>& in_types) {
   auto dims_in = [&](size_t i) -> const std::vector<ir::Dim>* {
     if (i >= n.inputs.size() || n.inputs[i].empty()) return nullptr;
     auto it = r.dim_values.find(n.inputs[i]);
@@ -154,10 +154,13 @@ std::optional<ir::Shape> reshape_from_dims(const ir::Node& n, int64_t opset, con
     }
     std::vector<ir::Dim> symbols;
     for (const auto& d : rest) {
-      if (d.is_static()) num *= d.value;
-      else symbols.push_back(d);
+      if (d.is_static())
+        num *= d.value;
+      else
+        symbols.push_back(d);
     }
-    if (symbols.empty() && den > 0 && num % den == 0) out.dims[static_cast<size_t>(infer_at)] = ir::Dim(num / den);
+    if (symbols.empty() && den > 0 && num % den == 0)
+      out.dims[static_cast<size_t>(infer_at)] = ir::Dim(num / den);
     else if (symbols.size() == 1 && den > 0 && num == den && symbols[0].is_symbolic())
       out.dims[static_cast<size_t>(infer_at)] = symbols[0];
   }

@@ -53,13 +53,17 @@ int run(const ConformanceArgs& args) {
   if (tty) std::fprintf(stderr, "\r\033[K");
 
   // Per-op table: a case counts for every op of its main graph.
-  struct Counts { int pass = 0, fail = 0, unsupported = 0; };
+  struct Counts {
+    int pass = 0, fail = 0, unsupported = 0;
+  };
   std::map<std::string, Counts> by_op;
   std::map<std::string, Counts> by_suite;
   Counts total;
   for (const auto& r : results) {
     auto bump = [&](Counts& c) {
-      (r.status == conformance::Status::kPass ? c.pass : r.status == conformance::Status::kFail ? c.fail : c.unsupported)++;
+      (r.status == conformance::Status::kPass   ? c.pass
+       : r.status == conformance::Status::kFail ? c.fail
+                                                : c.unsupported)++;
     };
     for (const auto& op : r.ops) bump(by_op[op]);
     bump(by_suite[r.id.substr(0, r.id.find('/'))]);
@@ -70,7 +74,8 @@ int run(const ConformanceArgs& args) {
   std::printf("\n%-32s %6s %6s %12s %8s\n", "suite", "passed", "failed", "unsupported", "pass %");
   for (const auto& [suite, c] : by_suite) {
     int n = c.pass + c.fail + c.unsupported;
-    std::printf("%-32s %6d %6d %12d %7.1f%%\n", suite.c_str(), c.pass, c.fail, c.unsupported, n ? 100.0 * c.pass / n : 0.0);
+    std::printf("%-32s %6d %6d %12d %7.1f%%\n", suite.c_str(), c.pass, c.fail, c.unsupported,
+                n ? 100.0 * c.pass / n : 0.0);
   }
 
   int rc = 0;
@@ -94,7 +99,8 @@ int run(const ConformanceArgs& args) {
       auto it = got.find(id);
       if (!o.filter.empty() && it == got.end()) continue;
       if (it == got.end() || it->second->status != conformance::Status::kPass) {
-        std::printf("REGRESSION  %s  %s\n", id.c_str(), it == got.end() ? "(case not found)" : it->second->reason.c_str());
+        std::printf("REGRESSION  %s  %s\n", id.c_str(),
+                    it == got.end() ? "(case not found)" : it->second->reason.c_str());
         ++regressions;
       }
     }

@@ -27,8 +27,10 @@ nlohmann::json value_json(const ir::ValueInfo& v) {
     if (v.type.shape) {
       nlohmann::json shape = nlohmann::json::array();
       for (const auto& d : v.type.shape->dims) {
-        if (d.is_static()) shape.push_back(d.value);
-        else shape.push_back(d.symbol.empty() ? "?" : d.symbol);
+        if (d.is_static())
+          shape.push_back(d.value);
+        else
+          shape.push_back(d.symbol.empty() ? "?" : d.symbol);
       }
       j["shape"] = shape;
     } else {
@@ -117,11 +119,13 @@ int run(const InspectArgs& args) {
 Command inspect_command() {
   auto args = std::make_shared<InspectArgs>();
   return {[args](CLI::App& app) {
-            auto* c = app.add_subcommand("inspect", "Show a model's inputs, outputs, opsets, ops, parameters, size and FLOPs");
+            auto* c = app.add_subcommand("inspect",
+                                         "Show a model's inputs, outputs, opsets, ops, parameters, size and FLOPs");
             c->add_option("model", args->model, "ONNX model file")->required();
             c->add_flag("--json", args->json, "Print JSON instead of text");
             c->add_flag("--types", args->types, "Print every node output with its inferred type and shape");
-            c->add_option("--dim", args->dims, "Value of a symbolic dim for the FLOPs estimate, e.g. sequence=128 (default 1)");
+            c->add_option("--dim", args->dims,
+                          "Value of a symbolic dim for the FLOPs estimate, e.g. sequence=128 (default 1)");
             return c;
           },
           [args] { return run(*args); }};

@@ -141,8 +141,8 @@ int run(const RunArgs& args) {
   }
   if (!args.output_dir.empty()) std::printf("outputs written to %s\n", args.output_dir.c_str());
   if (mismatches) {
-    std::fprintf(stderr, "kiln: %d output(s) differ from the reference beyond rtol %g, atol %g\n", mismatches, args.rtol,
-                 args.atol);
+    std::fprintf(stderr, "kiln: %d output(s) differ from the reference beyond rtol %g, atol %g\n", mismatches,
+                 args.rtol, args.atol);
     return 1;
   }
   return 0;
@@ -161,7 +161,8 @@ Command run_command() {
             c->add_option("--dim", args->dims, "Value of a symbolic dim for generated inputs, e.g. sequence=128");
             c->add_option("--seed", args->seed, "Seed for generated inputs")->capture_default_str();
             c->add_option("--output-dir", args->output_dir, "Write each output as DIR/<output name>.npy");
-            c->add_option("--compare", args->compare_dir, "Compare outputs with DIR/<output name>.npy (exit 1 if they differ)");
+            c->add_option("--compare", args->compare_dir,
+                          "Compare outputs with DIR/<output name>.npy (exit 1 if they differ)");
             c->add_option("--rtol", args->rtol, "Relative tolerance for --compare")->capture_default_str();
             c->add_option("--atol", args->atol, "Absolute tolerance for --compare")->capture_default_str();
             return c;

@@ -3,8 +3,7 @@
 namespace kiln::ops {
 
 int64_t normalize_axis(const NodeView& node, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
-    node.fail("axis ", axis, " is out of range for rank ", rank);
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) node.fail("axis ", axis, " is out of range for rank ", rank);
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -57,8 +56,10 @@ std::optional<ir::Shape> broadcast_shapes(const NodeView& node, const std::vecto
       const bool d_unknown = !d.is_static() && d.symbol.empty();
       const bool o_unknown = !o.is_static() && o.symbol.empty();
       if (d_unknown) continue;
-      if (o_unknown || d.is_static()) o = d;
-      else if (!o.is_static()) o = ir::Dim();
+      if (o_unknown || d.is_static())
+        o = d;
+      else if (!o.is_static())
+        o = ir::Dim();
     }
   }
   return out;

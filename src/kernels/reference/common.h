@@ -25,7 +25,7 @@ std::optional<ir::Shape> broadcast_shapes(const NodeView& node, const std::vecto
 std::vector<int64_t> broadcast_offsets(const std::vector<int64_t>& in_shape, const std::vector<int64_t>& out_shape);
 
 // Inference rules used by many ops.
-void infer_same_as_input(InferenceContext& ctx);                 // output 0 = type of input 0
+void infer_same_as_input(InferenceContext& ctx);  // output 0 = type of input 0
 void infer_broadcast(InferenceContext& ctx, std::optional<ir::DType> out_dtype = std::nullopt);  // over all inputs
 // Output 0 is a tensor of input 0's dtype (or `dtype`) and unknown shape of known rank (or unknown).
 void infer_dtype_only(InferenceContext& ctx, size_t output, ir::DType dtype, std::optional<size_t> rank = std::nullopt);

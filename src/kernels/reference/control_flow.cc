@@ -187,7 +187,8 @@ void scan_kernel(KernelContext& ctx) {
     std::vector<ir::Tensor> scan_inputs;
     for (int64_t j = 0; j < n_scan_in; ++j) {
       const ir::Tensor& t = ctx.input(n_state + static_cast<size_t>(j));
-      in_axes[static_cast<size_t>(j)] = normalize_axis(ctx, in_axes[static_cast<size_t>(j)], static_cast<int64_t>(t.rank()));
+      in_axes[static_cast<size_t>(j)] =
+          normalize_axis(ctx, in_axes[static_cast<size_t>(j)], static_cast<int64_t>(t.rank()));
       scan_inputs.push_back(t);
     }
     std::vector<ir::Datum> final_state;
@@ -213,7 +214,8 @@ void scan_kernel(KernelContext& ctx) {
     std::vector<ir::Datum> state;
     for (size_t i = 0; i < n_state; ++i) state.emplace_back(take_slice(ctx.input(first + i), 0, b));
     std::vector<ir::Tensor> scan_inputs;
-    for (int64_t j = 0; j < n_scan_in; ++j) scan_inputs.push_back(take_slice(ctx.input(first + n_state + static_cast<size_t>(j)), 0, b));
+    for (int64_t j = 0; j < n_scan_in; ++j)
+      scan_inputs.push_back(take_slice(ctx.input(first + n_state + static_cast<size_t>(j)), 0, b));
     std::vector<int64_t> axes(static_cast<size_t>(n_scan_in), 0);
     std::vector<ir::Datum> final_state;
     std::vector<std::vector<ir::Tensor>> slices;

@@ -19,8 +19,10 @@ namespace {
 
 template <class T>
 T from_double(double v) {
-  if constexpr (std::is_same_v<T, double>) return v;
-  else return T(static_cast<float>(v));
+  if constexpr (std::is_same_v<T, double>)
+    return v;
+  else
+    return T(static_cast<float>(v));
 }
 
 std::string loss_reduction(const NodeView& node) {
@@ -35,7 +37,8 @@ void infer_loss(InferenceContext& ctx) {
   std::string reduction = loss_reduction(ctx);
   if (target.dtype != ir::DType::kInt32 && target.dtype != ir::DType::kInt64 && target.dtype != ir::DType::kUndefined)
     ctx.fail("target must be int32 or int64, got ", ir::dtype_name(target.dtype));
-  if (in.shape && in.shape->rank() < 2) ctx.fail("input must have shape (N, C, d1, ..., dk), got rank ", in.shape->rank());
+  if (in.shape && in.shape->rank() < 2)
+    ctx.fail("input must have shape (N, C, d1, ..., dk), got rank ", in.shape->rank());
   if (in.shape && target.shape && target.shape->rank() + 1 != in.shape->rank())
     ctx.fail("target of rank ", target.shape->rank(), " does not match input of rank ", in.shape->rank(),
              ": expected rank ", in.shape->rank() - 1);
@@ -56,8 +59,7 @@ void infer_loss(InferenceContext& ctx) {
 // The loss from log-probabilities `logp` laid out as the (N, C, d1, ..., dk) input.
 ir::Tensor nll(const KernelContext& ctx, const std::vector<double>& logp, const std::vector<int64_t>& in_shape,
                ir::DType dtype) {
-  if (in_shape.size() < 2)
-    ctx.fail("input must have shape (N, C, d1, ..., dk), got ", ir::to_string(in_shape));
+  if (in_shape.size() < 2) ctx.fail("input must have shape (N, C, d1, ..., dk), got ", ir::to_string(in_shape));
   const ir::Tensor& target_t = ctx.input(1);
   if (target_t.dtype() != ir::DType::kInt32 && target_t.dtype() != ir::DType::kInt64)
     ctx.fail("target must be int32 or int64, got ", ir::dtype_name(target_t.dtype()));

@@ -9,14 +9,13 @@ namespace kiln::ops::nn {
 
 using ir::DType;
 
-const std::initializer_list<DType> kFloatTypes = {DType::kFloat16, DType::kBFloat16, DType::kFloat32,
-                                                  DType::kFloat64};
+const std::initializer_list<DType> kFloatTypes = {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64};
 const std::initializer_list<DType> kFloatAndIntTypes = {DType::kFloat16, DType::kBFloat16, DType::kFloat32,
                                                         DType::kFloat64, DType::kInt32,    DType::kInt64,
                                                         DType::kUInt32,  DType::kUInt64};
-const std::initializer_list<DType> kNumericTypes = {
-    DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8,   DType::kInt16,
-    DType::kInt32,   DType::kInt64,    DType::kUInt8,   DType::kUInt16,  DType::kUInt32, DType::kUInt64};
+const std::initializer_list<DType> kNumericTypes = {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64,
+                                                    DType::kInt8,    DType::kInt16,    DType::kInt32,   DType::kInt64,
+                                                    DType::kUInt8,   DType::kUInt16,   DType::kUInt32,  DType::kUInt64};
 
 void require_dtype(const NodeView& node, DType dtype, std::initializer_list<DType> allowed, const std::string& what) {
   if (std::find(allowed.begin(), allowed.end(), dtype) != allowed.end()) return;
@@ -33,7 +32,6 @@ std::vector<double> to_doubles(const ir::Tensor& t) {
   });
   return out;
 }
-
 
 void store_doubles(ir::Tensor& t, const double* v) {
   ir::visit_numeric_dtype(t.dtype(), [&]<class T>() {
@@ -92,8 +90,7 @@ WindowAttrs read_window_attrs(const NodeView& node, std::vector<int64_t> kernel,
   if (w.strides.empty()) w.strides.assign(n, 1);
   if (w.dilations.empty()) w.dilations.assign(n, 1);
   if (w.pads.empty()) w.pads.assign(2 * n, 0);
-  if (w.strides.size() != n)
-    node.fail("attribute strides ", ir::to_string(w.strides), " must have ", n, " values");
+  if (w.strides.size() != n) node.fail("attribute strides ", ir::to_string(w.strides), " must have ", n, " values");
   if (w.dilations.size() != n)
     node.fail("attribute dilations ", ir::to_string(w.dilations), " must have ", n, " values");
   if (w.pads.size() != 2 * n) node.fail("attribute pads ", ir::to_string(w.pads), " must have ", 2 * n, " values");
@@ -146,8 +143,8 @@ AxisWindow forward_window(const NodeView& node, const WindowAttrs& w, size_t axi
   if (in < 0) return r;
   int64_t padded = in + w.pads[axis] + w.pads[axis + n];
   if (padded < eff)
-    node.fail("the kernel (", eff, " with dilation) is larger than the padded input (", padded,
-              ") along spatial axis ", axis);
+    node.fail("the kernel (", eff, " with dilation) is larger than the padded input (", padded, ") along spatial axis ",
+              axis);
   int64_t numer = padded - eff;
   r.out = (w.ceil_mode ? (numer + s - 1) / s : numer / s) + 1;
   // With ceil_mode, a last window that would start inside the end padding is dropped (as PyTorch and

@@ -30,9 +30,9 @@ void register_detection_ops(OpRegistry& r);    // RoiAlign, MaxRoiPool, NonMaxSu
 inline constexpr int64_t kNoMaxOpset = std::numeric_limits<int64_t>::max();
 
 // Element-type sets named as the ONNX spec's type constraints.
-extern const std::initializer_list<ir::DType> kFloatTypes;          // float16, bfloat16, float, double
-extern const std::initializer_list<ir::DType> kFloatAndIntTypes;    // floats and the 32/64-bit ints
-extern const std::initializer_list<ir::DType> kNumericTypes;        // every number type (no bool)
+extern const std::initializer_list<ir::DType> kFloatTypes;        // float16, bfloat16, float, double
+extern const std::initializer_list<ir::DType> kFloatAndIntTypes;  // floats and the 32/64-bit ints
+extern const std::initializer_list<ir::DType> kNumericTypes;      // every number type (no bool)
 
 // Fails naming the node when `dtype` is not in `allowed`; `what` names the input ("input X").
 void require_dtype(const NodeView& node, ir::DType dtype, std::initializer_list<ir::DType> allowed,
@@ -109,8 +109,8 @@ std::vector<int64_t> read_kernel_shape(const NodeView& node, size_t spatial_rank
                                        const std::optional<std::vector<int64_t>>& weight_spatial);
 
 struct AxisWindow {
-  int64_t out = -1;        // output size along the axis; -1 when the input size is unknown
-  int64_t pad_begin = 0;   // padding actually applied before the first element
+  int64_t out = -1;       // output size along the axis; -1 when the input size is unknown
+  int64_t pad_begin = 0;  // padding actually applied before the first element
 };
 
 // Output size of a forward window (Conv, pooling) along one axis of input size `in` (-1: unknown).

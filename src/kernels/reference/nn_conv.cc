@@ -41,8 +41,9 @@ bool all_static(const std::vector<int64_t>& v) {
 void infer_conv(InferenceContext& ctx) {
   const ir::Type& x = ctx.input_type(0);
   const ir::Type& w = ctx.input_type(1);
-  std::optional<size_t> rank = x.shape ? std::optional<size_t>(x.shape->rank())
-                                       : w.shape ? std::optional<size_t>(w.shape->rank()) : std::nullopt;
+  std::optional<size_t> rank = x.shape   ? std::optional<size_t>(x.shape->rank())
+                               : w.shape ? std::optional<size_t>(w.shape->rank())
+                                         : std::nullopt;
   if (!rank) return ctx.set_output(0, x.dtype, std::nullopt);
   if (*rank < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got rank ", *rank);
   if (w.shape && w.shape->rank() != *rank)
@@ -71,16 +72,19 @@ void run_conv(KernelContext& ctx) {
   if (w.dtype() != x.dtype()) ctx.fail("W has element type ", w.dtype(), ", X has ", x.dtype());
   if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
   if (w.rank() != x.rank())
-    ctx.fail("weights W of shape ", ir::to_string(w.shape()), " must have the same rank as X ", ir::to_string(x.shape()));
+    ctx.fail("weights W of shape ", ir::to_string(w.shape()), " must have the same rank as X ",
+             ir::to_string(x.shape()));
   size_t nsp = x.rank() - 2;
   int64_t group = read_group(ctx);
   int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0), cg = w.dim(1);
   if (c != cg * group)
-    ctx.fail("input has ", c, " channels but W ", ir::to_string(w.shape()), " with group ", group, " expects ", cg * group);
+    ctx.fail("input has ", c, " channels but W ", ir::to_string(w.shape()), " with group ", group, " expects ",
+             cg * group);
   if (m % group != 0) ctx.fail("W has ", m, " output channels, not a multiple of group ", group);
   const ir::Tensor* b = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   if (b && (b->dtype() != x.dtype() || b->rank() != 1 || b->dim(0) != m))
-    ctx.fail("bias B must be a 1-D ", x.dtype(), " tensor of ", m, " values, got ", b->dtype(), ir::to_string(b->shape()));
+    ctx.fail("bias B must be a 1-D ", x.dtype(), " tensor of ", m, " values, got ", b->dtype(),
+             ir::to_string(b->shape()));
   std::vector<int64_t> wsp(w.shape().begin() + 2, w.shape().end());
   WindowAttrs wa = read_window_attrs(ctx, read_kernel_shape(ctx, nsp, wsp), false);
 
@@ -149,13 +153,15 @@ TransposeGeometry transpose_geometry(const NodeView& node, const WindowAttrs& wa
   if (out_pad.size() != nsp)
     node.fail("attribute output_padding ", ir::to_string(out_pad), " must have ", nsp, " values");
   for (int64_t p : out_pad)
-    if (p < 0 || p > (int64_t{1} << 40)) node.fail("attribute output_padding ", ir::to_string(out_pad), " is out of range");
+    if (p < 0 || p > (int64_t{1} << 40))
+      node.fail("attribute output_padding ", ir::to_string(out_pad), " is out of range");
   std::vector<int64_t> out_shape = node.attr_ints("output_shape");
   if (!out_shape.empty()) {
     // Older exporters give the full shape [N, C, spatial...]; the spec wants only the spatial part.
     if (out_shape.size() == nsp + 2) out_shape.erase(out_shape.begin(), out_shape.begin() + 2);
     if (out_shape.size() != nsp)
-      node.fail("attribute output_shape ", ir::to_string(node.attr_ints("output_shape")), " must have ", nsp, " values");
+      node.fail("attribute output_shape ", ir::to_string(node.attr_ints("output_shape")), " must have ", nsp,
+                " values");
     for (int64_t d : out_shape)
       if (d <= 0 || d > (int64_t{1} << 40))
         node.fail("attribute output_shape ", ir::to_string(out_shape), " must be positive");
@@ -185,7 +191,8 @@ TransposeGeometry transpose_geometry(const NodeView& node, const WindowAttrs& wa
       g.pad_begin[i] = pb;
       g.out[i] = full - pb - pe;
       if (g.out[i] <= 0)
-        node.fail("pads ", ir::to_string(wa.pads), " leave no output along spatial axis ", i, " (full size ", full, ")");
+        node.fail("pads ", ir::to_string(wa.pads), " leave no output along spatial axis ", i, " (full size ", full,
+                  ")");
     }
   }
   return g;
@@ -194,8 +201,9 @@ TransposeGeometry transpose_geometry(const NodeView& node, const WindowAttrs& wa
 void infer_conv_transpose(InferenceContext& ctx) {
   const ir::Type& x = ctx.input_type(0);
   const ir::Type& w = ctx.input_type(1);
-  std::optional<size_t> rank = x.shape ? std::optional<size_t>(x.shape->rank())
-                                       : w.shape ? std::optional<size_t>(w.shape->rank()) : std::nullopt;
+  std::optional<size_t> rank = x.shape   ? std::optional<size_t>(x.shape->rank())
+                               : w.shape ? std::optional<size_t>(w.shape->rank())
+                                         : std::nullopt;
   if (!rank) return ctx.set_output(0, x.dtype, std::nullopt);
   if (*rank < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got rank ", *rank);
   if (w.shape && w.shape->rank() != *rank)
@@ -229,7 +237,8 @@ void run_conv_transpose(KernelContext& ctx) {
   if (w.dtype() != x.dtype()) ctx.fail("W has element type ", w.dtype(), ", X has ", x.dtype());
   if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
   if (w.rank() != x.rank())
-    ctx.fail("weights W of shape ", ir::to_string(w.shape()), " must have the same rank as X ", ir::to_string(x.shape()));
+    ctx.fail("weights W of shape ", ir::to_string(w.shape()), " must have the same rank as X ",
+             ir::to_string(x.shape()));
   size_t nsp = x.rank() - 2;
   int64_t group = read_group(ctx);
   int64_t n = x.dim(0), c = x.dim(1), mg = w.dim(1), m = mg * group;
@@ -237,7 +246,8 @@ void run_conv_transpose(KernelContext& ctx) {
   if (c % group != 0) ctx.fail("input channels ", c, " are not a multiple of group ", group);
   const ir::Tensor* b = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   if (b && (b->dtype() != x.dtype() || b->rank() != 1 || b->dim(0) != m))
-    ctx.fail("bias B must be a 1-D ", x.dtype(), " tensor of ", m, " values, got ", b->dtype(), ir::to_string(b->shape()));
+    ctx.fail("bias B must be a 1-D ", x.dtype(), " tensor of ", m, " values, got ", b->dtype(),
+             ir::to_string(b->shape()));
   std::vector<int64_t> wsp(w.shape().begin() + 2, w.shape().end());
   WindowAttrs wa = read_window_attrs(ctx, read_kernel_shape(ctx, nsp, wsp), false);
   std::vector<int64_t> in_sp(x.shape().begin() + 2, x.shape().end());

@@ -38,7 +38,8 @@ void run_roi_align(KernelContext& ctx) {
   if (bidx.dtype() != DType::kInt64 && bidx.dtype() != DType::kInt32)
     ctx.fail("batch_indices must be int64, got ", bidx.dtype());
   if (x.rank() != 4) ctx.fail("input X must be 4-D (N, C, H, W), got ", ir::to_string(x.shape()));
-  if (rois.rank() != 2 || rois.dim(1) != 4) ctx.fail("rois must have shape [num_rois, 4], got ", ir::to_string(rois.shape()));
+  if (rois.rank() != 2 || rois.dim(1) != 4)
+    ctx.fail("rois must have shape [num_rois, 4], got ", ir::to_string(rois.shape()));
   if (bidx.rank() != 1 || bidx.dim(0) != rois.dim(0))
     ctx.fail("batch_indices ", ir::to_string(bidx.shape()), " must have shape [", rois.dim(0), "]");
   std::string mode = ctx.attr_string("mode", "avg");
@@ -50,7 +51,8 @@ void run_roi_align(KernelContext& ctx) {
   if (sampling < 0) ctx.fail("attribute sampling_ratio must not be negative, got ", sampling);
   double scale = ctx.attr_float("spatial_scale", 1.0f);
   // Opset 10 had no attribute and behaved as output_half_pixel; from 16 the default is half_pixel.
-  std::string ctm = ctx.attr_string("coordinate_transformation_mode", ctx.opset() >= 16 ? "half_pixel" : "output_half_pixel");
+  std::string ctm =
+      ctx.attr_string("coordinate_transformation_mode", ctx.opset() >= 16 ? "half_pixel" : "output_half_pixel");
   if (ctm != "half_pixel" && ctm != "output_half_pixel")
     ctx.fail("attribute coordinate_transformation_mode must be half_pixel or output_half_pixel, got \"", ctm, "\"");
   bool half_pixel = ctm == "half_pixel";
@@ -92,9 +94,11 @@ void run_roi_align(KernelContext& ctx) {
       for (int64_t pw = 0; pw < ow; ++pw) {
         samples.clear();
         for (int64_t iy = 0; iy < grid_h; ++iy) {
-          double yy = y0 + static_cast<double>(ph) * bin_h + (static_cast<double>(iy) + 0.5) * bin_h / static_cast<double>(grid_h);
+          double yy = y0 + static_cast<double>(ph) * bin_h +
+                      (static_cast<double>(iy) + 0.5) * bin_h / static_cast<double>(grid_h);
           for (int64_t ix = 0; ix < grid_w; ++ix) {
-            double xx = x0 + static_cast<double>(pw) * bin_w + (static_cast<double>(ix) + 0.5) * bin_w / static_cast<double>(grid_w);
+            double xx = x0 + static_cast<double>(pw) * bin_w +
+                        (static_cast<double>(ix) + 0.5) * bin_w / static_cast<double>(grid_w);
             Sample s{{0, 0, 0, 0}, {0, 0, 0, 0}};
             if (!(yy < -1.0 || yy > static_cast<double>(h) || xx < -1.0 || xx > static_cast<double>(w))) {
               double sy = std::max(yy, 0.0), sx = std::max(xx, 0.0);
@@ -127,8 +131,8 @@ void run_roi_align(KernelContext& ctx) {
           for (const Sample& s : samples) {
             if (is_max) {
               // ONNX Runtime's max mode: the largest weighted corner, not an interpolated value.
-              double v = std::max({s.w[0] * xp[s.pos[0]], s.w[1] * xp[s.pos[1]], s.w[2] * xp[s.pos[2]],
-                                   s.w[3] * xp[s.pos[3]]});
+              double v = std::max(
+                  {s.w[0] * xp[s.pos[0]], s.w[1] * xp[s.pos[1]], s.w[2] * xp[s.pos[2]], s.w[3] * xp[s.pos[3]]});
               out = first ? v : std::max(out, v);
               first = false;
             } else {
@@ -162,8 +166,9 @@ void infer_max_roi_pool(InferenceContext& ctx) {
   if (rois.shape && (rois.shape->rank() != 2 || ((*rois.shape)[1].is_static() && (*rois.shape)[1].value != 5)))
     ctx.fail("rois must have shape [num_rois, 5], got ", ir::to_string(*rois.shape));
   std::vector<int64_t> p = read_pooled_shape(ctx);
-  ctx.set_output(0, x.dtype,
-                 ir::Shape({rois.shape ? (*rois.shape)[0] : ir::Dim(), x.shape ? (*x.shape)[1] : ir::Dim(), p[0], p[1]}));
+  ctx.set_output(
+      0, x.dtype,
+      ir::Shape({rois.shape ? (*rois.shape)[0] : ir::Dim(), x.shape ? (*x.shape)[1] : ir::Dim(), p[0], p[1]}));
 }
 
 void run_max_roi_pool(KernelContext& ctx) {
@@ -172,7 +177,8 @@ void run_max_roi_pool(KernelContext& ctx) {
   require_dtype(ctx, x.dtype(), kFloatTypes, "input X");
   require_dtype(ctx, rois.dtype(), kFloatTypes, "input rois");
   if (x.rank() != 4) ctx.fail("input X must be 4-D (N, C, H, W), got ", ir::to_string(x.shape()));
-  if (rois.rank() != 2 || rois.dim(1) != 5) ctx.fail("rois must have shape [num_rois, 5], got ", ir::to_string(rois.shape()));
+  if (rois.rank() != 2 || rois.dim(1) != 5)
+    ctx.fail("rois must have shape [num_rois, 5], got ", ir::to_string(rois.shape()));
   std::vector<int64_t> p = read_pooled_shape(ctx);
   double scale = ctx.attr_float("spatial_scale", 1.0f);
   int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3), num = rois.dim(0), ph_n = p[0], pw_n = p[1];
@@ -197,7 +203,8 @@ void run_max_roi_pool(KernelContext& ctx) {
       int64_t he = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(static_cast<double>(ph + 1) * bin_h)) + y0, 0, h);
       for (int64_t pw = 0; pw < pw_n; ++pw) {
         int64_t ws = std::clamp<int64_t>(static_cast<int64_t>(std::floor(static_cast<double>(pw) * bin_w)) + x0, 0, w);
-        int64_t we = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(static_cast<double>(pw + 1) * bin_w)) + x0, 0, w);
+        int64_t we =
+            std::clamp<int64_t>(static_cast<int64_t>(std::ceil(static_cast<double>(pw + 1) * bin_w)) + x0, 0, w);
         bool empty = he <= hs || we <= ws;
         for (int64_t ci = 0; ci < c; ++ci) {
           const double* xp = xv.data() + (b * c + ci) * h * w;

@@ -53,12 +53,14 @@ Equation parse_equation(const NodeView& node, size_t num_inputs) {
   size_t start = 0;
   while (true) {
     size_t comma = lhs.find(',', start);
-    e.inputs.push_back(parse_term(node, lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start), raw));
+    e.inputs.push_back(
+        parse_term(node, lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start), raw));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
   if (e.inputs.size() != num_inputs)
-    node.fail("equation \"", raw, "\" has ", e.inputs.size(), " operand terms but the node has ", num_inputs, " inputs");
+    node.fail("equation \"", raw, "\" has ", e.inputs.size(), " operand terms but the node has ", num_inputs,
+              " inputs");
   for (const auto& t : e.inputs)
     if (std::find(t.begin(), t.end(), kEllipsis) != t.end()) e.has_ellipsis = true;
   if (arrow != std::string::npos) {
@@ -93,11 +95,11 @@ Equation parse_equation(const NodeView& node, size_t num_inputs) {
 // inference). Labels are numbered: letters first (in order of first appearance), then one per
 // broadcast dim of the ellipsis.
 struct LabelSpace {
-  std::vector<int> letters;            // label number -> letter
-  std::vector<int64_t> sizes;          // label number -> size (-1 unknown)
-  std::vector<std::string> symbols;    // label number -> symbol name when symbolic (inference only)
+  std::vector<int> letters;          // label number -> letter
+  std::vector<int64_t> sizes;        // label number -> size (-1 unknown)
+  std::vector<std::string> symbols;  // label number -> symbol name when symbolic (inference only)
   size_t ellipsis_rank = 0;
-  size_t ellipsis_first = 0;           // label number of the first ellipsis dim
+  size_t ellipsis_first = 0;  // label number of the first ellipsis dim
   // Per input and dim: the label number.
   std::vector<std::vector<size_t>> dim_labels;
 };
@@ -205,9 +207,12 @@ void infer_einsum(InferenceContext& ctx) {
   LabelSpace s = build_labels(ctx, e, shapes);
   ir::Shape out;
   for (size_t l : output_labels(e, s)) {
-    if (s.sizes[l] >= 0) out.dims.emplace_back(s.sizes[l]);
-    else if (!s.symbols[l].empty()) out.dims.push_back(ir::Dim::symbolic(s.symbols[l]));
-    else out.dims.emplace_back();
+    if (s.sizes[l] >= 0)
+      out.dims.emplace_back(s.sizes[l]);
+    else if (!s.symbols[l].empty())
+      out.dims.push_back(ir::Dim::symbolic(s.symbols[l]));
+    else
+      out.dims.emplace_back();
   }
   ctx.set_output(0, dtype, out);
 }
@@ -251,8 +256,11 @@ void run_einsum(KernelContext& ctx) {
       if (ctx.input(k).dim(d) == 1 && s.sizes[s.dim_labels[k][d]] != 1) continue;  // broadcast
       size_t l = s.dim_labels[k][d];
       auto oi = std::find(out_labels.begin(), out_labels.end(), l);
-      if (oi != out_labels.end()) out_strides[k][static_cast<size_t>(oi - out_labels.begin())] += st[d];
-      else sum_strides[k][static_cast<size_t>(std::find(sum_labels.begin(), sum_labels.end(), l) - sum_labels.begin())] += st[d];
+      if (oi != out_labels.end())
+        out_strides[k][static_cast<size_t>(oi - out_labels.begin())] += st[d];
+      else
+        sum_strides[k][static_cast<size_t>(std::find(sum_labels.begin(), sum_labels.end(), l) - sum_labels.begin())] +=
+            st[d];
     }
   }
 
@@ -260,8 +268,10 @@ void run_einsum(KernelContext& ctx) {
     if constexpr (!std::is_same_v<T, bool>) {
       using Acc = EinsumAcc<T>;
       auto to_acc = [](T v) -> Acc {
-        if constexpr (std::is_integral_v<T>) return static_cast<uint64_t>(static_cast<int64_t>(v));
-        else return static_cast<double>(v);
+        if constexpr (std::is_integral_v<T>)
+          return static_cast<uint64_t>(static_cast<int64_t>(v));
+        else
+          return static_cast<double>(v);
       };
       std::vector<const T*> in(n);
       for (size_t k = 0; k < n; ++k) in[k] = ctx.input(k).data<T>();

@@ -24,15 +24,23 @@ struct GridSpec {
 GridSpec read_grid_spec(const NodeView& node) {
   GridSpec s;
   std::string m = node.attr_string("mode", node.opset() >= 20 ? "linear" : "bilinear");
-  if (m == "bilinear" || m == "linear") s.mode = GridMode::kLinear;
-  else if (m == "nearest") s.mode = GridMode::kNearest;
-  else if (m == "bicubic" || m == "cubic") s.mode = GridMode::kCubic;
-  else node.fail("attribute mode has unknown value \"", m, "\"");
+  if (m == "bilinear" || m == "linear")
+    s.mode = GridMode::kLinear;
+  else if (m == "nearest")
+    s.mode = GridMode::kNearest;
+  else if (m == "bicubic" || m == "cubic")
+    s.mode = GridMode::kCubic;
+  else
+    node.fail("attribute mode has unknown value \"", m, "\"");
   std::string p = node.attr_string("padding_mode", "zeros");
-  if (p == "zeros") s.padding = Padding::kZeros;
-  else if (p == "border") s.padding = Padding::kBorder;
-  else if (p == "reflection") s.padding = Padding::kReflection;
-  else node.fail("attribute padding_mode has unknown value \"", p, "\"");
+  if (p == "zeros")
+    s.padding = Padding::kZeros;
+  else if (p == "border")
+    s.padding = Padding::kBorder;
+  else if (p == "reflection")
+    s.padding = Padding::kReflection;
+  else
+    node.fail("attribute padding_mode has unknown value \"", p, "\"");
   s.align_corners = node.attr_int("align_corners", 0) != 0;
   return s;
 }
@@ -103,7 +111,8 @@ void run_grid_sample(KernelContext& ctx) {
   require_dtype(ctx, grid.dtype(), kFloatTypes, "input grid");
   if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
   size_t nsp = x.rank() - 2;
-  if (ctx.opset() < 20 && nsp != 2) ctx.fail("GridSample before opset 20 takes 4-D input, got ", ir::to_string(x.shape()));
+  if (ctx.opset() < 20 && nsp != 2)
+    ctx.fail("GridSample before opset 20 takes 4-D input, got ", ir::to_string(x.shape()));
   if (grid.rank() != x.rank() || grid.dim(0) != x.dim(0) || grid.dim(grid.rank() - 1) != static_cast<int64_t>(nsp))
     ctx.fail("grid ", ir::to_string(grid.shape()), " does not fit X ", ir::to_string(x.shape()), "; expected [",
              x.dim(0), ", ...", nsp, " output dims..., ", nsp, "]");
@@ -130,8 +139,10 @@ void run_grid_sample(KernelContext& ctx) {
   auto fetch_index = [&](size_t axis, int64_t i) -> int64_t {
     if (i >= 0 && i < dims[axis]) return i;
     switch (spec.padding) {
-      case Padding::kZeros: return -1;
-      case Padding::kBorder: return std::clamp<int64_t>(i, 0, dims[axis] - 1);
+      case Padding::kZeros:
+        return -1;
+      case Padding::kBorder:
+        return std::clamp<int64_t>(i, 0, dims[axis] - 1);
       case Padding::kReflection: {
         auto r = static_cast<int64_t>(reflect(static_cast<double>(i), lo[axis], hi[axis]));
         return std::clamp<int64_t>(r, 0, dims[axis] - 1);
@@ -152,10 +163,12 @@ void run_grid_sample(KernelContext& ctx) {
         double v = spec.align_corners ? (nx + 1) / 2 * (len - 1) : ((nx + 1) * len - 1) / 2;
         if (spec.mode == GridMode::kNearest) v = nsp == 3 ? std::round(v) : std::nearbyint(v);
         if (v < lo[i] || v > hi[i]) {
-          if (spec.padding == Padding::kBorder) v = std::clamp(v, 0.0, len - 1);
-          else if (spec.padding == Padding::kReflection) v = reflect(v, lo[i], hi[i]);
+          if (spec.padding == Padding::kBorder)
+            v = std::clamp(v, 0.0, len - 1);
+          else if (spec.padding == Padding::kReflection)
+            v = reflect(v, lo[i], hi[i]);
         }
-        if (!std::isfinite(v)) v = -2;  // NaN or inf grid: reads padding
+        if (!std::isfinite(v)) v = -2;                 // NaN or inf grid: reads padding
         v = std::clamp(v, -4 - 2 * len, 4 + 2 * len);  // far outside is all the same; keeps ints in range
         auto& tp = taps[i];
         tp.clear();

@@ -67,8 +67,7 @@ void run_matmul(KernelContext& ctx) {
   const ir::Tensor& a = ctx.input(0);
   const ir::Tensor& b = ctx.input(1);
   require_dtype(ctx, a.dtype(), kFloatAndIntTypes, "input A");
-  if (b.dtype() != a.dtype())
-    ctx.fail("inputs have different element types ", a.dtype(), " and ", b.dtype());
+  if (b.dtype() != a.dtype()) ctx.fail("inputs have different element types ", a.dtype(), " and ", b.dtype());
   if (a.rank() == 0 || b.rank() == 0) ctx.fail("MatMul inputs must have rank >= 1, got scalars");
   std::vector<int64_t> as = a.shape(), bs = b.shape();
   bool a_vec = as.size() == 1, b_vec = bs.size() == 1;

@@ -17,8 +17,10 @@ enum class PoolKind { kMax, kAverage, kLp };
 double read_lp_p(const NodeView& node) {
   const ir::Attribute* a = node.node().find_attribute("p");
   double p = 2;
-  if (a && a->kind == ir::Attribute::Kind::kFloat) p = a->f;
-  else if (a) p = static_cast<double>(node.attr_int("p"));
+  if (a && a->kind == ir::Attribute::Kind::kFloat)
+    p = a->f;
+  else if (a)
+    p = static_cast<double>(node.attr_int("p"));
   if (!(p > 0) || !std::isfinite(p)) node.fail("attribute p must be positive, got ", p);
   return p;
 }
@@ -57,8 +59,8 @@ void infer_pool(InferenceContext& ctx) {
 void run_pool(KernelContext& ctx, PoolKind kind) {
   const ir::Tensor& x = ctx.input(0);
   if (kind == PoolKind::kMax)
-    require_dtype(ctx, x.dtype(), {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8,
-                                   DType::kUInt8},
+    require_dtype(ctx, x.dtype(),
+                  {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64, DType::kInt8, DType::kUInt8},
                   "input X");
   else
     require_dtype(ctx, x.dtype(), kFloatTypes, "input X");
@@ -81,7 +83,8 @@ void run_pool(KernelContext& ctx, PoolKind kind) {
   std::vector<int64_t> pad_end(nsp);
   for (size_t i = 0; i < nsp; ++i) {
     int64_t full = (out_sp[i] - 1) * wa.strides[i] + wa.effective_kernel(i);
-    pad_end[i] = wa.auto_pad == AutoPad::kNotSet ? wa.pads[i + nsp] : std::max<int64_t>(0, full - in_sp[i] - pad_begin[i]);
+    pad_end[i] =
+        wa.auto_pad == AutoPad::kNotSet ? wa.pads[i + nsp] : std::max<int64_t>(0, full - in_sp[i] - pad_begin[i]);
   }
   std::vector<int64_t> out_shape = {x.dim(0), x.dim(1)};
   out_shape.insert(out_shape.end(), out_sp.begin(), out_sp.end());
@@ -205,9 +208,15 @@ void run_global_pool(KernelContext& ctx, PoolKind kind) {
     double acc = kind == PoolKind::kMax ? -std::numeric_limits<double>::infinity() : 0.0;
     for (int64_t i = 0; i < vol; ++i) {
       switch (kind) {
-        case PoolKind::kMax: acc = std::max(acc, xp[i]); break;
-        case PoolKind::kAverage: acc += xp[i]; break;
-        case PoolKind::kLp: acc += std::pow(std::fabs(xp[i]), p); break;
+        case PoolKind::kMax:
+          acc = std::max(acc, xp[i]);
+          break;
+        case PoolKind::kAverage:
+          acc += xp[i];
+          break;
+        case PoolKind::kLp:
+          acc += std::pow(std::fabs(xp[i]), p);
+          break;
       }
     }
     if (kind == PoolKind::kAverage) acc /= static_cast<double>(vol);
@@ -221,7 +230,8 @@ void run_global_pool(KernelContext& ctx, PoolKind kind) {
 // ---- MaxUnpool ----------------------------------------------------------------------------------
 
 // The spatial output size MaxPool's inverse would give: (in - 1) * stride + kernel - pads.
-std::vector<int64_t> unpool_default_spatial(const NodeView& node, const WindowAttrs& wa, const std::vector<int64_t>& in) {
+std::vector<int64_t> unpool_default_spatial(const NodeView& node, const WindowAttrs& wa,
+                                            const std::vector<int64_t>& in) {
   std::vector<int64_t> out(wa.rank(), -1);
   for (size_t i = 0; i < wa.rank(); ++i) {
     if (in[i] < 0) continue;
@@ -310,7 +320,8 @@ void run_max_unpool(KernelContext& ctx) {
 
 void register_pool_ops(OpRegistry& r) {
   r.add(OpDef{"", "MaxPool", 1, kNoMaxOpset, infer_pool, [](KernelContext& c) { run_pool(c, PoolKind::kMax); }});
-  r.add(OpDef{"", "AveragePool", 1, kNoMaxOpset, infer_pool, [](KernelContext& c) { run_pool(c, PoolKind::kAverage); }});
+  r.add(
+      OpDef{"", "AveragePool", 1, kNoMaxOpset, infer_pool, [](KernelContext& c) { run_pool(c, PoolKind::kAverage); }});
   r.add(OpDef{"", "LpPool", 1, kNoMaxOpset, infer_pool, [](KernelContext& c) { run_pool(c, PoolKind::kLp); }});
   r.add(OpDef{"", "GlobalMaxPool", 1, kNoMaxOpset, infer_global_pool,
               [](KernelContext& c) { run_global_pool(c, PoolKind::kMax); }});

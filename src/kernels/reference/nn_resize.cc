@@ -15,7 +15,12 @@ using ir::DType;
 
 enum class Mode { kNearest, kLinear, kCubic };
 enum class Coord {
-  kHalfPixel, kHalfPixelSymmetric, kPytorchHalfPixel, kAlignCorners, kAsymmetric, kTfHalfPixelForNn,
+  kHalfPixel,
+  kHalfPixelSymmetric,
+  kPytorchHalfPixel,
+  kAlignCorners,
+  kAsymmetric,
+  kTfHalfPixelForNn,
   kTfCropAndResize,
 };
 // kSimple is Upsample's (and Resize-10's) rule: floor when upsampling, ceil when downsampling.
@@ -52,29 +57,46 @@ ResizeSpec read_spec(const NodeView& node, bool is_upsample, size_t rank) {
     s.nearest = Nearest::kSimple;
   } else {
     std::string c = node.attr_string("coordinate_transformation_mode", "half_pixel");
-    if (c == "half_pixel") s.coord = Coord::kHalfPixel;
-    else if (c == "half_pixel_symmetric") s.coord = Coord::kHalfPixelSymmetric;
-    else if (c == "pytorch_half_pixel") s.coord = Coord::kPytorchHalfPixel;
-    else if (c == "align_corners") s.coord = Coord::kAlignCorners;
-    else if (c == "asymmetric") s.coord = Coord::kAsymmetric;
-    else if (c == "tf_half_pixel_for_nn") s.coord = Coord::kTfHalfPixelForNn;
-    else if (c == "tf_crop_and_resize") s.coord = Coord::kTfCropAndResize;
-    else node.fail("attribute coordinate_transformation_mode has unknown value \"", c, "\"");
+    if (c == "half_pixel")
+      s.coord = Coord::kHalfPixel;
+    else if (c == "half_pixel_symmetric")
+      s.coord = Coord::kHalfPixelSymmetric;
+    else if (c == "pytorch_half_pixel")
+      s.coord = Coord::kPytorchHalfPixel;
+    else if (c == "align_corners")
+      s.coord = Coord::kAlignCorners;
+    else if (c == "asymmetric")
+      s.coord = Coord::kAsymmetric;
+    else if (c == "tf_half_pixel_for_nn")
+      s.coord = Coord::kTfHalfPixelForNn;
+    else if (c == "tf_crop_and_resize")
+      s.coord = Coord::kTfCropAndResize;
+    else
+      node.fail("attribute coordinate_transformation_mode has unknown value \"", c, "\"");
     std::string n = node.attr_string("nearest_mode", "round_prefer_floor");
-    if (n == "round_prefer_floor") s.nearest = Nearest::kRoundPreferFloor;
-    else if (n == "round_prefer_ceil") s.nearest = Nearest::kRoundPreferCeil;
-    else if (n == "floor") s.nearest = Nearest::kFloor;
-    else if (n == "ceil") s.nearest = Nearest::kCeil;
-    else node.fail("attribute nearest_mode has unknown value \"", n, "\"");
+    if (n == "round_prefer_floor")
+      s.nearest = Nearest::kRoundPreferFloor;
+    else if (n == "round_prefer_ceil")
+      s.nearest = Nearest::kRoundPreferCeil;
+    else if (n == "floor")
+      s.nearest = Nearest::kFloor;
+    else if (n == "ceil")
+      s.nearest = Nearest::kCeil;
+    else
+      node.fail("attribute nearest_mode has unknown value \"", n, "\"");
     s.cubic_a = node.attr_float("cubic_coeff_a", -0.75f);
     s.exclude_outside = node.attr_int("exclude_outside", 0) != 0;
     s.extrapolation = node.attr_float("extrapolation_value", 0.0f);
     s.antialias = node.attr_int("antialias", 0) != 0;
     std::string p = node.attr_string("keep_aspect_ratio_policy", "stretch");
-    if (p == "stretch") s.policy = AspectPolicy::kStretch;
-    else if (p == "not_larger") s.policy = AspectPolicy::kNotLarger;
-    else if (p == "not_smaller") s.policy = AspectPolicy::kNotSmaller;
-    else node.fail("attribute keep_aspect_ratio_policy has unknown value \"", p, "\"");
+    if (p == "stretch")
+      s.policy = AspectPolicy::kStretch;
+    else if (p == "not_larger")
+      s.policy = AspectPolicy::kNotLarger;
+    else if (p == "not_smaller")
+      s.policy = AspectPolicy::kNotSmaller;
+    else
+      node.fail("attribute keep_aspect_ratio_policy has unknown value \"", p, "\"");
   }
   std::vector<int64_t> axes = legacy ? std::vector<int64_t>() : node.attr_ints("axes");
   if (axes.empty()) {
@@ -143,7 +165,8 @@ Plan plan_resize(const NodeView& node, const ResizeSpec& spec, const std::vector
       p.out[a] = static_cast<int64_t>(o);
     }
   } else {
-    if (sizes->size() != na) node.fail("sizes has ", sizes->size(), " values; expected ", na, " (one per resized axis)");
+    if (sizes->size() != na)
+      node.fail("sizes has ", sizes->size(), " values; expected ", na, " (one per resized axis)");
     for (size_t i = 0; i < na; ++i) {
       size_t a = static_cast<size_t>(spec.axes[i]);
       int64_t s = (*sizes)[i];
@@ -181,24 +204,29 @@ struct AxisTaps {
   std::vector<bool> outside;  // tf_crop_and_resize: the coordinate maps outside the input
 };
 
-double original_coordinate(const ResizeSpec& spec, double x, int64_t in, int64_t out_int, double scale, double roi_start,
-                           double roi_end) {
+double original_coordinate(const ResizeSpec& spec, double x, int64_t in, int64_t out_int, double scale,
+                           double roi_start, double roi_end) {
   double out_f = scale * static_cast<double>(in);  // the reference uses the unrounded output length
   double len = static_cast<double>(in);
   switch (spec.coord) {
-    case Coord::kHalfPixel: return (x + 0.5) / scale - 0.5;
+    case Coord::kHalfPixel:
+      return (x + 0.5) / scale - 0.5;
     case Coord::kHalfPixelSymmetric: {
       double adjustment = static_cast<double>(out_int) / out_f;
       double center = len / 2;
       return center * (1 - adjustment) + (x + 0.5) / scale - 0.5;
     }
-    case Coord::kPytorchHalfPixel: return out_f == 1 ? -0.5 : (x + 0.5) / scale - 0.5;
-    case Coord::kAlignCorners: return out_f == 1 ? 0.0 : x * (len - 1) / (out_f - 1);
-    case Coord::kAsymmetric: return x / scale;
-    case Coord::kTfHalfPixelForNn: return (x + 0.5) / scale;
+    case Coord::kPytorchHalfPixel:
+      return out_f == 1 ? -0.5 : (x + 0.5) / scale - 0.5;
+    case Coord::kAlignCorners:
+      return out_f == 1 ? 0.0 : x * (len - 1) / (out_f - 1);
+    case Coord::kAsymmetric:
+      return x / scale;
+    case Coord::kTfHalfPixelForNn:
+      return (x + 0.5) / scale;
     case Coord::kTfCropAndResize: {
-      double r = out_f == 1 ? (roi_end - roi_start) * (len - 1) / 2
-                            : x * (roi_end - roi_start) * (len - 1) / (out_f - 1);
+      double r =
+          out_f == 1 ? (roi_end - roi_start) * (len - 1) / 2 : x * (roi_end - roi_start) * (len - 1) / (out_f - 1);
       return r + roi_start * (len - 1);
     }
   }
@@ -237,11 +265,21 @@ AxisTaps axis_taps(const ResizeSpec& spec, int64_t in, int64_t out, double scale
       int64_t idx = base;
       if (r != 0) {
         switch (spec.nearest) {
-          case Nearest::kRoundPreferFloor: idx = r <= 0.5 ? base : base + 1; break;
-          case Nearest::kRoundPreferCeil: idx = r < 0.5 ? base : base + 1; break;
-          case Nearest::kFloor: idx = base; break;
-          case Nearest::kCeil: idx = base + 1; break;
-          case Nearest::kSimple: idx = scale < 1 ? base + 1 : base; break;
+          case Nearest::kRoundPreferFloor:
+            idx = r <= 0.5 ? base : base + 1;
+            break;
+          case Nearest::kRoundPreferCeil:
+            idx = r < 0.5 ? base : base + 1;
+            break;
+          case Nearest::kFloor:
+            idx = base;
+            break;
+          case Nearest::kCeil:
+            idx = base + 1;
+            break;
+          case Nearest::kSimple:
+            idx = scale < 1 ? base + 1 : base;
+            break;
         }
       }
       taps.emplace_back(clamp(idx), 1.0);
@@ -259,7 +297,8 @@ AxisTaps axis_taps(const ResizeSpec& spec, int64_t in, int64_t out, double scale
       }
     } else {
       if (!spec.antialias || s >= 1) {
-        for (int64_t i = -1; i <= 2; ++i) raw.emplace_back(base + i, cubic_kernel(static_cast<double>(i) - r, spec.cubic_a));
+        for (int64_t i = -1; i <= 2; ++i)
+          raw.emplace_back(base + i, cubic_kernel(static_cast<double>(i) - r, spec.cubic_a));
       } else {
         int64_t start = static_cast<int64_t>(std::floor(-2 / s) + 1);
         for (int64_t i = start; i < 2 - start; ++i)
@@ -286,8 +325,10 @@ AxisTaps axis_taps(const ResizeSpec& spec, int64_t in, int64_t out, double scale
     for (const auto& [pos, w] : raw) {
       if (w == 0) continue;
       int64_t idx = clamp(pos);
-      if (!taps.empty() && taps.back().first == idx) taps.back().second += w;
-      else taps.emplace_back(idx, w);
+      if (!taps.empty() && taps.back().first == idx)
+        taps.back().second += w;
+      else
+        taps.emplace_back(idx, w);
     }
   }
   return t;
@@ -310,7 +351,8 @@ void run_resize_impl(KernelContext& ctx, bool is_upsample) {
   std::optional<std::vector<int64_t>> sizes;
   if (slots.scales < 0) {
     scales = upsample_attr_scales(ctx, rank);
-  } else if (ctx.has_input(static_cast<size_t>(slots.scales)) && ctx.input(static_cast<size_t>(slots.scales)).numel() > 0) {
+  } else if (ctx.has_input(static_cast<size_t>(slots.scales)) &&
+             ctx.input(static_cast<size_t>(slots.scales)).numel() > 0) {
     scales = read_float_values(ctx, slots.scales);
   }
   if (slots.sizes >= 0 && ctx.has_input(static_cast<size_t>(slots.sizes)) &&
@@ -323,9 +365,10 @@ void run_resize_impl(KernelContext& ctx, bool is_upsample) {
       ctx.input(static_cast<size_t>(slots.roi)).numel() > 0)
     roi = read_float_values(ctx, slots.roi);
   if (rank == 0) ctx.fail("cannot resize a scalar");
-  if (spec.coord == Coord::kTfCropAndResize && !roi) ctx.fail("coordinate_transformation_mode tf_crop_and_resize needs roi");
-  Plan plan = plan_resize(ctx, spec, x.shape(), scales ? &*scales : nullptr, sizes ? &*sizes : nullptr,
-                          roi ? &*roi : nullptr);
+  if (spec.coord == Coord::kTfCropAndResize && !roi)
+    ctx.fail("coordinate_transformation_mode tf_crop_and_resize needs roi");
+  Plan plan =
+      plan_resize(ctx, spec, x.shape(), scales ? &*scales : nullptr, sizes ? &*sizes : nullptr, roi ? &*roi : nullptr);
   ir::Tensor y = ctx.make_tensor(x.dtype(), plan.out);
   if (y.numel() == 0) return ctx.set_output(0, y);
   for (size_t a = 0; a < rank; ++a)
@@ -347,8 +390,10 @@ void run_resize_impl(KernelContext& ctx, bool is_upsample) {
         int64_t off = 0;
         bool outside = false;
         for (size_t a = 0; a < rank; ++a) {
-          if (axes[a].outside[static_cast<size_t>(o[a])]) outside = true;
-          else off += axes[a].taps[static_cast<size_t>(o[a])][0].first * in_strides[a];
+          if (axes[a].outside[static_cast<size_t>(o[a])])
+            outside = true;
+          else
+            off += axes[a].taps[static_cast<size_t>(o[a])][0].first * in_strides[a];
         }
         if (outside) {
           if constexpr (std::is_arithmetic_v<T> || std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>)
@@ -442,8 +487,10 @@ void infer_resize_impl(InferenceContext& ctx, bool is_upsample) {
   for (size_t i = 0; i < spec.axes.size(); ++i) {
     size_t a = static_cast<size_t>(spec.axes[i]);
     bool unit_scale = scales && (*scales)[i] == 1.0;
-    if (sizes || (*x.shape)[a].is_static()) out[a] = ir::Dim(plan.out[a]);
-    else if (!unit_scale) out[a] = ir::Dim();
+    if (sizes || (*x.shape)[a].is_static())
+      out[a] = ir::Dim(plan.out[a]);
+    else if (!unit_scale)
+      out[a] = ir::Dim();
   }
   ctx.set_output(0, x.dtype, out);
 }

@@ -18,8 +18,10 @@ namespace {
 
 template <class T>
 T from_double(double v) {
-  if constexpr (std::is_same_v<T, double>) return v;
-  else return T(static_cast<float>(v));
+  if constexpr (std::is_same_v<T, double>)
+    return v;
+  else
+    return T(static_cast<float>(v));
 }
 
 // A parameter tensor (scale, bias, mean, ...) read into doubles; any numeric type is accepted.
@@ -84,7 +86,8 @@ void infer_layer_norm(InferenceContext& ctx) {
     if (rank == 0) ctx.fail("input must have rank >= 1");
     int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", -1), rank);
     stat_shape = ir::Shape();
-    for (int64_t i = 0; i < rank; ++i) stat_shape->dims.push_back(i < axis ? x.shape->dims[static_cast<size_t>(i)] : ir::Dim(1));
+    for (int64_t i = 0; i < rank; ++i)
+      stat_shape->dims.push_back(i < axis ? x.shape->dims[static_cast<size_t>(i)] : ir::Dim(1));
   }
   if (ctx.num_outputs() > 1) ctx.set_output(1, stash, stat_shape);
   if (ctx.num_outputs() > 2) ctx.set_output(2, stash, stat_shape);
@@ -98,7 +101,8 @@ std::vector<int64_t> param_offsets(const KernelContext& ctx, const ir::Tensor& p
     int64_t d = p.dim(i), xd = x_shape[x_shape.size() - p.rank() + i];
     ok = d == xd || d == 1;
   }
-  if (!ok) ctx.fail(what, " of shape ", ir::to_string(p.shape()), " does not broadcast to X's shape ", ir::to_string(x_shape));
+  if (!ok)
+    ctx.fail(what, " of shape ", ir::to_string(p.shape()), " does not broadcast to X's shape ", ir::to_string(x_shape));
   return broadcast_offsets(p.shape(), x_shape);
 }
 
@@ -222,7 +226,8 @@ void batch_norm_kernel(KernelContext& ctx) {
     for (int64_t g = 0; g < groups; ++g)
       use_inv[static_cast<size_t>(g)] = 1.0 / std::sqrt(batch_var[static_cast<size_t>(g)] + epsilon);
   } else {
-    for (int64_t g = 0; g < groups; ++g) use_inv[static_cast<size_t>(g)] = 1.0 / std::sqrt(var[static_cast<size_t>(g)] + epsilon);
+    for (int64_t g = 0; g < groups; ++g)
+      use_inv[static_cast<size_t>(g)] = 1.0 / std::sqrt(var[static_cast<size_t>(g)] + epsilon);
   }
 
   ir::Tensor y = ctx.make_tensor(x.dtype(), x.shape());
@@ -402,7 +407,8 @@ void lrn_kernel(KernelContext& ctx) {
             sq += v * v;
           }
           int64_t i = (b * c + ch) * inner + k;
-          out[i] = from_double<T>(static_cast<double>(in[i]) / std::pow(bias + alpha / static_cast<double>(size) * sq, beta));
+          out[i] = from_double<T>(static_cast<double>(in[i]) /
+                                  std::pow(bias + alpha / static_cast<double>(size) * sq, beta));
         }
   });
   ctx.set_output(0, std::move(y));

@@ -64,14 +64,22 @@ const Tensor* optional_input(const KernelContext& ctx, size_t i) { return ctx.ha
 std::string type_code_name(int64_t code) {
   if (code >= 1 && code <= 16) return std::string(ir::dtype_name(static_cast<DType>(code)));
   switch (code) {
-    case 17: return "float8e4m3fn";
-    case 18: return "float8e4m3fnuz";
-    case 19: return "float8e5m2";
-    case 20: return "float8e5m2fnuz";
-    case 21: return "uint4";
-    case 22: return "int4";
-    case 23: return "float4e2m1";
-    default: return str("type #", code);
+    case 17:
+      return "float8e4m3fn";
+    case 18:
+      return "float8e4m3fnuz";
+    case 19:
+      return "float8e5m2";
+    case 20:
+      return "float8e5m2fnuz";
+    case 21:
+      return "uint4";
+    case 22:
+      return "int4";
+    case 23:
+      return "float4e2m1";
+    default:
+      return str("type #", code);
   }
 }
 
@@ -83,9 +91,14 @@ void check_quantized_type(const NodeView& ctx, int64_t code, const char* what) {
     case static_cast<int64_t>(DType::kUInt16):
     case static_cast<int64_t>(DType::kInt16):
       return;
-    case 17: case 18: case 19: case 20: case 23:
+    case 17:
+    case 18:
+    case 19:
+    case 20:
+    case 23:
       ctx.fail(what, " has type ", type_code_name(code), ": float8/float4 quantization is not supported");
-    case 21: case 22:
+    case 21:
+    case 22:
       ctx.fail(what, " has type ", type_code_name(code), ": 4-bit quantization is not supported");
     default:
       ctx.fail(what, " has type ", type_code_name(code), ", expected uint8, int8, uint16 or int16");
@@ -95,11 +108,16 @@ void check_quantized_type(const NodeView& ctx, int64_t code, const char* what) {
 template <class F>
 void visit_quantized(const NodeView& ctx, DType t, const char* what, F&& f) {
   switch (t) {
-    case DType::kUInt8: return f.template operator()<uint8_t>();
-    case DType::kInt8: return f.template operator()<int8_t>();
-    case DType::kUInt16: return f.template operator()<uint16_t>();
-    case DType::kInt16: return f.template operator()<int16_t>();
-    default: check_quantized_type(ctx, static_cast<int64_t>(t), what);
+    case DType::kUInt8:
+      return f.template operator()<uint8_t>();
+    case DType::kInt8:
+      return f.template operator()<int8_t>();
+    case DType::kUInt16:
+      return f.template operator()<uint16_t>();
+    case DType::kInt16:
+      return f.template operator()<int16_t>();
+    default:
+      check_quantized_type(ctx, static_cast<int64_t>(t), what);
   }
 }
 
@@ -142,18 +160,19 @@ AxisParam axis_param(const NodeView& ctx, const char* what, const std::vector<in
   // One value is per-tensor whatever its rank, as in ONNX's reference.
   if (p.numel() == 1) return m;
   int64_t rank = static_cast<int64_t>(x_shape.size());
-  if (rank == 0) ctx.fail(what, " of shape ", ir::to_string(p.shape()), " has ", p.numel(), " values but x is a scalar");
+  if (rank == 0)
+    ctx.fail(what, " of shape ", ir::to_string(p.shape()), " has ", p.numel(), " values but x is a scalar");
   int64_t ax = normalize_axis(ctx, axis, rank);
   m.per_tensor = false;
   m.axis_dim = x_shape[static_cast<size_t>(ax)];
   m.inner = product(x_shape, static_cast<size_t>(ax) + 1);
   if (block_size == 0) {
     if (p.rank() != 1)
-      ctx.fail(what, " must be a scalar or a 1-D tensor for per-axis quantization, got shape ", ir::to_string(p.shape()),
-               " (blocked quantization needs opset 21 and the block_size attribute)");
+      ctx.fail(what, " must be a scalar or a 1-D tensor for per-axis quantization, got shape ",
+               ir::to_string(p.shape()), " (blocked quantization needs opset 21 and the block_size attribute)");
     if (p.dim(0) != m.axis_dim)
-      ctx.fail(what, " has ", p.dim(0), " values but x ", ir::to_string(x_shape), " has ", m.axis_dim,
-               " along axis ", ax);
+      ctx.fail(what, " has ", p.dim(0), " values but x ", ir::to_string(x_shape), " has ", m.axis_dim, " along axis ",
+               ax);
     return m;
   }
   if (block_size < 0) ctx.fail("block_size must be positive, got ", block_size);
@@ -303,8 +322,10 @@ void dynamic_quantize_linear(KernelContext& ctx) {
     uint8_t* out = y.data<uint8_t>();
     for (int64_t i = 0; i < x.numel(); ++i) {
       double q;
-      if constexpr (std::is_same_v<T, double>) q = xs[i] / static_cast<double>(scale);
-      else q = static_cast<float>(xs[i]) / scale;
+      if constexpr (std::is_same_v<T, double>)
+        q = xs[i] / static_cast<double>(scale);
+      else
+        q = static_cast<float>(xs[i]) / scale;
       out[i] = saturate<uint8_t>(round_half_even(q) + zpi);
     }
     ctx.set_output(0, std::move(y));
@@ -321,7 +342,7 @@ struct MatMulPlan {
   std::vector<int64_t> a_shape, b_shape;  // promoted to rank >= 2
   std::vector<int64_t> out_shape;         // numpy's result shape, promoted dims removed
   int64_t m = 0, k = 0, n = 0;
-  std::vector<int64_t> a_mat, b_mat;      // per output matrix, the matrix index within A and B
+  std::vector<int64_t> a_mat, b_mat;  // per output matrix, the matrix index within A and B
 };
 
 MatMulPlan plan_matmul(const NodeView& ctx, std::vector<int64_t> a, std::vector<int64_t> b) {
@@ -360,8 +381,8 @@ std::optional<ir::Shape> infer_matmul_shape(const NodeView& ctx, const ir::Type&
   if (ka.is_static() && kb.is_static() && ka.value != kb.value)
     ctx.fail("cannot multiply A ", ir::to_string(*a.shape), " by B ", ir::to_string(*b.shape),
              ": inner dimensions differ");
-  std::optional<ir::Shape> batch = broadcast_shapes(
-      ctx, {ir::Shape(std::vector<ir::Dim>(ad.begin(), ad.end() - 2)), ir::Shape(std::vector<ir::Dim>(bd.begin(), bd.end() - 2))});
+  std::optional<ir::Shape> batch = broadcast_shapes(ctx, {ir::Shape(std::vector<ir::Dim>(ad.begin(), ad.end() - 2)),
+                                                          ir::Shape(std::vector<ir::Dim>(bd.begin(), bd.end() - 2))});
   ir::Shape out = *batch;
   if (!a_vec) out.dims.push_back(ad[ad.size() - 2]);
   if (!b_vec) out.dims.push_back(bd.back());
@@ -395,8 +416,9 @@ std::vector<int64_t> operand_param_offsets(const NodeView& ctx, const char* what
   } else {
     target[target.size() - 2] = 1;
   }
-  return param_offsets(ctx, what, p, shape, target,
-                       is_a ? "per row of A (M values, or shape [..., M, 1])" : "per column of B (N values, or shape [..., 1, N])");
+  return param_offsets(
+      ctx, what, p, shape, target,
+      is_a ? "per row of A (M values, or shape [..., M, 1])" : "per column of B (N values, or shape [..., 1, N])");
 }
 
 // Zero-point-corrected operand as int32: A (is_a) or B, with their shapes promoted to rank >= 2.
@@ -511,8 +533,8 @@ void qlinear_matmul(KernelContext& ctx) {
                                       centered_operand(ctx, b, bzp, "b_zero_point", plan, false));
   std::vector<int64_t> as_off = operand_param_offsets(ctx, "a_scale", a_scale, plan, true);
   std::vector<int64_t> bs_off = operand_param_offsets(ctx, "b_scale", b_scale, plan, false);
-  std::vector<int64_t> ys_off = param_offsets(ctx, "y_scale", y_scale, y_scale.shape(), plan.out_shape,
-                                              "broadcastable to the output");
+  std::vector<int64_t> ys_off =
+      param_offsets(ctx, "y_scale", y_scale, y_scale.shape(), plan.out_shape, "broadcastable to the output");
   std::vector<int64_t> yz_off, yzs{0};
   if (yzp) {
     yz_off = param_offsets(ctx, "y_zero_point", *yzp, yzp->shape(), plan.out_shape, "broadcastable to the output");
@@ -520,7 +542,8 @@ void qlinear_matmul(KernelContext& ctx) {
   }
   std::vector<double> as = values_as_double(a_scale), bs = values_as_double(b_scale), ys = values_as_double(y_scale);
   // numpy computes a_scale * b_scale / y_scale in the scales' common type (float32 unless all are 16-bit).
-  DType st = a_scale.dtype() == b_scale.dtype() && b_scale.dtype() == y_scale.dtype() ? a_scale.dtype() : DType::kFloat32;
+  DType st =
+      a_scale.dtype() == b_scale.dtype() && b_scale.dtype() == y_scale.dtype() ? a_scale.dtype() : DType::kFloat32;
   bool wide = st == DType::kFloat64;
 
   visit_quantized(ctx, out_type, "y_zero_point", [&]<class Q>() {
@@ -623,8 +646,7 @@ struct ConvGeometry {
 
 ConvGeometry plan_conv(const NodeView& ctx, const std::vector<int64_t>& x, const std::vector<int64_t>& w) {
   if (x.size() < 3) ctx.fail("x must have rank >= 3 (N x C x spatial...), got ", ir::to_string(x));
-  if (w.size() != x.size())
-    ctx.fail("w ", ir::to_string(w), " must have the rank of x ", ir::to_string(x));
+  if (w.size() != x.size()) ctx.fail("w ", ir::to_string(w), " must have the rank of x ", ir::to_string(x));
   size_t sp = x.size() - 2;
   ConvAttrs a = read_conv_attrs(ctx, sp, std::vector<int64_t>(w.begin() + 2, w.end()));
   ConvGeometry g;
@@ -704,7 +726,8 @@ std::vector<int64_t> conv_int(const ConvGeometry& g, const std::vector<int32_t>&
     for (int64_t kk = 0; kk < k_size; ++kk) {
       int64_t off = 0;
       for (size_t d = 0; d < sp && off >= 0; ++d) {
-        int64_t pos = o_idx[d] * g.strides[d] - g.pad_begin[d] + k_idx[static_cast<size_t>(kk) * sp + d] * g.dilations[d];
+        int64_t pos =
+            o_idx[d] * g.strides[d] - g.pad_begin[d] + k_idx[static_cast<size_t>(kk) * sp + d] * g.dilations[d];
         off = pos < 0 || pos >= g.in_spatial[d] ? -1 : off + pos * in_strides[d];
       }
       in_off[static_cast<size_t>(kk)] = off;
@@ -788,8 +811,8 @@ void conv_integer(KernelContext& ctx) {
   if (wzp) check_same_type(ctx, wzp->dtype(), w.dtype(), "w_zero_point", "w");
   ConvGeometry g = plan_conv(ctx, x.shape(), w.shape());
   Tensor y = ctx.make_tensor(DType::kInt32, g.out_shape);
-  std::vector<int64_t> acc = conv_int(g, centered_input(ctx, x, xzp, "x_zero_point"),
-                                      centered_weights(ctx, w, wzp, "w_zero_point"));
+  std::vector<int64_t> acc =
+      conv_int(g, centered_input(ctx, x, xzp, "x_zero_point"), centered_weights(ctx, w, wzp, "w_zero_point"));
   int32_t* out = y.data<int32_t>();
   for (size_t i = 0; i < acc.size(); ++i) out[i] = static_cast<int32_t>(acc[i]);
   ctx.set_output(0, std::move(y));
@@ -840,18 +863,19 @@ void qlinear_conv(KernelContext& ctx) {
                ir::to_string(bias->shape()));
     bs = bias->to_int64_vector();
   }
-  std::vector<int64_t> acc = conv_int(g, centered_input(ctx, x, xzp, "x_zero_point"),
-                                      centered_weights(ctx, w, wzp, "w_zero_point"));
+  std::vector<int64_t> acc =
+      conv_int(g, centered_input(ctx, x, xzp, "x_zero_point"), centered_weights(ctx, w, wzp, "w_zero_point"));
   std::vector<double> ws = values_as_double(w_scale);
   double xs = x_scale.as_double(0), ys = y_scale.as_double(0);
-  DType st = x_scale.dtype() == w_scale.dtype() && w_scale.dtype() == y_scale.dtype() ? x_scale.dtype() : DType::kFloat32;
+  DType st =
+      x_scale.dtype() == w_scale.dtype() && w_scale.dtype() == y_scale.dtype() ? x_scale.dtype() : DType::kFloat32;
   std::vector<double> mult(static_cast<size_t>(g.out_channels));
   for (int64_t m = 0; m < g.out_channels; ++m) {
     double wsm = ws[static_cast<size_t>(ws_step * m)];
     mult[static_cast<size_t>(m)] =
-        st == DType::kFloat64 ? xs * wsm / ys
-                              : round_to(st, round_to(st, static_cast<float>(xs) * static_cast<float>(wsm)) /
-                                                 static_cast<float>(ys));
+        st == DType::kFloat64
+            ? xs * wsm / ys
+            : round_to(st, round_to(st, static_cast<float>(xs) * static_cast<float>(wsm)) / static_cast<float>(ys));
   }
   int64_t out_size = product(g.out_spatial);
   visit_quantized(ctx, out_type, "y_zero_point", [&]<class Q>() {

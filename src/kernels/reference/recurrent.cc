@@ -36,7 +36,16 @@ std::vector<std::string> default_activations(CellKind k) {
 
 struct Activation {
   enum class Kind {
-    kRelu, kTanh, kSigmoid, kAffine, kLeakyRelu, kThresholdedRelu, kScaledTanh, kHardSigmoid, kElu, kSoftsign,
+    kRelu,
+    kTanh,
+    kSigmoid,
+    kAffine,
+    kLeakyRelu,
+    kThresholdedRelu,
+    kScaledTanh,
+    kHardSigmoid,
+    kElu,
+    kSoftsign,
     kSoftplus
   };
   Kind kind = Kind::kTanh;
@@ -46,17 +55,28 @@ struct Activation {
   A operator()(A x) const {
     A a = static_cast<A>(alpha), b = static_cast<A>(beta);
     switch (kind) {
-      case Kind::kRelu: return x > A(0) ? x : A(0);
-      case Kind::kTanh: return std::tanh(x);
-      case Kind::kSigmoid: return A(1) / (A(1) + std::exp(-x));
-      case Kind::kAffine: return a * x + b;
-      case Kind::kLeakyRelu: return x >= A(0) ? x : a * x;
-      case Kind::kThresholdedRelu: return x > a ? x : A(0);
-      case Kind::kScaledTanh: return a * std::tanh(b * x);
-      case Kind::kHardSigmoid: return std::max(A(0), std::min(A(1), a * x + b));
-      case Kind::kElu: return x >= A(0) ? x : a * (std::exp(x) - A(1));
-      case Kind::kSoftsign: return x / (A(1) + std::fabs(x));
-      case Kind::kSoftplus: return x > A(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+      case Kind::kRelu:
+        return x > A(0) ? x : A(0);
+      case Kind::kTanh:
+        return std::tanh(x);
+      case Kind::kSigmoid:
+        return A(1) / (A(1) + std::exp(-x));
+      case Kind::kAffine:
+        return a * x + b;
+      case Kind::kLeakyRelu:
+        return x >= A(0) ? x : a * x;
+      case Kind::kThresholdedRelu:
+        return x > a ? x : A(0);
+      case Kind::kScaledTanh:
+        return a * std::tanh(b * x);
+      case Kind::kHardSigmoid:
+        return std::max(A(0), std::min(A(1), a * x + b));
+      case Kind::kElu:
+        return x >= A(0) ? x : a * (std::exp(x) - A(1));
+      case Kind::kSoftsign:
+        return x / (A(1) + std::fabs(x));
+      case Kind::kSoftplus:
+        return x > A(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
     }
     return x;
   }
@@ -148,7 +168,8 @@ void infer_recurrent(InferenceContext& ctx, CellKind kind) {
   for (size_t i : {size_t{1}, size_t{2}}) {
     const ir::Type& t = ctx.input_type(i);
     const char* name = i == 1 ? "W" : "R";
-    if (t.dtype != x.dtype) ctx.fail(name, " has type ", ir::dtype_name(t.dtype), " but X has ", ir::dtype_name(x.dtype));
+    if (t.dtype != x.dtype)
+      ctx.fail(name, " has type ", ir::dtype_name(t.dtype), " but X has ", ir::dtype_name(x.dtype));
     if (!t.shape) continue;
     if (t.shape->rank() != 3) ctx.fail(name, " must have rank 3, got ", ir::to_string(*t.shape));
     const ir::Dim& d0 = t.shape->dims[0];
@@ -172,8 +193,8 @@ void infer_recurrent(InferenceContext& ctx, CellKind kind) {
     seq = x.shape->dims[layout == 0 ? 0 : 1];
     batch = x.shape->dims[layout == 0 ? 1 : 0];
   }
-  ir::Shape y = layout == 0 ? ir::Shape({seq, ir::Dim(dirs), batch, hidden})
-                            : ir::Shape({batch, seq, ir::Dim(dirs), hidden});
+  ir::Shape y =
+      layout == 0 ? ir::Shape({seq, ir::Dim(dirs), batch, hidden}) : ir::Shape({batch, seq, ir::Dim(dirs), hidden});
   ir::Shape state = layout == 0 ? ir::Shape({ir::Dim(dirs), batch, hidden}) : ir::Shape({batch, ir::Dim(dirs), hidden});
   ctx.set_output(0, x.dtype, y);
   ctx.set_output(1, x.dtype, state);
@@ -191,8 +212,7 @@ std::vector<A> read_values(const Tensor& t) {
 }
 
 void check_shape(const NodeView& ctx, const Tensor& t, const char* name, const std::vector<int64_t>& want) {
-  if (t.shape() != want)
-    ctx.fail(name, " has shape ", ir::to_string(t.shape()), ", expected ", ir::to_string(want));
+  if (t.shape() != want) ctx.fail(name, " has shape ", ir::to_string(t.shape()), ", expected ", ir::to_string(want));
 }
 
 // A = float for float, float16 and bfloat16 inputs; double for double.
@@ -214,11 +234,13 @@ void run_recurrent(KernelContext& ctx, CellKind kind) {
   if (rt.rank() != 3) ctx.fail("R must have rank 3, got ", ir::to_string(rt.shape()));
   int64_t hidden = ctx.attr_int("hidden_size", rt.dim(2));
   if (hidden <= 0) ctx.fail("hidden_size must be positive, got ", hidden);
-  if (hidden != rt.dim(2)) ctx.fail("hidden_size is ", hidden, " but R ", ir::to_string(rt.shape()), " has ", rt.dim(2));
+  if (hidden != rt.dim(2))
+    ctx.fail("hidden_size is ", hidden, " but R ", ir::to_string(rt.shape()), " has ", rt.dim(2));
   check_shape(ctx, wt, "W", {dirs, g * hidden, in});
   check_shape(ctx, rt, "R", {dirs, g * hidden, hidden});
   auto same_type = [&](const Tensor& t, const char* name) {
-    if (t.dtype() != dtype) ctx.fail(name, " has type ", ir::dtype_name(t.dtype()), " but X has ", ir::dtype_name(dtype));
+    if (t.dtype() != dtype)
+      ctx.fail(name, " has type ", ir::dtype_name(t.dtype()), " but X has ", ir::dtype_name(dtype));
   };
   same_type(wt, "W");
   same_type(rt, "R");
@@ -240,8 +262,8 @@ void run_recurrent(KernelContext& ctx, CellKind kind) {
     for (int64_t l : lens)
       if (l < 0 || l > seq) ctx.fail("sequence_lens value ", l, " is outside [0, ", seq, "]");
   }
-  std::vector<int64_t> state_shape = layout == 0 ? std::vector<int64_t>{dirs, batch, hidden}
-                                                 : std::vector<int64_t>{batch, dirs, hidden};
+  std::vector<int64_t> state_shape =
+      layout == 0 ? std::vector<int64_t>{dirs, batch, hidden} : std::vector<int64_t>{batch, dirs, hidden};
   auto read_state = [&](size_t i, const char* name) {
     std::vector<A> v(static_cast<size_t>(dirs * batch * hidden), A(0));
     if (ctx.has_input(i)) {
@@ -271,8 +293,8 @@ void run_recurrent(KernelContext& ctx, CellKind kind) {
   bool linear_before_reset = kind == CellKind::kGru && ctx.attr_int("linear_before_reset", 0) != 0;
   bool input_forget = kind == CellKind::kLstm && ctx.attr_int("input_forget", 0) != 0;
 
-  std::vector<int64_t> y_shape = layout == 0 ? std::vector<int64_t>{seq, dirs, batch, hidden}
-                                             : std::vector<int64_t>{batch, seq, dirs, hidden};
+  std::vector<int64_t> y_shape =
+      layout == 0 ? std::vector<int64_t>{seq, dirs, batch, hidden} : std::vector<int64_t>{batch, seq, dirs, hidden};
   Tensor y_t = ctx.has_output(0) ? ctx.make_tensor(dtype, y_shape) : Tensor();
   std::vector<A> y(ctx.has_output(0) ? static_cast<size_t>(y_t.numel()) : 0, A(0));
   std::vector<A> yh(static_cast<size_t>(dirs * batch * hidden)), yc(yh.size());
@@ -285,7 +307,8 @@ void run_recurrent(KernelContext& ctx, CellKind kind) {
   auto clipped = [&](A v) { return has_clip ? std::clamp(v, -clip, clip) : v; };
 
   size_t gh = static_cast<size_t>(g * hidden);
-  std::vector<A> xw(gh), hr(gh), h(static_cast<size_t>(hidden)), c(h.size()), hn(h.size()), rg(h.size()), reset_h(h.size());
+  std::vector<A> xw(gh), hr(gh), h(static_cast<size_t>(hidden)), c(h.size()), hn(h.size()), rg(h.size()),
+      reset_h(h.size());
   for (int64_t d = 0; d < dirs; ++d) {
     bool backward = reverse_only || d == 1;
     const Activation* act = acts.data() + static_cast<size_t>(d) * acts_per_dir;

@@ -34,8 +34,10 @@ T from_double(double v) {
   if constexpr (std::is_same_v<T, bool>) {
     return v != 0;
   } else if constexpr (kIsFloatLike<T>) {
-    if constexpr (std::is_same_v<T, double>) return v;
-    else return T(static_cast<float>(v));
+    if constexpr (std::is_same_v<T, double>)
+      return v;
+    else
+      return T(static_cast<float>(v));
   } else {
     if (std::isnan(v)) return T(0);
     if (v <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
@@ -82,7 +84,8 @@ void infer_reduce(InferenceContext& ctx) {
     std::optional<ir::Shape> shape;
     if (keepdims && in.shape) {
       shape = ir::Shape();
-      for (const ir::Dim& d : in.shape->dims) shape->dims.push_back(d.is_static() && d.value == 1 ? ir::Dim(1) : ir::Dim());
+      for (const ir::Dim& d : in.shape->dims)
+        shape->dims.push_back(d.is_static() && d.value == 1 ? ir::Dim(1) : ir::Dim());
     }
     ctx.set_output(0, in.dtype, shape);
     return;
@@ -100,12 +103,14 @@ void infer_reduce(InferenceContext& ctx) {
     return;
   }
   int64_t rank = static_cast<int64_t>(in.shape->rank());
-  std::vector<bool> mask = axes->empty() ? std::vector<bool>(static_cast<size_t>(rank), true)
-                                         : reduced_mask(ctx, *axes, rank);
+  std::vector<bool> mask =
+      axes->empty() ? std::vector<bool>(static_cast<size_t>(rank), true) : reduced_mask(ctx, *axes, rank);
   ir::Shape out;
   for (size_t i = 0; i < mask.size(); ++i) {
-    if (!mask[i]) out.dims.push_back(in.shape->dims[i]);
-    else if (keepdims) out.dims.emplace_back(1);
+    if (!mask[i])
+      out.dims.push_back(in.shape->dims[i]);
+    else if (keepdims)
+      out.dims.emplace_back(1);
   }
   ctx.set_output(0, in.dtype, out);
 }
@@ -165,8 +170,10 @@ void reduce_typed(const NodeView& node, ReduceKind kind, const ir::Tensor& x, co
     } else if constexpr (std::is_same_v<T, bool>) {
       std::vector<char> acc(m, is_max ? 0 : 1);  // max is "any", min is "all"
       for_each_reduced(x.shape(), reduced, [&](int64_t i, int64_t o) {
-        if (is_max) acc[static_cast<size_t>(o)] |= in[i] ? 1 : 0;
-        else acc[static_cast<size_t>(o)] &= in[i] ? 1 : 0;
+        if (is_max)
+          acc[static_cast<size_t>(o)] |= in[i] ? 1 : 0;
+        else
+          acc[static_cast<size_t>(o)] &= in[i] ? 1 : 0;
       });
       for (size_t o = 0; o < m; ++o) out[o] = acc[o] != 0;
     } else {
@@ -184,7 +191,7 @@ void reduce_typed(const NodeView& node, ReduceKind kind, const ir::Tensor& x, co
     node.fail("bool input is not supported by this reduction");
   } else {
     bool exact_integer = !kIsFloatLike<T> && (kind == ReduceKind::kSum || kind == ReduceKind::kSumSquare ||
-                                             kind == ReduceKind::kL1 || kind == ReduceKind::kProd);
+                                              kind == ReduceKind::kL1 || kind == ReduceKind::kProd);
     if constexpr (!kIsFloatLike<T>) {
       if (exact_integer) {
         // Unsigned 64-bit arithmetic wraps like numpy's fixed-width integers; the final cast to T is modular.
@@ -193,10 +200,18 @@ void reduce_typed(const NodeView& node, ReduceKind kind, const ir::Tensor& x, co
           uint64_t v = static_cast<uint64_t>(in[i]);
           uint64_t& a = acc[static_cast<size_t>(o)];
           switch (kind) {
-            case ReduceKind::kSum: a += v; break;
-            case ReduceKind::kSumSquare: a += v * v; break;
-            case ReduceKind::kL1: a += in[i] < 0 ? uint64_t{0} - v : v; break;
-            default: a *= v; break;
+            case ReduceKind::kSum:
+              a += v;
+              break;
+            case ReduceKind::kSumSquare:
+              a += v * v;
+              break;
+            case ReduceKind::kL1:
+              a += in[i] < 0 ? uint64_t{0} - v : v;
+              break;
+            default:
+              a *= v;
+              break;
           }
         });
         for (size_t o = 0; o < m; ++o) out[o] = static_cast<T>(acc[o]);
@@ -218,21 +233,40 @@ void reduce_typed(const NodeView& node, ReduceKind kind, const ir::Tensor& x, co
       double& a = acc[static_cast<size_t>(o)];
       switch (kind) {
         case ReduceKind::kSumSquare:
-        case ReduceKind::kL2: a += v * v; break;
-        case ReduceKind::kL1: a += std::fabs(v); break;
-        case ReduceKind::kLogSumExp: a += std::exp(v - shift[static_cast<size_t>(o)]); break;
-        case ReduceKind::kProd: a *= v; break;
-        default: a += v; break;  // sum, mean, log-sum
+        case ReduceKind::kL2:
+          a += v * v;
+          break;
+        case ReduceKind::kL1:
+          a += std::fabs(v);
+          break;
+        case ReduceKind::kLogSumExp:
+          a += std::exp(v - shift[static_cast<size_t>(o)]);
+          break;
+        case ReduceKind::kProd:
+          a *= v;
+          break;
+        default:
+          a += v;
+          break;  // sum, mean, log-sum
       }
     });
     for (size_t o = 0; o < m; ++o) {
       double a = acc[o];
       switch (kind) {
-        case ReduceKind::kL2: a = std::sqrt(a); break;
-        case ReduceKind::kLogSum: a = std::log(a); break;
-        case ReduceKind::kLogSumExp: a = std::log(a) + shift[o]; break;
-        case ReduceKind::kMean: a = a / static_cast<double>(count); break;
-        default: break;
+        case ReduceKind::kL2:
+          a = std::sqrt(a);
+          break;
+        case ReduceKind::kLogSum:
+          a = std::log(a);
+          break;
+        case ReduceKind::kLogSumExp:
+          a = std::log(a) + shift[o];
+          break;
+        case ReduceKind::kMean:
+          a = a / static_cast<double>(count);
+          break;
+        default:
+          break;
       }
       out[o] = from_double<T>(a);
     }
@@ -254,8 +288,10 @@ void reduce_kernel(KernelContext& ctx, ReduceKind kind) {
       axes.empty() ? std::vector<bool>(static_cast<size_t>(rank), true) : reduced_mask(ctx, axes, rank);
   std::vector<int64_t> out_shape;
   for (size_t i = 0; i < reduced.size(); ++i) {
-    if (!reduced[i]) out_shape.push_back(x.dim(i));
-    else if (keepdims) out_shape.push_back(1);
+    if (!reduced[i])
+      out_shape.push_back(x.dim(i));
+    else if (keepdims)
+      out_shape.push_back(1);
   }
   ir::Tensor y = ctx.make_tensor(x.dtype(), out_shape);
   ir::visit_numeric_dtype(x.dtype(), [&]<class T>() { reduce_typed<T>(ctx, kind, x, reduced, y); });
@@ -276,8 +312,10 @@ void infer_arg(InferenceContext& ctx) {
   int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", 0), rank);
   ir::Shape out;
   for (int64_t i = 0; i < rank; ++i) {
-    if (i != axis) out.dims.push_back(in.shape->dims[static_cast<size_t>(i)]);
-    else if (keepdims) out.dims.emplace_back(1);
+    if (i != axis)
+      out.dims.push_back(in.shape->dims[static_cast<size_t>(i)]);
+    else if (keepdims)
+      out.dims.emplace_back(1);
   }
   ctx.set_output(0, ir::DType::kInt64, out);
 }
@@ -295,8 +333,10 @@ void arg_kernel(KernelContext& ctx, bool is_max) {
     int64_t d = x.dim(static_cast<size_t>(i));
     if (i < axis) outer *= d;
     if (i > axis) inner *= d;
-    if (i != axis) out_shape.push_back(d);
-    else if (keepdims) out_shape.push_back(1);
+    if (i != axis)
+      out_shape.push_back(d);
+    else if (keepdims)
+      out_shape.push_back(1);
   }
   ir::Tensor y = ctx.make_tensor(ir::DType::kInt64, out_shape);
   if (len == 0 && y.numel() > 0) ctx.fail("cannot take ", ctx.node().op_type, " over axis ", axis, " of size 0");
@@ -311,9 +351,12 @@ void arg_kernel(KernelContext& ctx, bool is_max) {
           bool better;
           if constexpr (kIsFloatLike<T>) {
             double b = static_cast<double>(p[best * inner]), v = static_cast<double>(p[j * inner]);
-            if (std::isnan(b)) better = last && std::isnan(v);
-            else if (std::isnan(v)) better = true;
-            else better = (is_max ? v > b : v < b) || (last && v == b);
+            if (std::isnan(b))
+              better = last && std::isnan(v);
+            else if (std::isnan(v))
+              better = true;
+            else
+              better = (is_max ? v > b : v < b) || (last && v == b);
           } else {
             T b = p[best * inner], v = p[j * inner];
             better = (is_max ? v > b : v < b) || (last && v == b);

@@ -39,9 +39,12 @@ SoftmaxPlan softmax_plan(const NodeView& node, const std::vector<int64_t>& shape
   bool coerce_2d = node.opset() < 13;
   for (int64_t i = 0; i < rank; ++i) {
     int64_t d = shape[static_cast<size_t>(i)];
-    if (i < axis) p.outer *= d;
-    else if (i == axis || coerce_2d) p.len *= d;
-    else p.inner *= d;
+    if (i < axis)
+      p.outer *= d;
+    else if (i == axis || coerce_2d)
+      p.len *= d;
+    else
+      p.inner *= d;
   }
   return p;
 }
@@ -80,8 +83,10 @@ void softmax_typed(SoftmaxKind kind, const SoftmaxPlan& p, const T* in, T* out) 
       for (int64_t j = 0; j < p.len; ++j) {
         double d = row[static_cast<size_t>(j)] - mx;
         double y = kind == SoftmaxKind::kSoftmax ? std::exp(d) / sum : d - log_sum;
-        if constexpr (std::is_same_v<T, double>) out[base + j * p.inner] = y;
-        else out[base + j * p.inner] = T(static_cast<float>(y));
+        if constexpr (std::is_same_v<T, double>)
+          out[base + j * p.inner] = y;
+        else
+          out[base + j * p.inner] = T(static_cast<float>(y));
       }
     }
   }

@@ -160,8 +160,10 @@ void sequence_map(KernelContext& ctx) {
 }
 
 void optional_kernel(KernelContext& ctx) {
-  if (ctx.has_input(0)) ctx.set_output_datum(0, ctx.input_datum(0));
-  else ctx.set_output_datum(0, ir::Datum());
+  if (ctx.has_input(0))
+    ctx.set_output_datum(0, ctx.input_datum(0));
+  else
+    ctx.set_output_datum(0, ir::Datum());
 }
 
 void optional_has_element(KernelContext& ctx) {
@@ -180,11 +182,14 @@ void optional_get_element(KernelContext& ctx) {
 void register_sequence_ops(OpRegistry& r) {
   auto seq_of_input0 = [](InferenceContext& ctx) { set_sequence_type(ctx, sequence_elem_dtype(ctx, 0)); };
   auto seq_of_tensor = [](size_t i) {
-    return [i](InferenceContext& ctx) { set_sequence_type(ctx, ctx.has_input(i) ? ctx.input_type(i).dtype : ir::DType::kUndefined); };
+    return [i](InferenceContext& ctx) {
+      set_sequence_type(ctx, ctx.has_input(i) ? ctx.input_type(i).dtype : ir::DType::kUndefined);
+    };
   };
   r.add({"", "SequenceEmpty", 11, kMaxOnnxOpset,
          [](InferenceContext& ctx) {
-           set_sequence_type(ctx, static_cast<ir::DType>(ctx.attr_int("dtype", static_cast<int64_t>(ir::DType::kFloat32))));
+           set_sequence_type(ctx,
+                             static_cast<ir::DType>(ctx.attr_int("dtype", static_cast<int64_t>(ir::DType::kFloat32))));
          },
          sequence_empty});
   r.add({"", "SequenceConstruct", 11, kMaxOnnxOpset, seq_of_tensor(0), sequence_construct});

@@ -22,7 +22,8 @@ void copy_elements(const ir::Tensor& src, int64_t src_offset, ir::Tensor& dst, i
 }
 
 ir::Tensor take_slice(const ir::Tensor& t, int64_t axis, int64_t index) {
-  KILN_CHECK(axis >= 0 && axis < static_cast<int64_t>(t.rank()), "slice axis ", axis, " out of range for rank ", t.rank());
+  KILN_CHECK(axis >= 0 && axis < static_cast<int64_t>(t.rank()), "slice axis ", axis, " out of range for rank ",
+             t.rank());
   KILN_CHECK(index >= 0 && index < t.dim(static_cast<size_t>(axis)), "slice index ", index, " out of range");
   std::vector<int64_t> shape = t.shape();
   int64_t outer = 1, inner = 1;
