@@ -73,6 +73,7 @@ class KernelContext : public NodeView {
       : NodeView(node, opset),
         inputs_(std::move(inputs)),
         outputs_(node.outputs.size()),
+        output_set_(node.outputs.size(), false),
         limits_(limits),
         run_subgraph_(std::move(run_subgraph)) {}
 
@@ -88,9 +89,14 @@ class KernelContext : public NodeView {
   bool has_output(size_t i) const { return i < node().outputs.size() && !node().outputs[i].empty(); }
   void set_output(size_t i, ir::Tensor t) { set_output_datum(i, ir::Datum(std::move(t))); }
   void set_output_datum(size_t i, ir::Datum d) {
-    if (i < outputs_.size()) outputs_[i] = std::move(d);
+    if (i >= outputs_.size()) return;
+    outputs_[i] = std::move(d);
+    output_set_[i] = true;
   }
   std::vector<ir::Datum>& outputs() { return outputs_; }
+  // False for an output the kernel never set: a kernel bug when the graph uses it (an empty optional
+  // is set explicitly, as a Datum of kind kNone).
+  bool output_was_set(size_t i) const { return i < output_set_.size() && output_set_[i]; }
 
   // Allocates an output tensor, enforcing the memory budget with a message naming the node.
   ir::Tensor make_tensor(ir::DType dtype, std::vector<int64_t> shape) const;
@@ -101,6 +107,7 @@ class KernelContext : public NodeView {
  private:
   std::vector<const ir::Datum*> inputs_;
   std::vector<ir::Datum> outputs_;
+  std::vector<bool> output_set_;
   const Limits& limits_;
   SubgraphRunner run_subgraph_;
 };

@@ -72,15 +72,9 @@ std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std:
     ops::KernelContext ctx(n, opset_of(n), std::move(inputs), limits_, run_sub);
     p.defs[i]->kernel(ctx);
     auto& outs = ctx.outputs();
-    for (size_t k = 0; k < n.outputs.size(); ++k) {
-      if (n.outputs[k].empty()) continue;
-      if (outs[k].is_none() && outs[k].tensor.defined() == false && !outs[k].is_sequence()) {
-        // An empty optional is a legitimate value only for Optional-producing ops; kernels that forget
-        // an output are caught here.
-        if (n.op_type.rfind("Optional", 0) != 0 && n.op_type != "If" && n.op_type != "Loop" && n.op_type != "Identity")
-          fail("[", n.label(), "] produced no value for output \"", n.outputs[k], "\"");
-      }
-    }
+    for (size_t k = 0; k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty() && !ctx.output_was_set(k))
+        fail("[", n.label(), "] produced no value for output \"", n.outputs[k], "\"");
     if (observer_) observer_(n, outs);
     for (size_t k = 0; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty()) scope.values[n.outputs[k]] = std::move(outs[k]);
