@@ -96,6 +96,8 @@ void register_misc_ops(OpRegistry& r) {
   register_random_ops(r);
   register_string_ops(r);
   register_training_ops(r);
+  void register_string_ops_opset20(OpRegistry&);  // strings_ops20.cc: StringConcat, StringSplit, RegexFullMatch
+  register_string_ops_opset20(r);
 }
 
 }  // namespace kiln::ops

@@ -12,6 +12,10 @@ void register_nn_ops(OpRegistry& r) {
   nn::register_grid_sample_ops(r);
   nn::register_einsum_ops(r);
   nn::register_detection_ops(r);
+  void register_affine_grid_ops(OpRegistry&);  // nn_affine_grid.cc: AffineGrid
+  void register_deform_conv_ops(OpRegistry&);  // nn_deform_conv.cc: DeformConv
+  register_affine_grid_ops(r);
+  register_deform_conv_ops(r);
 }
 
 }  // namespace kiln::ops

@@ -1,0 +1,1 @@
+2samex2samey2samez2sameBz
