@@ -1,5 +1,6 @@
 #include "ir/dtype.h"
 
+#include <iterator>
 #include <ostream>
 
 namespace kiln::ir {
@@ -38,6 +39,14 @@ const DTypeInfo* find(DType t) {
 }  // namespace
 
 bool dtype_is_valid(int32_t code) { return code >= 1 && code <= 16; }
+
+std::string onnx_type_code_name(int64_t code) {
+  if (code >= 1 && code <= 16) return std::string(dtype_name(static_cast<DType>(code)));
+  static constexpr std::string_view kBeyond[] = {"float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz",
+                                                 "uint4",        "int4",           "float4e2m1"};
+  if (code >= 17 && code < 17 + static_cast<int64_t>(std::size(kBeyond))) return std::string(kBeyond[code - 17]);
+  return "type #" + std::to_string(code);
+}
 
 size_t dtype_size(DType t) {
   const DTypeInfo* info = find(t);

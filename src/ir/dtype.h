@@ -39,6 +39,9 @@ std::string_view dtype_name(DType t);
 // Accepts the numpy-style names and ONNX's names ("float", "double", ...); throws kiln::Error otherwise.
 DType dtype_from_name(std::string_view name);
 bool dtype_is_valid(int32_t code);
+// Name of any ONNX TensorProto.DataType code, including those kiln has no storage for (float8, int4,
+// float4): "float32", "float8e4m3fn", "int4"; "type #N" for codes ONNX does not define.
+std::string onnx_type_code_name(int64_t code);
 bool is_float(DType t);    // float16, bfloat16, float32, float64
 bool is_integer(DType t);  // signed or unsigned integers (not bool)
 bool is_signed(DType t);   // signed integers and floats

@@ -15,32 +15,12 @@ namespace {
 
 constexpr unsigned kCastTypes = kNumberBoolTypes | kStringType;
 
-// Element type codes of ONNX's TensorProto.DataType that kiln has no storage type for.
-const char* unsupported_type_name(int64_t code) {
-  switch (code) {
-    case 14:
-      return "complex64";
-    case 15:
-      return "complex128";
-    case 17:
-      return "float8e4m3fn";
-    case 18:
-      return "float8e4m3fnuz";
-    case 19:
-      return "float8e5m2";
-    case 20:
-      return "float8e5m2fnuz";
-    case 21:
-      return "uint4";
-    case 22:
-      return "int4";
-    default:
-      return nullptr;
-  }
-}
+// ONNX element types Cast cannot produce: complex (no conversion is defined) and the 4/8-bit formats
+// kiln has no storage type for.
+bool cast_target_unsupported(int64_t code) { return code == 14 || code == 15 || (code >= 17 && code <= 23); }
 
 ir::DType dtype_of_code(const NodeView& node, int64_t code) {
-  if (const char* name = unsupported_type_name(code)) node.fail("casting to ", name, " is not supported");
+  if (cast_target_unsupported(code)) node.fail("casting to ", ir::onnx_type_code_name(code), " is not supported");
   if (code < 1 || code > 16 || !ir::dtype_is_valid(static_cast<int32_t>(code)))
     node.fail("attribute \"to\" is not a known element type code: ", code);
   return static_cast<ir::DType>(code);

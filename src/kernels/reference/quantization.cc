@@ -61,28 +61,6 @@ std::vector<double> values_as_double(const Tensor& t) {
 
 const Tensor* optional_input(const KernelContext& ctx, size_t i) { return ctx.has_input(i) ? &ctx.input(i) : nullptr; }
 
-std::string type_code_name(int64_t code) {
-  if (code >= 1 && code <= 16) return std::string(ir::dtype_name(static_cast<DType>(code)));
-  switch (code) {
-    case 17:
-      return "float8e4m3fn";
-    case 18:
-      return "float8e4m3fnuz";
-    case 19:
-      return "float8e5m2";
-    case 20:
-      return "float8e5m2fnuz";
-    case 21:
-      return "uint4";
-    case 22:
-      return "int4";
-    case 23:
-      return "float4e2m1";
-    default:
-      return str("type #", code);
-  }
-}
-
 // The integer types kiln quantizes to. float8/float4 and 4-bit integers are valid ONNX but not supported.
 void check_quantized_type(const NodeView& ctx, int64_t code, const char* what) {
   switch (code) {
@@ -96,12 +74,12 @@ void check_quantized_type(const NodeView& ctx, int64_t code, const char* what) {
     case 19:
     case 20:
     case 23:
-      ctx.fail(what, " has type ", type_code_name(code), ": float8/float4 quantization is not supported");
+      ctx.fail(what, " has type ", ir::onnx_type_code_name(code), ": float8/float4 quantization is not supported");
     case 21:
     case 22:
-      ctx.fail(what, " has type ", type_code_name(code), ": 4-bit quantization is not supported");
+      ctx.fail(what, " has type ", ir::onnx_type_code_name(code), ": 4-bit quantization is not supported");
     default:
-      ctx.fail(what, " has type ", type_code_name(code), ", expected uint8, int8, uint16 or int16");
+      ctx.fail(what, " has type ", ir::onnx_type_code_name(code), ", expected uint8, int8, uint16 or int16");
   }
 }
 
@@ -198,7 +176,7 @@ DType quantize_output_type(const NodeView& ctx, std::optional<DType> zero_point_
   int64_t code = ctx.opset() >= 21 ? ctx.attr_int("output_dtype", 0) : 0;
   if (zero_point_type) {
     if (code != 0 && code != static_cast<int64_t>(*zero_point_type))
-      ctx.fail("output_dtype ", type_code_name(code), " differs from the zero point's type ",
+      ctx.fail("output_dtype ", ir::onnx_type_code_name(code), " differs from the zero point's type ",
                ir::dtype_name(*zero_point_type));
     code = static_cast<int64_t>(*zero_point_type);
   }
