@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ make pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
   libdnnl-dev
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev libicu-dev
   libgtest-dev libgmock-dev
 )
 
