@@ -22,14 +22,20 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Until the optimizer and the fast kernels land, the main job is: inspect the bundled torch-exported
-# BERT, run it on its bundled inputs, and check the outputs against PyTorch's.
+# Until the optimizer and the fast kernels land, the main job is: run the built-in bert-base (exported
+# from the bert-base preset with seeded random weights and cached in ~/.cache/kiln on first use), export
+# the bundled Hugging Face checkpoint and check it against PyTorch's outputs, then run it on text.
+DEMO_DIR = $(BUILD)/demo
 demo: build
-	./$(BUILD)/kiln inspect tests/data/bert-tiny/model.onnx --dim sequence=8
-	./$(BUILD)/kiln run tests/data/bert-tiny/model.onnx \
-	  --input-dir tests/data/bert-tiny/inputs \
-	  --output-dir $(BUILD)/demo-outputs \
-	  --compare tests/data/bert-tiny/outputs
+	./$(BUILD)/kiln run
+	./$(BUILD)/kiln export bert --config tests/data/bert-tiny-hf/config.json \
+	  --weights tests/data/bert-tiny-hf/model.safetensors -o $(DEMO_DIR)/bert-tiny.onnx
+	./$(BUILD)/kiln run $(DEMO_DIR)/bert-tiny.onnx \
+	  --input-dir tests/data/bert-tiny-hf/inputs \
+	  --output-dir $(DEMO_DIR)/outputs \
+	  --compare tests/data/bert-tiny-hf/outputs
+	./$(BUILD)/kiln run $(DEMO_DIR)/bert-tiny.onnx --vocab tests/data/tokenizer/vocab.json \
+	  --text "kiln turns a trained model into a fast inference engine." --text "Ça marche!"
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -4,9 +4,11 @@
 #include <filesystem>
 #include <limits>
 
+#include "export/default_model.h"
 #include "io/npy.h"
 #include "runtime/random_inputs.h"
 #include "runtime/session.h"
+#include "text/wordpiece_tokenizer.h"
 #include "tools/commands.h"
 #include "tools/parse_util.h"
 
@@ -27,6 +29,11 @@ struct RunArgs {
   std::string compare_dir;
   double rtol = 1e-4;
   double atol = 1e-5;
+  std::string vocab;
+  std::vector<std::string> texts;
+  std::vector<std::string> text_pairs;
+  int64_t max_length = 512;
+  bool cased = false;
 };
 
 // Output names become file names: characters outside [A-Za-z0-9._-] are replaced by '_'.
@@ -69,10 +76,64 @@ std::pair<double, bool> compare(const ir::Tensor& actual, const ir::Tensor& expe
   return {max_diff, ok};
 }
 
+// Tokenizes --text (and --text-pair) into the token inputs a BERT-style model declares.
+void add_text_feeds(const RunArgs& args, const runtime::Session& session,
+                    std::unordered_map<std::string, ir::Datum>& feeds) {
+  if (args.vocab.empty()) fail("--text needs the model's vocabulary: give it with --vocab vocab.txt");
+  if (!args.text_pairs.empty() && args.text_pairs.size() != args.texts.size())
+    fail("give one --text-pair per --text (", args.texts.size(), " texts, ", args.text_pairs.size(), " pairs)");
+  text::TokenizerOptions options;
+  options.lower_case = !args.cased;
+  options.max_length = args.max_length;
+  text::WordPieceTokenizer tokenizer = text::WordPieceTokenizer::from_file(args.vocab, options);
+  std::vector<text::Encoding> batch = tokenizer.encode_batch(args.texts, args.text_pairs, text::Padding::kLongest);
+  const int64_t rows = static_cast<int64_t>(batch.size()), cols = static_cast<int64_t>(batch[0].ids.size());
+  auto stack = [&](auto field) {
+    ir::Tensor t(ir::DType::kInt64, {rows, cols});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) t.data<int64_t>()[r * cols + c] = (batch[r].*field)[c];
+    return t;
+  };
+  std::map<std::string, ir::Tensor> by_name = {{"input_ids", stack(&text::Encoding::ids)},
+                                               {"attention_mask", stack(&text::Encoding::attention_mask)},
+                                               {"token_type_ids", stack(&text::Encoding::token_type_ids)}};
+  bool used = false;
+  for (const auto& in : session.inputs()) {
+    auto it = by_name.find(in.name);
+    if (it == by_name.end() || feeds.count(in.name)) continue;
+    feeds[in.name] = it->second;
+    used = true;
+  }
+  if (!used) fail("--text: the model has no input_ids, attention_mask or token_type_ids input to feed");
+  for (int64_t r = 0; r < rows; ++r) {
+    std::string line;
+    int64_t real = 0;
+    for (size_t k = 0; k < batch[r].tokens.size(); ++k) {
+      if (!batch[r].attention_mask[k]) continue;
+      line += (line.empty() ? "" : " ") + batch[r].tokens[k];
+      ++real;
+    }
+    std::printf("text %lld: %lld tokens: %s\n", static_cast<long long>(r), static_cast<long long>(real), line.c_str());
+  }
+}
+
 int run(const RunArgs& args) {
-  runtime::Session session = runtime::Session::load(args.model);
+  std::string model = args.model;
+  const bool builtin = model.empty();
+  if (builtin) {
+    model = exporter::default_model_path([](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    std::fprintf(stderr, "model: the built-in %s (random weights), %s\n", exporter::kDefaultPreset, model.c_str());
+  }
+  runtime::Session session = runtime::Session::load(model);
   std::map<std::string, int64_t> dims = parse_dims(args.dims);
   std::unordered_map<std::string, ir::Datum> feeds;
+  if (!args.texts.empty())
+    add_text_feeds(args, session, feeds);
+  else if (!args.vocab.empty())
+    fail("--vocab is used with --text \"...\"; give the text to tokenize");
+  // With no model and no inputs, the built-in model runs on generated inputs of a typical size.
+  const bool generate = args.random || (builtin && args.inputs.empty() && args.input_dir.empty());
+  if (builtin && !dims.count("sequence")) dims["sequence"] = 128;
   for (const auto& item : args.inputs) {
     auto [name, file] = split_assignment(item, "--input");
     feeds[name] = io::read_npy(file);
@@ -87,11 +148,11 @@ int run(const RunArgs& args) {
         continue;
       }
     }
-    if (args.random) {
+    if (generate) {
       feeds[in.name] = runtime::random_input(in, dims, args.seed + i);
       continue;
     }
-    fail(args.model, ": missing input \"", in.name, "\" (", ir::to_string(in.type), "); give it with --input ", in.name,
+    fail(model, ": missing input \"", in.name, "\" (", ir::to_string(in.type), "); give it with --input ", in.name,
          "=FILE.npy or --input-dir DIR, or generate it with --random");
   }
   std::vector<ir::Datum> outs = session.run(feeds);
@@ -154,7 +215,9 @@ Command run_command() {
   auto args = std::make_shared<RunArgs>();
   return {[args](CLI::App& app) {
             auto* c = app.add_subcommand("run", "Run one inference and write each output as .npy");
-            c->add_option("model", args->model, "ONNX model file")->required();
+            c->add_option("model", args->model,
+                          "ONNX model file (default: the built-in bert-base with random weights, on generated "
+                          "inputs of batch 1, sequence 128)");
             c->add_option("--input", args->inputs, "An input from a .npy file: NAME=FILE.npy (repeatable)");
             c->add_option("--input-dir", args->input_dir, "Read each input NAME from DIR/NAME.npy");
             c->add_flag("--random", args->random, "Generate the inputs not given (dtype- and shape-correct)");
@@ -165,6 +228,12 @@ Command run_command() {
                           "Compare outputs with DIR/<output name>.npy (exit 1 if they differ)");
             c->add_option("--rtol", args->rtol, "Relative tolerance for --compare")->capture_default_str();
             c->add_option("--atol", args->atol, "Absolute tolerance for --compare")->capture_default_str();
+            c->add_option("--vocab", args->vocab, "WordPiece vocabulary (vocab.txt or a JSON token list) for --text");
+            c->add_option("--text", args->texts, "Text to tokenize into the model's token inputs (repeat for a batch)");
+            c->add_option("--text-pair", args->text_pairs, "Second segment for each --text (sentence pairs)");
+            c->add_option("--max-length", args->max_length, "Truncate each tokenized input to this many tokens")
+                ->capture_default_str();
+            c->add_flag("--cased", args->cased, "The vocabulary is cased: no lower-casing or accent stripping");
             return c;
           },
           [args] { return run(*args); }};

@@ -15,7 +15,10 @@ struct Command {
 Command inspect_command();
 Command run_command();
 Command conformance_command();
+Command export_command();
 
-inline std::vector<Command> all_commands() { return {inspect_command(), run_command(), conformance_command()}; }
+inline std::vector<Command> all_commands() {
+  return {inspect_command(), run_command(), export_command(), conformance_command()};
+}
 
 }  // namespace kiln::tools
