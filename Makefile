@@ -9,7 +9,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DKILN_WERROR=ON
 endif
 
-.PHONY: all deps build demo test test-unit test-sanitize conformance format clean
+.PHONY: all deps build demo test test-unit test-sanitize conformance format clean peers
 
 all: build
 
@@ -37,7 +37,16 @@ demo: build
 	./$(BUILD)/kiln run $(DEMO_DIR)/bert-tiny.onnx --vocab tests/data/tokenizer/vocab.json \
 	  --text "kiln turns a trained model into a fast inference engine." --text "Ça marche!"
 
-test-unit: build
+# ONNX Runtime from npm (no PyPI here): the peer for the interop tests and, later, `kiln bench --vs ort`.
+# --ignore-scripts: onnxruntime-node's install script downloads GPU binaries and fails; the CPU library
+# is already inside the package.
+PEER_ORT = benchmarks/peers/ort
+peers: $(PEER_ORT)/node_modules/.installed
+
+$(PEER_ORT)/node_modules/.installed: $(PEER_ORT)/package.json $(PEER_ORT)/package-lock.json | deps
+	cd $(PEER_ORT) && npm ci --ignore-scripts --no-audit --no-fund && touch node_modules/.installed
+
+test-unit: build peers
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # ONNX's backend suite (Debian's libonnx-testdata), then kiln's own cases for ops and opsets it lacks.
@@ -46,7 +55,7 @@ conformance: build
 	./$(BUILD)/kiln conformance tests/conformance/extra --expected tests/conformance/extra_expected_pass.txt
 
 # Unit tests and both conformance suites again under AddressSanitizer and UndefinedBehaviorSanitizer.
-test-sanitize: deps
+test-sanitize: deps peers
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS='-O1 -g1' -DKILN_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 ./$(ASAN_BUILD)/kiln conformance --expected tests/conformance/expected_pass.txt

@@ -10,6 +10,10 @@ packages=(
   libgtest-dev libgmock-dev
 )
 
+# Node.js and npm install the ONNX Runtime peer (benchmarks/peers/ort). Machines that already have a
+# Node.js (e.g. from nodesource, which bundles npm) keep it; others get Debian's.
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
