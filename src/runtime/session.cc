@@ -2,6 +2,7 @@
 
 #include "ir/graph_check.h"
 #include "onnx/model_io.h"
+#include "passes/optimizer.h"
 #include "runtime/gradient_expansion.h"
 #include "runtime/inline_functions.h"
 #include "runtime/model_check.h"
@@ -17,6 +18,12 @@ Session::Session(ir::Model model, SessionOptions options)
   check_supported(m);
   ir::check_and_sort_graph(m.graph, {}, where);
   if (m.graph.nodes.empty() && m.graph.outputs.empty()) fail(where, ": the graph is empty (no nodes, no outputs)");
+  if (options_.optimization != passes::Level::kNone) {
+    passes::OptimizeOptions po;
+    po.level = options_.optimization;
+    po.limits = options_.limits;
+    passes::optimize(m, po);
+  }
 
   for (const auto& v : m.graph.inputs)
     if (!m.graph.initializers.count(v.name)) inputs_.push_back(v);

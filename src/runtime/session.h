@@ -9,6 +9,7 @@
 
 #include "ir/graph.h"
 #include "ops/op_def.h"
+#include "passes/pass.h"
 #include "runtime/executor.h"
 #include "runtime/shape_inference.h"
 
@@ -19,6 +20,8 @@ struct SessionOptions {
   // After every node, check its outputs against the types inferred for this run's input shapes
   // (the conformance runner turns this on: inference must never disagree with execution).
   bool verify_inference = false;
+  // Graph passes applied when the session is created (passes/optimizer.h); kNone runs the model as given.
+  passes::Level optimization = passes::Level::kAll;
 };
 
 class Session {

@@ -16,9 +16,10 @@ Command inspect_command();
 Command run_command();
 Command conformance_command();
 Command export_command();
+Command optimize_command();
 
 inline std::vector<Command> all_commands() {
-  return {inspect_command(), run_command(), export_command(), conformance_command()};
+  return {inspect_command(), run_command(), export_command(), optimize_command(), conformance_command()};
 }
 
 }  // namespace kiln::tools

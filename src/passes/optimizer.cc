@@ -1,0 +1,126 @@
+#include "passes/optimizer.h"
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/error.h"
+#include "ir/graph_check.h"
+#include "passes/passes.h"
+
+namespace kiln::passes {
+
+// The order matters:
+// - basic passes first and to a fixed point: folding exposes identities, removing identities exposes
+//   dead code, and the fusions below then match fewer, cleaner shapes;
+// - dead-code elimination last in every round, so that each pass sees only live nodes.
+const std::vector<Pass>& pipeline() {
+  static const std::vector<Pass> passes = {
+      {"fold_constants", Level::kBasic, fold_constants},
+      {"eliminate_identities", Level::kBasic, eliminate_identities},
+      {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
+  };
+  return passes;
+}
+
+std::map<std::string, int64_t> op_histogram(const ir::Graph& g) {
+  std::map<std::string, int64_t> h;
+  for (const auto& n : g.nodes) ++h[ir::is_default_domain(n.domain) ? n.op_type : n.domain + "." + n.op_type];
+  return h;
+}
+
+OptimizationReport optimize(ir::Model& model, const OptimizeOptions& options) {
+  OptimizationReport report;
+  report.level = options.level;
+  report.nodes_before = static_cast<int64_t>(model.graph.nodes.size());
+  report.ops_before = op_histogram(model.graph);
+  std::map<std::string, size_t> slot;  // pass name -> its PassReport
+  constexpr int kMaxRounds = 4;
+  for (int round = 0; round < kMaxRounds && options.level != Level::kNone; ++round) {
+    bool changed = false;
+    for (const Pass& pass : pipeline()) {
+      if (static_cast<int>(pass.level) > static_cast<int>(options.level)) continue;
+      if (!slot.count(pass.name)) {
+        slot[pass.name] = report.passes.size();
+        report.passes.push_back({pass.name, {}, {}});
+      }
+      PassReport this_round{pass.name, {}, {}};
+      PassContext ctx(model, options, this_round);
+      if (pass.run(model.graph, ctx)) {
+        changed = true;
+        // Each pass must leave a valid graph; checking after each one names the pass at fault.
+        try {
+          ir::check_and_sort_graph(model.graph, {}, "graph");
+        } catch (const Error& e) {
+          fail("internal error: optimization pass ", pass.name, " left an invalid graph: ", e.what());
+        }
+      }
+      PassReport& total = report.passes[slot[pass.name]];
+      for (const auto& [kind, n] : this_round.changes) total.changes[kind] += n;
+      // A candidate rejected again in a later round is reported once.
+      if (round == 0 || total.rejections.empty()) total.rejections = this_round.rejections;
+    }
+    if (!changed) break;
+  }
+  ir::check_and_sort_graph(model.graph, {}, model.path.empty() ? "optimized model" : model.path);
+  report.nodes_after = static_cast<int64_t>(model.graph.nodes.size());
+  report.ops_after = op_histogram(model.graph);
+  return report;
+}
+
+int64_t OptimizationReport::count(const std::string& kind) const {
+  int64_t total = 0;
+  for (const auto& p : passes)
+    if (auto it = p.changes.find(kind); it != p.changes.end()) total += it->second;
+  return total;
+}
+
+std::string OptimizationReport::to_text() const {
+  std::ostringstream out;
+  out << "optimize (level " << level_name(level) << "): " << nodes_before << " nodes -> " << nodes_after << " nodes\n";
+  for (const auto& p : passes) {
+    out << "  " << p.pass << ":";
+    if (p.changes.empty()) out << " nothing to do";
+    bool first = true;
+    for (const auto& [kind, n] : p.changes) {
+      out << (first ? " " : ", ") << kind << " " << n;
+      first = false;
+    }
+    out << "\n";
+    for (const auto& r : p.rejections)
+      out << "    not done: " << r.pattern << " at " << r.node << ": " << r.reason << "\n";
+  }
+  auto histogram = [&](const char* title, const std::map<std::string, int64_t>& h) {
+    out << title;
+    bool first = true;
+    for (const auto& [op, n] : h) {
+      out << (first ? " " : ", ") << op << " " << n;
+      first = false;
+    }
+    out << "\n";
+  };
+  histogram("ops before:", ops_before);
+  histogram("ops after:", ops_after);
+  return out.str();
+}
+
+std::string OptimizationReport::to_json() const {
+  nlohmann::json j;
+  j["level"] = level_name(level);
+  j["nodes_before"] = nodes_before;
+  j["nodes_after"] = nodes_after;
+  j["ops_before"] = ops_before;
+  j["ops_after"] = ops_after;
+  j["passes"] = nlohmann::json::array();
+  for (const auto& p : passes) {
+    nlohmann::json jp;
+    jp["pass"] = p.pass;
+    jp["changes"] = p.changes;
+    jp["rejections"] = nlohmann::json::array();
+    for (const auto& r : p.rejections)
+      jp["rejections"].push_back({{"pattern", r.pattern}, {"node", r.node}, {"reason", r.reason}});
+    j["passes"].push_back(jp);
+  }
+  return j.dump(2);
+}
+
+}  // namespace kiln::passes

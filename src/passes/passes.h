@@ -1,0 +1,14 @@
+// Every graph pass, one per file (passes/<name>.cc). Their order per level is in optimizer.cc.
+#pragma once
+
+#include "ir/graph.h"
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+// ---- basic: exact rewrites that never change numerics ----
+bool eliminate_dead_code(ir::Graph& g, PassContext& ctx);
+bool eliminate_identities(ir::Graph& g, PassContext& ctx);
+bool fold_constants(ir::Graph& g, PassContext& ctx);
+
+}  // namespace kiln::passes

@@ -1,0 +1,65 @@
+// kiln optimize: graph passes (folding, elimination, fusion) on a model, with a report of what each did.
+#include <cstdio>
+#include <fstream>
+
+#include "common/error.h"
+#include "onnx/model_io.h"
+#include "passes/optimizer.h"
+#include "runtime/session.h"
+#include "tools/commands.h"
+
+namespace kiln::tools {
+
+namespace {
+
+struct OptimizeArgs {
+  std::string input;
+  std::string output;
+  std::string level = "all";
+  bool report = false;
+  std::string json;
+};
+
+int run(const OptimizeArgs& args) {
+  passes::OptimizeOptions options;
+  options.level = passes::parse_level(args.level);
+  // The model is checked and its types inferred the way a Session does, so that an invalid model fails
+  // here with the same message rather than half-way through a pass.
+  runtime::SessionOptions as_given;
+  as_given.optimization = passes::Level::kNone;
+  ir::Model model = runtime::Session::load(args.input, as_given).model();
+  passes::OptimizationReport report = passes::optimize(model, options);
+  onnx_io::save_model(model, args.output);
+  if (args.report) std::fputs(report.to_text().c_str(), stdout);
+  if (!args.json.empty()) {
+    std::ofstream out(args.json);
+    if (!(out << report.to_json() << "\n")) fail("cannot write the report to ", args.json);
+  }
+  std::printf("wrote %s: %lld nodes -> %lld nodes (level %s)\n", args.output.c_str(),
+              static_cast<long long>(report.nodes_before), static_cast<long long>(report.nodes_after),
+              passes::level_name(options.level));
+  return 0;
+}
+
+}  // namespace
+
+Command optimize_command() {
+  auto args = std::make_shared<OptimizeArgs>();
+  return {[args](CLI::App& app) {
+            auto* c = app.add_subcommand("optimize",
+                                         "Rewrite a model with graph passes (constant folding, elimination, "
+                                         "fusion into ONNX Runtime's contrib ops) and say what changed");
+            c->add_option("model", args->input, "Input ONNX model")->required();
+            c->add_option("-o,--output", args->output, "Output ONNX model")->required();
+            c->add_option("--level", args->level, "none, basic, extended or all")
+                ->capture_default_str()
+                ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
+            c->add_flag("--report", args->report,
+                        "Print what each pass changed, and every candidate it left alone with the reason");
+            c->add_option("--json", args->json, "Write the report as JSON to this file");
+            return c;
+          },
+          [args] { return run(*args); }};
+}
+
+}  // namespace kiln::tools

@@ -1,0 +1,196 @@
+// The basic passes (dead code, identities, constant folding) and the optimizer around them: each test
+// builds a small graph, optimizes it, checks the structure changed as claimed (op counts) and that the
+// outputs did not (against the unoptimized graph on the same inputs), and includes a case that must not
+// change.
+#include <gtest/gtest.h>
+
+#include "export/graph_builder.h"
+#include "passes/optimizer.h"
+#include "passes/passes.h"
+#include "runtime/random_inputs.h"
+#include "runtime/session.h"
+
+namespace kiln {
+namespace {
+
+using exporter::GraphBuilder;
+using exporter::int_attr;
+using exporter::ints_attr;
+using exporter::tensor_value;
+
+ir::Model new_model(int64_t opset = 17) {
+  ir::Model m;
+  m.opset_imports[""] = opset;
+  return m;
+}
+
+std::vector<ir::Datum> run_as_given(const ir::Model& m, const std::unordered_map<std::string, ir::Datum>& feeds) {
+  runtime::SessionOptions o;
+  o.optimization = passes::Level::kNone;
+  return runtime::Session(m, o).run(feeds);
+}
+
+// Optimizes a copy of `m` at `level`, checks outputs against the original on random inputs, returns the
+// optimized model and its report.
+std::pair<ir::Model, passes::OptimizationReport> optimize_and_compare(const ir::Model& m, passes::Level level) {
+  ir::Model opt = m;
+  passes::OptimizeOptions options;
+  options.level = level;
+  passes::OptimizationReport report = passes::optimize(opt, options);
+  std::unordered_map<std::string, ir::Datum> feeds;
+  uint64_t seed = 1;
+  for (const auto& in : m.graph.inputs)
+    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, {{"n", 3}}, seed++);
+  std::vector<ir::Datum> want = run_as_given(m, feeds), got = run_as_given(opt, feeds);
+  EXPECT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    EXPECT_EQ(want[i].tensor.shape(), got[i].tensor.shape());
+    for (int64_t k = 0; k < want[i].tensor.numel() && want[i].tensor.shape() == got[i].tensor.shape(); ++k)
+      EXPECT_NEAR(want[i].tensor.as_double(k), got[i].tensor.as_double(k), 1e-6) << "output " << i << " at " << k;
+  }
+  return {std::move(opt), std::move(report)};
+}
+
+int64_t count_ops(const ir::Model& m, const std::string& op) {
+  auto h = passes::op_histogram(m.graph);
+  auto it = h.find(op);
+  return it == h.end() ? 0 : it->second;
+}
+
+TEST(DeadCodeElimination, RemovesUnreadNodesAndInitializers) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  std::string w = b.initializer("w", ir::Tensor::from_vector<float>({1, 2, 3, 4}, {4}));
+  b.initializer("unused_weight", ir::Tensor::from_vector<float>({1, 2}, {2}));
+  std::string dead = b.add("Mul", {"x", w});
+  b.add("Relu", {dead});  // a chain nobody reads
+  b.add_named("Add", {"x", w}, "y");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(opt.graph.nodes.size(), 1u);
+  EXPECT_EQ(count_ops(opt, "Add"), 1);
+  EXPECT_FALSE(opt.graph.initializers.count("unused_weight"));
+  EXPECT_TRUE(opt.graph.initializers.count("w"));
+  EXPECT_EQ(report.count("nodes removed"), 2);
+}
+
+TEST(IdentityElimination, RemovesPassThroughsIncludingBeforeAGraphOutput) {
+  ir::Model m = new_model(14);
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  std::string a = b.add("Identity", {"x"});
+  std::string r = b.add("Relu", {a});
+  std::string d = b.add("Dropout", {r});
+  std::string c = b.add("Cast", {d}, {int_attr("to", 1)});  // float -> float: no-op
+  std::string shape = b.constant_ints({0, 4});
+  std::string s = b.add("Reshape", {c, shape});  // [n,4] -> [n,4]
+  std::string e = b.add("Exp", {s});
+  b.add_named("Identity", {e}, "y");  // a graph output: Exp must take its name
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(count_ops(opt, "Identity"), 0);
+  EXPECT_EQ(count_ops(opt, "Dropout"), 0);
+  EXPECT_EQ(count_ops(opt, "Cast"), 0);
+  EXPECT_EQ(count_ops(opt, "Reshape"), 0);
+  EXPECT_EQ(opt.graph.nodes.size(), 2u);  // Relu, Exp
+  EXPECT_EQ(opt.graph.nodes.back().op_type, "Exp");
+  EXPECT_EQ(opt.graph.nodes.back().outputs[0], "y");
+}
+
+TEST(IdentityElimination, KeepsCastsAndReshapesThatChangeSomething) {
+  ir::Model m = new_model(14);
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  std::string c = b.add("Cast", {"x"}, {int_attr("to", static_cast<int64_t>(ir::DType::kFloat64))});
+  std::string s = b.add("Reshape", {c, b.constant_ints({-1, 2, 2})});
+  std::string d = b.add("Dropout", {s, b.constant_float(0.5f), b.constant(ir::Tensor::scalar<bool>(true))});
+  b.add_named("Identity", {d}, "y");
+  b.add_named("Identity", {"x"}, "z");  // reads a graph input and writes a graph output: must stay
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat64, {ir::Dim::symbolic("n"), ir::Dim(2), ir::Dim(2)}));
+  m.graph.outputs.push_back(tensor_value("z", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  ir::Model opt = m;
+  passes::OptimizationReport report = passes::optimize(opt, {});
+  EXPECT_EQ(count_ops(opt, "Cast"), 1);
+  EXPECT_EQ(count_ops(opt, "Reshape"), 1);
+  EXPECT_EQ(count_ops(opt, "Dropout"), 1);  // training mode: a random mask
+  // y = Identity(Dropout(...)): Dropout now writes y. z = Identity(x) stays: x is a graph input.
+  EXPECT_EQ(count_ops(opt, "Identity"), 1);
+  EXPECT_EQ(opt.graph.nodes.back().outputs[0], "z");
+  EXPECT_NE(report.to_text().find("its output is a graph output"), std::string::npos) << report.to_text();
+}
+
+TEST(ConstantFolding, FoldsWeightTransposesAndShapeArithmetic) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(3)}));
+  std::string w = b.initializer("w", ir::Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
+  std::string wt = b.add("Transpose", {w}, {ints_attr("perm", {1, 0})});
+  std::string xw = b.add("MatMul", {"x", wt});
+  // Shape arithmetic on constants: Concat([1], [2]) -> [1, 2] as Reshape's target... of a batch of n.
+  std::string target = b.add("Concat", {b.constant_ints({-1}), b.constant_ints({2})}, {int_attr("axis", 0)});
+  b.add_named("Reshape", {xw, target}, "y");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(2)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(count_ops(opt, "Transpose"), 0);
+  EXPECT_EQ(count_ops(opt, "Concat"), 0);
+  EXPECT_EQ(count_ops(opt, "Constant"), 0);  // read only by folded nodes, then dead
+  EXPECT_EQ(report.count("Transpose folded"), 1);
+  EXPECT_EQ(report.count("Concat folded"), 1);
+  ASSERT_TRUE(opt.graph.initializers.count(wt));
+  EXPECT_EQ(opt.graph.initializers.at(wt).shape(), (std::vector<int64_t>{3, 2}));
+  EXPECT_FALSE(opt.graph.initializers.count("w"));  // nothing reads the original any more
+}
+
+TEST(ConstantFolding, LeavesRandomOpsBigOutputsAndInputs) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2)}));
+  std::string r = b.add("RandomUniform", {}, {ints_attr("shape", {2})});
+  // 2^20 floats (4 MiB) from a scalar: over a 1 MiB budget.
+  std::string big = b.add("Expand", {b.constant_float(1.0f), b.constant_ints({1 << 20})});
+  std::string sum = b.add("ReduceSum", {big}, {int_attr("keepdims", 0)});
+  std::string xr = b.add("Add", {"x", r});
+  b.add_named("Add", {xr, sum}, "y");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(2)}));
+  ir::Model opt = m;
+  passes::OptimizeOptions options;
+  options.fold_budget_bytes = 1 << 20;
+  passes::OptimizationReport report = passes::optimize(opt, options);
+  EXPECT_EQ(count_ops(opt, "RandomUniform"), 1);
+  EXPECT_EQ(count_ops(opt, "Expand"), 1);
+  EXPECT_EQ(count_ops(opt, "Add"), 2);
+  EXPECT_NE(report.to_text().find("memory budget of 1048576 bytes"), std::string::npos) << report.to_text();
+}
+
+TEST(Optimizer, ReportNamesEveryPassAndHistograms) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2)}));
+  b.add_named("Identity", {b.add("Relu", {"x"})}, "y");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(2)}));
+  passes::OptimizationReport report = passes::optimize(m, {});
+  std::string text = report.to_text();
+  for (const auto& p : passes::pipeline()) EXPECT_NE(text.find(p.name), std::string::npos) << p.name;
+  EXPECT_NE(text.find("2 nodes -> 1 nodes"), std::string::npos) << text;
+  EXPECT_NE(text.find("ops before: Identity 1, Relu 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("ops after: Relu 1"), std::string::npos) << text;
+  EXPECT_NE(report.to_json().find("\"nodes_after\": 1"), std::string::npos) << report.to_json();
+  EXPECT_THROW(passes::parse_level("max"), Error);
+}
+
+// The bundled torch export and kiln's own export stay numerically the same after the basic passes.
+TEST(Optimizer, BertTinyOutputsUnchangedByBasicPasses) {
+  ir::Model m = runtime::Session::load(KILN_SOURCE_DIR "/tests/data/bert-tiny/model.onnx",
+                                       [] {
+                                         runtime::SessionOptions o;
+                                         o.optimization = passes::Level::kNone;
+                                         return o;
+                                       }())
+                    .model();
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_LE(opt.graph.nodes.size(), m.graph.nodes.size());
+}
+
+}  // namespace
+}  // namespace kiln
