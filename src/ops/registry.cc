@@ -18,6 +18,7 @@ const OpRegistry& OpRegistry::instance() {
     register_misc_ops(r);
     register_control_flow_ops(r);
     register_sequence_ops(r);
+    register_contrib_ops(r);
     return r;
   }();
   return registry;

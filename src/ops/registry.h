@@ -37,5 +37,6 @@ void register_recurrent_ops(OpRegistry& r);     // RNN, GRU, LSTM
 void register_misc_ops(OpRegistry& r);          // signal (DFT, STFT, windows), random, strings, Det, Unique ...
 void register_control_flow_ops(OpRegistry& r);  // If, Loop, Scan
 void register_sequence_ops(OpRegistry& r);      // Sequence*, Optional*, SplitToSequence, ConcatFromSequence
+void register_contrib_ops(OpRegistry& r);       // ONNX Runtime's com.microsoft ops that kiln's optimizer writes
 
 }  // namespace kiln::ops

@@ -489,7 +489,9 @@ void mvn_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_normalization_ops(OpRegistry& r) {
-  r.add(OpDef{"", "LayerNormalization", 17, kMaxOnnxOpset, infer_layer_norm, layer_norm_kernel});
+  // From opset 1, not 17: ONNX Runtime registers LayerNormalization in the onnx domain as a contrib op
+  // from version 1 and its optimizer writes it into older models (opset 14); the semantics are the same.
+  r.add(OpDef{"", "LayerNormalization", 1, kMaxOnnxOpset, infer_layer_norm, layer_norm_kernel});
   r.add(OpDef{"", "BatchNormalization", 1, kMaxOnnxOpset, infer_batch_norm, batch_norm_kernel});
   r.add(OpDef{"", "InstanceNormalization", 1, kMaxOnnxOpset, infer_channel_norm, instance_norm_kernel});
   r.add(OpDef{"", "GroupNormalization", 18, kMaxOnnxOpset, infer_channel_norm, group_norm_kernel});

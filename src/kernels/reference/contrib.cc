@@ -1,0 +1,51 @@
+// The com.microsoft contrib family: each group of ops lives in its own contrib_<group>.cc file and
+// registers from there.
+#include "kernels/reference/contrib_common.h"
+
+namespace kiln::ops {
+
+namespace contrib {
+
+void require_float32(const NodeView& node, ir::DType dtype, const char* what) {
+  if (dtype != ir::DType::kFloat32)
+    node.fail(what, " has element type ", ir::dtype_name(dtype),
+              "; kiln's reference kernel takes float32 only (ONNX Runtime's float16 variant is not supported)");
+}
+
+void require_int32(const NodeView& node, ir::DType dtype, const char* what) {
+  if (dtype != ir::DType::kInt32) node.fail(what, " has element type ", ir::dtype_name(dtype), "; expected int32");
+}
+
+void require_float32_input(const InferenceContext& ctx, size_t input, const char* what) {
+  if (!ctx.has_input(input)) return;
+  const ir::Type& t = ctx.input_type(input);
+  if (t.kind == ir::Type::Kind::kTensor && t.dtype != ir::DType::kUndefined) require_float32(ctx, t.dtype, what);
+}
+
+void require_int32_input(const InferenceContext& ctx, size_t input, const char* what) {
+  if (!ctx.has_input(input)) return;
+  const ir::Type& t = ctx.input_type(input);
+  if (t.kind == ir::Type::Kind::kTensor && t.dtype != ir::DType::kUndefined) require_int32(ctx, t.dtype, what);
+}
+
+void require_vector(const NodeView& node, const ir::Tensor& t, int64_t n, const char* what) {
+  if (t.rank() != 1 || t.dim(0) != n)
+    node.fail(what, " must be a 1-D tensor of ", n, " values, got shape ", ir::to_string(t.shape()));
+}
+
+std::optional<ir::Shape> input_shape(const InferenceContext& ctx, size_t i) {
+  if (!ctx.has_input(i)) return std::nullopt;
+  return ctx.input_type(i).shape;
+}
+
+}  // namespace contrib
+
+void register_contrib_ops(OpRegistry& r) {
+  contrib::register_activation_ops(r);
+  contrib::register_normalization_ops(r);
+  contrib::register_attention_ops(r);
+  contrib::register_fused_matmul_ops(r);
+  contrib::register_fused_conv_ops(r);
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,129 @@
+// com.microsoft FusedConv, as ONNX Runtime's CPU kernel defines it:
+//   Y = activation(Conv(X, W, B) + Z)
+// with Conv's attributes (auto_pad, dilations, group, kernel_shape, pads, strides), an optional Z of the
+// output's shape added before the activation, and `activation` one of
+//   Relu, Tanh, Sigmoid                  (no parameters)
+//   LeakyRelu   activation_params = [alpha]          x >= 0 ? x : alpha * x
+//   Clip        activation_params = [min, max]       min(max(x, min), max)
+//   HardSigmoid activation_params = [alpha, beta]    min(max(alpha * x + beta, 0), 1)
+// (no activation attribute: identity). The convolution itself is kiln's Conv reference kernel.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels/reference/contrib_common.h"
+
+namespace kiln::ops::contrib {
+namespace {
+
+enum class Activation { kIdentity, kRelu, kTanh, kSigmoid, kLeakyRelu, kClip, kHardSigmoid };
+
+struct FusedActivation {
+  Activation kind = Activation::kIdentity;
+  std::vector<float> params;
+};
+
+FusedActivation read_activation(const NodeView& node) {
+  FusedActivation a;
+  if (!node.has_attr("activation")) return a;
+  std::string name = node.attr_string("activation");
+  size_t nparams = 0;
+  if (name == "Relu") {
+    a.kind = Activation::kRelu;
+  } else if (name == "Tanh") {
+    a.kind = Activation::kTanh;
+  } else if (name == "Sigmoid") {
+    a.kind = Activation::kSigmoid;
+  } else if (name == "LeakyRelu") {
+    a.kind = Activation::kLeakyRelu;
+    nparams = 1;
+  } else if (name == "Clip") {
+    a.kind = Activation::kClip;
+    nparams = 2;
+  } else if (name == "HardSigmoid") {
+    a.kind = Activation::kHardSigmoid;
+    nparams = 2;
+  } else {
+    node.fail("unsupported activation \"", name, "\" (expected Relu, Tanh, Sigmoid, LeakyRelu, Clip or HardSigmoid)");
+  }
+  if (nparams > 0) {
+    if (!node.has_attr("activation_params"))
+      node.fail("activation ", name, " needs attribute activation_params with ", nparams, " values");
+    a.params = node.attr_floats("activation_params");
+    if (a.params.size() != nparams)
+      node.fail("activation ", name, " needs ", nparams, " activation_params, got ", a.params.size());
+  }
+  return a;
+}
+
+float activate(const FusedActivation& a, float x) {
+  switch (a.kind) {
+    case Activation::kIdentity:
+      return x;
+    case Activation::kRelu:
+      return std::max(x, 0.0f);
+    case Activation::kTanh:
+      return std::tanh(x);
+    case Activation::kSigmoid:
+      return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
+    case Activation::kLeakyRelu:
+      return x >= 0 ? x : a.params[0] * x;
+    case Activation::kClip:
+      return std::min(std::max(x, a.params[0]), a.params[1]);
+    case Activation::kHardSigmoid:
+      return std::min(std::max(a.params[0] * x + a.params[1], 0.0f), 1.0f);
+  }
+  return x;
+}
+
+// kiln's Conv declaration: FusedConv shares its attributes and first three inputs.
+const OpDef& conv_def() {
+  const OpDef* def = OpRegistry::instance().find("", "Conv", 11);
+  KILN_CHECK(def && def->infer && def->kernel, "internal: Conv is not registered");
+  return *def;
+}
+
+void infer_fused_conv(InferenceContext& ctx) {
+  require_float32_input(ctx, 0, "input X");
+  require_float32_input(ctx, 1, "weights W");
+  require_float32_input(ctx, 2, "bias B");
+  require_float32_input(ctx, 3, "input Z");
+  read_activation(ctx);
+  conv_def().infer(ctx);
+  const std::vector<ir::Type>& outs = ctx.output_types();
+  auto z = input_shape(ctx, 3);
+  if (z && !outs.empty() && outs[0].shape) {
+    const ir::Shape& y = *outs[0].shape;
+    bool ok = z->rank() == y.rank();
+    for (size_t i = 0; ok && i < y.rank(); ++i)
+      ok = !(*z)[i].is_static() || !y[i].is_static() || (*z)[i].value == y[i].value;
+    if (!ok) ctx.fail("Z of shape ", ir::to_string(*z), " must have the output's shape ", ir::to_string(y));
+  }
+}
+
+void fused_conv_kernel(KernelContext& ctx) {
+  require_float32(ctx, ctx.input(0).dtype(), "input X");
+  FusedActivation act = read_activation(ctx);
+  conv_def().kernel(ctx);
+  ir::Tensor y = ctx.outputs()[0].tensor;
+  float* out = y.data<float>();
+  if (ctx.has_input(3)) {
+    const ir::Tensor& z = ctx.input(3);
+    require_float32(ctx, z.dtype(), "input Z");
+    if (z.shape() != y.shape())
+      ctx.fail("Z of shape ", ir::to_string(z.shape()), " must have the output's shape ", ir::to_string(y.shape()));
+    const float* zp = z.data<float>();
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] += zp[i];
+  }
+  for (int64_t i = 0; i < y.numel(); ++i) out[i] = activate(act, out[i]);
+  ctx.set_output(0, std::move(y));
+}
+
+}  // namespace
+
+void register_fused_conv_ops(OpRegistry& r) {
+  r.add(OpDef{kMsDomain, "FusedConv", kMsMinOpset, kMsMaxOpset, infer_fused_conv, fused_conv_kernel});
+}
+
+}  // namespace kiln::ops::contrib
