@@ -192,5 +192,132 @@ TEST(Optimizer, BertTinyOutputsUnchangedByBasicPasses) {
   EXPECT_LE(opt.graph.nodes.size(), m.graph.nodes.size());
 }
 
+TEST(CommonSubexpressionElimination, MergesEqualNodesAndConstants) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  std::string s1 = b.add("Shape", {"x"}), s2 = b.add("Shape", {"x"});
+  std::string c1 = b.constant_ints({0}), c2 = b.constant_ints({0}), c3 = b.constant_ints({1});
+  std::string g1 = b.add("Gather", {s1, c1}), g2 = b.add("Gather", {s2, c2}), g3 = b.add("Gather", {s2, c3});
+  std::string e1 = b.add("Exp", {"x"}), e2 = b.add("Exp", {"x"});
+  std::string r1 = b.add("RandomUniformLike", {"x"}), r2 = b.add("RandomUniformLike", {"x"});
+  std::string sum = b.add("Add", {b.add("Add", {e1, e2}), b.add("Sub", {r1, r2})});
+  std::string dims = b.add("Concat", {g1, g2, g3}, {int_attr("axis", 0)});
+  b.add_named("Identity", {sum}, "y");
+  b.add_named("Cast", {dims}, "d", {int_attr("to", 1)});
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  m.graph.outputs.push_back(tensor_value("d", ir::DType::kFloat32, {ir::Dim(3)}));
+  ir::Model opt = m;
+  passes::OptimizationReport report = passes::optimize(opt, {});
+  EXPECT_EQ(count_ops(opt, "Shape"), 1);
+  EXPECT_EQ(count_ops(opt, "Exp"), 1);
+  EXPECT_EQ(count_ops(opt, "Gather"), 2);
+  EXPECT_EQ(count_ops(opt, "RandomUniformLike"), 2);  // two draws are not one draw
+  EXPECT_EQ(report.count("Shape merged"), 1);
+  EXPECT_EQ(report.count("Constant merged"), 1);
+}
+
+TEST(TransposeReshapeChains, CollapseAndCancel) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2), ir::Dim(3), ir::Dim(4)}));
+  std::string t1 = b.add("Transpose", {"x"}, {ints_attr("perm", {1, 0, 2})});
+  std::string t2 = b.add("Transpose", {t1}, {ints_attr("perm", {2, 0, 1})});  // -> x perm [2,1,0]
+  std::string r1 = b.add("Reshape", {t2, b.constant_ints({4, 6})});
+  std::string r2 = b.add("Reshape", {r1, b.constant_ints({24})});
+  std::string u = b.add("Unsqueeze", {r2, b.constant_ints({0})});
+  std::string sq = b.add("Squeeze", {u, b.constant_ints({0})});
+  std::string back1 = b.add("Transpose", {"x"}, {ints_attr("perm", {0, 2, 1})});
+  std::string back2 = b.add("Transpose", {back1}, {ints_attr("perm", {0, 2, 1})});  // identity overall
+  b.add_named("Relu", {sq}, "y");
+  b.add_named("Relu", {back2}, "z");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(24)}));
+  m.graph.outputs.push_back(tensor_value("z", ir::DType::kFloat32, {ir::Dim(2), ir::Dim(3), ir::Dim(4)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(count_ops(opt, "Transpose"), 1);
+  EXPECT_EQ(count_ops(opt, "Reshape"), 1);
+  EXPECT_EQ(count_ops(opt, "Unsqueeze"), 0);
+  EXPECT_EQ(count_ops(opt, "Squeeze"), 0);
+  EXPECT_EQ(opt.graph.nodes.size() - count_ops(opt, "Constant"), 4u);  // Transpose, Reshape, Relu, Relu
+}
+
+TEST(TransposeReshapeChains, KeepsSharedInnerNodesAndCopyDims) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2), ir::Dim(3), ir::Dim(4)}));
+  std::string t1 = b.add("Transpose", {"x"}, {ints_attr("perm", {1, 0, 2})});
+  std::string t2 = b.add("Transpose", {t1}, {ints_attr("perm", {2, 0, 1})});
+  std::string r1 = b.add("Reshape", {"x", b.constant_ints({6, 4})});
+  std::string r2 = b.add("Reshape", {r1, b.constant_ints({0, 2, 2})});  // 0 copies r1's dim: must stay
+  b.add_named("Relu", {t2}, "y");
+  b.add_named("Relu", {t1}, "z");  // t1 has a second reader
+  b.add_named("Relu", {r2}, "w");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(4), ir::Dim(3), ir::Dim(2)}));
+  m.graph.outputs.push_back(tensor_value("z", ir::DType::kFloat32, {ir::Dim(3), ir::Dim(2), ir::Dim(4)}));
+  m.graph.outputs.push_back(tensor_value("w", ir::DType::kFloat32, {ir::Dim(6), ir::Dim(2), ir::Dim(2)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(count_ops(opt, "Transpose"), 2);
+  EXPECT_EQ(count_ops(opt, "Reshape"), 2);
+}
+
+ir::Tensor ramp(std::vector<int64_t> shape, float scale, float offset) {
+  ir::Tensor t(ir::DType::kFloat32, shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = offset + scale * std::sin(1.3f * i + 0.2f);
+  return t;
+}
+
+TEST(ConvFolding, BatchNormMulAndAddFoldIntoConvWeights) {
+  for (const char* follower : {"BatchNormalization", "Mul", "Add"}) {
+    ir::Model m = new_model();
+    GraphBuilder b(m.graph);
+    m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(2), ir::Dim(5), ir::Dim(5)}));
+    std::string w = b.initializer("w", ramp({3, 2, 3, 3}, 0.5f, 0.0f));
+    std::string bias = b.initializer("b", ramp({3}, 0.1f, 0.05f));
+    std::string conv =
+        b.add("Conv", {"x", w, bias}, {ints_attr("kernel_shape", {3, 3}), ints_attr("pads", {1, 1, 1, 1})});
+    if (std::string(follower) == "BatchNormalization")
+      b.add_named("BatchNormalization",
+                  {conv, b.initializer("s", ramp({3}, 0.3f, 1.0f)), b.initializer("o", ramp({3}, 0.2f, 0.0f)),
+                   b.initializer("mean", ramp({3}, 0.1f, 0.0f)), b.initializer("var", ramp({3}, 0.1f, 0.5f))},
+                  "y", {exporter::float_attr("epsilon", 1e-3f)});
+    else
+      b.add_named(follower, {conv, b.initializer("c", ramp({3, 1, 1}, 0.4f, 1.0f))}, "y");
+    m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(3), ir::Dim(5), ir::Dim(5)}));
+    auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+    EXPECT_EQ(opt.graph.nodes.size(), 1u) << follower;
+    EXPECT_EQ(count_ops(opt, "Conv"), 1) << follower;
+    EXPECT_EQ(report.count(std::string(follower) + " folded into Conv"), 1) << report.to_text();
+  }
+}
+
+TEST(ConvFolding, LeavesNonChannelScalesAlone) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(2), ir::Dim(4), ir::Dim(4)}));
+  std::string w = b.initializer("w", ramp({3, 2, 1, 1}, 0.5f, 0.0f));
+  std::string conv = b.add("Conv", {"x", w}, {ints_attr("kernel_shape", {1, 1})});
+  b.add_named("Mul", {conv, b.initializer("c", ramp({1, 1, 4, 1}, 0.4f, 1.0f))}, "y");  // varies along H
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(3), ir::Dim(4), ir::Dim(4)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(opt.graph.nodes.size(), 2u);
+}
+
+TEST(MatMulAddFusion, TwoDimensionalBecomesGemm) {
+  ir::Model m = new_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  m.graph.inputs.push_back(tensor_value("x3", ir::DType::kFloat32, {ir::Dim(2), ir::Dim::symbolic("n"), ir::Dim(4)}));
+  std::string w = b.initializer("w", ramp({4, 3}, 0.5f, 0.0f));
+  std::string bias = b.initializer("bias", ramp({3}, 0.5f, 0.1f));
+  b.add_named("Add", {bias, b.add("MatMul", {"x", w})}, "y");
+  b.add_named("Add", {b.add("MatMul", {"x3", w}), bias}, "y3");  // 3-D: stays MatMul + Add
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(3)}));
+  m.graph.outputs.push_back(tensor_value("y3", ir::DType::kFloat32, {ir::Dim(2), ir::Dim::symbolic("n"), ir::Dim(3)}));
+  auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+  EXPECT_EQ(count_ops(opt, "Gemm"), 1);
+  EXPECT_EQ(count_ops(opt, "MatMul"), 1);
+  EXPECT_EQ(count_ops(opt, "Add"), 1);
+}
+
 }  // namespace
 }  // namespace kiln

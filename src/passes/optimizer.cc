@@ -17,6 +17,10 @@ const std::vector<Pass>& pipeline() {
   static const std::vector<Pass> passes = {
       {"fold_constants", Level::kBasic, fold_constants},
       {"eliminate_identities", Level::kBasic, eliminate_identities},
+      {"eliminate_common_subexpressions", Level::kBasic, eliminate_common_subexpressions},
+      {"simplify_transpose_reshape_chains", Level::kBasic, simplify_transpose_reshape_chains},
+      {"fold_conv_batch_norm", Level::kBasic, fold_conv_batch_norm},
+      {"fuse_matmul_add_into_gemm", Level::kBasic, fuse_matmul_add_into_gemm},
       {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
   };
   return passes;
