@@ -319,5 +319,32 @@ TEST(MatMulAddFusion, TwoDimensionalBecomesGemm) {
   EXPECT_EQ(count_ops(opt, "Add"), 1);
 }
 
+TEST(ConvActivationFusion, ActivationsOrtSupportsBecomeFusedConv) {
+  for (const char* act : {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "Clip", "HardSwish"}) {
+    ir::Model m = new_model();
+    GraphBuilder b(m.graph);
+    m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(2), ir::Dim(5), ir::Dim(5)}));
+    std::string w = b.initializer("w", ramp({3, 2, 3, 3}, 0.5f, 0.0f));
+    std::string conv = b.add("Conv", {"x", w}, {ints_attr("kernel_shape", {3, 3})});
+    if (std::string(act) == "Clip")
+      b.add_named("Clip", {conv, b.constant_float(-0.5f), b.constant_float(0.7f)}, "y");
+    else if (std::string(act) == "LeakyRelu")
+      b.add_named("LeakyRelu", {conv}, "y", {exporter::float_attr("alpha", 0.3f)});
+    else
+      b.add_named(act, {conv}, "y");
+    m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(3), ir::Dim(3), ir::Dim(3)}));
+    auto [opt, report] = optimize_and_compare(m, passes::Level::kAll);
+    const bool supported = std::string(act) != "HardSwish";
+    EXPECT_EQ(count_ops(opt, "com.microsoft.FusedConv"), supported ? 1 : 0) << act;
+    EXPECT_EQ(count_ops(opt, "Conv"), supported ? 0 : 1) << act;
+    if (supported) {
+      EXPECT_EQ(report.count(std::string("FusedConv ") + act), 1) << act;
+      EXPECT_EQ(opt.opset("com.microsoft"), 1);
+    } else {
+      EXPECT_NE(report.to_text().find("HardSwish is not an activation"), std::string::npos) << report.to_text();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln

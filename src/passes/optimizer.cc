@@ -21,6 +21,7 @@ const std::vector<Pass>& pipeline() {
       {"simplify_transpose_reshape_chains", Level::kBasic, simplify_transpose_reshape_chains},
       {"fold_conv_batch_norm", Level::kBasic, fold_conv_batch_norm},
       {"fuse_matmul_add_into_gemm", Level::kBasic, fuse_matmul_add_into_gemm},
+      {"fuse_conv_activation", Level::kExtended, fuse_conv_activation},
       {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
   };
   return passes;

@@ -15,4 +15,7 @@ bool simplify_transpose_reshape_chains(ir::Graph& g, PassContext& ctx);
 bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx);
 bool fuse_matmul_add_into_gemm(ir::Graph& g, PassContext& ctx);
 
+// ---- extended: fusions into ONNX Runtime's contrib ops (float rounding may differ slightly) ----
+bool fuse_conv_activation(ir::Graph& g, PassContext& ctx);
+
 }  // namespace kiln::passes
