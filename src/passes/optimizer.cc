@@ -16,6 +16,7 @@ namespace kiln::passes {
 const std::vector<Pass>& pipeline() {
   static const std::vector<Pass> passes = {
       {"fold_constants", Level::kBasic, fold_constants},
+      {"fold_shapes", Level::kBasic, fold_shapes},
       {"eliminate_identities", Level::kBasic, eliminate_identities},
       {"eliminate_common_subexpressions", Level::kBasic, eliminate_common_subexpressions},
       {"simplify_transpose_reshape_chains", Level::kBasic, simplify_transpose_reshape_chains},

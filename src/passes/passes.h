@@ -10,6 +10,7 @@ namespace kiln::passes {
 bool eliminate_dead_code(ir::Graph& g, PassContext& ctx);
 bool eliminate_identities(ir::Graph& g, PassContext& ctx);
 bool fold_constants(ir::Graph& g, PassContext& ctx);
+bool fold_shapes(ir::Graph& g, PassContext& ctx);
 bool eliminate_common_subexpressions(ir::Graph& g, PassContext& ctx);
 bool simplify_transpose_reshape_chains(ir::Graph& g, PassContext& ctx);
 bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx);
