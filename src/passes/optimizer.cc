@@ -23,6 +23,15 @@ const std::vector<Pass>& pipeline() {
       {"fold_conv_batch_norm", Level::kBasic, fold_conv_batch_norm},
       {"fuse_matmul_add_into_gemm", Level::kBasic, fuse_matmul_add_into_gemm},
       {"fuse_conv_activation", Level::kExtended, fuse_conv_activation},
+      // LayerNorm first: the embeddings and SkipLayerNormalization fusions match LayerNormalization
+      // nodes. Embeddings before SkipLayerNormalization, which must not take the embeddings' Add;
+      // attention before anything that could take its Q/K/V MatMul+Add. BiasGelu needs the Gelu nodes.
+      {"fuse_layer_norm", Level::kExtended, fuse_layer_norm},
+      {"fuse_embed_layer_norm", Level::kExtended, fuse_embed_layer_norm},
+      {"fuse_attention", Level::kExtended, fuse_attention},
+      {"fuse_gelu", Level::kExtended, fuse_gelu},
+      {"fuse_bias_gelu", Level::kExtended, fuse_bias_gelu},
+      {"fuse_skip_layer_norm", Level::kExtended, fuse_skip_layer_norm},
       {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
   };
   return passes;
@@ -62,8 +71,8 @@ OptimizationReport optimize(ir::Model& model, const OptimizeOptions& options) {
       }
       PassReport& total = report.passes[slot[pass.name]];
       for (const auto& [kind, n] : this_round.changes) total.changes[kind] += n;
-      // A candidate rejected again in a later round is reported once.
-      if (round == 0 || total.rejections.empty()) total.rejections = this_round.rejections;
+      // The last round's view: a candidate rejected early may fuse once other passes have run.
+      total.rejections = this_round.rejections;
     }
     if (!changed) break;
   }

@@ -1,0 +1,520 @@
+// Fuses BERT/ViT self-attention, as torch.onnx.export writes it, into one com.microsoft.Attention
+// (ONNX Runtime's contrib op, so that the optimized model also runs in ONNX Runtime):
+//
+//   before (per layer)                                      after
+//
+//          x ──────────┬─────────────┐                       x   mask (int64 [B,S], model input)
+//          │           │             │                       │     │
+//   MatMul(x,Wq)  MatMul(x,Wk)  MatMul(x,Wv)                 │   Cast(to=int32)   (one per model)
+//   Add(bq,·)     Add(bk,·)     Add(bv,·)                    │     │
+//   Reshape       Reshape       Reshape   [B,S,N,H]          Attention(x, [Wq|Wk|Wv], [bq|bk|bv], mask)
+//   Transpose     Transpose     Transpose                      num_heads=N, mask_filter_value=C
+//    0,2,1,3       0,2,3,1       0,2,1,3                       (scale only if not 1/sqrt(H))
+//          └─ MatMul ─┘             │                          │
+//          Div(·, c) or Mul(·, c)   │                          ▼ [B,S,N*H]
+//          Add(·, additive mask)    │
+//          Softmax(axis=-1)         │
+//               └──── MatMul ───────┘
+//                Transpose 0,2,1,3
+//                Reshape [B,S,N*H]       -> its output is now written by Attention
+//
+// The additive mask is torch's (1 - Cast(Unsqueeze(Unsqueeze(mask, 1), 2), float)) * C, shared by all
+// layers. Attention takes the raw 2-D mask instead and builds mask_filter_value where mask <= 0 and 0
+// where mask > 0 itself, which is the same for a 0/1 mask. The Cast to int32 is written once and read by
+// every layer. No mask (ViT) means no mask input. The output projection MatMul+Add stays as it is.
+//
+// The Reshapes are matched on what they do (split the last dim into [heads, head_size] and join it back),
+// read from inferred shapes, so a Shape/Gather/Concat target and a folded constant ([0,0,2,64]) match
+// alike. Shape nodes reading an intermediate value, and the shape arithmetic after them that feeds only
+// the block's own Reshapes, are removed with the block; the constants they read die later (dead-code
+// elimination).
+//
+// Reported: "Attention" per fused block; candidates (a MatMul of two Transposes that reaches a Softmax)
+// left alone are rejected with the reason, at the Q.K^T MatMul where the match started.
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ops/node_view.h"
+#include "passes/graph_edit.h"
+#include "passes/graph_index.h"
+#include "passes/passes.h"
+#include "runtime/shape_inference.h"
+
+namespace kiln::passes {
+
+namespace {
+
+constexpr const char* kPattern = "attention";
+
+bool is_op(const ir::Node& n, const char* op) { return ir::is_default_domain(n.domain) && n.op_type == op; }
+
+std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+
+// Thrown inside the matcher to reject a candidate with a reason; caught per candidate.
+struct Reject {
+  std::string reason;
+};
+
+[[noreturn]] void reject(std::string reason) { throw Reject{std::move(reason)}; }
+
+// One of Q, K, V: x -> MatMul(W) -> [Add(b)] -> Reshape [B,S,N,H] -> Transpose.
+struct Head {
+  int matmul = -1, add = -1, reshape = -1, transpose = -1;
+  std::string x, weight, bias;  // bias "" when there is no Add
+  int64_t heads = 0, head_size = 0;
+};
+
+struct Match {
+  int qk = -1;
+  Head q, k, v;
+  int scale_node = -1, mask_add = -1, softmax = -1, pv = -1, out_transpose = -1, out_reshape = -1;
+  float scale = 1.0f;
+  std::string raw_mask;  // the 2-D [B,S] integer mask the additive mask was built from; "" when none
+  float mask_filter_value = 0;
+  std::set<int> remove;  // every node of the block, plus the shape arithmetic that only fed it
+};
+
+class Matcher {
+ public:
+  Matcher(const ir::Graph& g, const GraphIndex& index, const runtime::InferredTypes& types, int64_t opset)
+      : g_(g), index_(index), types_(types), opset_(opset) {}
+
+  // The block whose Q.K^T MatMul is node `qk`; nullopt when it is no attention candidate at all; throws
+  // Reject when it is one that cannot be fused.
+  std::optional<Match> match(int qk) {
+    const ir::Node& mm = g_.nodes[qk];
+    if (!is_op(mm, "MatMul") || mm.inputs.size() != 2) return std::nullopt;
+    const ir::Node* qt = index_.producer_node(mm.inputs[0]);
+    const ir::Node* kt = index_.producer_node(mm.inputs[1]);
+    if (!qt || !kt || !is_op(*qt, "Transpose") || !is_op(*kt, "Transpose")) return std::nullopt;
+    Match m;
+    m.qk = qk;
+    // MatMul -> [Div|Mul by c] -> [Add mask] -> Softmax
+    std::string cur = mm.outputs[0];
+    for (int step = 0; step < 3 && m.softmax < 0; ++step) {
+      int next = -1;
+      for (const Use& u : index_.uses(cur)) {
+        const ir::Node& n = g_.nodes[u.node];
+        bool fits = is_op(n, "Softmax") ||
+                    ((is_op(n, "Div") || is_op(n, "Mul")) && m.scale_node < 0 && m.mask_add < 0) ||
+                    (is_op(n, "Add") && m.mask_add < 0);
+        if (fits) {
+          next = u.node;
+          break;
+        }
+      }
+      if (next < 0) break;
+      const ir::Node& n = g_.nodes[next];
+      if (is_op(n, "Softmax"))
+        m.softmax = next;
+      else if (is_op(n, "Add"))
+        m.mask_add = next;
+      else
+        m.scale_node = next;
+      cur = n.outputs[0];
+    }
+    if (m.softmax < 0) return std::nullopt;
+
+    read_scale(m, cur_input(m));
+    if (m.mask_add >= 0) read_mask(m);
+    const ir::Node& sm = g_.nodes[m.softmax];
+    int64_t axis = ops::NodeView(sm, opset_).attr_int("axis", opset_ >= 13 ? -1 : 1);
+    if (axis != -1 && axis != 3) reject("Softmax is over axis " + std::to_string(axis) + ", not the last");
+
+    m.pv = reader(sm.outputs[0], "MatMul", 0);
+    if (m.pv < 0) reject("the Softmax output is not multiplied with V by a MatMul");
+    m.out_transpose = reader(g_.nodes[m.pv].outputs[0], "Transpose", 0);
+    if (m.out_transpose < 0) reject("the attention context is not transposed back");
+    check_perm(g_.nodes[m.out_transpose], {0, 2, 1, 3}, "the context Transpose");
+    m.out_reshape = reader(g_.nodes[m.out_transpose].outputs[0], "Reshape", 0);
+    if (m.out_reshape < 0) reject("the attention context is not reshaped back to [batch, sequence, hidden]");
+
+    m.q = head(mm.inputs[0], {0, 2, 1, 3}, "Q");
+    m.k = head(mm.inputs[1], {0, 2, 3, 1}, "K");
+    m.v = head(g_.nodes[m.pv].inputs[1], {0, 2, 1, 3}, "V");
+    if (m.q.x != m.k.x || m.q.x != m.v.x)
+      reject("Q, K and V do not read the same input (" + quoted(m.q.x) + ", " + quoted(m.k.x) + ", " + quoted(m.v.x) +
+             ")");
+    if (m.q.heads != m.k.heads || m.q.heads != m.v.heads || m.q.head_size != m.k.head_size ||
+        m.q.head_size != m.v.head_size)
+      reject("heads and head size do not agree between the Q, K and V Reshapes ([" + std::to_string(m.q.heads) + "," +
+             std::to_string(m.q.head_size) + "], [" + std::to_string(m.k.heads) + "," + std::to_string(m.k.head_size) +
+             "], [" + std::to_string(m.v.heads) + "," + std::to_string(m.v.head_size) + "])");
+    check_input(m.q);
+    check_output_reshape(m);
+    check_weights(m);
+    collect_and_check_readers(m);
+    return m;
+  }
+
+ private:
+  // The value the scaling node (or, without one, the Q.K^T MatMul) writes.
+  std::string cur_input(const Match& m) const { return g_.nodes[m.qk].outputs[0]; }
+
+  // The first reader of `value` that is `op` and reads it at input `slot`; -1 when none.
+  int reader(const std::string& value, const char* op, int slot) const {
+    for (const Use& u : index_.uses(value))
+      if (u.input == slot && is_op(g_.nodes[u.node], op)) return u.node;
+    return -1;
+  }
+
+  const ir::Type* type_of(const std::string& v) const {
+    auto it = types_.types.find(v);
+    return it == types_.types.end() || !it->second.is_tensor() || !it->second.shape ? nullptr : &it->second;
+  }
+
+  int index_of(const ir::Node* n) const { return static_cast<int>(n - g_.nodes.data()); }
+
+  void check_perm(const ir::Node& t, const std::vector<int64_t>& want, const std::string& what) const {
+    std::vector<int64_t> perm = ops::NodeView(t, opset_).attr_ints("perm");
+    if (perm != want)
+      reject(what + " " + quoted(t.name) + " has perm " + ir::to_string(perm) + ", not " + ir::to_string(want));
+  }
+
+  void read_scale(Match& m, const std::string& qk_out) const {
+    if (m.scale_node < 0) {
+      m.scale = 1.0f;
+      return;
+    }
+    const ir::Node& n = g_.nodes[m.scale_node];
+    const bool div = n.op_type == "Div";
+    if (div && n.inputs[0] != qk_out) reject("the scores are the divisor of " + quoted(n.name));
+    const std::string& c = n.inputs[0] == qk_out ? n.inputs[1] : n.inputs[0];
+    std::optional<double> s = index_.scalar(c);
+    std::optional<ir::Tensor> t = index_.constant(c);
+    if (!s || !t || !ir::is_float(t->dtype())) reject("the scaling " + quoted(n.name) + " is not by a scalar constant");
+    if (div && *s == 0) reject("the scaling " + quoted(n.name) + " divides by zero");
+    m.scale = static_cast<float>(div ? 1.0 / *s : *s);
+  }
+
+  // Add(scores, (1 - Cast(Unsqueeze(Unsqueeze(mask, 1), 2), float)) * C), either operand order.
+  void read_mask(Match& m) const {
+    const ir::Node& add = g_.nodes[m.mask_add];
+    const std::string& scores = m.scale_node >= 0 ? g_.nodes[m.scale_node].outputs[0] : g_.nodes[m.qk].outputs[0];
+    const std::string& additive = add.inputs[0] == scores ? add.inputs[1] : add.inputs[0];
+    const std::string not_additive = "mask is not additive (1 - Cast(Unsqueeze(mask))) * C";
+    const ir::Node* mul = index_.producer_node(additive);
+    if (!mul || !is_op(*mul, "Mul") || mul->inputs.size() != 2) reject(not_additive);
+    std::optional<double> c = index_.scalar(mul->inputs[1]);
+    std::string sub_value = mul->inputs[0];
+    if (!c) {
+      c = index_.scalar(mul->inputs[0]);
+      sub_value = mul->inputs[1];
+    }
+    const ir::Node* sub = index_.producer_node(sub_value);
+    if (!c || !sub || !is_op(*sub, "Sub")) reject(not_additive);
+    std::optional<double> one = index_.scalar(sub->inputs[0]);
+    if (!one || *one != 1.0) reject(not_additive);
+    const ir::Node* cast = index_.producer_node(sub->inputs[1]);
+    if (!cast || !is_op(*cast, "Cast") ||
+        ops::NodeView(*cast, opset_).attr_int("to", -1) != static_cast<int64_t>(ir::DType::kFloat32))
+      reject(not_additive);
+    // Unsqueeze(Unsqueeze(mask, [1]), [2]) or Unsqueeze(mask, [1, 2]).
+    std::vector<int64_t> axes;
+    std::string value = cast->inputs[0];
+    for (int i = 0; i < 2; ++i) {
+      const ir::Node* u = index_.producer_node(value);
+      if (!u || !is_op(*u, "Unsqueeze")) break;
+      std::vector<int64_t> a;
+      if (u->inputs.size() > 1) {
+        std::optional<ir::Tensor> t = index_.constant(u->inputs[1]);
+        if (!t) reject(not_additive);
+        a = t->to_int64_vector();
+      } else {
+        a = ops::NodeView(*u, opset_).attr_ints("axes");
+      }
+      axes.insert(axes.begin(), a.begin(), a.end());
+      value = u->inputs[0];
+    }
+    if (axes != std::vector<int64_t>{1, 2}) reject(not_additive);
+    const ir::Type* t = type_of(value);
+    auto it = types_.types.find(value);
+    ir::DType dt = it == types_.types.end() ? ir::DType::kUndefined : it->second.dtype;
+    if (!(ir::is_integer(dt) || dt == ir::DType::kBool))
+      reject("mask " + quoted(value) + " is not an integer or bool tensor");
+    if (t && t->shape->rank() != 2) reject("mask " + quoted(value) + " is not 2-D [batch, sequence]");
+    m.raw_mask = value;
+    m.mask_filter_value = static_cast<float>(*c);
+  }
+
+  Head head(const std::string& value, const std::vector<int64_t>& perm, const std::string& what) const {
+    Head h;
+    const ir::Node* t = index_.producer_node(value);
+    if (!t || !is_op(*t, "Transpose")) reject(what + " is not a Transpose");
+    check_perm(*t, perm, what + " Transpose");
+    h.transpose = index_of(t);
+    const ir::Node* r = index_.producer_node(t->inputs[0]);
+    if (!r || !is_op(*r, "Reshape")) reject(what + " is not split into heads by a Reshape");
+    h.reshape = index_of(r);
+    const ir::Type* in = type_of(r->inputs[0]);
+    const ir::Type* out = type_of(r->outputs[0]);
+    if (!in || !out || in->shape->rank() != 3 || out->shape->rank() != 4)
+      reject("cannot tell that the " + what + " Reshape " + quoted(r->name) +
+             " splits the last dim into [heads, head_size] (shapes " + (in ? ir::to_string(*in) : "?") + " -> " +
+             (out ? ir::to_string(*out) : "?") + ")");
+    const ir::Shape &si = *in->shape, &so = *out->shape;
+    bool split = so[2].is_static() && so[3].is_static() && si[2].is_static() &&
+                 so[2].value * so[3].value == si[2].value && so[0] == si[0] && so[1] == si[1];
+    if (!split)
+      reject("the " + what + " Reshape " + quoted(r->name) + " does not split the last dim into [heads, head_size] (" +
+             ir::to_string(si) + " -> " + ir::to_string(so) + ")");
+    h.heads = so[2].value;
+    h.head_size = so[3].value;
+    // [Add(bias, ·)] after MatMul(x, W)
+    std::string proj = r->inputs[0];
+    const ir::Node* p = index_.producer_node(proj);
+    if (p && is_op(*p, "Add")) {
+      h.add = index_of(p);
+      const ir::Node* a = index_.producer_node(p->inputs[0]);
+      const ir::Node* b = index_.producer_node(p->inputs[1]);
+      int mm_side = a && is_op(*a, "MatMul") ? 0 : (b && is_op(*b, "MatMul") ? 1 : -1);
+      if (mm_side < 0) reject(what + " is not a MatMul plus bias");
+      h.bias = p->inputs[1 - mm_side];
+      p = mm_side == 0 ? a : b;
+      std::optional<ir::Tensor> bias = index_.constant(h.bias);
+      if (!bias) reject("the " + what + " bias " + quoted(h.bias) + " is not a constant");
+      if (bias->dtype() != ir::DType::kFloat32 || bias->rank() != 1 || bias->dim(0) != h.heads * h.head_size)
+        reject("the " + what + " bias " + quoted(h.bias) + " is not float32 [" + std::to_string(h.heads * h.head_size) +
+               "]");
+    }
+    if (!p || !is_op(*p, "MatMul")) reject(what + " is not computed by a MatMul");
+    h.matmul = index_of(p);
+    h.x = p->inputs[0];
+    h.weight = p->inputs[1];
+    std::optional<ir::Tensor> w = index_.constant(h.weight);
+    if (!w) reject("the " + what + " weights " + quoted(h.weight) + " are not a constant");
+    if (w->dtype() != ir::DType::kFloat32 || w->rank() != 2 || w->dim(1) != h.heads * h.head_size)
+      reject("the " + what + " weights " + quoted(h.weight) + " are not float32 [in, " +
+             std::to_string(h.heads * h.head_size) + "]");
+    return h;
+  }
+
+  void check_input(const Head& q) const {
+    const ir::Type* x = type_of(q.x);
+    if (x && x->shape->rank() != 3) reject("the input " + quoted(q.x) + " is not 3-D [batch, sequence, hidden]");
+    auto it = types_.types.find(q.x);
+    if (it != types_.types.end() && it->second.dtype != ir::DType::kFloat32)
+      reject("the input " + quoted(q.x) + " is not float32");
+  }
+
+  void check_output_reshape(const Match& m) const {
+    const ir::Node& r = g_.nodes[m.out_reshape];
+    const ir::Type* in = type_of(r.inputs[0]);
+    const ir::Type* out = type_of(r.outputs[0]);
+    const int64_t hidden = m.q.heads * m.q.head_size;
+    if (!in || !out || in->shape->rank() != 4 || out->shape->rank() != 3)
+      reject("cannot tell that the context Reshape " + quoted(r.name) + " joins the heads back");
+    const ir::Shape &si = *in->shape, &so = *out->shape;
+    bool join = so[0] == si[0] && so[1] == si[1] && so[2].is_static() && so[2].value == hidden;
+    if (!join)
+      reject("the context Reshape " + quoted(r.name) + " does not join the heads into " + std::to_string(hidden) +
+             " (" + ir::to_string(si) + " -> " + ir::to_string(so) + ")");
+  }
+
+  void check_weights(const Match& m) const {
+    int64_t rows = index_.constant(m.q.weight)->dim(0);
+    if (index_.constant(m.k.weight)->dim(0) != rows || index_.constant(m.v.weight)->dim(0) != rows)
+      reject("the Q, K and V weights have different input sizes");
+    const ir::Type* x = type_of(m.q.x);
+    if (x && (*x->shape)[2].is_static() && (*x->shape)[2].value != rows)
+      reject("the input's last dim does not match the weights' " + std::to_string(rows) + " rows");
+  }
+
+  // Every value inside the block is read only inside it, except by Shape nodes whose shape arithmetic
+  // feeds only the block's own Reshapes; those are removed with it.
+  void collect_and_check_readers(Match& m) const {
+    std::vector<int> block = {m.qk,          m.softmax,   m.pv,          m.out_transpose, m.out_reshape,
+                              m.q.matmul,    m.q.reshape, m.q.transpose, m.k.matmul,      m.k.reshape,
+                              m.k.transpose, m.v.matmul,  m.v.reshape,   m.v.transpose};
+    for (int n : {m.scale_node, m.mask_add, m.q.add, m.k.add, m.v.add})
+      if (n >= 0) block.push_back(n);
+    std::set<int> nodes(block.begin(), block.end());
+    if (nodes.size() != block.size()) reject("Q, K and V share nodes");
+    std::set<int> shape_nodes;
+    std::vector<int> frontier;
+    for (int n : nodes) {
+      if (n == m.out_reshape) continue;
+      for (const std::string& v : g_.nodes[n].outputs) {
+        if (v.empty()) continue;
+        if (index_.is_graph_output(v) || index_.is_read_by_subgraph(v))
+          reject("the intermediate value " + quoted(v) + " is a graph output or read by a subgraph");
+        for (const Use& u : index_.uses(v)) {
+          if (nodes.count(u.node) || shape_nodes.count(u.node)) continue;
+          if (!is_op(g_.nodes[u.node], "Shape"))
+            reject("the intermediate value " + quoted(v) + " has other readers (" + g_.nodes[u.node].label() + ")");
+          shape_nodes.insert(u.node);
+          frontier.push_back(u.node);
+        }
+      }
+    }
+    // Forward from the Shape nodes: shape arithmetic that must end in the block's Reshapes. Collected
+    // first, then checked: every input of it is a constant or computed by it (or, for the Shape nodes,
+    // a value of the block).
+    constexpr size_t kMaxShapeNodes = 256;
+    while (!frontier.empty()) {
+      int n = frontier.back();
+      frontier.pop_back();
+      for (const std::string& v : g_.nodes[n].outputs) {
+        if (v.empty()) continue;
+        if (index_.is_graph_output(v) || index_.is_read_by_subgraph(v))
+          reject("the shape value " + quoted(v) + " is a graph output");
+        for (const Use& u : index_.uses(v)) {
+          if (nodes.count(u.node) || shape_nodes.count(u.node)) continue;
+          shape_nodes.insert(u.node);
+          frontier.push_back(u.node);
+          if (shape_nodes.size() > kMaxShapeNodes)
+            reject("the shape of an intermediate value is used outside the attention block");
+        }
+      }
+    }
+    for (int n : shape_nodes) {
+      const ir::Node& r = g_.nodes[n];
+      if (is_op(r, "Shape")) continue;
+      for (const std::string& in : r.inputs) {
+        if (in.empty() || index_.constant(in)) continue;
+        int p = index_.producer(in);
+        if (p < 0 || !shape_nodes.count(p))
+          reject("the shape of an intermediate value is used outside the attention block (" + r.label() + ")");
+      }
+    }
+    m.remove = nodes;
+    m.remove.insert(shape_nodes.begin(), shape_nodes.end());
+  }
+
+  const ir::Graph& g_;
+  const GraphIndex& index_;
+  const runtime::InferredTypes& types_;
+  int64_t opset_;
+};
+
+// [in, D] x 3 -> [in, 3D], Q | K | V along the columns.
+ir::Tensor pack_weights(const ir::Tensor& q, const ir::Tensor& k, const ir::Tensor& v) {
+  const int64_t rows = q.dim(0), d = q.dim(1);
+  ir::Tensor w(ir::DType::kFloat32, {rows, 3 * d});
+  float* out = w.data<float>();
+  const float* src[3] = {q.data<float>(), k.data<float>(), v.data<float>()};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int part = 0; part < 3; ++part)
+      for (int64_t c = 0; c < d; ++c) out[r * 3 * d + part * d + c] = src[part][r * d + c];
+  return w;
+}
+
+ir::Tensor pack_bias(const GraphIndex& index, const Head& q, const Head& k, const Head& v, int64_t d) {
+  ir::Tensor b(ir::DType::kFloat32, {3 * d});  // zeros where a projection has no bias
+  float* out = b.data<float>();
+  const Head* heads[3] = {&q, &k, &v};
+  for (int part = 0; part < 3; ++part) {
+    if (heads[part]->bias.empty()) continue;
+    ir::Tensor t = *index.constant(heads[part]->bias);
+    for (int64_t c = 0; c < d; ++c) out[part * d + c] = t.data<float>()[c];
+  }
+  return b;
+}
+
+std::string scope_of(const std::string& node_name) {
+  size_t slash = node_name.rfind('/');
+  return slash == std::string::npos ? std::string() : node_name.substr(0, slash + 1);
+}
+
+}  // namespace
+
+bool fuse_attention(ir::Graph& g, PassContext& ctx) {
+  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  GraphIndex index(g);
+  Matcher matcher(g, index, types, ctx.opset());
+  std::vector<Match> matches;
+  std::set<int> claimed;
+  for (int i = 0; i < static_cast<int>(g.nodes.size()); ++i) {
+    try {
+      std::optional<Match> m = matcher.match(i);
+      if (!m) continue;
+      bool overlaps = false;
+      for (int n : m->remove) overlaps |= claimed.count(n) > 0;
+      if (overlaps) continue;
+      claimed.insert(m->remove.begin(), m->remove.end());
+      matches.push_back(std::move(*m));
+    } catch (const Reject& r) {
+      ctx.rejected(kPattern, g.nodes[i], r.reason);
+    }
+  }
+  if (matches.empty()) return false;
+
+  ctx.import_contrib_domain();
+  // The int32 raw mask, one Cast per mask for the whole model (an existing Cast to int32 is reused).
+  std::map<std::string, std::string> int32_mask;
+  for (const ir::Node& n : g.nodes)
+    if (is_op(n, "Cast") && !n.inputs.empty() &&
+        ops::NodeView(n, ctx.opset()).attr_int("to", -1) == static_cast<int64_t>(ir::DType::kInt32) &&
+        !int32_mask.count(n.inputs[0]))
+      int32_mask[n.inputs[0]] = n.outputs[0];
+  std::vector<ir::Node> added;
+  auto mask_int32 = [&](const std::string& raw) -> std::string {
+    auto it = types.types.find(raw);
+    if (it != types.types.end() && it->second.dtype == ir::DType::kInt32) return raw;
+    auto found = int32_mask.find(raw);
+    if (found != int32_mask.end()) return found->second;
+    ir::Node cast;
+    cast.name = ctx.fresh_name(raw + "/CastToInt32");
+    cast.op_type = "Cast";
+    cast.inputs = {raw};
+    cast.outputs = {ctx.fresh_name(raw + "_int32")};
+    ir::Attribute to;
+    to.name = "to";
+    to.kind = ir::Attribute::Kind::kInt;
+    to.i = static_cast<int64_t>(ir::DType::kInt32);
+    cast.attributes.push_back(to);
+    added.push_back(cast);
+    return int32_mask[raw] = cast.outputs[0];
+  };
+
+  std::vector<int> removed;
+  for (const Match& m : matches) {
+    const std::string scope = scope_of(g.nodes[m.qk].name);
+    const int64_t d = m.q.heads * m.q.head_size;
+    std::string w = ctx.fresh_name(scope + "qkv_weight");
+    g.add_initializer(
+        w, pack_weights(*index.constant(m.q.weight), *index.constant(m.k.weight), *index.constant(m.v.weight)));
+    std::string b = ctx.fresh_name(scope + "qkv_bias");
+    g.add_initializer(b, pack_bias(index, m.q, m.k, m.v, d));
+
+    ir::Node att;
+    att.name = ctx.fresh_name(scope + "Attention");
+    att.op_type = "Attention";
+    att.domain = kContribDomain;
+    att.inputs = {m.q.x, w, b};
+    if (!m.raw_mask.empty()) att.inputs.push_back(mask_int32(m.raw_mask));
+    att.outputs = {g.nodes[m.out_reshape].outputs[0]};
+    ir::Attribute heads;
+    heads.name = "num_heads";
+    heads.kind = ir::Attribute::Kind::kInt;
+    heads.i = m.q.heads;
+    att.attributes.push_back(heads);
+    const float default_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(m.q.head_size)));
+    if (std::fabs(m.scale - default_scale) > 1e-7f * default_scale) {
+      ir::Attribute scale;
+      scale.name = "scale";
+      scale.kind = ir::Attribute::Kind::kFloat;
+      scale.f = m.scale;
+      att.attributes.push_back(scale);
+    }
+    if (!m.raw_mask.empty()) {
+      ir::Attribute filter;
+      filter.name = "mask_filter_value";
+      filter.kind = ir::Attribute::Kind::kFloat;
+      filter.f = m.mask_filter_value;
+      att.attributes.push_back(filter);
+    }
+    added.push_back(std::move(att));
+    removed.insert(removed.end(), m.remove.begin(), m.remove.end());
+    ctx.changed("Attention");
+  }
+  remove_nodes(g, removed);
+  for (ir::Node& n : added) g.nodes.push_back(std::move(n));
+  return true;
+}
+
+}  // namespace kiln::passes

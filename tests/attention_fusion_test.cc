@@ -1,0 +1,659 @@
+// The attention and embedding fusions: each test builds a graph (small by hand, or a whole exported
+// BERT/ViT), runs the pass directly, checks the ops changed as claimed and that the outputs did not
+// (against the unoptimized graph on random inputs whose attention masks have padding), and includes
+// candidates that must not match, with the reason they give. The fused BERT-tiny is also run by ONNX
+// Runtime, which must accept what we write and agree with kiln's unfused outputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <random>
+
+#include "export/exporter.h"
+#include "export/graph_builder.h"
+#include "export/transformer_config.h"
+#include "export/weight_source.h"
+#include "io/npy.h"
+#include "ir/graph_check.h"
+#include "onnx/model_io.h"
+#include "ort_peer.h"
+#include "passes/optimizer.h"
+#include "passes/passes.h"
+#include "runtime/random_inputs.h"
+#include "runtime/session.h"
+#include "test_util.h"
+
+namespace kiln {
+namespace {
+
+using exporter::GraphBuilder;
+using exporter::int_attr;
+using exporter::ints_attr;
+using exporter::tensor_value;
+using Feeds = std::unordered_map<std::string, ir::Datum>;
+
+constexpr double kTol = 1e-4;
+
+std::vector<ir::Datum> run_as_given(const ir::Model& m, const Feeds& feeds) {
+  runtime::SessionOptions o;
+  o.optimization = passes::Level::kNone;
+  return runtime::Session(m, o).run(feeds);
+}
+
+// Runs the passes, in order, directly on a copy of `m`, as the optimizer would (check and sort after each).
+std::pair<ir::Model, passes::PassReport> run_passes(const ir::Model& m, std::vector<passes::PassFn> fns) {
+  ir::Model out = m;
+  passes::PassReport report;
+  passes::OptimizeOptions options;
+  for (passes::PassFn fn : fns) {
+    passes::PassContext ctx(out, options, report);
+    if (fn(out.graph, ctx)) ir::check_and_sort_graph(out.graph, {}, "after pass");
+  }
+  return {std::move(out), std::move(report)};
+}
+
+int64_t count_ops(const ir::Model& m, const std::string& op) {
+  auto h = passes::op_histogram(m.graph);
+  auto it = h.find(op);
+  return it == h.end() ? 0 : it->second;
+}
+
+const ir::Node* find_op(const ir::Model& m, const std::string& op) {
+  for (const auto& n : m.graph.nodes)
+    if (n.op_type == op) return &n;
+  return nullptr;
+}
+
+double max_diff(const ir::Tensor& a, const ir::Tensor& b) {
+  double d = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(a.as_double(i) - b.as_double(i)));
+  return d;
+}
+
+void expect_same_outputs(const ir::Model& want_model, const ir::Model& got_model, const Feeds& feeds) {
+  std::vector<ir::Datum> want = run_as_given(want_model, feeds), got = run_as_given(got_model, feeds);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(want[i].tensor.shape(), got[i].tensor.shape()) << "output " << i;
+    EXPECT_LE(max_diff(want[i].tensor, got[i].tensor), kTol) << "output " << i;
+  }
+}
+
+// A [batch, seq] 0/1 mask: row 0 all ones, then right padding, left padding, and holes; never a row of
+// zeros only.
+ir::Tensor padded_mask(int64_t batch, int64_t seq, ir::DType dtype = ir::DType::kInt64) {
+  ir::Tensor t(ir::DType::kInt64, {batch, seq});
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t s = 0; s < seq; ++s) {
+      bool on = true;
+      if (b % 4 == 1) on = s < seq - 3;           // right padding
+      if (b % 4 == 2) on = s >= 2;                // left padding
+      if (b % 4 == 3) on = s % 3 != 1 || s == 0;  // holes
+      t.data<int64_t>()[b * seq + s] = on ? 1 : 0;
+    }
+  if (dtype == ir::DType::kInt64) return t;
+  ir::Tensor c(dtype, {batch, seq});
+  for (int64_t i = 0; i < t.numel(); ++i) c.data<int32_t>()[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
+  return c;
+}
+
+ir::Tensor random_floats(std::vector<int64_t> shape, uint64_t seed, float scale = 0.5f) {
+  ir::Tensor t(ir::DType::kFloat32, std::move(shape));
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-scale, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+  return t;
+}
+
+ir::Tensor random_ids(std::vector<int64_t> shape, int64_t below, uint64_t seed) {
+  ir::Tensor t(ir::DType::kInt64, std::move(shape));
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<int64_t>()[i] = static_cast<int64_t>(rng() % below);
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A hand-built attention block, torch style, with knobs to break it.
+
+struct BlockOptions {
+  int64_t heads = 2, head = 4;
+  bool symbolic = true;       // [batch, sequence, hidden] inputs; else static [1, 2, hidden]
+  bool shape_targets = true;  // Reshape targets from Shape/Gather/Concat; else constants [0,0,N,H]
+  enum class Mask { kAdditive, kNone, kFloatInput } mask = Mask::kAdditive;
+  float mask_constant = -10000.0f;
+  enum class Scale { kDivSqrt, kMulInvSqrt, kDivOther, kDivInput } scale = Scale::kDivSqrt;
+  std::vector<int64_t> q_perm = {0, 2, 1, 3};
+  bool v_reads_other_input = false;
+  bool weights_are_inputs = false;
+  bool softmax_is_output = false;
+  int layers = 1;
+};
+
+ir::Model attention_block(const BlockOptions& o) {
+  ir::Model m;
+  m.opset_imports[""] = 14;
+  GraphBuilder b(m.graph);
+  const int64_t hidden = o.heads * o.head;
+  std::vector<ir::Dim> dims = o.symbolic ? std::vector<ir::Dim>{ir::Dim::symbolic("batch"), ir::Dim::symbolic("seq")}
+                                         : std::vector<ir::Dim>{ir::Dim(1), ir::Dim(2)};
+  auto with = [&](std::vector<ir::Dim> d, std::vector<ir::Dim> more) {
+    d.insert(d.end(), more.begin(), more.end());
+    return d;
+  };
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, with(dims, {ir::Dim(hidden)})));
+  if (o.v_reads_other_input)
+    m.graph.inputs.push_back(tensor_value("x2", ir::DType::kFloat32, with(dims, {ir::Dim(hidden)})));
+  std::string mask;
+  if (o.mask == BlockOptions::Mask::kAdditive) {
+    m.graph.inputs.push_back(tensor_value("attention_mask", ir::DType::kInt64, dims));
+    mask = b.add("Unsqueeze", {"attention_mask", b.constant_ints({1})});
+    mask = b.add("Unsqueeze", {mask, b.constant_ints({2})});
+    mask = b.add("Cast", {mask}, {int_attr("to", static_cast<int64_t>(ir::DType::kFloat32))});
+    mask = b.add("Sub", {b.constant_float(1.0f), mask});
+    mask = b.add("Mul", {mask, b.constant_float(o.mask_constant)});
+  } else if (o.mask == BlockOptions::Mask::kFloatInput) {
+    m.graph.inputs.push_back(
+        tensor_value("float_mask", ir::DType::kFloat32, {dims[0], ir::Dim(1), ir::Dim(1), dims[1]}));
+    mask = "float_mask";
+  }
+  if (o.scale == BlockOptions::Scale::kDivInput) m.graph.inputs.push_back(tensor_value("d", ir::DType::kFloat32, {}));
+  uint64_t seed = 10;
+  std::string x = "x";
+  for (int layer = 0; layer < o.layers; ++layer) {
+    exporter::Scope scope(b, "layer." + std::to_string(layer));
+    auto linear = [&](const std::string& in, const std::string& name) {
+      exporter::Scope s(b, name);
+      std::string w = name + std::to_string(layer) + ".weight";
+      if (o.weights_are_inputs && name == "query") {
+        m.graph.inputs.push_back(tensor_value(w, ir::DType::kFloat32, {ir::Dim(hidden), ir::Dim(hidden)}));
+      } else {
+        b.initializer(w, random_floats({hidden, hidden}, seed++));
+      }
+      std::string bias = b.initializer(name + std::to_string(layer) + ".bias", random_floats({hidden}, seed++));
+      return b.add("Add", {bias, b.add("MatMul", {in, w})});
+    };
+    auto split = [&](const std::string& v) {
+      std::string target;
+      if (o.shape_targets) {
+        std::string bd = b.add(
+            "Unsqueeze",
+            {b.add("Gather", {b.add("Shape", {v}), b.constant_int(0)}, {int_attr("axis", 0)}), b.constant_ints({0})});
+        std::string sd = b.add(
+            "Unsqueeze",
+            {b.add("Gather", {b.add("Shape", {v}), b.constant_int(1)}, {int_attr("axis", 0)}), b.constant_ints({0})});
+        target =
+            b.add("Concat", {bd, sd, b.constant_ints({o.heads}), b.constant_ints({o.head})}, {int_attr("axis", 0)});
+      } else {
+        target = b.constant_ints({0, 0, o.heads, o.head});
+      }
+      return b.add("Reshape", {v, target});
+    };
+    std::string q = linear(x, "query"), k = linear(x, "key"), v = linear(o.v_reads_other_input ? "x2" : x, "value");
+    std::string qt = b.add("Transpose", {split(q)}, {ints_attr("perm", o.q_perm)});
+    std::string kt = b.add("Transpose", {split(k)}, {ints_attr("perm", {0, 2, 3, 1})});
+    std::string vt = b.add("Transpose", {split(v)}, {ints_attr("perm", {0, 2, 1, 3})});
+    std::string s = b.add("MatMul", {qt, kt});
+    const float root = std::sqrt(static_cast<float>(o.head));
+    switch (o.scale) {
+      case BlockOptions::Scale::kDivSqrt:
+        s = b.add("Div", {s, b.constant_float(root)});
+        break;
+      case BlockOptions::Scale::kMulInvSqrt:
+        s = b.add("Mul", {s, b.constant_float(1.0f / root)});
+        break;
+      case BlockOptions::Scale::kDivOther:
+        s = b.add("Div", {s, b.constant_float(3.0f)});
+        break;
+      case BlockOptions::Scale::kDivInput:
+        s = b.add("Div", {s, "d"});
+        break;
+    }
+    if (!mask.empty()) s = b.add("Add", {s, mask});
+    std::string p = b.add("Softmax", {s}, {int_attr("axis", -1)});
+    if (o.softmax_is_output) {
+      b.add_named("Identity", {p}, "probs");
+      m.graph.outputs.push_back(tensor_value("probs", ir::DType::kFloat32, {}));
+    }
+    std::string c = b.add("Transpose", {b.add("MatMul", {p, vt})}, {ints_attr("perm", {0, 2, 1, 3})});
+    std::string target;
+    if (o.shape_targets) {
+      std::string bd = b.add(
+          "Unsqueeze",
+          {b.add("Gather", {b.add("Shape", {c}), b.constant_int(0)}, {int_attr("axis", 0)}), b.constant_ints({0})});
+      std::string sd = b.add(
+          "Unsqueeze",
+          {b.add("Gather", {b.add("Shape", {c}), b.constant_int(1)}, {int_attr("axis", 0)}), b.constant_ints({0})});
+      target = b.add("Concat", {bd, sd, b.constant_ints({hidden})}, {int_attr("axis", 0)});
+    } else {
+      target = b.constant_ints({0, 0, hidden});
+    }
+    std::string ctx = b.add("Reshape", {c, target});
+    std::string wo = b.initializer("out" + std::to_string(layer) + ".weight", random_floats({hidden, hidden}, seed++));
+    x = b.add("MatMul", {ctx, wo});
+  }
+  b.add_named("Identity", {x}, "y");
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, with(dims, {ir::Dim(hidden)})));
+  return m;
+}
+
+Feeds block_feeds(const ir::Model& m, int64_t batch, int64_t seq) {
+  Feeds f;
+  for (const auto& in : m.graph.inputs) {
+    if (in.name == "attention_mask")
+      f[in.name] = padded_mask(batch, seq);
+    else if (in.name == "float_mask")
+      f[in.name] = random_floats({batch, 1, 1, seq}, 7);
+    else if (in.name == "d")
+      f[in.name] = ir::Tensor::scalar<float>(2.5f);
+    else
+      f[in.name] = runtime::random_input(in, {{"batch", batch}, {"seq", seq}}, 3);
+  }
+  return f;
+}
+
+const passes::Rejection* find_rejection(const passes::PassReport& r, const std::string& text) {
+  for (const auto& x : r.rejections)
+    if (x.reason.find(text) != std::string::npos) return &x;
+  return nullptr;
+}
+
+float attr_float(const ir::Node& n, const std::string& name, float dflt) {
+  const ir::Attribute* a = n.find_attribute(name);
+  return a ? a->f : dflt;
+}
+
+TEST(AttentionFusion, FusesTorchStyleBlockWithPaddingMask) {
+  BlockOptions o;
+  ir::Model m = attention_block(o);
+  auto [opt, report] = run_passes(m, {passes::fuse_attention});
+  EXPECT_EQ(report.changes["Attention"], 1);
+  EXPECT_TRUE(report.rejections.empty()) << report.rejections[0].reason;
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 1);
+  EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+  EXPECT_EQ(count_ops(opt, "Transpose"), 0);
+  EXPECT_EQ(count_ops(opt, "Reshape"), 0);
+  EXPECT_EQ(count_ops(opt, "Shape"), 0);   // the Reshape targets' shape arithmetic went with the block
+  EXPECT_EQ(count_ops(opt, "MatMul"), 1);  // the output projection stays
+  const ir::Node* att = find_op(opt, "Attention");
+  ASSERT_NE(att, nullptr);
+  EXPECT_EQ(att->domain, "com.microsoft");
+  ASSERT_EQ(att->inputs.size(), 4u);
+  EXPECT_EQ(att->find_attribute("num_heads")->i, 2);
+  EXPECT_EQ(att->find_attribute("scale"), nullptr);  // Div by sqrt(4): the default
+  EXPECT_EQ(attr_float(*att, "mask_filter_value", 0), -10000.0f);
+  EXPECT_EQ(opt.opset("com.microsoft"), 1);
+  ASSERT_TRUE(opt.graph.initializers.count(att->inputs[1]));
+  EXPECT_EQ(opt.graph.initializers.at(att->inputs[1]).shape(), (std::vector<int64_t>{8, 24}));
+  EXPECT_EQ(opt.graph.initializers.at(att->inputs[2]).shape(), (std::vector<int64_t>{24}));
+  expect_same_outputs(m, opt, block_feeds(m, 4, 7));
+  expect_same_outputs(m, opt, block_feeds(m, 1, 1));
+}
+
+TEST(AttentionFusion, FoldedTargetsMulScaleAndOneMaskCastForAllLayers) {
+  BlockOptions o;
+  o.shape_targets = false;  // Reshape to constants [0,0,N,H], as after ORT-style folding
+  o.scale = BlockOptions::Scale::kMulInvSqrt;
+  o.mask_constant = std::numeric_limits<float>::lowest();
+  o.layers = 3;
+  ir::Model m = attention_block(o);
+  auto [opt, report] = run_passes(m, {passes::fuse_attention});
+  EXPECT_EQ(report.changes["Attention"], 3);
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 3);
+  EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+  // One Cast(mask, int32) for the whole model, read by every layer (the float Cast of the additive mask
+  // is dead now, left to dead-code elimination).
+  int int32_casts = 0;
+  std::string mask_value;
+  for (const auto& n : opt.graph.nodes)
+    if (n.op_type == "Cast" && n.find_attribute("to")->i == static_cast<int64_t>(ir::DType::kInt32)) {
+      ++int32_casts;
+      mask_value = n.outputs[0];
+    }
+  EXPECT_EQ(int32_casts, 1);
+  for (const auto& n : opt.graph.nodes)
+    if (n.op_type == "Attention") {
+      EXPECT_EQ(n.inputs[3], mask_value);
+      EXPECT_EQ(attr_float(n, "mask_filter_value", 0), std::numeric_limits<float>::lowest());
+      EXPECT_EQ(n.find_attribute("scale"), nullptr);
+    }
+  expect_same_outputs(m, opt, block_feeds(m, 4, 6));
+  // A second run finds nothing left to fuse and adds no second Cast.
+  auto [again, report2] = run_passes(opt, {passes::fuse_attention});
+  EXPECT_EQ(report2.changes.count("Attention"), 0u);
+}
+
+TEST(AttentionFusion, NonDefaultScaleIsWrittenAndNoMaskMeansNoMaskInput) {
+  BlockOptions o;
+  o.scale = BlockOptions::Scale::kDivOther;
+  o.mask = BlockOptions::Mask::kNone;
+  ir::Model m = attention_block(o);
+  auto [opt, report] = run_passes(m, {passes::fuse_attention});
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 1);
+  const ir::Node* att = find_op(opt, "Attention");
+  ASSERT_NE(att, nullptr);
+  EXPECT_EQ(att->inputs.size(), 3u);
+  EXPECT_EQ(att->find_attribute("mask_filter_value"), nullptr);
+  ASSERT_NE(att->find_attribute("scale"), nullptr);
+  EXPECT_FLOAT_EQ(att->find_attribute("scale")->f, 1.0f / 3.0f);
+  expect_same_outputs(m, opt, block_feeds(m, 3, 5));
+}
+
+// Candidates that must be left alone, each with its reason, named at the Q.K^T MatMul.
+TEST(AttentionFusion, RejectsWhatItCannotFuseAndSaysWhy) {
+  struct Case {
+    const char* what;
+    BlockOptions options;
+    const char* reason;
+  };
+  std::vector<Case> cases;
+  {
+    BlockOptions o;
+    o.mask = BlockOptions::Mask::kFloatInput;
+    cases.push_back({"float mask input", o, "mask is not additive"});
+  }
+  {
+    BlockOptions o;
+    o.v_reads_other_input = true;
+    cases.push_back({"V from another input", o, "Q, K and V do not read the same input"});
+  }
+  {
+    BlockOptions o;
+    o.scale = BlockOptions::Scale::kDivInput;
+    cases.push_back({"scale from an input", o, "is not by a scalar constant"});
+  }
+  {
+    BlockOptions o;
+    o.symbolic = false;  // [1, 2, 8] with 2 heads: perm [0,1,2,3] gives the same shapes as [0,2,1,3]
+    o.q_perm = {0, 1, 2, 3};
+    cases.push_back({"wrong perm", o, "has perm [0,1,2,3], not [0,2,1,3]"});
+  }
+  {
+    BlockOptions o;
+    o.weights_are_inputs = true;
+    cases.push_back({"weights not constant", o, "are not a constant"});
+  }
+  {
+    BlockOptions o;
+    o.softmax_is_output = true;
+    cases.push_back({"probabilities read elsewhere", o, "has other readers"});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ir::Model m = attention_block(c.options);
+    auto [opt, report] = run_passes(m, {passes::fuse_attention});
+    EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 0);
+    EXPECT_EQ(opt.graph.nodes.size(), m.graph.nodes.size());
+    const passes::Rejection* r = find_rejection(report, c.reason);
+    ASSERT_NE(r, nullptr) << (report.rejections.empty() ? "no rejection" : report.rejections[0].reason);
+    EXPECT_EQ(r->pattern, "attention");
+    EXPECT_NE(r->node.find("/layer.0/MatMul"), std::string::npos) << r->node;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Whole models.
+
+ir::Model load_fixture() {
+  runtime::SessionOptions o;
+  o.optimization = passes::Level::kNone;
+  return runtime::Session::load(KILN_SOURCE_DIR "/tests/data/bert-tiny/model.onnx", o).model();
+}
+
+ir::Model export_preset(const std::string& name, int64_t opset = 14) {
+  exporter::ExportOptions options;
+  options.opset = opset;
+  return exporter::export_model(exporter::preset_config(name), *exporter::random_weights(1), options).model;
+}
+
+Feeds bert_feeds(const ir::Model& m, int64_t batch, int64_t seq) {
+  Feeds f;
+  for (const auto& in : m.graph.inputs) {
+    if (in.name == "attention_mask")
+      f[in.name] = padded_mask(batch, seq);
+    else if (in.name == "input_ids")
+      f[in.name] = random_ids({batch, seq}, 1000, 5);
+    else if (in.name == "token_type_ids")
+      f[in.name] = random_ids({batch, seq}, 2, 6);
+    else
+      f[in.name] = runtime::random_input(in, {{"batch", batch}, {"sequence", seq}}, 7);
+  }
+  return f;
+}
+
+std::vector<passes::PassFn> bert_passes() {
+  return {passes::fuse_attention, passes::fuse_layer_norm, passes::fuse_embed_layer_norm, passes::eliminate_dead_code};
+}
+
+TEST(AttentionFusion, TorchExportedBertTiny) {
+  ir::Model m = load_fixture();
+  auto [opt, report] = run_passes(m, bert_passes());
+  EXPECT_EQ(report.changes["Attention"], 2);
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 2);
+  EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 1);
+  EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+  EXPECT_EQ(count_ops(opt, "Transpose"), 0);
+  EXPECT_EQ(count_ops(opt, "Shape"), 0);  // the Reshape targets and the position Slice's length: all dead
+  for (const auto& n : opt.graph.nodes)
+    if (n.op_type == "Attention") {
+      EXPECT_EQ(attr_float(n, "mask_filter_value", 0), -10000.0f);
+    }
+  for (const auto& r : report.rejections)
+    if (r.pattern == "attention" || r.pattern == "EmbedLayerNorm") {
+      ADD_FAILURE() << r.pattern << " at " << r.node << ": " << r.reason;
+    }
+  expect_same_outputs(m, opt, bert_feeds(m, 4, 9));
+}
+
+TEST(AttentionFusion, KilnExportedBertTinyAndVitTiny) {
+  for (int64_t opset : {14, 17}) {
+    SCOPED_TRACE(opset);
+    ir::Model m = export_preset("bert-tiny", opset);
+    auto [opt, report] = run_passes(m, bert_passes());
+    EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 2);
+    EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 1);
+    EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+    for (const auto& n : opt.graph.nodes)
+      if (n.op_type == "Attention") {
+        EXPECT_EQ(attr_float(n, "mask_filter_value", 0), std::numeric_limits<float>::lowest());
+      }
+    expect_same_outputs(m, opt, bert_feeds(m, 4, 8));
+  }
+  ir::Model vit = export_preset("vit-tiny");
+  auto [opt, report] = run_passes(vit, {passes::fuse_attention, passes::eliminate_dead_code});
+  EXPECT_EQ(report.changes["Attention"], 12);
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 12);
+  EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+  for (const auto& n : opt.graph.nodes)
+    if (n.op_type == "Attention") {
+      EXPECT_EQ(n.inputs.size(), 3u);
+    }
+  expect_same_outputs(vit, opt, bert_feeds(vit, 1, 1));
+}
+
+TEST(AttentionFusion, KilnExportedBertBase) {
+  ir::Model m = export_preset("bert-base");
+  auto [opt, report] = run_passes(m, bert_passes());
+  EXPECT_EQ(report.changes["Attention"], 12);
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 12);
+  EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 1);
+  expect_same_outputs(m, opt, bert_feeds(m, 2, 8));
+}
+
+// After the basic passes (constant folding, common subexpressions, transpose/reshape simplification) the
+// blocks still match: the fusion reads what the Reshapes do, not how their targets were computed.
+TEST(AttentionFusion, MatchesAfterTheBasicPasses) {
+  struct Case {
+    const char* name;
+    ir::Model model;
+    int64_t attention, embed;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"torch bert-tiny", load_fixture(), 2, 1});
+  cases.push_back({"kiln bert-tiny", export_preset("bert-tiny"), 2, 1});
+  cases.push_back({"kiln vit-tiny", export_preset("vit-tiny"), 12, 0});
+  for (Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ir::Model basic = c.model;
+    passes::OptimizeOptions options;
+    options.level = passes::Level::kBasic;
+    passes::optimize(basic, options);
+    auto [opt, report] = run_passes(basic, bert_passes());
+    EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), c.attention);
+    EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), c.embed);
+    EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+    for (const auto& r : report.rejections) {
+      if (r.pattern == "attention" || r.pattern == "EmbedLayerNorm")
+        ADD_FAILURE() << r.pattern << " at " << r.node << ": " << r.reason;
+    }
+    expect_same_outputs(c.model, opt, bert_feeds(c.model, 2, 5));
+  }
+}
+
+// ONNX Runtime runs the fused BERT-tiny (optimizer disabled) and agrees with kiln's unfused run: the torch
+// export (mask constant -10000) and kiln's export (mask constant the lowest float).
+TEST(AttentionFusion, OrtRunsFusedBertTinyAndAgrees) {
+  std::string why;
+  ASSERT_TRUE(testing::ort_available(&why)) << why;
+  for (bool torch : {true, false}) {
+    SCOPED_TRACE(torch ? "torch export" : "kiln export");
+    ir::Model m = torch ? load_fixture() : export_preset("bert-tiny");
+    auto [opt, report] = run_passes(m, bert_passes());
+    ASSERT_EQ(count_ops(opt, "com.microsoft.Attention"), 2);
+    ASSERT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 1);
+    Feeds feeds = bert_feeds(m, 4, 9);
+    std::vector<ir::Datum> want = run_as_given(m, feeds);
+    testing::TempDir dir("kiln_attention_ort");
+    std::filesystem::create_directories(dir.path() / "in");
+    onnx_io::save_model(opt, dir.file("model.onnx"));
+    for (const auto& [name, d] : feeds) io::write_npy(dir.file("in/" + name + ".npy"), d.tensor);
+    testing::OrtRun r = testing::run_ort(dir.file("model.onnx"), dir.file("in"), dir.file("out"), "disabled");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(want.size(), opt.graph.outputs.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      const std::string& name = opt.graph.outputs[i].name;
+      ir::Tensor theirs = io::read_npy(dir.file("out/" + name + ".npy"));
+      ASSERT_EQ(theirs.shape(), want[i].tensor.shape()) << name;
+      EXPECT_LE(max_diff(want[i].tensor, theirs), kTol) << name;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// EmbedLayerNormalization
+
+struct EmbedOptions {
+  bool token_types = true;
+  bool arange = true;       // the position buffer holds 0, 1, 2, ...
+  int64_t slice_start = 0;  // where the Slice of the buffer starts
+  bool position_input = false;
+};
+
+ir::Model embed_block(const EmbedOptions& o) {
+  const int64_t vocab = 50, types = 2, positions = 16, hidden = 8;
+  ir::Model m;
+  m.opset_imports[""] = 17;
+  GraphBuilder b(m.graph);
+  std::vector<ir::Dim> dims = {ir::Dim::symbolic("batch"), ir::Dim::symbolic("sequence")};
+  m.graph.inputs.push_back(tensor_value("input_ids", ir::DType::kInt64, dims));
+  if (o.token_types) m.graph.inputs.push_back(tensor_value("token_type_ids", ir::DType::kInt64, dims));
+  if (o.position_input) m.graph.inputs.push_back(tensor_value("position_ids", ir::DType::kInt64, dims));
+  exporter::Scope scope(b, "embeddings");
+  std::string position_ids = "position_ids";
+  if (!o.position_input) {
+    std::vector<int64_t> buffer(positions);
+    for (int64_t i = 0; i < positions; ++i) buffer[i] = o.arange ? i : (i * 7) % positions;
+    std::string seq = b.add("Gather", {b.add("Shape", {"input_ids"}), b.constant_int(1)}, {int_attr("axis", 0)});
+    std::string end = b.add("Unsqueeze", {seq, b.constant_ints({0})});
+    if (o.slice_start != 0) end = b.add("Add", {end, b.constant_ints({o.slice_start})});
+    position_ids = b.add("Slice", {b.constant(ir::Tensor::from_vector(buffer, {1, positions})),
+                                   b.constant_ints({o.slice_start}), end, b.constant_ints({1}), b.constant_ints({1})});
+  }
+  std::string word = b.add("Gather", {b.initializer("word", random_floats({vocab, hidden}, 1)), "input_ids"});
+  std::string x = word;
+  if (o.token_types)
+    x = b.add("Add",
+              {x, b.add("Gather", {b.initializer("type", random_floats({types, hidden}, 2)), "token_type_ids"})});
+  x = b.add("Add", {x, b.add("Gather", {b.initializer("pos", random_floats({positions, hidden}, 3)), position_ids})});
+  std::string gamma = b.initializer("gamma", random_floats({hidden}, 4, 2.0f));
+  std::string beta = b.initializer("beta", random_floats({hidden}, 5));
+  b.add_named("LayerNormalization", {x, gamma, beta}, "y",
+              {int_attr("axis", -1), exporter::float_attr("epsilon", 1e-6f)});
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {dims[0], dims[1], ir::Dim(hidden)}));
+  return m;
+}
+
+Feeds embed_feeds(const ir::Model& m, int64_t batch, int64_t seq) {
+  Feeds f;
+  f["input_ids"] = random_ids({batch, seq}, 50, 11);
+  if (m.graph.find_input("token_type_ids")) f["token_type_ids"] = random_ids({batch, seq}, 2, 12);
+  if (m.graph.find_input("position_ids")) f["position_ids"] = random_ids({batch, seq}, 16, 13);
+  return f;
+}
+
+TEST(EmbedLayerNormFusion, FusesBertAndDistilBertEmbeddings) {
+  for (bool token_types : {true, false}) {
+    SCOPED_TRACE(token_types ? "BERT" : "DistilBERT");
+    EmbedOptions o;
+    o.token_types = token_types;
+    ir::Model m = embed_block(o);
+    auto [opt, report] = run_passes(m, {passes::fuse_embed_layer_norm, passes::eliminate_dead_code});
+    EXPECT_EQ(report.changes["EmbedLayerNormalization"], 1);
+    for (const auto& r : report.rejections) ADD_FAILURE() << r.node << ": " << r.reason;
+    EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 1);
+    EXPECT_EQ(count_ops(opt, "Gather"), 0);
+    EXPECT_EQ(count_ops(opt, "Add"), 0);
+    EXPECT_EQ(count_ops(opt, "LayerNormalization"), 0);
+    EXPECT_EQ(count_ops(opt, "Slice"), 0);
+    EXPECT_EQ(count_ops(opt, "Cast"), token_types ? 2 : 1);
+    const ir::Node* e = find_op(opt, "EmbedLayerNormalization");
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->outputs[0], "y");
+    EXPECT_FLOAT_EQ(attr_float(*e, "epsilon", 0), 1e-6f);
+    EXPECT_EQ(e->inputs[2], "word");
+    EXPECT_EQ(e->inputs[3], "pos");
+    EXPECT_EQ(e->inputs[4], token_types ? "type" : "");
+    EXPECT_EQ(e->inputs[1].empty(), !token_types);
+    expect_same_outputs(m, opt, embed_feeds(m, 3, 5));
+    expect_same_outputs(m, opt, embed_feeds(m, 1, 16));
+  }
+}
+
+TEST(EmbedLayerNormFusion, RejectsPositionIdsThatAreNotZeroToS) {
+  struct Case {
+    const char* what;
+    EmbedOptions options;
+    const char* reason;
+  };
+  std::vector<Case> cases;
+  {
+    EmbedOptions o;
+    o.arange = false;
+    cases.push_back({"shuffled buffer", o, "is not 0, 1, 2"});
+  }
+  {
+    EmbedOptions o;
+    o.slice_start = 2;
+    cases.push_back({"offset", o, "starts at 2, not 0"});
+  }
+  {
+    EmbedOptions o;
+    o.position_input = true;
+    cases.push_back({"position ids input", o, "they are the model input \"position_ids\""});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ir::Model m = embed_block(c.options);
+    auto [opt, report] = run_passes(m, {passes::fuse_embed_layer_norm});
+    EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 0);
+    EXPECT_EQ(opt.graph.nodes.size(), m.graph.nodes.size());
+    const passes::Rejection* r = find_rejection(report, c.reason);
+    ASSERT_NE(r, nullptr) << (report.rejections.empty() ? "no rejection" : report.rejections[0].reason);
+    EXPECT_NE(r->reason.find("position ids are not 0..S-1"), std::string::npos) << r->reason;
+    EXPECT_EQ(r->pattern, "EmbedLayerNorm");
+    EXPECT_NE(r->node.find("LayerNormalization"), std::string::npos) << r->node;
+  }
+}
+
+}  // namespace
+}  // namespace kiln
