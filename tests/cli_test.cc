@@ -191,3 +191,17 @@ TEST(Cli, OptimizeWritesAModelThatComputesTheSame) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, RunAtEveryOptimizationLevelMatchesTorch) {
+  for (const char* level : {"none", "basic", "extended", "all"}) {
+    RunResult r = run_kiln({"run", kBert, "--input-dir", kBertDir + "/inputs", "--compare", kBertDir + "/outputs",
+                            "--level", level});
+    EXPECT_EQ(r.exit_code, 0) << level << ": " << r.out << r.err;
+  }
+  RunResult bad = run_kiln({"run", kBert, "--random", "--level", "max"});
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
+}  // namespace

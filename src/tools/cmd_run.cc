@@ -34,6 +34,7 @@ struct RunArgs {
   std::vector<std::string> text_pairs;
   int64_t max_length = 512;
   bool cased = false;
+  std::string level = "all";
 };
 
 // Output names become file names: characters outside [A-Za-z0-9._-] are replaced by '_'.
@@ -124,7 +125,9 @@ int run(const RunArgs& args) {
     model = exporter::default_model_path([](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
     std::fprintf(stderr, "model: the built-in %s (random weights), %s\n", exporter::kDefaultPreset, model.c_str());
   }
-  runtime::Session session = runtime::Session::load(model);
+  runtime::SessionOptions options;
+  options.optimization = passes::parse_level(args.level);
+  runtime::Session session = runtime::Session::load(model, options);
   std::map<std::string, int64_t> dims = parse_dims(args.dims);
   std::unordered_map<std::string, ir::Datum> feeds;
   if (!args.texts.empty())
@@ -234,6 +237,10 @@ Command run_command() {
             c->add_option("--max-length", args->max_length, "Truncate each tokenized input to this many tokens")
                 ->capture_default_str();
             c->add_flag("--cased", args->cased, "The vocabulary is cased: no lower-casing or accent stripping");
+            c->add_option("--level", args->level,
+                          "Graph optimization applied when the model is loaded: none, basic, extended or all")
+                ->capture_default_str()
+                ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
             return c;
           },
           [args] { return run(*args); }};
