@@ -1,21 +1,14 @@
 #include "ort_peer.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "test_util.h"
 
-extern char** environ;
 
 namespace kiln::testing {
 
@@ -44,45 +37,9 @@ std::string find_node() {
   }
 }
 
-// Runs argv (argv[0] a path, no shell) with stdin from /dev/null, stdout discarded and stderr captured;
-// killed past timeout_s. test_util's run_kiln only runs the kiln binary, hence this small twin of it.
-OrtRun run_process(std::vector<std::string> argv_s, int timeout_s) {
-  TempDir capture("kiln_ort");
-  const std::string err_path = capture.file("stderr");
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + argv_s[0]);
-
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  int status = 0;
-  for (;;) {
-    pid_t w = ::waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (w < 0) throw std::runtime_error("waitpid failed");
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  OrtRun r;
-  if (WIFEXITED(status))
-    r.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    r.exit_code = 128 + WTERMSIG(status);
-  r.err = read_file(err_path);
-  return r;
+OrtRun run_process(std::vector<std::string> argv, int timeout_s) {
+  RunResult r = run_program(std::move(argv), timeout_s);
+  return {r.exit_code, r.err};
 }
 
 }  // namespace

@@ -45,12 +45,9 @@ void write_file(const std::string& path, const std::string& bytes) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
-RunResult run_kiln(const std::vector<std::string>& args, int timeout_s) {
+RunResult run_program(std::vector<std::string> argv_s, int timeout_s) {
   TempDir capture("kiln_run");
   const std::string out_path = capture.file("stdout"), err_path = capture.file("stderr");
-  std::vector<std::string> argv_s;
-  argv_s.push_back(KILN_BINARY);
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -63,7 +60,7 @@ RunResult run_kiln(const std::vector<std::string>& args, int timeout_s) {
   pid_t pid = 0;
   int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error(std::string("cannot start ") + KILN_BINARY);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv_s[0]);
 
   RunResult r;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
@@ -86,6 +83,12 @@ RunResult run_kiln(const std::vector<std::string>& args, int timeout_s) {
   r.out = read_file(out_path);
   r.err = read_file(err_path);
   return r;
+}
+
+RunResult run_kiln(const std::vector<std::string>& args, int timeout_s) {
+  std::vector<std::string> argv = {KILN_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_program(std::move(argv), timeout_s);
 }
 
 int count_lines(const std::string& text) {

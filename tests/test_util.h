@@ -41,6 +41,8 @@ struct RunResult {
 // Runs the built `kiln` program with these arguments (no shell), capturing stdout and stderr. A run
 // past `timeout_s` is killed (exit code 128 + SIGKILL).
 RunResult run_kiln(const std::vector<std::string>& args, int timeout_s = 300);
+// The same for any program: argv[0] is its path (no PATH lookup, no shell).
+RunResult run_program(std::vector<std::string> argv, int timeout_s = 300);
 
 // Number of lines in `text` (a last line without '\n' counts).
 int count_lines(const std::string& text);

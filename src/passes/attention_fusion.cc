@@ -42,6 +42,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
+#include "passes/pattern_util.h"
 #include "runtime/shape_inference.h"
 
 namespace kiln::passes {
@@ -49,8 +50,6 @@ namespace kiln::passes {
 namespace {
 
 constexpr const char* kPattern = "attention";
-
-bool is_op(const ir::Node& n, const char* op) { return ir::is_default_domain(n.domain) && n.op_type == op; }
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
@@ -87,7 +86,7 @@ class Matcher {
   // Reject when it is one that cannot be fused.
   std::optional<Match> match(int qk) {
     const ir::Node& mm = g_.nodes[qk];
-    if (!is_op(mm, "MatMul") || mm.inputs.size() != 2) return std::nullopt;
+    if (!is_op(&mm, "MatMul") || mm.inputs.size() != 2) return std::nullopt;
     const ir::Node* qt = index_.producer_node(mm.inputs[0]);
     const ir::Node* kt = index_.producer_node(mm.inputs[1]);
     if (!qt || !kt || !is_op(*qt, "Transpose") || !is_op(*kt, "Transpose")) return std::nullopt;
@@ -99,9 +98,9 @@ class Matcher {
       int next = -1;
       for (const Use& u : index_.uses(cur)) {
         const ir::Node& n = g_.nodes[u.node];
-        bool fits = is_op(n, "Softmax") ||
-                    ((is_op(n, "Div") || is_op(n, "Mul")) && m.scale_node < 0 && m.mask_add < 0) ||
-                    (is_op(n, "Add") && m.mask_add < 0);
+        bool fits = is_op(&n, "Softmax") ||
+                    ((is_op(&n, "Div") || is_op(&n, "Mul")) && m.scale_node < 0 && m.mask_add < 0) ||
+                    (is_op(&n, "Add") && m.mask_add < 0);
         if (fits) {
           next = u.node;
           break;
@@ -109,9 +108,9 @@ class Matcher {
       }
       if (next < 0) break;
       const ir::Node& n = g_.nodes[next];
-      if (is_op(n, "Softmax"))
+      if (is_op(&n, "Softmax"))
         m.softmax = next;
-      else if (is_op(n, "Add"))
+      else if (is_op(&n, "Add"))
         m.mask_add = next;
       else
         m.scale_node = next;
@@ -344,7 +343,7 @@ class Matcher {
           reject("the intermediate value " + quoted(v) + " is a graph output or read by a subgraph");
         for (const Use& u : index_.uses(v)) {
           if (nodes.count(u.node) || shape_nodes.count(u.node)) continue;
-          if (!is_op(g_.nodes[u.node], "Shape"))
+          if (!is_op(&g_.nodes[u.node], "Shape"))
             reject("the intermediate value " + quoted(v) + " has other readers (" + g_.nodes[u.node].label() + ")");
           shape_nodes.insert(u.node);
           frontier.push_back(u.node);
@@ -373,7 +372,7 @@ class Matcher {
     }
     for (int n : shape_nodes) {
       const ir::Node& r = g_.nodes[n];
-      if (is_op(r, "Shape")) continue;
+      if (is_op(&r, "Shape")) continue;
       for (const std::string& in : r.inputs) {
         if (in.empty() || index_.constant(in)) continue;
         int p = index_.producer(in);
@@ -415,11 +414,6 @@ ir::Tensor pack_bias(const GraphIndex& index, const Head& q, const Head& k, cons
   return b;
 }
 
-std::string scope_of(const std::string& node_name) {
-  size_t slash = node_name.rfind('/');
-  return slash == std::string::npos ? std::string() : node_name.substr(0, slash + 1);
-}
-
 }  // namespace
 
 bool fuse_attention(ir::Graph& g, PassContext& ctx) {
@@ -444,32 +438,10 @@ bool fuse_attention(ir::Graph& g, PassContext& ctx) {
   if (matches.empty()) return false;
 
   ctx.import_contrib_domain();
-  // The int32 raw mask, one Cast per mask for the whole model (an existing Cast to int32 is reused).
-  std::map<std::string, std::string> int32_mask;
-  for (const ir::Node& n : g.nodes)
-    if (is_op(n, "Cast") && !n.inputs.empty() &&
-        ops::NodeView(n, ctx.opset()).attr_int("to", -1) == static_cast<int64_t>(ir::DType::kInt32) &&
-        !int32_mask.count(n.inputs[0]))
-      int32_mask[n.inputs[0]] = n.outputs[0];
+  // The int32 raw mask: one Cast per mask for the whole model (an existing Cast to int32 is reused).
+  Int32Casts int32(g, types, ctx);
   std::vector<ir::Node> added;
-  auto mask_int32 = [&](const std::string& raw) -> std::string {
-    auto it = types.types.find(raw);
-    if (it != types.types.end() && it->second.dtype == ir::DType::kInt32) return raw;
-    auto found = int32_mask.find(raw);
-    if (found != int32_mask.end()) return found->second;
-    ir::Node cast;
-    cast.name = ctx.fresh_name(raw + "/CastToInt32");
-    cast.op_type = "Cast";
-    cast.inputs = {raw};
-    cast.outputs = {ctx.fresh_name(raw + "_int32")};
-    ir::Attribute to;
-    to.name = "to";
-    to.kind = ir::Attribute::Kind::kInt;
-    to.i = static_cast<int64_t>(ir::DType::kInt32);
-    cast.attributes.push_back(to);
-    added.push_back(cast);
-    return int32_mask[raw] = cast.outputs[0];
-  };
+  auto mask_int32 = [&](const std::string& raw) { return int32.of(raw, added); };
 
   std::vector<int> removed;
   for (const Match& m : matches) {

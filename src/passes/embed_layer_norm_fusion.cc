@@ -34,6 +34,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
+#include "passes/pattern_util.h"
 #include "runtime/shape_inference.h"
 
 namespace kiln::passes {
@@ -41,8 +42,6 @@ namespace kiln::passes {
 namespace {
 
 constexpr const char* kPattern = "EmbedLayerNorm";
-
-bool is_op(const ir::Node* n, const char* op) { return n && ir::is_default_domain(n->domain) && n->op_type == op; }
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
@@ -305,11 +304,6 @@ class Matcher {
   int64_t opset_;
 };
 
-std::string scope_of(const std::string& node_name) {
-  size_t slash = node_name.rfind('/');
-  return slash == std::string::npos ? std::string() : node_name.substr(0, slash + 1);
-}
-
 }  // namespace
 
 bool fuse_embed_layer_norm(ir::Graph& g, PassContext& ctx) {
@@ -335,31 +329,9 @@ bool fuse_embed_layer_norm(ir::Graph& g, PassContext& ctx) {
 
   ctx.import_contrib_domain();
   // int32 ids, reusing a Cast to int32 already in the graph.
-  std::map<std::string, std::string> int32_of;
-  for (const ir::Node& n : g.nodes)
-    if (is_op(&n, "Cast") && !n.inputs.empty() &&
-        ops::NodeView(n, ctx.opset()).attr_int("to", -1) == static_cast<int64_t>(ir::DType::kInt32) &&
-        !int32_of.count(n.inputs[0]))
-      int32_of[n.inputs[0]] = n.outputs[0];
+  Int32Casts int32(g, types, ctx);
   std::vector<ir::Node> added;
-  auto as_int32 = [&](const std::string& v) -> std::string {
-    auto it = types.types.find(v);
-    if (it != types.types.end() && it->second.dtype == ir::DType::kInt32) return v;
-    auto found = int32_of.find(v);
-    if (found != int32_of.end()) return found->second;
-    ir::Node cast;
-    cast.name = ctx.fresh_name(v + "/CastToInt32");
-    cast.op_type = "Cast";
-    cast.inputs = {v};
-    cast.outputs = {ctx.fresh_name(v + "_int32")};
-    ir::Attribute to;
-    to.name = "to";
-    to.kind = ir::Attribute::Kind::kInt;
-    to.i = static_cast<int64_t>(ir::DType::kInt32);
-    cast.attributes.push_back(to);
-    added.push_back(cast);
-    return int32_of[v] = cast.outputs[0];
-  };
+  auto as_int32 = [&](const std::string& v) { return int32.of(v, added); };
 
   std::vector<int> removed;
   for (Match& m : matches) {

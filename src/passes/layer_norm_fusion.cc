@@ -29,6 +29,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
+#include "passes/pattern_util.h"
 #include "runtime/shape_inference.h"
 
 namespace kiln::passes {
@@ -36,8 +37,6 @@ namespace kiln::passes {
 namespace {
 
 constexpr const char* kPattern = "LayerNorm";
-
-bool is_op(const ir::Node* n, const char* op) { return n && ir::is_default_domain(n->domain) && n->op_type == op; }
 
 bool is_float_type(int64_t dtype) {
   return dtype == static_cast<int64_t>(ir::DType::kFloat32) || dtype == static_cast<int64_t>(ir::DType::kFloat16) ||

@@ -22,6 +22,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
+#include "passes/pattern_util.h"
 #include "runtime/shape_inference.h"
 
 namespace kiln::passes {
@@ -29,8 +30,6 @@ namespace kiln::passes {
 namespace {
 
 constexpr const char* kPattern = "SkipLayerNormalization";
-
-bool is_op(const ir::Node* n, const char* op) { return n && ir::is_default_domain(n->domain) && n->op_type == op; }
 
 const ir::Type* type_of(const runtime::InferredTypes& types, const std::string& v) {
   auto it = types.types.find(v);

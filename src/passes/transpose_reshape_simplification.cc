@@ -8,6 +8,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
+#include "passes/pattern_util.h"
 
 namespace kiln::passes {
 
@@ -33,8 +34,6 @@ std::optional<std::vector<int64_t>> axes_of(const ir::Node& n, const GraphIndex&
   if (!t) return std::nullopt;
   return t->to_int64_vector();
 }
-
-bool is_op(const ir::Node* n, const char* op) { return n && ir::is_default_domain(n->domain) && n->op_type == op; }
 
 }  // namespace
 
