@@ -133,6 +133,7 @@ void infer_binary(InferenceContext& ctx, bool legacy_broadcast, std::optional<ir
 void register_elementwise_ops(OpRegistry& r) {
   elementwise::register_unary_ops(r);
   elementwise::register_binary_ops(r);
+  elementwise::register_comparison_ops(r);
   elementwise::register_cast_ops(r);
 }
 

@@ -169,6 +169,28 @@ decltype(auto) visit_all(const NodeView& node, ir::DType t, F&& f) {
   return visit_numbers_bool(node, t, std::forward<F>(f));
 }
 
+// The value a comparison or min/max looks at: float for the 16-bit float types, else the element.
+template <class T>
+decltype(auto) cval(const T& v) {
+  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>)
+    return static_cast<float>(v);
+  else
+    return (v);
+}
+
+template <class T>
+bool is_nan_value(const T& v) {
+  if constexpr (is_float_v<T>)
+    return std::isnan(static_cast<compute_t<T>>(v));
+  else
+    return false;
+}
+
+// Fails naming the input when its inferred element type is known and not in `set`.
+void check_input_dtype(const InferenceContext& ctx, size_t i, unsigned set);
+// Two inputs of one element type from `set`, broadcast; output of that type or `out_dtype`.
+InferFn binary_infer(unsigned set, bool legacy_broadcast, std::optional<ir::DType> out_dtype = std::nullopt);
+
 // ---- Broadcasting -------------------------------------------------------------------------------
 
 // Strides of an input of `in_shape` read as `out_shape` under numpy broadcasting (0 on broadcast
@@ -332,9 +354,10 @@ T wrap_neg(T a) {
 }
 
 // Registration of each part of the family (elementwise_unary.cc, elementwise_binary.cc,
-// elementwise_cast.cc).
+// elementwise_compare.cc, elementwise_cast.cc).
 void register_unary_ops(OpRegistry& r);
 void register_binary_ops(OpRegistry& r);
+void register_comparison_ops(OpRegistry& r);
 void register_cast_ops(OpRegistry& r);
 
 }  // namespace kiln::ops::elementwise
