@@ -12,11 +12,15 @@ namespace kiln::passes {
 // The order matters:
 // - basic passes first and to a fixed point: folding exposes identities, removing identities exposes
 //   dead code, and the fusions below then match fewer, cleaner shapes;
+// - canonicalization right after the folding passes, whose constants it must see (a Div by a folded
+//   sqrt(64) is a Div by a constant), and before the rest: with the constant operand always second,
+//   CSE finds Add(c, x) and Add(x, c) equal, and the fusions see one form (Mul by 1/c, Add of -c);
 // - dead-code elimination last in every round, so that each pass sees only live nodes.
 const std::vector<Pass>& pipeline() {
   static const std::vector<Pass> passes = {
       {"fold_constants", Level::kBasic, fold_constants},
       {"fold_shapes", Level::kBasic, fold_shapes},
+      {"canonicalize", Level::kBasic, canonicalize},
       {"eliminate_identities", Level::kBasic, eliminate_identities},
       {"eliminate_common_subexpressions", Level::kBasic, eliminate_common_subexpressions},
       {"simplify_transpose_reshape_chains", Level::kBasic, simplify_transpose_reshape_chains},

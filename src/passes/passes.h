@@ -8,6 +8,8 @@ namespace kiln::passes {
 
 // ---- basic: exact rewrites that never change numerics ----
 bool eliminate_dead_code(ir::Graph& g, PassContext& ctx);
+// One form for what exporters spell several ways (Div by constant, Sub, constant operand order, Cast chains).
+bool canonicalize(ir::Graph& g, PassContext& ctx);
 bool eliminate_identities(ir::Graph& g, PassContext& ctx);
 bool fold_constants(ir::Graph& g, PassContext& ctx);
 bool fold_shapes(ir::Graph& g, PassContext& ctx);
