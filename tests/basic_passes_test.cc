@@ -32,10 +32,12 @@ std::vector<ir::Datum> run_as_given(const ir::Model& m, const std::unordered_map
 
 // Optimizes a copy of `m` at `level`, checks outputs against the original on random inputs, returns the
 // optimized model and its report.
-std::pair<ir::Model, passes::OptimizationReport> optimize_and_compare(const ir::Model& m, passes::Level level) {
+std::pair<ir::Model, passes::OptimizationReport> optimize_and_compare(const ir::Model& m, passes::Level level,
+                                                                      passes::Target target = passes::Target::kKiln) {
   ir::Model opt = m;
   passes::OptimizeOptions options;
   options.level = level;
+  options.target = target;
   passes::OptimizationReport report = passes::optimize(opt, options);
   std::unordered_map<std::string, ir::Datum> feeds;
   uint64_t seed = 1;
@@ -333,7 +335,7 @@ TEST(ConvActivationFusion, ActivationsOrtSupportsBecomeFusedConv) {
     else
       b.add_named(act, {conv}, "y");
     m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(3), ir::Dim(3), ir::Dim(3)}));
-    auto [opt, report] = optimize_and_compare(m, passes::Level::kAll);
+    auto [opt, report] = optimize_and_compare(m, passes::Level::kAll, passes::Target::kOnnxRuntime);
     const bool supported = std::string(act) != "HardSwish";
     EXPECT_EQ(count_ops(opt, "com.microsoft.FusedConv"), supported ? 1 : 0) << act;
     EXPECT_EQ(count_ops(opt, "Conv"), supported ? 0 : 1) << act;

@@ -44,6 +44,22 @@ const char* level_name(Level level) {
   return "?";
 }
 
+Target parse_target(const std::string& text) {
+  if (text == "ort") return Target::kOnnxRuntime;
+  if (text == "kiln") return Target::kKiln;
+  fail("unknown optimization target \"", text, "\" (ort or kiln)");
+}
+
+const char* target_name(Target target) {
+  switch (target) {
+    case Target::kOnnxRuntime:
+      return "ort";
+    case Target::kKiln:
+      return "kiln";
+  }
+  return "?";
+}
+
 std::string PassContext::fresh_name(const std::string& base) {
   if (!names_ready_) {
     collect_names(model_.graph, names_);
@@ -57,6 +73,10 @@ std::string PassContext::fresh_name(const std::string& base) {
 
 void PassContext::import_contrib_domain() {
   if (model_.opset(kContribDomain) == 0) model_.opset_imports[kContribDomain] = 1;
+}
+
+void PassContext::import_kiln_domain() {
+  if (model_.opset(kKilnDomain) == 0) model_.opset_imports[kKilnDomain] = 1;
 }
 
 }  // namespace kiln::passes

@@ -20,8 +20,18 @@ enum class Level { kNone = 0, kBasic = 1, kExtended = 2, kAll = 3 };
 Level parse_level(const std::string& text);
 const char* level_name(Level level);
 
+// Which runtime the optimized model is for. kOnnxRuntime writes only ops ONNX Runtime 1.30 runs (what
+// `kiln optimize` writes by default, so that its output stays portable); kKiln also writes kiln's own fused
+// ops in domain ai.kiln, which only kiln runs (what a Session uses in memory).
+enum class Target { kOnnxRuntime, kKiln };
+
+// "ort", "kiln"; throws on anything else.
+Target parse_target(const std::string& text);
+const char* target_name(Target target);
+
 struct OptimizeOptions {
   Level level = Level::kAll;
+  Target target = Target::kKiln;
   // Constant folding leaves a node alone when its outputs would exceed this many bytes, so that folding
   // never makes a model much larger (an Expand of a scalar to a big tensor stays an Expand).
   int64_t fold_budget_bytes = int64_t{64} << 20;
@@ -58,6 +68,8 @@ class PassContext {
   std::string fresh_name(const std::string& base);
   // Makes sure the model imports com.microsoft (version 1), for a pass that writes a contrib op.
   void import_contrib_domain();
+  // The same for ai.kiln, for a pass that writes one of kiln's own fused ops (only with Target::kKiln).
+  void import_kiln_domain();
 
  private:
   ir::Model& model_;
@@ -76,5 +88,6 @@ struct Pass {
 };
 
 inline constexpr const char* kContribDomain = "com.microsoft";
+inline constexpr const char* kKilnDomain = "ai.kiln";
 
 }  // namespace kiln::passes

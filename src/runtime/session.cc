@@ -21,6 +21,7 @@ Session::Session(ir::Model model, SessionOptions options)
   if (options_.optimization != passes::Level::kNone) {
     passes::OptimizeOptions po;
     po.level = options_.optimization;
+    po.target = passes::Target::kKiln;  // in memory, kiln's own fused ops are fine: nothing else reads the graph
     po.limits = options_.limits;
     passes::optimize(m, po);
   }

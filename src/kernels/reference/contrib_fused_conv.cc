@@ -1,4 +1,4 @@
-// com.microsoft FusedConv, as ONNX Runtime's CPU kernel defines it:
+// FusedConv in two domains, one implementation:
 //   Y = activation(Conv(X, W, B) + Z)
 // with Conv's attributes (auto_pad, dilations, group, kernel_shape, pads, strides), an optional Z of the
 // output's shape added before the activation, and `activation` one of
@@ -7,6 +7,12 @@
 //   Clip        activation_params = [min, max]       min(max(x, min), max)
 //   HardSigmoid activation_params = [alpha, beta]    min(max(alpha * x + beta, 0), 1)
 // (no activation attribute: identity). The convolution itself is kiln's Conv reference kernel.
+// - com.microsoft.FusedConv is ONNX Runtime's op, with exactly its semantics: only those six activations.
+// - ai.kiln.FusedConv is kiln's own (version 1), which the optimizer writes only for target kiln; it also
+//   takes, without parameters,
+//     HardSwish   x * max(0, min(1, x / 6 + 0.5))
+//     Silu        x * sigmoid(x)
+//   ONNX Runtime cannot load it, so a model holding it runs in kiln only.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -17,7 +23,9 @@
 namespace kiln::ops::contrib {
 namespace {
 
-enum class Activation { kIdentity, kRelu, kTanh, kSigmoid, kLeakyRelu, kClip, kHardSigmoid };
+constexpr const char* kKilnDomain = "ai.kiln";
+
+enum class Activation { kIdentity, kRelu, kTanh, kSigmoid, kLeakyRelu, kClip, kHardSigmoid, kHardSwish, kSilu };
 
 struct FusedActivation {
   Activation kind = Activation::kIdentity;
@@ -28,6 +36,7 @@ FusedActivation read_activation(const NodeView& node) {
   FusedActivation a;
   if (!node.has_attr("activation")) return a;
   std::string name = node.attr_string("activation");
+  const bool kiln_domain = node.node().domain == kKilnDomain;
   size_t nparams = 0;
   if (name == "Relu") {
     a.kind = Activation::kRelu;
@@ -44,6 +53,13 @@ FusedActivation read_activation(const NodeView& node) {
   } else if (name == "HardSigmoid") {
     a.kind = Activation::kHardSigmoid;
     nparams = 2;
+  } else if (name == "HardSwish" && kiln_domain) {
+    a.kind = Activation::kHardSwish;
+  } else if (name == "Silu" && kiln_domain) {
+    a.kind = Activation::kSilu;
+  } else if (kiln_domain) {
+    node.fail("unsupported activation \"", name,
+              "\" (expected Relu, Tanh, Sigmoid, LeakyRelu, Clip, HardSigmoid, HardSwish or Silu)");
   } else {
     node.fail("unsupported activation \"", name, "\" (expected Relu, Tanh, Sigmoid, LeakyRelu, Clip or HardSigmoid)");
   }
@@ -73,6 +89,10 @@ float activate(const FusedActivation& a, float x) {
       return std::min(std::max(x, a.params[0]), a.params[1]);
     case Activation::kHardSigmoid:
       return std::min(std::max(a.params[0] * x + a.params[1], 0.0f), 1.0f);
+    case Activation::kHardSwish:
+      return x * std::min(std::max(x / 6.0f + 0.5f, 0.0f), 1.0f);
+    case Activation::kSilu:
+      return static_cast<float>(x / (1.0 + std::exp(-static_cast<double>(x))));
   }
   return x;
 }
@@ -124,6 +144,8 @@ void fused_conv_kernel(KernelContext& ctx) {
 
 void register_fused_conv_ops(OpRegistry& r) {
   r.add(OpDef{kMsDomain, "FusedConv", kMsMinOpset, kMsMaxOpset, infer_fused_conv, fused_conv_kernel});
+  // Version 1 of ai.kiln, valid in later versions like the com.microsoft ops.
+  r.add(OpDef{kKilnDomain, "FusedConv", 1, kMsMaxOpset, infer_fused_conv, fused_conv_kernel});
 }
 
 }  // namespace kiln::ops::contrib
