@@ -1,5 +1,6 @@
-// Fuses BERT/ViT self-attention, as torch.onnx.export writes it, into one com.microsoft.Attention
-// (ONNX Runtime's contrib op, so that the optimized model also runs in ONNX Runtime):
+// Fuses BERT/ViT self-attention, as torch.onnx.export writes it (eager attention or
+// scaled_dot_product_attention), into one com.microsoft.Attention (ONNX Runtime's contrib op, so that the
+// optimized model also runs in ONNX Runtime):
 //
 //   before (per layer)                                      after
 //
@@ -10,31 +11,52 @@
 //   Reshape       Reshape       Reshape   [B,S,N,H]          Attention(x, [Wq|Wk|Wv], [bq|bk|bv], mask)
 //   Transpose     Transpose     Transpose                      num_heads=N, mask_filter_value=C
 //    0,2,1,3       0,2,3,1       0,2,1,3                       (scale only if not 1/sqrt(H))
-//          └─ MatMul ─┘             │                          │
-//          Div(·, c) or Mul(·, c)   │                          ▼ [B,S,N*H]
-//          Add(·, additive mask)    │
+//   [Mul(·, s1)]  [Mul(·, s2)]      │                          │
+//          └─ MatMul ─┘             │                          ▼ [B,S,N*H]
+//          [Div(·, c) or Mul(·, c)] │
+//          [Add(·, additive mask)]  │
 //          Softmax(axis=-1)         │
 //               └──── MatMul ───────┘
 //                Transpose 0,2,1,3
 //                Reshape [B,S,N*H]       -> its output is now written by Attention
 //
-// The additive mask is torch's (1 - Cast(Unsqueeze(Unsqueeze(mask, 1), 2), float)) * C, shared by all
-// layers. Attention takes the raw 2-D mask instead and builds mask_filter_value where mask <= 0 and 0
-// where mask > 0 itself, which is the same for a 0/1 mask. The Cast to int32 is written once and read by
-// every layer. No mask (ViT) means no mask input. The output projection MatMul+Add stays as it is.
+// Exporter drift absorbed, each form matched on what it computes rather than how it is spelled:
+// - Q and K^T reach their Reshapes through Transposes and scalar Mul/Div nodes in any order (a scalar
+//   factor commutes with a transpose): the perms are composed, so K^T may be one Transpose 0,2,3,1 or,
+//   as torch's SDPA export writes key.transpose(-2, -1), 0,2,1,3 then 0,1,3,2. The scale is the product
+//   s1 * s2 * c of every factor; SDPA scales Q and K^T by sqrt(1/sqrt(H)) each before the MatMul, eager
+//   attention divides the scores by sqrt(H) after it.
+// - The additive mask may be any arithmetic (Unsqueeze, Expand, Cast, Not, Neg, Add, Sub, Mul, Where) of
+//   one 2-D [B,S] 0/1 mask and scalar constants whose result is 0 where the mask is 1, one constant C
+//   where it is 0, and laid out as [B,1,1,S] (expanded or not) against the [B,N,S,S] scores. The matcher
+//   evaluates that arithmetic on the two values a mask element can hold, so torch's
+//   (1 - Cast(Unsqueeze(Unsqueeze(mask)))) * C, transformers' SDPA mask Where(Cast(inv, bool), lowest,
+//   inv) with inv = 1 - Cast(Expand(Unsqueeze(Unsqueeze(mask)))), and torch's bool-mask Where(mask, 0,
+//   -inf) all match, and a form that computes something else (NaN from 0 * -inf, C where the mask is 1)
+//   does not.
+// - No mask at all (ViT) and no scaling at all (scale 1, written) are fine too.
+// Attention takes the raw 2-D mask and builds mask_filter_value where mask <= 0 and 0 where mask > 0
+// itself, which is the same for a 0/1 mask. The Cast to int32 is written once and read by every layer.
+// No mask means no mask input. The output projection MatMul+Add stays as it is.
+//
+// Not fused, with that reason: masks not built from a 2-D mask input, i.e. a causal triangle (a constant,
+// or Where over a bool buffer), a custom float mask, or scores masked by Where (GPT-2). Matching causal
+// masks onto Attention's unidirectional=1 is left for when decoder models need it.
 //
 // The Reshapes are matched on what they do (split the last dim into [heads, head_size] and join it back),
 // read from inferred shapes, so a Shape/Gather/Concat target and a folded constant ([0,0,2,64]) match
 // alike. Shape nodes reading an intermediate value, and the shape arithmetic after them that feeds only
-// the block's own Reshapes, are removed with the block; the constants they read die later (dead-code
+// the block's own nodes, are removed with the block; the constants they read die later (dead-code
 // elimination).
 //
-// Reported: "Attention" per fused block; candidates (a MatMul of two Transposes that reaches a Softmax)
-// left alone are rejected with the reason, at the Q.K^T MatMul where the match started.
+// Reported: "Attention" per fused block; candidates (a MatMul of two Transposes, or of scaled ones, that
+// reaches a Softmax) left alone are rejected with the reason, at the Q.K^T MatMul where the match started.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -53,6 +75,13 @@ constexpr const char* kPattern = "attention";
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
+std::string number(double v) {
+  if (std::isnan(v)) return "NaN";  // whatever its sign bit
+  std::ostringstream s;
+  s << (v == 0 ? 0.0 : v);  // no "-0"
+  return s.str();
+}
+
 // Thrown inside the matcher to reject a candidate with a reason; caught per candidate.
 struct Reject {
   std::string reason;
@@ -60,9 +89,15 @@ struct Reject {
 
 [[noreturn]] void reject(std::string reason) { throw Reject{std::move(reason)}; }
 
-// One of Q, K, V: x -> MatMul(W) -> [Add(b)] -> Reshape [B,S,N,H] -> Transpose.
+[[noreturn]] void reject_mask(const std::string& why) {
+  reject("mask is not built from a 2-D attention mask input (causal or custom masks are not fused): " + why);
+}
+
+// One of Q, K, V: x -> MatMul(W) -> [Add(b)] -> Reshape [B,S,N,H] -> Transposes and scalings.
 struct Head {
-  int matmul = -1, add = -1, reshape = -1, transpose = -1;
+  int matmul = -1, add = -1, reshape = -1;
+  std::vector<int> layout;      // the Transposes and (Q, K only) scalar Mul/Div nodes after the Reshape
+  double scale = 1;             // the product of those Mul/Div factors
   std::string x, weight, bias;  // bias "" when there is no Add
   int64_t heads = 0, head_size = 0;
 };
@@ -71,10 +106,19 @@ struct Match {
   int qk = -1;
   Head q, k, v;
   int scale_node = -1, mask_add = -1, softmax = -1, pv = -1, out_transpose = -1, out_reshape = -1;
-  float scale = 1.0f;
-  std::string raw_mask;  // the 2-D [B,S] integer mask the additive mask was built from; "" when none
+  double scale = 1;      // every factor on the scores: before the Q.K^T MatMul (Q, K) and after it
+  std::string raw_mask;  // the 2-D [B,S] integer or bool mask the additive mask was built from; "" when none
   float mask_filter_value = 0;
   std::set<int> remove;  // every node of the block, plus the shape arithmetic that only fed it
+};
+
+// A value of the additive mask's arithmetic, evaluated where the 0/1 mask is 1 (`on`) and where it is 0
+// (`off`). `raw` is the 2-D mask it derives from ("" for a constant, which is the same on both sides);
+// the mask's batch and key dims sit at `batch_axis` and `key_axis` of `rank` dims once Unsqueezed.
+struct MaskValue {
+  float on = 0, off = 0;
+  std::string raw;
+  int64_t rank = 0, batch_axis = 0, key_axis = 1;
 };
 
 class Matcher {
@@ -87,20 +131,21 @@ class Matcher {
   std::optional<Match> match(int qk) {
     const ir::Node& mm = g_.nodes[qk];
     if (!is_op(&mm, "MatMul") || mm.inputs.size() != 2) return std::nullopt;
-    const ir::Node* qt = index_.producer_node(mm.inputs[0]);
-    const ir::Node* kt = index_.producer_node(mm.inputs[1]);
-    if (!qt || !kt || !is_op(*qt, "Transpose") || !is_op(*kt, "Transpose")) return std::nullopt;
+    if (!from_transpose(mm.inputs[0]) || !from_transpose(mm.inputs[1])) return std::nullopt;
     Match m;
     m.qk = qk;
-    // MatMul -> [Div|Mul by c] -> [Add mask] -> Softmax
+    // MatMul -> [Div|Mul by c] -> [Add mask] -> Softmax. A Where on the way (GPT-2's causal masking of the
+    // scores) is walked only to say why the candidate is left alone.
     std::string cur = mm.outputs[0];
-    for (int step = 0; step < 3 && m.softmax < 0; ++step) {
+    int scores_where = -1;
+    for (int step = 0; step < 4 && m.softmax < 0; ++step) {
       int next = -1;
       for (const Use& u : index_.uses(cur)) {
         const ir::Node& n = g_.nodes[u.node];
-        bool fits = is_op(&n, "Softmax") ||
-                    ((is_op(&n, "Div") || is_op(&n, "Mul")) && m.scale_node < 0 && m.mask_add < 0) ||
-                    (is_op(&n, "Add") && m.mask_add < 0);
+        bool fits =
+            is_op(&n, "Softmax") ||
+            ((is_op(&n, "Div") || is_op(&n, "Mul")) && m.scale_node < 0 && m.mask_add < 0 && scores_where < 0) ||
+            (is_op(&n, "Add") && m.mask_add < 0) || (is_op(&n, "Where") && scores_where < 0 && u.input > 0);
         if (fits) {
           next = u.node;
           break;
@@ -112,13 +157,16 @@ class Matcher {
         m.softmax = next;
       else if (is_op(&n, "Add"))
         m.mask_add = next;
+      else if (is_op(&n, "Where"))
+        scores_where = next;
       else
         m.scale_node = next;
       cur = n.outputs[0];
     }
     if (m.softmax < 0) return std::nullopt;
+    if (scores_where >= 0) reject_mask("the scores pass through Where " + quoted(g_.nodes[scores_where].name));
 
-    read_scale(m, cur_input(m));
+    if (m.scale_node >= 0) m.scale = factor_of(g_.nodes[m.scale_node], mm.outputs[0], "the scores");
     if (m.mask_add >= 0) read_mask(m);
     const ir::Node& sm = g_.nodes[m.softmax];
     int64_t axis = ops::NodeView(sm, opset_).attr_int("axis", opset_ >= 13 ? -1 : 1);
@@ -132,9 +180,10 @@ class Matcher {
     m.out_reshape = reader(g_.nodes[m.out_transpose].outputs[0], "Reshape", 0);
     if (m.out_reshape < 0) reject("the attention context is not reshaped back to [batch, sequence, hidden]");
 
-    m.q = head(mm.inputs[0], {0, 2, 1, 3}, "Q");
-    m.k = head(mm.inputs[1], {0, 2, 3, 1}, "K");
-    m.v = head(g_.nodes[m.pv].inputs[1], {0, 2, 1, 3}, "V");
+    m.q = head(mm.inputs[0], {0, 2, 1, 3}, "Q", true);
+    m.k = head(mm.inputs[1], {0, 2, 3, 1}, "K", true);
+    m.v = head(g_.nodes[m.pv].inputs[1], {0, 2, 1, 3}, "V", false);
+    m.scale *= m.q.scale * m.k.scale;
     if (m.q.x != m.k.x || m.q.x != m.v.x)
       reject("Q, K and V do not read the same input (" + quoted(m.q.x) + ", " + quoted(m.k.x) + ", " + quoted(m.v.x) +
              ")");
@@ -151,9 +200,6 @@ class Matcher {
   }
 
  private:
-  // The value the scaling node (or, without one, the Q.K^T MatMul) writes.
-  std::string cur_input(const Match& m) const { return g_.nodes[m.qk].outputs[0]; }
-
   // The first reader of `value` that is `op` and reads it at input `slot`; -1 when none.
   int reader(const std::string& value, const char* op, int slot) const {
     for (const Use& u : index_.uses(value))
@@ -161,9 +207,25 @@ class Matcher {
     return -1;
   }
 
+  // A Q.K^T operand of a candidate: a Transpose, or a Mul/Div of one (SDPA scales Q and K^T first).
+  bool from_transpose(const std::string& value) const {
+    const ir::Node* n = index_.producer_node(value);
+    if (is_op(n, "Mul") || is_op(n, "Div")) {
+      for (const std::string& in : n->inputs)
+        if (is_op(index_.producer_node(in), "Transpose")) return true;
+      return false;
+    }
+    return is_op(n, "Transpose");
+  }
+
   const ir::Type* type_of(const std::string& v) const {
     auto it = types_.types.find(v);
     return it == types_.types.end() || !it->second.is_tensor() || !it->second.shape ? nullptr : &it->second;
+  }
+
+  ir::DType dtype_of(const std::string& v) const {
+    auto it = types_.types.find(v);
+    return it == types_.types.end() ? ir::DType::kUndefined : it->second.dtype;
   }
 
   int index_of(const ir::Node* n) const { return static_cast<int>(n - g_.nodes.data()); }
@@ -174,79 +236,196 @@ class Matcher {
       reject(what + " " + quoted(t.name) + " has perm " + ir::to_string(perm) + ", not " + ir::to_string(want));
   }
 
-  void read_scale(Match& m, const std::string& qk_out) const {
-    if (m.scale_node < 0) {
-      m.scale = 1.0f;
-      return;
-    }
-    const ir::Node& n = g_.nodes[m.scale_node];
+  // The factor a scaling node multiplies `data` by: Mul(data, c), Mul(c, data) or Div(data, c), with c a
+  // float scalar constant.
+  double factor_of(const ir::Node& n, const std::string& data, const std::string& what) const {
     const bool div = n.op_type == "Div";
-    if (div && n.inputs[0] != qk_out) reject("the scores are the divisor of " + quoted(n.name));
-    const std::string& c = n.inputs[0] == qk_out ? n.inputs[1] : n.inputs[0];
+    if (div && n.inputs[0] != data) reject(what + " is the divisor of " + quoted(n.name));
+    const std::string& c = n.inputs[0] == data ? n.inputs[1] : n.inputs[0];
     std::optional<double> s = index_.scalar(c);
     std::optional<ir::Tensor> t = index_.constant(c);
-    if (!s || !t || !ir::is_float(t->dtype())) reject("the scaling " + quoted(n.name) + " is not by a scalar constant");
+    if (!s || !t || !ir::is_float(t->dtype()) || t->rank() > 4)
+      reject("the scaling " + quoted(n.name) + " is not by a scalar constant");
     if (div && *s == 0) reject("the scaling " + quoted(n.name) + " divides by zero");
-    m.scale = static_cast<float>(div ? 1.0 / *s : *s);
+    return div ? 1.0 / *s : *s;
   }
 
-  // Add(scores, (1 - Cast(Unsqueeze(Unsqueeze(mask, 1), 2), float)) * C), either operand order.
+  // Add(scores, additive) with `additive` 0 where the 2-D mask is 1 and C where it is 0, as [B,1,1,S].
   void read_mask(Match& m) const {
     const ir::Node& add = g_.nodes[m.mask_add];
     const std::string& scores = m.scale_node >= 0 ? g_.nodes[m.scale_node].outputs[0] : g_.nodes[m.qk].outputs[0];
     const std::string& additive = add.inputs[0] == scores ? add.inputs[1] : add.inputs[0];
-    const std::string not_additive = "mask is not additive (1 - Cast(Unsqueeze(mask))) * C";
-    const ir::Node* mul = index_.producer_node(additive);
-    if (!mul || !is_op(*mul, "Mul") || mul->inputs.size() != 2) reject(not_additive);
-    std::optional<double> c = index_.scalar(mul->inputs[1]);
-    std::string sub_value = mul->inputs[0];
-    if (!c) {
-      c = index_.scalar(mul->inputs[0]);
-      sub_value = mul->inputs[1];
-    }
-    const ir::Node* sub = index_.producer_node(sub_value);
-    if (!c || !sub || !is_op(*sub, "Sub")) reject(not_additive);
-    std::optional<double> one = index_.scalar(sub->inputs[0]);
-    if (!one || *one != 1.0) reject(not_additive);
-    const ir::Node* cast = index_.producer_node(sub->inputs[1]);
-    if (!cast || !is_op(*cast, "Cast") ||
-        ops::NodeView(*cast, opset_).attr_int("to", -1) != static_cast<int64_t>(ir::DType::kFloat32))
-      reject(not_additive);
-    // Unsqueeze(Unsqueeze(mask, [1]), [2]) or Unsqueeze(mask, [1, 2]).
-    std::vector<int64_t> axes;
-    std::string value = cast->inputs[0];
-    for (int i = 0; i < 2; ++i) {
-      const ir::Node* u = index_.producer_node(value);
-      if (!u || !is_op(*u, "Unsqueeze")) break;
-      std::vector<int64_t> a;
-      if (u->inputs.size() > 1) {
-        std::optional<ir::Tensor> t = index_.constant(u->inputs[1]);
-        if (!t) reject(not_additive);
-        a = t->to_int64_vector();
-      } else {
-        a = ops::NodeView(*u, opset_).attr_ints("axes");
-      }
-      axes.insert(axes.begin(), a.begin(), a.end());
-      value = u->inputs[0];
-    }
-    if (axes != std::vector<int64_t>{1, 2}) reject(not_additive);
-    const ir::Type* t = type_of(value);
-    auto it = types_.types.find(value);
-    ir::DType dt = it == types_.types.end() ? ir::DType::kUndefined : it->second.dtype;
-    if (!(ir::is_integer(dt) || dt == ir::DType::kBool))
-      reject("mask " + quoted(value) + " is not an integer or bool tensor");
-    if (t && t->shape->rank() != 2) reject("mask " + quoted(value) + " is not 2-D [batch, sequence]");
-    m.raw_mask = value;
-    m.mask_filter_value = static_cast<float>(*c);
+    MaskValue v = eval_mask(additive, 0);
+    if (v.raw.empty()) reject_mask(quoted(additive) + " is a constant");
+    if (v.rank != 4 || v.batch_axis != 0 || v.key_axis != 3)
+      reject_mask(quoted(v.raw) + " is not laid out as [batch, 1, 1, sequence] (its dims land at " +
+                  std::to_string(v.batch_axis) + " and " + std::to_string(v.key_axis) + " of " +
+                  std::to_string(v.rank) + ")");
+    if (v.on != 0 || std::isnan(v.off))
+      reject("the additive mask is not (1 - mask) * C: it is " + number(v.on) + " where the mask " + quoted(v.raw) +
+             " is 1 and " + number(v.off) + " where it is 0");
+    m.raw_mask = v.raw;
+    m.mask_filter_value = v.off;
   }
 
-  Head head(const std::string& value, const std::vector<int64_t>& perm, const std::string& what) const {
+  MaskValue eval_mask(const std::string& value, int depth) const {
+    constexpr int kMaxDepth = 24;
+    if (depth > kMaxDepth) reject_mask("its arithmetic is more than " + std::to_string(kMaxDepth) + " nodes deep");
+    if (std::optional<ir::Tensor> t = index_.constant(value)) {
+      if (t->numel() != 1) reject_mask(quoted(value) + " is a constant " + ir::to_string(t->shape()) + " tensor");
+      MaskValue c;
+      c.on = c.off = static_cast<float>(t->as_double(0));
+      c.rank = static_cast<int64_t>(t->rank());
+      return c;
+    }
+    const ir::Node* n = index_.producer_node(value);
+    auto operand = [&](size_t i) {
+      if (i >= n->inputs.size() || n->inputs[i].empty()) reject_mask(n->label() + " lacks input " + std::to_string(i));
+      return eval_mask(n->inputs[i], depth + 1);
+    };
+    if (is_op(n, "Unsqueeze")) {
+      MaskValue in = operand(0);
+      std::vector<int64_t> axes;
+      if (n->inputs.size() > 1) {
+        std::optional<ir::Tensor> t = index_.constant(n->inputs[1]);
+        if (!t) reject_mask("the axes of " + n->label() + " are not a constant");
+        axes = t->to_int64_vector();
+      } else {
+        axes = ops::NodeView(*n, opset_).attr_ints("axes");
+      }
+      const int64_t rank = in.rank + static_cast<int64_t>(axes.size());
+      for (int64_t& a : axes) {
+        if (a < 0) a += rank;
+        if (a < 0 || a >= rank) reject_mask(n->label() + " has an axis out of range");
+      }
+      std::vector<int64_t> kept;  // where the input's dims land
+      for (int64_t d = 0; d < rank; ++d)
+        if (std::find(axes.begin(), axes.end(), d) == axes.end()) kept.push_back(d);
+      if (!in.raw.empty()) {
+        in.batch_axis = kept[in.batch_axis];
+        in.key_axis = kept[in.key_axis];
+      }
+      in.rank = rank;
+      return in;
+    }
+    if (is_op(n, "Expand")) {
+      // Broadcasting repeats the mask's values; only dims it prepends move the mask's own.
+      MaskValue in = operand(0);
+      const ir::Type* t = type_of(n->outputs[0]);
+      if (!t) reject_mask("the rank of " + n->label() + "'s output is not known");
+      const int64_t shift = static_cast<int64_t>(t->shape->rank()) - in.rank;
+      if (shift < 0) reject_mask(n->label() + " lowers the rank");
+      in.batch_axis += shift;
+      in.key_axis += shift;
+      in.rank += shift;
+      return in;
+    }
+    if (is_op(n, "Cast")) {
+      MaskValue in = operand(0);
+      const auto to = static_cast<ir::DType>(ops::NodeView(*n, opset_).attr_int("to", 0));
+      if (to == ir::DType::kBool) {
+        in.on = in.on != 0;
+        in.off = in.off != 0;
+      } else if (ir::is_integer(to) && (in.on != std::trunc(in.on) || in.off != std::trunc(in.off))) {
+        reject_mask(n->label() + " truncates " + number(in.on) + " or " + number(in.off) + " to an integer");
+      } else if (!ir::is_integer(to) && !ir::is_float(to)) {
+        reject_mask(n->label() + " casts to " + std::string(ir::dtype_name(to)));
+      }
+      return in;
+    }
+    if (is_op(n, "Not") || is_op(n, "Neg")) {
+      MaskValue in = operand(0);
+      in.on = n->op_type == "Not" ? in.on == 0 : -in.on;
+      in.off = n->op_type == "Not" ? in.off == 0 : -in.off;
+      return in;
+    }
+    if (is_op(n, "Add") || is_op(n, "Sub") || is_op(n, "Mul")) {
+      MaskValue a = operand(0), b = operand(1);
+      MaskValue out = broadcast(*n, {&a, &b});
+      auto f = [&](float x, float y) { return n->op_type == "Add" ? x + y : n->op_type == "Sub" ? x - y : x * y; };
+      out.on = f(a.on, b.on);
+      out.off = f(a.off, b.off);
+      return out;
+    }
+    if (is_op(n, "Where")) {
+      MaskValue c = operand(0), x = operand(1), y = operand(2);
+      MaskValue out = broadcast(*n, {&c, &x, &y});
+      out.on = c.on != 0 ? x.on : y.on;
+      out.off = c.off != 0 ? x.off : y.off;
+      return out;
+    }
+    if (is_op(n, "Trilu")) reject_mask(n->label() + " is a triangle");
+    // Anything else must be the mask itself.
+    const ir::Type* t = type_of(value);
+    const ir::DType dt = dtype_of(value);
+    if (!(ir::is_integer(dt) || dt == ir::DType::kBool) || (t && t->shape->rank() != 2))
+      reject_mask(quoted(value) + (n ? " (" + n->label() + ")" : "") + " is " +
+                  (t ? ir::to_string(*t) : std::string(ir::dtype_name(dt))) + ", not a 2-D integer or bool mask");
+    MaskValue raw;
+    raw.on = 1;
+    raw.off = 0;
+    raw.raw = value;
+    raw.rank = 2;
+    return raw;
+  }
+
+  // The layout of an elementwise op's output: its mask operands must be one mask laid out alike once
+  // right-aligned, as broadcasting aligns them.
+  MaskValue broadcast(const ir::Node& n, std::vector<const MaskValue*> args) const {
+    MaskValue out;
+    for (const MaskValue* a : args) out.rank = std::max(out.rank, a->rank);
+    bool first = true;
+    for (const MaskValue* a : args) {
+      if (a->raw.empty()) continue;
+      const int64_t shift = out.rank - a->rank;
+      if (first) {
+        out.raw = a->raw;
+        out.batch_axis = a->batch_axis + shift;
+        out.key_axis = a->key_axis + shift;
+        first = false;
+      } else if (a->raw != out.raw || a->batch_axis + shift != out.batch_axis || a->key_axis + shift != out.key_axis) {
+        reject_mask(n.label() + " combines different masks or layouts");
+      }
+    }
+    return out;
+  }
+
+  // From a Q.K^T or V operand down to the Reshape that splits the heads, through Transposes (their perms
+  // composed into `want`) and, for Q and K, scalar Mul/Div nodes: a scalar factor commutes with a
+  // transpose, so every order of the two computes the same.
+  Head head(const std::string& value, const std::vector<int64_t>& want, const std::string& what, bool scaled) const {
     Head h;
-    const ir::Node* t = index_.producer_node(value);
-    if (!t || !is_op(*t, "Transpose")) reject(what + " is not a Transpose");
-    check_perm(*t, perm, what + " Transpose");
-    h.transpose = index_of(t);
-    const ir::Node* r = index_.producer_node(t->inputs[0]);
+    std::vector<int64_t> perm = {0, 1, 2, 3};  // the operand's dim i is the Reshape output's dim perm[i]
+    std::vector<std::string> transposes;
+    std::string cur = value;
+    for (;;) {
+      const ir::Node* n = index_.producer_node(cur);
+      if (is_op(n, "Transpose")) {
+        std::vector<int64_t> p = ops::NodeView(*n, opset_).attr_ints("perm");
+        if (p.size() != 4)
+          reject(what + " Transpose " + quoted(n->name) + " has perm " + ir::to_string(p) + ", not 4-D");
+        for (int64_t& d : perm) d = p[d];
+        transposes.push_back(quoted(n->name));
+        cur = n->inputs[0];
+      } else if (scaled && (is_op(n, "Mul") || is_op(n, "Div")) && n->inputs.size() == 2) {
+        const bool c0 = index_.constant(n->inputs[0]).has_value(), c1 = index_.constant(n->inputs[1]).has_value();
+        if (c0 == c1) reject("the scaling " + quoted(n->name) + " of " + what + " is not by a scalar constant");
+        const std::string data = c1 ? n->inputs[0] : n->inputs[1];
+        h.scale *= factor_of(*n, data, what);
+        cur = data;
+      } else {
+        break;
+      }
+      h.layout.push_back(index_of(n));
+    }
+    if (transposes.empty()) reject(what + " is not a Transpose");
+    if (perm != want) {
+      std::string names;  // in graph order, the Reshape's reader first
+      for (auto it = transposes.rbegin(); it != transposes.rend(); ++it) names += (names.empty() ? "" : ", ") + *it;
+      reject(what + (transposes.size() == 1 ? " Transpose " : " Transposes ") + names + " ha" +
+             (transposes.size() == 1 ? "s" : "ve") + " perm " + ir::to_string(perm) + ", not " + ir::to_string(want));
+    }
+    const ir::Node* r = index_.producer_node(cur);
     if (!r || !is_op(*r, "Reshape")) reject(what + " is not split into heads by a Reshape");
     h.reshape = index_of(r);
     const ir::Type* in = type_of(r->inputs[0]);
@@ -326,11 +505,11 @@ class Matcher {
   // Every value inside the block is read only inside it, except by Shape nodes whose shape arithmetic
   // feeds only the block's own Reshapes; those are removed with it.
   void collect_and_check_readers(Match& m) const {
-    std::vector<int> block = {m.qk,          m.softmax,   m.pv,          m.out_transpose, m.out_reshape,
-                              m.q.matmul,    m.q.reshape, m.q.transpose, m.k.matmul,      m.k.reshape,
-                              m.k.transpose, m.v.matmul,  m.v.reshape,   m.v.transpose};
+    std::vector<int> block = {m.qk,        m.softmax,  m.pv,        m.out_transpose, m.out_reshape, m.q.matmul,
+                              m.q.reshape, m.k.matmul, m.k.reshape, m.v.matmul,      m.v.reshape};
     for (int n : {m.scale_node, m.mask_add, m.q.add, m.k.add, m.v.add})
       if (n >= 0) block.push_back(n);
+    for (const Head* h : {&m.q, &m.k, &m.v}) block.insert(block.end(), h->layout.begin(), h->layout.end());
     std::set<int> nodes(block.begin(), block.end());
     if (nodes.size() != block.size()) reject("Q, K and V share nodes");
     std::set<int> shape_nodes;
@@ -465,12 +644,14 @@ bool fuse_attention(ir::Graph& g, PassContext& ctx) {
     heads.kind = ir::Attribute::Kind::kInt;
     heads.i = m.q.heads;
     att.attributes.push_back(heads);
-    const float default_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(m.q.head_size)));
-    if (std::fabs(m.scale - default_scale) > 1e-7f * default_scale) {
+    // SDPA's two factors are each sqrt(1/sqrt(H)) rounded to float32, so their product lands a few float
+    // ulps off the default: that is still the default.
+    const double default_scale = 1.0 / std::sqrt(static_cast<double>(m.q.head_size));
+    if (std::fabs(m.scale - default_scale) > 1e-6 * default_scale) {
       ir::Attribute scale;
       scale.name = "scale";
       scale.kind = ir::Attribute::Kind::kFloat;
-      scale.f = m.scale;
+      scale.f = static_cast<float>(m.scale);
       att.attributes.push_back(scale);
     }
     if (!m.raw_mask.empty()) {
