@@ -56,7 +56,7 @@ conformance: build
 
 # Unit tests and both conformance suites again under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-sanitize: deps peers
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS='-O1' -DKILN_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS='-O0' -DKILN_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 ./$(ASAN_BUILD)/kiln conformance --expected tests/conformance/expected_pass.txt
 	ASAN_OPTIONS=detect_leaks=1 ./$(ASAN_BUILD)/kiln conformance tests/conformance/extra \

@@ -803,6 +803,7 @@ TEST(AttentionFusion, KilnExportedBertTinyAndVitTiny) {
       }
     expect_same_outputs(m, opt, bert_feeds(m, 4, 8));
   }
+  if (testing::kSanitizeBuild) return;
   ir::Model vit = export_preset("vit-tiny");
   auto [opt, report] = run_passes(vit, {passes::fuse_attention, passes::eliminate_dead_code});
   EXPECT_EQ(report.changes["Attention"], 12);
@@ -816,6 +817,7 @@ TEST(AttentionFusion, KilnExportedBertTinyAndVitTiny) {
 }
 
 TEST(AttentionFusion, KilnExportedBertBase) {
+  if (testing::kSanitizeBuild) GTEST_SKIP() << "12 layers: runs in the release build";
   ir::Model m = export_preset("bert-base");
   auto [opt, report] = run_passes(m, bert_passes());
   EXPECT_EQ(report.changes["Attention"], 12);
@@ -835,7 +837,7 @@ TEST(AttentionFusion, MatchesAfterTheBasicPasses) {
   std::vector<Case> cases;
   cases.push_back({"torch bert-tiny", load_fixture(), 2, 1});
   cases.push_back({"kiln bert-tiny", export_preset("bert-tiny"), 2, 1});
-  cases.push_back({"kiln vit-tiny", export_preset("vit-tiny"), 12, 0});
+  if (!testing::kSanitizeBuild) cases.push_back({"kiln vit-tiny", export_preset("vit-tiny"), 12, 0});
   for (Case& c : cases) {
     SCOPED_TRACE(c.name);
     ir::Model basic = c.model;

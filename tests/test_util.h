@@ -11,6 +11,15 @@
 
 namespace kiln::testing {
 
+// True in the sanitizer build. Tests that only run the same code longer on a bigger model (12-layer
+// presets) skip those models there: the reference matmul under ASan takes a minute per model, and the
+// release build's run covers them.
+#ifdef KILN_SANITIZE_BUILD
+inline constexpr bool kSanitizeBuild = true;
+#else
+inline constexpr bool kSanitizeBuild = false;
+#endif
+
 // A fresh, uniquely named folder under the system temp dir, removed with everything in it on destruction.
 class TempDir {
  public:
