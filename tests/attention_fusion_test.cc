@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <limits>
 #include <random>
 
@@ -15,10 +14,8 @@
 #include "export/graph_builder.h"
 #include "export/transformer_config.h"
 #include "export/weight_source.h"
-#include "io/npy.h"
-#include "ir/graph_check.h"
-#include "onnx/model_io.h"
 #include "ort_peer.h"
+#include "pass_test_util.h"
 #include "passes/optimizer.h"
 #include "passes/passes.h"
 #include "runtime/random_inputs.h"
@@ -32,73 +29,17 @@ using exporter::GraphBuilder;
 using exporter::int_attr;
 using exporter::ints_attr;
 using exporter::tensor_value;
-using Feeds = std::unordered_map<std::string, ir::Datum>;
+using testing::count_ops;
+using testing::expect_same_outputs;
+using testing::Feeds;
+using testing::find_op;
+using testing::run_passes;
 
 constexpr double kTol = 1e-4;
 
-std::vector<ir::Datum> run_as_given(const ir::Model& m, const Feeds& feeds) {
-  runtime::SessionOptions o;
-  o.optimization = passes::Level::kNone;
-  return runtime::Session(m, o).run(feeds);
-}
-
-// Runs the passes, in order, directly on a copy of `m`, as the optimizer would (check and sort after each).
-std::pair<ir::Model, passes::PassReport> run_passes(const ir::Model& m, std::vector<passes::PassFn> fns) {
-  ir::Model out = m;
-  passes::PassReport report;
-  passes::OptimizeOptions options;
-  for (passes::PassFn fn : fns) {
-    passes::PassContext ctx(out, options, report);
-    if (fn(out.graph, ctx)) ir::check_and_sort_graph(out.graph, {}, "after pass");
-  }
-  return {std::move(out), std::move(report)};
-}
-
-int64_t count_ops(const ir::Model& m, const std::string& op) {
-  auto h = passes::op_histogram(m.graph);
-  auto it = h.find(op);
-  return it == h.end() ? 0 : it->second;
-}
-
-const ir::Node* find_op(const ir::Model& m, const std::string& op) {
-  for (const auto& n : m.graph.nodes)
-    if (n.op_type == op) return &n;
-  return nullptr;
-}
-
-double max_diff(const ir::Tensor& a, const ir::Tensor& b) {
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(a.as_double(i) - b.as_double(i)));
-  return d;
-}
-
-void expect_same_outputs(const ir::Model& want_model, const ir::Model& got_model, const Feeds& feeds) {
-  std::vector<ir::Datum> want = run_as_given(want_model, feeds), got = run_as_given(got_model, feeds);
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(want[i].tensor.shape(), got[i].tensor.shape()) << "output " << i;
-    EXPECT_LE(max_diff(want[i].tensor, got[i].tensor), kTol) << "output " << i;
-  }
-}
-
 // ONNX Runtime (its optimizer off) runs `fused` and agrees with kiln's run of the unfused `model`.
 void expect_ort_agrees(const ir::Model& model, const ir::Model& fused, const Feeds& feeds) {
-  std::string why;
-  ASSERT_TRUE(testing::ort_available(&why)) << why;
-  std::vector<ir::Datum> want = run_as_given(model, feeds);
-  testing::TempDir dir("kiln_attention_ort");
-  std::filesystem::create_directories(dir.path() / "in");
-  onnx_io::save_model(fused, dir.file("model.onnx"));
-  for (const auto& [name, d] : feeds) io::write_npy(dir.file("in/" + name + ".npy"), d.tensor);
-  testing::OrtRun r = testing::run_ort(dir.file("model.onnx"), dir.file("in"), dir.file("out"), "disabled");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(want.size(), fused.graph.outputs.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    const std::string& name = fused.graph.outputs[i].name;
-    ir::Tensor theirs = io::read_npy(dir.file("out/" + name + ".npy"));
-    ASSERT_EQ(theirs.shape(), want[i].tensor.shape()) << name;
-    EXPECT_LE(max_diff(want[i].tensor, theirs), kTol) << name;
-  }
+  testing::expect_ort_matches(fused, feeds, testing::run_unoptimized(model, feeds), kTol);
 }
 
 // A [batch, seq] 0/1 mask: row 0 all ones, then right padding, left padding, and holes; never a row of
@@ -174,8 +115,7 @@ struct BlockOptions {
 };
 
 ir::Model attention_block(const BlockOptions& o) {
-  ir::Model m;
-  m.opset_imports[""] = 14;
+  ir::Model m = testing::new_ir_model(14);
   GraphBuilder b(m.graph);
   const int64_t hidden = o.heads * o.head;
   std::vector<ir::Dim> dims = o.symbolic ? std::vector<ir::Dim>{ir::Dim::symbolic("batch"), ir::Dim::symbolic("seq")}
@@ -426,8 +366,8 @@ TEST(AttentionFusion, FusesTorchStyleBlockWithPaddingMask) {
   ASSERT_TRUE(opt.graph.initializers.count(att->inputs[1]));
   EXPECT_EQ(opt.graph.initializers.at(att->inputs[1]).shape(), (std::vector<int64_t>{8, 24}));
   EXPECT_EQ(opt.graph.initializers.at(att->inputs[2]).shape(), (std::vector<int64_t>{24}));
-  expect_same_outputs(m, opt, block_feeds(m, 4, 7));
-  expect_same_outputs(m, opt, block_feeds(m, 1, 1));
+  expect_same_outputs(m, opt, block_feeds(m, 4, 7), kTol);
+  expect_same_outputs(m, opt, block_feeds(m, 1, 1), kTol);
 }
 
 TEST(AttentionFusion, FoldedTargetsMulScaleAndOneMaskCastForAllLayers) {
@@ -457,7 +397,7 @@ TEST(AttentionFusion, FoldedTargetsMulScaleAndOneMaskCastForAllLayers) {
       EXPECT_EQ(attr_float(n, "mask_filter_value", 0), std::numeric_limits<float>::lowest());
       EXPECT_EQ(n.find_attribute("scale"), nullptr);
     }
-  expect_same_outputs(m, opt, block_feeds(m, 4, 6));
+  expect_same_outputs(m, opt, block_feeds(m, 4, 6), kTol);
   // A second run finds nothing left to fuse and adds no second Cast.
   auto [again, report2] = run_passes(opt, {passes::fuse_attention});
   EXPECT_EQ(report2.changes.count("Attention"), 0u);
@@ -476,7 +416,7 @@ TEST(AttentionFusion, NonDefaultScaleIsWrittenAndNoMaskMeansNoMaskInput) {
   EXPECT_EQ(att->find_attribute("mask_filter_value"), nullptr);
   ASSERT_NE(att->find_attribute("scale"), nullptr);
   EXPECT_FLOAT_EQ(att->find_attribute("scale")->f, 1.0f / 3.0f);
-  expect_same_outputs(m, opt, block_feeds(m, 3, 5));
+  expect_same_outputs(m, opt, block_feeds(m, 3, 5), kTol);
 }
 
 // Fuses `m` (then removes what died), checks there is one Attention and no rejection, and that the
@@ -488,8 +428,8 @@ ir::Model fuse_one_and_compare(const ir::Model& m) {
   EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 1);
   EXPECT_EQ(count_ops(opt, "Softmax"), 0);
   EXPECT_EQ(count_ops(opt, "Transpose"), 0);
-  expect_same_outputs(m, opt, block_feeds(m, 4, 7));
-  expect_same_outputs(m, opt, block_feeds(m, 1, 1));
+  expect_same_outputs(m, opt, block_feeds(m, 4, 7), kTol);
+  expect_same_outputs(m, opt, block_feeds(m, 1, 1), kTol);
   expect_ort_agrees(m, opt, block_feeds(m, 4, 7));
   return opt;
 }
@@ -595,7 +535,7 @@ TEST(AttentionFusion, TorchSdpaExportAfterTheBasicPasses) {
     EXPECT_EQ(std::count(perms.begin(), perms.end(), last_two), between ? 1 : 0);
     EXPECT_EQ(count_ops(basic, "Sqrt"), 0);  // the factor is a constant now
     ir::Model opt = fuse_one_and_compare(basic);
-    expect_same_outputs(m, opt, block_feeds(m, 3, 6));
+    expect_same_outputs(m, opt, block_feeds(m, 3, 6), kTol);
     const ir::Node* att = find_op(opt, "Attention");
     ASSERT_NE(att, nullptr);
     EXPECT_EQ(att->find_attribute("scale"), nullptr);
@@ -786,7 +726,7 @@ TEST(AttentionFusion, TorchExportedBertTiny) {
     if (r.pattern == "attention" || r.pattern == "EmbedLayerNorm") {
       ADD_FAILURE() << r.pattern << " at " << r.node << ": " << r.reason;
     }
-  expect_same_outputs(m, opt, bert_feeds(m, 4, 9));
+  expect_same_outputs(m, opt, bert_feeds(m, 4, 9), kTol);
 }
 
 TEST(AttentionFusion, KilnExportedBertTinyAndVitTiny) {
@@ -801,7 +741,7 @@ TEST(AttentionFusion, KilnExportedBertTinyAndVitTiny) {
       if (n.op_type == "Attention") {
         EXPECT_EQ(attr_float(n, "mask_filter_value", 0), std::numeric_limits<float>::lowest());
       }
-    expect_same_outputs(m, opt, bert_feeds(m, 4, 8));
+    expect_same_outputs(m, opt, bert_feeds(m, 4, 8), kTol);
   }
   if (testing::kSanitizeBuild) return;
   ir::Model vit = export_preset("vit-tiny");
@@ -813,7 +753,7 @@ TEST(AttentionFusion, KilnExportedBertTinyAndVitTiny) {
     if (n.op_type == "Attention") {
       EXPECT_EQ(n.inputs.size(), 3u);
     }
-  expect_same_outputs(vit, opt, bert_feeds(vit, 1, 1));
+  expect_same_outputs(vit, opt, bert_feeds(vit, 1, 1), kTol);
 }
 
 TEST(AttentionFusion, KilnExportedBertBase) {
@@ -823,7 +763,7 @@ TEST(AttentionFusion, KilnExportedBertBase) {
   EXPECT_EQ(report.changes["Attention"], 12);
   EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 12);
   EXPECT_EQ(count_ops(opt, "com.microsoft.EmbedLayerNormalization"), 1);
-  expect_same_outputs(m, opt, bert_feeds(m, 2, 8));
+  expect_same_outputs(m, opt, bert_feeds(m, 2, 8), kTol);
 }
 
 // After the basic passes (constant folding, common subexpressions, transpose/reshape simplification) the
@@ -852,7 +792,7 @@ TEST(AttentionFusion, MatchesAfterTheBasicPasses) {
       if (r.pattern == "attention" || r.pattern == "EmbedLayerNorm")
         ADD_FAILURE() << r.pattern << " at " << r.node << ": " << r.reason;
     }
-    expect_same_outputs(c.model, opt, bert_feeds(c.model, 2, 5));
+    expect_same_outputs(c.model, opt, bert_feeds(c.model, 2, 5), kTol);
   }
 }
 
@@ -883,8 +823,7 @@ struct EmbedOptions {
 
 ir::Model embed_block(const EmbedOptions& o) {
   const int64_t vocab = 50, types = 2, positions = 16, hidden = 8;
-  ir::Model m;
-  m.opset_imports[""] = 17;
+  ir::Model m = testing::new_ir_model(17);
   GraphBuilder b(m.graph);
   std::vector<ir::Dim> dims = {ir::Dim::symbolic("batch"), ir::Dim::symbolic("sequence")};
   m.graph.inputs.push_back(tensor_value("input_ids", ir::DType::kInt64, dims));
@@ -946,8 +885,8 @@ TEST(EmbedLayerNormFusion, FusesBertAndDistilBertEmbeddings) {
     EXPECT_EQ(e->inputs[3], "pos");
     EXPECT_EQ(e->inputs[4], token_types ? "type" : "");
     EXPECT_EQ(e->inputs[1].empty(), !token_types);
-    expect_same_outputs(m, opt, embed_feeds(m, 3, 5));
-    expect_same_outputs(m, opt, embed_feeds(m, 1, 16));
+    expect_same_outputs(m, opt, embed_feeds(m, 3, 5), kTol);
+    expect_same_outputs(m, opt, embed_feeds(m, 1, 16), kTol);
   }
 }
 

@@ -4,10 +4,12 @@
 // change.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "export/graph_builder.h"
+#include "pass_test_util.h"
 #include "passes/optimizer.h"
 #include "passes/passes.h"
-#include "runtime/random_inputs.h"
 #include "runtime/session.h"
 
 namespace kiln {
@@ -18,49 +20,21 @@ using exporter::int_attr;
 using exporter::ints_attr;
 using exporter::tensor_value;
 
-ir::Model new_model(int64_t opset = 17) {
-  ir::Model m;
-  m.opset_imports[""] = opset;
-  return m;
-}
+using testing::count_ops;
+using testing::new_ir_model;
 
-std::vector<ir::Datum> run_as_given(const ir::Model& m, const std::unordered_map<std::string, ir::Datum>& feeds) {
-  runtime::SessionOptions o;
-  o.optimization = passes::Level::kNone;
-  return runtime::Session(m, o).run(feeds);
-}
-
-// Optimizes a copy of `m` at `level`, checks outputs against the original on random inputs, returns the
-// optimized model and its report.
-std::pair<ir::Model, passes::OptimizationReport> optimize_and_compare(const ir::Model& m, passes::Level level,
-                                                                      passes::Target target = passes::Target::kKiln) {
-  ir::Model opt = m;
+// Optimizes a copy of `m` at `level`, checks outputs against the original on random inputs (n = 3, seeds
+// from 1) within 1e-6, returns the optimized model and its report.
+testing::Optimized optimize_and_compare(const ir::Model& m, passes::Level level,
+                                        passes::Target target = passes::Target::kKiln) {
   passes::OptimizeOptions options;
   options.level = level;
   options.target = target;
-  passes::OptimizationReport report = passes::optimize(opt, options);
-  std::unordered_map<std::string, ir::Datum> feeds;
-  uint64_t seed = 1;
-  for (const auto& in : m.graph.inputs)
-    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, {{"n", 3}}, seed++);
-  std::vector<ir::Datum> want = run_as_given(m, feeds), got = run_as_given(opt, feeds);
-  EXPECT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    EXPECT_EQ(want[i].tensor.shape(), got[i].tensor.shape());
-    for (int64_t k = 0; k < want[i].tensor.numel() && want[i].tensor.shape() == got[i].tensor.shape(); ++k)
-      EXPECT_NEAR(want[i].tensor.as_double(k), got[i].tensor.as_double(k), 1e-6) << "output " << i << " at " << k;
-  }
-  return {std::move(opt), std::move(report)};
-}
-
-int64_t count_ops(const ir::Model& m, const std::string& op) {
-  auto h = passes::op_histogram(m.graph);
-  auto it = h.find(op);
-  return it == h.end() ? 0 : it->second;
+  return testing::optimize_and_compare(m, options, testing::random_feeds(m, {{"n", 3}}, 1), 1e-6);
 }
 
 TEST(DeadCodeElimination, RemovesUnreadNodesAndInitializers) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
   std::string w = b.initializer("w", ir::Tensor::from_vector<float>({1, 2, 3, 4}, {4}));
@@ -78,7 +52,7 @@ TEST(DeadCodeElimination, RemovesUnreadNodesAndInitializers) {
 }
 
 TEST(IdentityElimination, RemovesPassThroughsIncludingBeforeAGraphOutput) {
-  ir::Model m = new_model(14);
+  ir::Model m = new_ir_model(14);
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
   std::string a = b.add("Identity", {"x"});
@@ -101,7 +75,7 @@ TEST(IdentityElimination, RemovesPassThroughsIncludingBeforeAGraphOutput) {
 }
 
 TEST(IdentityElimination, KeepsCastsAndReshapesThatChangeSomething) {
-  ir::Model m = new_model(14);
+  ir::Model m = new_ir_model(14);
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
   std::string c = b.add("Cast", {"x"}, {int_attr("to", static_cast<int64_t>(ir::DType::kFloat64))});
@@ -123,7 +97,7 @@ TEST(IdentityElimination, KeepsCastsAndReshapesThatChangeSomething) {
 }
 
 TEST(ConstantFolding, FoldsWeightTransposesAndShapeArithmetic) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(3)}));
   std::string w = b.initializer("w", ir::Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
@@ -145,7 +119,7 @@ TEST(ConstantFolding, FoldsWeightTransposesAndShapeArithmetic) {
 }
 
 TEST(ConstantFolding, LeavesRandomOpsBigOutputsAndInputs) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2)}));
   std::string r = b.add("RandomUniform", {}, {ints_attr("shape", {2})});
@@ -166,7 +140,7 @@ TEST(ConstantFolding, LeavesRandomOpsBigOutputsAndInputs) {
 }
 
 TEST(Optimizer, ReportNamesEveryPassAndHistograms) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2)}));
   b.add_named("Identity", {b.add("Relu", {"x"})}, "y");
@@ -195,7 +169,7 @@ TEST(Optimizer, BertTinyOutputsUnchangedByBasicPasses) {
 }
 
 TEST(CommonSubexpressionElimination, MergesEqualNodesAndConstants) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
   std::string s1 = b.add("Shape", {"x"}), s2 = b.add("Shape", {"x"});
@@ -213,14 +187,14 @@ TEST(CommonSubexpressionElimination, MergesEqualNodesAndConstants) {
   passes::OptimizationReport report = passes::optimize(opt, {});
   EXPECT_EQ(count_ops(opt, "Shape"), 1);
   EXPECT_EQ(count_ops(opt, "Exp"), 1);
-  EXPECT_EQ(count_ops(opt, "Gather"), 1);  // the two dim-0 Gathers merged; dim 1 (static 4) folded
+  EXPECT_EQ(count_ops(opt, "Gather"), 1);             // the two dim-0 Gathers merged; dim 1 (static 4) folded
   EXPECT_EQ(count_ops(opt, "RandomUniformLike"), 2);  // two draws are not one draw
   EXPECT_EQ(report.count("Shape merged"), 1);
   EXPECT_EQ(report.count("Constant merged"), 1);
 }
 
 TEST(TransposeReshapeChains, CollapseAndCancel) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2), ir::Dim(3), ir::Dim(4)}));
   std::string t1 = b.add("Transpose", {"x"}, {ints_attr("perm", {1, 0, 2})});
@@ -244,7 +218,7 @@ TEST(TransposeReshapeChains, CollapseAndCancel) {
 }
 
 TEST(TransposeReshapeChains, KeepsSharedInnerNodesAndCopyDims) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(2), ir::Dim(3), ir::Dim(4)}));
   std::string t1 = b.add("Transpose", {"x"}, {ints_attr("perm", {1, 0, 2})});
@@ -270,7 +244,7 @@ ir::Tensor ramp(std::vector<int64_t> shape, float scale, float offset) {
 
 TEST(ConvFolding, BatchNormMulAndAddFoldIntoConvWeights) {
   for (const char* follower : {"BatchNormalization", "Mul", "Add"}) {
-    ir::Model m = new_model();
+    ir::Model m = new_ir_model();
     GraphBuilder b(m.graph);
     m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(2), ir::Dim(5), ir::Dim(5)}));
     std::string w = b.initializer("w", ramp({3, 2, 3, 3}, 0.5f, 0.0f));
@@ -293,7 +267,7 @@ TEST(ConvFolding, BatchNormMulAndAddFoldIntoConvWeights) {
 }
 
 TEST(ConvFolding, LeavesNonChannelScalesAlone) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(2), ir::Dim(4), ir::Dim(4)}));
   std::string w = b.initializer("w", ramp({3, 2, 1, 1}, 0.5f, 0.0f));
@@ -305,7 +279,7 @@ TEST(ConvFolding, LeavesNonChannelScalesAlone) {
 }
 
 TEST(MatMulAddFusion, TwoDimensionalBecomesGemm) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
   m.graph.inputs.push_back(tensor_value("x3", ir::DType::kFloat32, {ir::Dim(2), ir::Dim::symbolic("n"), ir::Dim(4)}));
@@ -323,7 +297,7 @@ TEST(MatMulAddFusion, TwoDimensionalBecomesGemm) {
 
 TEST(ConvActivationFusion, ActivationsOrtSupportsBecomeFusedConv) {
   for (const char* act : {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "Clip", "HardSwish"}) {
-    ir::Model m = new_model();
+    ir::Model m = new_ir_model();
     GraphBuilder b(m.graph);
     m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(2), ir::Dim(5), ir::Dim(5)}));
     std::string w = b.initializer("w", ramp({3, 2, 3, 3}, 0.5f, 0.0f));
@@ -349,7 +323,7 @@ TEST(ConvActivationFusion, ActivationsOrtSupportsBecomeFusedConv) {
 }
 
 TEST(ShapeFolding, StaticDimsOfShapesBecomeConstants) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
   // An overridable initializer (also a graph input): what is computed from its value must stay.

@@ -5,15 +5,13 @@
 // that let CSE and the MatMul+Add fusion match what they could not before.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <limits>
 
 #include "export/graph_builder.h"
 #include "ir/graph_check.h"
+#include "pass_test_util.h"
 #include "passes/optimizer.h"
 #include "passes/passes.h"
-#include "runtime/random_inputs.h"
-#include "runtime/session.h"
 
 namespace kiln {
 namespace {
@@ -22,83 +20,21 @@ using exporter::GraphBuilder;
 using exporter::int_attr;
 using exporter::tensor_value;
 
-using Feeds = std::unordered_map<std::string, ir::Datum>;
-
-constexpr double kExact = 0;  // a tolerance meaning: the same bits (NaN equal to NaN)
-
-ir::Model new_model(int64_t opset = 17) {
-  ir::Model m;
-  m.opset_imports[""] = opset;
-  return m;
-}
+using testing::Feeds;
+using testing::kExact;
+using testing::new_ir_model;
+using testing::Optimized;
 
 std::vector<ir::Dim> n4() { return {ir::Dim::symbolic("n"), ir::Dim(4)}; }
 
-std::vector<ir::Datum> run_as_given(const ir::Model& m, const Feeds& feeds) {
-  runtime::SessionOptions o;
-  o.optimization = passes::Level::kNone;
-  return runtime::Session(m, o).run(feeds);
-}
-
-Feeds random_feeds(const ir::Model& m) {
-  Feeds feeds;
-  uint64_t seed = 1;
-  for (const auto& in : m.graph.inputs)
-    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, {{"n", 3}}, seed++);
-  return feeds;
-}
-
-bool same_number(double a, double b, double tol) {
-  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
-  if (tol == kExact) return a == b && std::signbit(a) == std::signbit(b);
-  return std::abs(a - b) <= tol;
-}
-
-void expect_same_outputs(const ir::Model& want_model, const ir::Model& got_model, const Feeds& feeds, double tol) {
-  std::vector<ir::Datum> want = run_as_given(want_model, feeds), got = run_as_given(got_model, feeds);
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    const ir::Tensor &w = want[i].tensor, &g = got[i].tensor;
-    const std::string& name = want_model.graph.outputs[i].name;
-    ASSERT_EQ(w.dtype(), g.dtype()) << name;
-    ASSERT_EQ(w.shape(), g.shape()) << name;
-    for (int64_t k = 0; k < w.numel(); ++k) {
-      if (w.dtype() == ir::DType::kString)
-        EXPECT_EQ(w.data<std::string>()[k], g.data<std::string>()[k]) << name << " at " << k;
-      else
-        EXPECT_TRUE(same_number(w.as_double(k), g.as_double(k), tol))
-            << name << " at " << k << ": " << w.as_double(k) << " became " << g.as_double(k);
-    }
-  }
-}
-
-struct Optimized {
-  ir::Model model;
-  passes::OptimizationReport report;
-
-  int64_t ops(const std::string& op) const {
-    auto h = passes::op_histogram(model.graph);
-    auto it = h.find(op);
-    return it == h.end() ? 0 : it->second;
-  }
-  std::string text() const { return report.to_text(); }
-  bool rejected(const std::string& reason) const { return text().find(reason) != std::string::npos; }
-  const ir::Node* writer_of(const std::string& value) const {
-    for (const auto& n : model.graph.nodes)
-      for (const auto& o : n.outputs)
-        if (o == value) return &n;
-    return nullptr;
-  }
-};
+// Random inputs: n = 3, seeds from 1.
+Feeds random_feeds(const ir::Model& m) { return testing::random_feeds(m, {{"n", 3}}, 1); }
 
 // The whole pipeline up to `level` on a copy of `m`, outputs compared with `m`'s on `feeds`.
 Optimized optimize_and_compare(const ir::Model& m, passes::Level level, double tol, const Feeds& feeds) {
-  Optimized o{m, {}};
   passes::OptimizeOptions options;
   options.level = level;
-  o.report = passes::optimize(o.model, options);
-  expect_same_outputs(m, o.model, feeds, tol);
-  return o;
+  return testing::optimize_and_compare(m, options, feeds, tol);
 }
 
 Optimized optimize_and_compare(const ir::Model& m, passes::Level level, double tol) {
@@ -109,7 +45,7 @@ Optimized optimize_and_compare(const ir::Model& m, passes::Level level, double t
 // Div by a constant
 
 TEST(Canonicalization, DivByPowerOfTwoBecomesMulAtBasicBitForBit) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   m.graph.inputs.push_back(tensor_value("h", ir::DType::kFloat16, n4()));
@@ -141,7 +77,7 @@ TEST(Canonicalization, DivByPowerOfTwoBecomesMulAtBasicBitForBit) {
 }
 
 TEST(Canonicalization, DivByOtherConstantsWaitsForExtended) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   m.graph.inputs.push_back(tensor_value("d", ir::DType::kFloat64, n4()));
@@ -162,7 +98,7 @@ TEST(Canonicalization, DivByOtherConstantsWaitsForExtended) {
 }
 
 TEST(Canonicalization, LeavesIntegerDivAndDivisorsThatAreNotSafeConstants) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   m.graph.inputs.push_back(tensor_value("w", ir::DType::kFloat32, n4()));
@@ -195,7 +131,7 @@ TEST(Canonicalization, LeavesIntegerDivAndDivisorsThatAreNotSafeConstants) {
 // Sub
 
 TEST(Canonicalization, SubByConstantBecomesAddOfTheNegation) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   m.graph.inputs.push_back(tensor_value("i", ir::DType::kInt64, n4()));
@@ -218,7 +154,7 @@ TEST(Canonicalization, SubByConstantBecomesAddOfTheNegation) {
 }
 
 TEST(Canonicalization, ZeroMinusXBecomesNeg) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   m.graph.inputs.push_back(tensor_value("i", ir::DType::kInt32, n4()));
@@ -259,7 +195,7 @@ TEST(Canonicalization, ZeroMinusXBecomesNeg) {
 // Constant operand order
 
 TEST(Canonicalization, ConstantOperandGoesSecond) {
-  ir::Model m = new_model(18);
+  ir::Model m = new_ir_model(18);
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   m.graph.inputs.push_back(tensor_value("y", ir::DType::kFloat32, n4()));
@@ -298,7 +234,7 @@ TEST(Canonicalization, ConstantOperandGoesSecond) {
 
 TEST(Canonicalization, LeavesLegacyBroadcastOperandsInPlace) {
   // Opset 6: B broadcasts to A only, by attribute; swapping would change the meaning.
-  ir::Model m = new_model(6);
+  ir::Model m = new_ir_model(6);
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(3), ir::Dim(4)}));
   std::string c = b.initializer("c", ir::Tensor::from_vector<float>({1, 2, 3}, {3}));
@@ -315,7 +251,7 @@ TEST(Canonicalization, LeavesLegacyBroadcastOperandsInPlace) {
 // Cast chains
 
 TEST(Canonicalization, LosslessCastChainsBecomeOneCast) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   auto cast = [&](const std::string& v, ir::DType to) {
     return b.add("Cast", {v}, {int_attr("to", static_cast<int64_t>(to))});
@@ -383,7 +319,7 @@ TEST(Canonicalization, LosslessCastChainsBecomeOneCast) {
 // End to end: what the passes after canonicalization can now do
 
 TEST(Canonicalization, LetsCseMergeOperandOrders) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, n4()));
   std::string c = b.initializer("c", ir::Tensor::from_vector<float>({1, 2, 3, 4}, {4}));
@@ -408,7 +344,7 @@ TEST(Canonicalization, LetsCseMergeOperandOrders) {
 }
 
 TEST(Canonicalization, LetsMatMulMinusBiasBecomeGemm) {
-  ir::Model m = new_model();
+  ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(3)}));
   std::string w = b.initializer("w", ir::Tensor::from_vector<float>({1, -2, 3, 0.5f, 5, -6}, {3, 2}));

@@ -133,6 +133,7 @@ class TestGraph {
     runtime::SessionOptions options;
     options.verify_inference = true;
     options.optimization = passes::Level::kNone;
+    options.fast_kernels = false;  // the reference kernels alone: fast kernels are checked against them
     runtime::Session session(model_, options);
     std::vector<ir::Tensor> outs;
     for (auto& d : session.run(feeds_)) outs.push_back(d.tensor);

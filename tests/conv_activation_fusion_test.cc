@@ -5,7 +5,6 @@
 // `kiln optimize --target` end to end (the ort output run by ONNX Runtime).
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <filesystem>
 #include <string>
 #include <unordered_map>
@@ -14,13 +13,11 @@
 #include "contrib_test_util.h"
 #include "export/graph_builder.h"
 #include "io/npy.h"
-#include "ir/graph_check.h"
 #include "onnx/model_io.h"
 #include "ort_peer.h"
+#include "pass_test_util.h"
 #include "passes/optimizer.h"
 #include "passes/passes.h"
-#include "runtime/random_inputs.h"
-#include "runtime/session.h"
 #include "test_util.h"
 
 namespace kiln {
@@ -29,82 +26,32 @@ namespace {
 using exporter::GraphBuilder;
 using exporter::ints_attr;
 using exporter::tensor_value;
-using Feeds = std::unordered_map<std::string, ir::Datum>;
 using passes::Target;
+using testing::count_ops;
+using testing::Feeds;
+using testing::find_op;
+using testing::Fused;
+using testing::max_abs_diff;
 
 constexpr double kTol = 1e-5;
 
+// Random inputs for every graph input (no symbolic dims), seeds from 11.
+Feeds random_feeds(const ir::Model& m) { return testing::random_feeds(m, {}, 11); }
+
+// Run as given, every output checked against the types inference gave.
 std::vector<ir::Datum> run_as_given(const ir::Model& m, const Feeds& feeds) {
-  runtime::SessionOptions o;
-  o.optimization = passes::Level::kNone;
-  o.verify_inference = true;
-  return runtime::Session(m, o).run(feeds);
+  return testing::run_unoptimized(m, feeds, /*verify_inference=*/true);
 }
-
-Feeds random_feeds(const ir::Model& m) {
-  Feeds feeds;
-  uint64_t seed = 11;
-  for (const auto& in : m.graph.inputs)
-    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, {}, seed++);
-  return feeds;
-}
-
-double max_diff(const ir::Tensor& a, const ir::Tensor& b) {
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(a.as_double(i) - b.as_double(i)));
-  return d;
-}
-
-void expect_same_outputs(const ir::Model& want_model, const ir::Model& got_model) {
-  Feeds feeds = random_feeds(want_model);
-  std::vector<ir::Datum> want = run_as_given(want_model, feeds), got = run_as_given(got_model, feeds);
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(want[i].tensor.shape(), got[i].tensor.shape()) << "output " << i;
-    EXPECT_LE(max_diff(want[i].tensor, got[i].tensor), kTol) << "output " << want_model.graph.outputs[i].name;
-  }
-}
-
-struct Fused {
-  ir::Model model;
-  passes::PassReport report;
-
-  int64_t ops(const std::string& op) const {
-    auto h = passes::op_histogram(model.graph);
-    auto it = h.find(op);
-    return it == h.end() ? 0 : it->second;
-  }
-  int64_t changed(const std::string& kind) const {
-    auto it = report.changes.find(kind);
-    return it == report.changes.end() ? 0 : it->second;
-  }
-  std::vector<std::string> reasons() const {
-    std::vector<std::string> r;
-    for (const auto& rej : report.rejections) r.push_back(rej.reason);
-    return r;
-  }
-};
 
 // fuse_conv_activation alone on a copy of `m` for `target`, then dead code dropped, then the outputs
 // compared with the unfused model.
 Fused fuse(const ir::Model& m, Target target) {
-  Fused f{m, {}};
   passes::OptimizeOptions options;
   options.target = target;
-  passes::PassContext ctx(f.model, options, f.report);
-  if (passes::fuse_conv_activation(f.model.graph, ctx)) ir::check_and_sort_graph(f.model.graph, {}, "fused");
-  passes::PassReport dce;
-  passes::PassContext dce_ctx(f.model, options, dce);
-  passes::eliminate_dead_code(f.model.graph, dce_ctx);
-  ir::check_and_sort_graph(f.model.graph, {}, "fused");
-  expect_same_outputs(m, f.model);
+  Fused f = testing::run_passes(m, {passes::fuse_conv_activation}, options);
+  testing::drop_dead_code(f.model, options);
+  testing::expect_same_outputs(m, f.model, random_feeds(m), kTol, /*verify_inference=*/true);
   return f;
-}
-
-const ir::Node* find_op(const ir::Model& m, const std::string& domain, const std::string& op) {
-  for (const auto& n : m.graph.nodes)
-    if (n.domain == domain && n.op_type == op) return &n;
-  return nullptr;
 }
 
 // x [1, 3, 7, 6] -> Conv (4 output channels, 3x3, pads 1, with bias) -> the returned value; outputs are
@@ -392,8 +339,7 @@ TEST(ConvActivationFusionKernel, MicrosoftFusedConvRefusesKilnActivations) {
 
 // x -> Conv+Relu -> Conv+HardSwish -> Conv+SiLU -> y, 4 channels throughout.
 ir::Model three_conv_net() {
-  ir::Model m;
-  m.opset_imports[""] = 14;
+  ir::Model m = testing::new_ir_model(14);
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(4), ir::Dim(9), ir::Dim(7)}));
   ct::Random rng(80);
@@ -408,12 +354,6 @@ ir::Model three_conv_net() {
   b.add_named("Mul", {b.add("Sigmoid", {c}), c}, "y");
   m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(4), ir::Dim(9), ir::Dim(7)}));
   return m;
-}
-
-int64_t count_ops(const ir::Model& m, const std::string& op) {
-  auto h = passes::op_histogram(m.graph);
-  auto it = h.find(op);
-  return it == h.end() ? 0 : it->second;
 }
 
 TEST(ConvActivationFusionCli, OptimizeTargetOrtRunsInOrtAndTargetKilnWritesKilnFusedConv) {
@@ -446,7 +386,7 @@ TEST(ConvActivationFusionCli, OptimizeTargetOrtRunsInOrtAndTargetKilnWritesKilnF
   ASSERT_EQ(ort.exit_code, 0) << ort.err;
   ir::Tensor theirs = io::read_npy(dir.file("out/y.npy"));
   ASSERT_EQ(theirs.shape(), want[0].tensor.shape());
-  EXPECT_LE(max_diff(theirs, want[0].tensor), 1e-4);
+  EXPECT_LE(max_abs_diff(theirs, want[0].tensor), 1e-4);
 
   testing::RunResult k =
       testing::run_kiln({"optimize", dir.file("model.onnx"), "-o", dir.file("kiln.onnx"), "--target", "kiln"});
@@ -458,7 +398,7 @@ TEST(ConvActivationFusionCli, OptimizeTargetOrtRunsInOrtAndTargetKilnWritesKilnF
   EXPECT_EQ(count_ops(kiln_model, "Conv") + count_ops(kiln_model, "HardSwish") + count_ops(kiln_model, "Mul"), 0);
   EXPECT_EQ(kiln_model.opset("ai.kiln"), 1);
   std::vector<ir::Datum> got = run_as_given(kiln_model, feeds);
-  EXPECT_LE(max_diff(got[0].tensor, want[0].tensor), kTol);
+  EXPECT_LE(max_abs_diff(got[0].tensor, want[0].tensor), kTol);
   // Why ort is the default: ONNX Runtime cannot load kiln's own op.
   testing::OrtRun refused = testing::run_ort(dir.file("kiln.onnx"), dir.file("in"), dir.file("out2"), "disabled");
   EXPECT_NE(refused.exit_code, 0);

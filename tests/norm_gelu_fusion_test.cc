@@ -6,19 +6,15 @@
 // running the fused bert-tiny.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <filesystem>
 #include <functional>
 
 #include "export/exporter.h"
 #include "export/graph_builder.h"
 #include "io/npy.h"
-#include "ir/graph_check.h"
-#include "onnx/model_io.h"
 #include "ort_peer.h"
+#include "pass_test_util.h"
 #include "passes/optimizer.h"
 #include "passes/passes.h"
-#include "runtime/random_inputs.h"
 #include "runtime/session.h"
 #include "test_util.h"
 
@@ -35,13 +31,11 @@ using exporter::tensor_value;
 constexpr double kTol = 1e-4;
 constexpr int64_t kHidden = 8;
 
-using Feeds = std::unordered_map<std::string, ir::Datum>;
-
-ir::Model new_model(int64_t opset = 14) {
-  ir::Model m;
-  m.opset_imports[""] = opset;
-  return m;
-}
+using testing::expect_same_outputs;
+using testing::Feeds;
+using testing::find_op;
+using testing::Fused;
+using testing::new_ir_model;
 
 std::vector<ir::Dim> bsh() { return {ir::Dim::symbolic("batch"), ir::Dim::symbolic("seq"), ir::Dim(kHidden)}; }
 
@@ -55,78 +49,21 @@ ir::Tensor random_vector(int64_t n, uint64_t seed, float lo = -1, float hi = 1) 
   return t;
 }
 
-std::vector<ir::Datum> run_unoptimized(const ir::Model& m, const Feeds& feeds) {
-  runtime::SessionOptions o;
-  o.optimization = passes::Level::kNone;
-  return runtime::Session(m, o).run(feeds);
-}
-
-Feeds random_feeds(const ir::Model& m) {
-  Feeds feeds;
-  uint64_t seed = 7;
-  for (const auto& in : m.graph.inputs)
-    if (!m.graph.initializers.count(in.name))
-      feeds[in.name] = runtime::random_input(in, {{"batch", 2}, {"seq", 5}}, seed++);
-  return feeds;
-}
-
-void expect_same_outputs(const ir::Model& want_model, const ir::Model& got_model, const Feeds& feeds,
-                         double tol = kTol) {
-  std::vector<ir::Datum> want = run_unoptimized(want_model, feeds), got = run_unoptimized(got_model, feeds);
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(want[i].tensor.shape(), got[i].tensor.shape()) << "output " << i;
-    double worst = 0;
-    for (int64_t k = 0; k < want[i].tensor.numel(); ++k)
-      worst = std::max(worst, std::abs(want[i].tensor.as_double(k) - got[i].tensor.as_double(k)));
-    EXPECT_LE(worst, tol) << "output " << i << " (" << want_model.graph.outputs[i].name << ")";
-  }
-}
-
-struct Fused {
-  ir::Model model;
-  passes::PassReport report;  // of all the passes run, merged
-
-  int64_t ops(const std::string& op) const {
-    auto h = passes::op_histogram(model.graph);
-    auto it = h.find(op);
-    return it == h.end() ? 0 : it->second;
-  }
-  int64_t changed(const std::string& kind) const {
-    auto it = report.changes.find(kind);
-    return it == report.changes.end() ? 0 : it->second;
-  }
-  // The reasons given for candidates left alone, one per line.
-  std::string rejections() const {
-    std::string s;
-    for (const auto& r : report.rejections) s += r.pattern + " at " + r.node + ": " + r.reason + "\n";
-    return s;
-  }
-};
+// Random inputs: batch 2, seq 5, seeds from 7.
+Feeds random_feeds(const ir::Model& m) { return testing::random_feeds(m, {{"batch", 2}, {"seq", 5}}, 7); }
 
 // Runs the passes in order on a copy of `m`, checking and sorting the graph after each as the optimizer
 // does, then drops dead code (the Constants the fused nodes no longer read).
 Fused run_passes(const ir::Model& m, const std::vector<passes::PassFn>& fns) {
-  Fused f{m, {}};
-  passes::OptimizeOptions options;
-  for (passes::PassFn fn : fns) {
-    passes::PassReport report;
-    passes::PassContext ctx(f.model, options, report);
-    if (fn(f.model.graph, ctx)) ir::check_and_sort_graph(f.model.graph, {}, "fused");
-    for (const auto& [kind, n] : report.changes) f.report.changes[kind] += n;
-    f.report.rejections.insert(f.report.rejections.end(), report.rejections.begin(), report.rejections.end());
-  }
-  passes::PassReport dce;
-  passes::PassContext ctx(f.model, options, dce);
-  passes::eliminate_dead_code(f.model.graph, ctx);
-  ir::check_and_sort_graph(f.model.graph, {}, "fused");
+  Fused f = testing::run_passes(m, fns);
+  testing::drop_dead_code(f.model);
   return f;
 }
 
 // Fuses with one pass and checks the outputs against the unfused graph.
 Fused fuse_and_compare(const ir::Model& m, std::vector<passes::PassFn> fns) {
   Fused f = run_passes(m, fns);
-  expect_same_outputs(m, f.model, random_feeds(m));
+  expect_same_outputs(m, f.model, random_feeds(m), kTol);
   return f;
 }
 
@@ -153,7 +90,7 @@ std::string reduce_mean(GraphBuilder& b, int64_t opset, const std::string& x, in
 }
 
 ir::Model layer_norm_graph(const LayerNormSpec& s) {
-  ir::Model m = new_model(s.opset);
+  ir::Model m = new_ir_model(s.opset);
   GraphBuilder b(m.graph);
   Scope scope(b, "/encoder/LayerNorm");
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, bsh()));
@@ -292,7 +229,7 @@ struct GeluSpec {
 };
 
 ir::Model gelu_graph(const GeluSpec& s) {
-  ir::Model m = new_model(14);
+  ir::Model m = new_ir_model(14);
   GraphBuilder b(m.graph);
   Scope scope(b, "/ffn/act");
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, bsh()));
@@ -388,7 +325,7 @@ TEST(GeluFusion, RejectsWithReasons) {
 // y = gelu(Add(x, bias)), the Gelu written as com.microsoft `op`.
 ir::Model bias_gelu_graph(const std::string& op, bool bias_first, bool sum_read_elsewhere = false,
                           ir::Tensor bias = random_vector(kHidden, 3)) {
-  ir::Model m = new_model(14);
+  ir::Model m = new_ir_model(14);
   m.opset_imports["com.microsoft"] = 1;
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, bsh()));
@@ -489,7 +426,7 @@ struct SkipSpec {
 };
 
 ir::Model skip_graph(const SkipSpec& s) {
-  ir::Model m = new_model(17);
+  ir::Model m = new_ir_model(17);
   GraphBuilder b(m.graph);
   Scope scope(b, "/layer/output");
   m.graph.inputs.push_back(tensor_value("a", ir::DType::kFloat32, bsh()));
@@ -513,12 +450,6 @@ ir::Model skip_graph(const SkipSpec& s) {
     m.graph.outputs.push_back(tensor_value("next", ir::DType::kFloat32, bsh()));
   }
   return m;
-}
-
-const ir::Node* find_op(const ir::Model& m, const std::string& op) {
-  for (const auto& n : m.graph.nodes)
-    if (n.op_type == op) return &n;
-  return nullptr;
 }
 
 TEST(SkipLayerNormFusion, ResidualAddAndMatMulBias) {
@@ -625,7 +556,7 @@ TEST(NormGeluFusionEndToEnd, TorchBertTiny) {
   expect_counts(f, {5, 2, 2, 4});
   // The one left alone: the embeddings' LayerNorm, for the EmbedLayerNormalization fusion.
   EXPECT_NE(f.rejections().find("operands have different shapes"), std::string::npos) << f.rejections();
-  expect_same_outputs(m, f.model, bert_feeds());
+  expect_same_outputs(m, f.model, bert_feeds(), kTol);
 }
 
 TEST(NormGeluFusionEndToEnd, KilnExportedBertTiny) {
@@ -633,7 +564,7 @@ TEST(NormGeluFusionEndToEnd, KilnExportedBertTiny) {
   ir::Model m = basic_optimized(r.model);
   Fused f = run_passes(m, kAllFour);
   expect_counts(f, {5, 2, 2, 4});
-  expect_same_outputs(m, f.model, random_feeds(m));
+  expect_same_outputs(m, f.model, random_feeds(m), kTol);
 }
 
 TEST(NormGeluFusionEndToEnd, KilnExportedVitTinyPreNorm) {
@@ -645,7 +576,7 @@ TEST(NormGeluFusionEndToEnd, KilnExportedVitTinyPreNorm) {
   // write it as input_skip_bias_sum. The first LayerNorm reads the embeddings (no Add in front).
   expect_counts(f, {25, 12, 12, 24});
   EXPECT_EQ(f.changed("SkipLayerNormalization sum output kept"), 23);
-  expect_same_outputs(m, f.model, random_feeds(m));
+  expect_same_outputs(m, f.model, random_feeds(m), kTol);
 }
 
 TEST(NormGeluFusionEndToEnd, OrtRunsTheFusedBertTiny) {
@@ -654,24 +585,8 @@ TEST(NormGeluFusionEndToEnd, OrtRunsTheFusedBertTiny) {
   ir::Model m = basic_optimized(load_unoptimized(testing::source_path("tests/data/bert-tiny/model.onnx")));
   Fused f = run_passes(m, kAllFour);
   ASSERT_EQ(f.ops("com.microsoft.SkipLayerNormalization"), 4);
-  testing::TempDir dir("kiln_fused_ort");
-  std::filesystem::create_directories(dir.path() / "in");
-  onnx_io::save_model(f.model, dir.file("fused.onnx"));
   Feeds feeds = bert_feeds();
-  for (const auto& [name, d] : feeds) io::write_npy(dir.file("in/" + name + ".npy"), d.tensor);
-  testing::OrtRun r = testing::run_ort(dir.file("fused.onnx"), dir.file("in"), dir.file("out"), "disabled");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::vector<ir::Datum> want = run_unoptimized(m, feeds);
-  ASSERT_EQ(want.size(), m.graph.outputs.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    const std::string& name = m.graph.outputs[i].name;
-    ir::Tensor theirs = io::read_npy(dir.file("out/" + name + ".npy"));
-    ASSERT_EQ(theirs.shape(), want[i].tensor.shape()) << name;
-    double worst = 0;
-    for (int64_t k = 0; k < theirs.numel(); ++k)
-      worst = std::max(worst, std::abs(theirs.as_double(k) - want[i].tensor.as_double(k)));
-    EXPECT_LE(worst, kTol) << name;
-  }
+  testing::expect_ort_matches(f.model, feeds, testing::run_unoptimized(m, feeds), kTol);
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
@@ -18,9 +17,8 @@
 #include "export/graph_builder.h"
 #include "export/transformer_config.h"
 #include "export/weight_source.h"
-#include "io/npy.h"
 #include "onnx/model_io.h"
-#include "ort_peer.h"
+#include "pass_test_util.h"
 #include "passes/optimizer.h"
 #include "runtime/random_inputs.h"
 #include "runtime/session.h"
@@ -33,42 +31,33 @@ using exporter::GraphBuilder;
 using exporter::int_attr;
 using exporter::ints_attr;
 using exporter::tensor_value;
-using Feeds = std::unordered_map<std::string, ir::Datum>;
+using testing::Feeds;
+using testing::max_abs_diff;
+using testing::Optimized;
+using testing::run_unoptimized;
 
 constexpr double kTol = 1e-4;
-
-std::vector<ir::Datum> run_as_given(const ir::Model& m, const Feeds& feeds) {
-  runtime::SessionOptions o;
-  o.optimization = passes::Level::kNone;
-  return runtime::Session(m, o).run(feeds);
-}
 
 int64_t after(const passes::OptimizationReport& r, const std::string& op) {
   auto it = r.ops_after.find(op);
   return it == r.ops_after.end() ? 0 : it->second;
 }
 
-double max_diff(const ir::Tensor& a, const ir::Tensor& b) {
-  double d = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) d = std::max(d, std::fabs(a.as_double(i) - b.as_double(i)));
-  return d;
-}
-
 // Optimizes a copy of `m` at level all.
-std::pair<ir::Model, passes::OptimizationReport> optimize_all(const ir::Model& m) {
-  ir::Model opt = m;
+Optimized optimize_all(const ir::Model& m) {
+  Optimized o{m, {}};
   passes::OptimizeOptions options;
   options.level = passes::Level::kAll;
-  passes::OptimizationReport report = passes::optimize(opt, options);
-  return {std::move(opt), std::move(report)};
+  o.report = passes::optimize(o.model, options);
+  return o;
 }
 
 // The optimized model, run by kiln (as given) and by ONNX Runtime (optimizer disabled), matches the
 // unoptimized model run by kiln, output by output, within kTol.
 void expect_optimized_matches(const ir::Model& original, const ir::Model& opt, const Feeds& feeds,
                               const std::string& what) {
-  std::vector<ir::Datum> want = run_as_given(original, feeds);
-  std::vector<ir::Datum> got = run_as_given(opt, feeds);
+  std::vector<ir::Datum> want = run_unoptimized(original, feeds);
+  std::vector<ir::Datum> got = run_unoptimized(opt, feeds);
   ASSERT_EQ(want.size(), original.graph.outputs.size());
   ASSERT_EQ(got.size(), want.size());
   ASSERT_EQ(opt.graph.outputs.size(), want.size());
@@ -76,27 +65,15 @@ void expect_optimized_matches(const ir::Model& original, const ir::Model& opt, c
     const std::string& name = original.graph.outputs[i].name;
     EXPECT_EQ(opt.graph.outputs[i].name, name);
     ASSERT_EQ(got[i].tensor.shape(), want[i].tensor.shape()) << what << " kiln " << name;
-    const double d = max_diff(want[i].tensor, got[i].tensor);
+    const double d = max_abs_diff(want[i].tensor, got[i].tensor);
     EXPECT_LE(d, kTol) << what << ": kiln, optimized, output " << name;
     std::cout << "[ diff   ] " << what << " " << name << ": kiln " << d << "\n";
   }
 
-  std::string why;
-  ASSERT_TRUE(testing::ort_available(&why)) << why;
-  testing::TempDir dir("kiln_optimizer_e2e");
-  std::filesystem::create_directories(dir.path() / "in");
-  onnx_io::save_model(opt, dir.file("model.onnx"));
-  for (const auto& [name, d] : feeds) io::write_npy(dir.file("in/" + name + ".npy"), d.tensor);
-  testing::OrtRun r = testing::run_ort(dir.file("model.onnx"), dir.file("in"), dir.file("out"), "disabled");
-  ASSERT_EQ(r.exit_code, 0) << what << ": " << r.err;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const std::string& name = opt.graph.outputs[i].name;
-    ir::Tensor theirs = io::read_npy(dir.file("out/" + name + ".npy"));
-    ASSERT_EQ(theirs.shape(), want[i].tensor.shape()) << what << " ORT " << name;
-    const double d = max_diff(want[i].tensor, theirs);
-    EXPECT_LE(d, kTol) << what << ": ORT, optimized, output " << name;
-    std::cout << "[ diff   ] " << what << " " << name << ": ORT " << d << "\n";
-  }
+  std::vector<double> diffs;
+  testing::expect_ort_matches(opt, feeds, want, kTol, what, &diffs);
+  for (size_t i = 0; i < diffs.size(); ++i)
+    std::cout << "[ diff   ] " << what << " " << opt.graph.outputs[i].name << ": ORT " << diffs[i] << "\n";
 }
 
 // Nothing of the unfused patterns is left.
@@ -308,7 +285,7 @@ TEST(OptimizerEndToEnd, ResNetStyleConvNet) {
   ir::Tensor neg = flipped["x"].tensor.clone();
   for (int64_t i = 0; i < neg.numel(); ++i) neg.data<float>()[i] = -neg.data<float>()[i];
   flipped["x"] = std::move(neg);
-  const double spread = max_diff(run_as_given(m, feeds)[0].tensor, run_as_given(m, flipped)[0].tensor);
+  const double spread = max_abs_diff(run_unoptimized(m, feeds)[0].tensor, run_unoptimized(m, flipped)[0].tensor);
   std::cout << "[ logits ] change when x is negated: " << spread << "\n";
   EXPECT_GT(spread, 1e-2);
   expect_optimized_matches(m, opt, feeds, "ResNet-style net");

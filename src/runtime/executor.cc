@@ -5,8 +5,17 @@
 
 namespace kiln::runtime {
 
-Executor::Executor(const ir::Model& model, ops::Limits limits) : model_(model), limits_(limits) {
+Executor::Executor(const ir::Model& model, ops::Limits limits, bool fast_kernels)
+    : model_(model), limits_(limits), fast_kernels_(fast_kernels) {
   prepare(model.graph);
+}
+
+Executor::~Executor() = default;
+
+size_t Executor::fast_kernel_count() const {
+  size_t n = 0;
+  for (const auto& k : prepared_.at(&model_.graph).fast) n += k != nullptr;
+  return n;
 }
 
 void Executor::prepare(const ir::Graph& g) {
@@ -19,6 +28,7 @@ void Executor::prepare(const ir::Graph& g) {
       fail("unsupported op ", n.op_type, " (domain ", ir::is_default_domain(n.domain) ? "ai.onnx" : n.domain,
            ", opset ", opset_of(n), ")", n.name.empty() ? "" : " at node \"" + n.name + "\"");
     p.defs.push_back(def);
+    p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n)) : nullptr);
     for (const auto& in : n.inputs)
       if (!in.empty()) p.last_use[in] = i;
     for (const auto& a : n.attributes) {
@@ -70,7 +80,7 @@ std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std:
       inputs.push_back(d);
     }
     ops::KernelContext ctx(n, opset_of(n), std::move(inputs), limits_, run_sub);
-    p.defs[i]->kernel(ctx);
+    if (!p.fast[i] || !p.fast[i]->run(ctx)) p.defs[i]->kernel(ctx);
     auto& outs = ctx.outputs();
     for (size_t k = 0; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty() && !ctx.output_was_set(k))

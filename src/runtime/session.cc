@@ -35,7 +35,7 @@ Session::Session(ir::Model model, SessionOptions options)
     if (it != inferred.types.end() && it->second.kind != ir::Type::Kind::kUnknown) v.type = it->second;
     outputs_.push_back(std::move(v));
   }
-  executor_ = std::make_unique<Executor>(m, options_.limits);
+  executor_ = std::make_unique<Executor>(m, options_.limits, options_.fast_kernels);
 }
 
 Session Session::load(const std::string& path, SessionOptions options) {
@@ -97,6 +97,8 @@ void Session::check_feeds(const std::unordered_map<std::string, ir::Datum>& feed
     }
   }
 }
+
+size_t Session::fast_kernel_count() const { return executor_->fast_kernel_count(); }
 
 std::vector<ir::Datum> Session::run(const std::unordered_map<std::string, ir::Datum>& feeds) const {
   check_feeds(feeds);

@@ -22,6 +22,9 @@ struct SessionOptions {
   bool verify_inference = false;
   // Graph passes applied when the session is created (passes/optimizer.h); kNone runs the model as given.
   passes::Level optimization = passes::Level::kAll;
+  // Fast kernels (oneDNN, kiln's vectorized ones) where they cover a node; false runs the reference
+  // kernels only, the ground truth the fast ones are tested against.
+  bool fast_kernels = true;
 };
 
 class Session {
@@ -34,6 +37,8 @@ class Session {
   // Graph outputs with types inferred from the declared input types.
   const std::vector<ir::ValueInfo>& outputs() const { return outputs_; }
   const ir::Model& model() const { return *model_; }
+  // Nodes that run on a fast kernel where it covers the call (0 with options.fast_kernels off).
+  size_t fast_kernel_count() const;
 
   // Runs the model; outputs come in graph order. Missing, unknown or mistyped inputs are refused with a
   // message naming the input.

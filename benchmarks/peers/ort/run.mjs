@@ -4,7 +4,8 @@
 //
 //   node run.mjs run MODEL.onnx --input-dir DIR --output-dir DIR [--threads N] [--opt-level L]
 //                               [--optimized-model-out PATH]
-//   node run.mjs bench MODEL.onnx --input-dir DIR [--threads N] [--warmup W] [--iterations N] [--opt-level L]
+//   node run.mjs bench MODEL.onnx --input-dir DIR [--threads N] [--warmup W] [--iterations N | --duration S]
+//                                 [--opt-level L]
 //
 // ONNX Runtime comes from npm (onnxruntime-node, installed with --ignore-scripts: the CPU library ships
 // inside the package) because this machine has no PyPI. Install it with `make peers`.
@@ -17,8 +18,10 @@ const USAGE = `usage:
   node run.mjs run MODEL.onnx --input-dir DIR --output-dir DIR [options]
       One inference; each input NAME is read from DIR/NAME.npy, each output written as OUT/NAME.npy.
       --optimized-model-out PATH   save the graph ONNX Runtime's optimizer produced
-  node run.mjs bench MODEL.onnx --input-dir DIR [options] [--warmup W] [--iterations N]
-      Times session creation, the first run, W warmup runs and N timed runs; prints one JSON object.
+  node run.mjs bench MODEL.onnx --input-dir DIR [options] [--warmup W] [--iterations N | --duration S]
+      Times session creation, the first run, W warmup runs (default 3) and N timed runs (default 20), or
+      timed runs until S seconds have passed (at least one); prints one JSON object with every run's
+      latency (latencies_ms) and the wall time of the timed runs (total_ms).
 options:
   --threads N        intra-op threads (inter-op threads are then 1); default: ONNX Runtime's choice
   --opt-level L      graph optimization level: disabled, basic, extended or all (default: all)
@@ -137,7 +140,7 @@ function fileStem(name) {
 
 const FLAGS = {
   run: ['--input-dir', '--output-dir', '--threads', '--opt-level', '--optimized-model-out'],
-  bench: ['--input-dir', '--threads', '--warmup', '--iterations', '--opt-level'],
+  bench: ['--input-dir', '--threads', '--warmup', '--iterations', '--duration', '--opt-level'],
 };
 
 function parseArgs(argv) {
@@ -173,6 +176,13 @@ function parseArgs(argv) {
   };
   args.threads = count('threads', 1, undefined);
   args.warmup = count('warmup', 0, 3);
+  if (args.duration !== undefined) {
+    if (args.iterations !== undefined) fail('give --iterations or --duration, not both');
+    const d = args.duration;
+    if (!/^(\d+\.?\d*|\.\d+)$/.test(d) || !(Number(d) > 0))
+      fail(`--duration must be a number of seconds > 0 (got "${d}")`);
+    args.duration = Number(d);
+  }
   args.iterations = count('iterations', 1, 20);
   return args;
 }
@@ -222,6 +232,19 @@ async function runOnce(ort, args) {
   await session.release();
 }
 
+// Peak RSS of this process in MiB. VmHWM belongs to this process's own address space; getrusage's
+// maxRSS is not usable here: Linux carries it across exec, so a child spawned by a big parent (kiln bench
+// with a model loaded) would report the parent's peak.
+function peakRssMb() {
+  try {
+    const m = /^VmHWM:\s*(\d+)\s*kB/m.exec(readFileSync('/proc/self/status', 'latin1'));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux: fall back to getrusage
+  }
+  return process.resourceUsage().maxRSS / 1024;
+}
+
 async function bench(ort, args) {
   const t0 = performance.now();
   const session = await createSession(ort, args);
@@ -236,22 +259,36 @@ async function bench(ort, args) {
   const firstMs = await timed();
   for (let i = 0; i < args.warmup; ++i) await timed();
   const latencies = [];
-  for (let i = 0; i < args.iterations; ++i) latencies.push(await timed());
+  const start = performance.now();
+  if (args.duration !== undefined) {
+    const end = start + args.duration * 1000;
+    do latencies.push(await timed());
+    while (performance.now() < end);
+  } else {
+    for (let i = 0; i < args.iterations; ++i) latencies.push(await timed());
+  }
+  const totalMs = performance.now() - start;
   await session.release();
 
   const sorted = [...latencies].sort((a, b) => a - b);
-  // Nearest-rank percentile: always one of the measured values.
+  // Nearest-rank percentile: always one of the measured values (kiln bench uses the same definition, and
+  // computes its figures itself from latencies_ms).
   const pct = (p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
   const round = (x) => Math.round(x * 1000) / 1000;
   const report = {
     load_ms: round(loadMs),
     first_ms: round(firstMs),
+    iterations: latencies.length,
+    total_ms: round(totalMs),
     latencies_ms: latencies.map(round),
+    min_ms: round(sorted[0]),
     p50_ms: round(pct(50)),
     p90_ms: round(pct(90)),
+    p95_ms: round(pct(95)),
     p99_ms: round(pct(99)),
+    max_ms: round(sorted[sorted.length - 1]),
     mean_ms: round(latencies.reduce((a, b) => a + b, 0) / latencies.length),
-    peak_rss_mb: round(process.resourceUsage().maxRSS / 1024),
+    peak_rss_mb: round(peakRssMb()),
     ort_version: ort.env.versions.node ?? ort.env.versions.common,
   };
   process.stdout.write(JSON.stringify(report) + '\n');

@@ -1,0 +1,34 @@
+// Fast kernels for the nodes a transformer spends its time in, prepared once per node when a Session is
+// created (weights packed for oneDNN, attributes read) and used by the executor instead of the
+// reference kernel whenever they cover the call:
+//
+//   MatMul / Gemm with a float32 initializer B   -> oneDNN matmul, B packed once (PackedMatMul)
+//   com.microsoft.Attention (packed QKV)         -> packed QKV projection, then per (batch, head) the
+//                                                   scores, masked softmax and x V, heads in parallel
+//   LayerNormalization, SkipLayerNormalization   -> vector_kernels layer_norm_f32
+//   Gelu, FastGelu, BiasGelu                     -> vector_kernels gelu_f32
+//
+// A fast kernel checks the call (element types, shapes, which optional outputs are read) before it
+// touches anything, and declines what it does not cover; the reference kernel then runs, so a fast
+// kernel never changes what a model can do, only how fast the common cases go.
+#pragma once
+
+#include <memory>
+
+#include "ir/graph.h"
+#include "ops/op_def.h"
+
+namespace kiln::kernels::cpu {
+
+class FastKernel {
+ public:
+  virtual ~FastKernel() = default;
+  // Computes the node's outputs and returns true, or returns false having set nothing.
+  virtual bool run(ops::KernelContext& ctx) const = 0;
+};
+
+// The fast kernel for node `n` of graph `g` (whose initializers are its constants), or nullptr when there
+// is none for this node.
+std::unique_ptr<FastKernel> make_fast_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset);
+
+}  // namespace kiln::kernels::cpu

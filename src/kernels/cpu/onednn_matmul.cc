@@ -1,0 +1,291 @@
+#include "kernels/cpu/onednn_matmul.h"
+
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/onednn_engine.h"
+
+namespace kiln::kernels::cpu {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+constexpr memory::data_type kF32 = memory::data_type::f32;
+
+// The M the weights' layout is chosen for: a BERT-base sequence, the shape the layout matters most for.
+constexpr int64_t kLayoutM = 128;
+
+// When oneDNN wants plain row-major weights (its gemm:jit path, taken on CPUs without AVX-512) and a row is
+// a multiple of 4 KiB (N = 1024, 2048, 3072, ...), the rows are stored this many floats apart instead:
+// rows 4 KiB apart fall into the same L1 sets while the gemm copies B in column panels, and BERT's
+// [768, 3072] weights ran ~1.9x slower (18 vs 35 GFLOP/s, one thread, AVX2) without the padding.
+constexpr int64_t kRowPadFloats = 16;
+
+// Everything a primitive is specialized on besides the spec.
+struct Geometry {
+  int64_t m = 0, lda = 0, ldy = 0;
+  int64_t ldr = 0;  // residual's leading dimension; 0 without a residual
+  bool operator==(const Geometry&) const = default;
+};
+
+struct Entry {
+  Geometry geometry;
+  dnnl::matmul primitive;
+  memory weights;  // a handle on one of Impl::weights
+  memory::desc src_md, dst_md, residual_md;
+  size_t scratch_bytes = 0;
+  std::string implementation;
+};
+
+// The calling thread's scratchpad, grown to the largest any primitive on this thread asked for. One per
+// thread, so that concurrent run()s never share one; 64-byte aligned like oneDNN's own buffers.
+std::byte* thread_scratch(size_t bytes) {
+  struct Buffer {
+    std::byte* data = nullptr;
+    size_t size = 0;
+    ~Buffer() { ::operator delete[](data, std::align_val_t(64)); }
+  };
+  thread_local Buffer buffer;
+  if (bytes > buffer.size) {
+    ::operator delete[](buffer.data, std::align_val_t(64));
+    buffer.data = nullptr;
+    buffer.data = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t(64)));
+    buffer.size = bytes;
+  }
+  return buffer.data;
+}
+
+dnnl::algorithm eltwise_algorithm(PostOp post) {
+  switch (post) {
+    case PostOp::kRelu:
+      return dnnl::algorithm::eltwise_relu;
+    case PostOp::kGeluErf:
+      return dnnl::algorithm::eltwise_gelu_erf;
+    case PostOp::kGeluTanh:
+      return dnnl::algorithm::eltwise_gelu_tanh;
+    case PostOp::kNone:
+      break;
+  }
+  return dnnl::algorithm::undef;
+}
+
+// Address ranges [p, p + bytes) overlap; std::less gives a total order over unrelated pointers.
+bool overlap(const float* p, size_t p_count, const float* q, size_t q_count) {
+  std::less<const float*> before;
+  return before(p, q + q_count) && before(q, p + p_count);
+}
+
+}  // namespace
+
+struct PackedMatMul::Impl {
+  MatMulSpec spec;
+  memory bias;  // empty without a bias
+
+  mutable std::mutex mutex;
+  // Packed weights, one per layout some primitive wanted; [0] is the layout for kLayoutM. Only grows.
+  mutable std::vector<memory> weights;
+  // LRU cache: (last use, entry). shared_ptr so that an entry evicted while another thread runs it lives on.
+  mutable std::vector<std::pair<uint64_t, std::shared_ptr<const Entry>>> cache;
+  mutable uint64_t clock = 0;
+
+  dnnl::matmul::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md) const {
+    const memory::desc src_md({g.m, spec.k}, kF32, memory::dims{g.lda, 1});
+    const memory::desc dst_md({g.m, spec.n}, kF32, memory::dims{g.ldy, 1});
+    const memory::desc bias_md = spec.has_bias ? memory::desc({1, spec.n}, kF32, Tag::ab) : memory::desc();
+    dnnl::post_ops ops;
+    if (spec.post != PostOp::kNone) ops.append_eltwise(1.0f, eltwise_algorithm(spec.post), 0.0f, 0.0f);
+    if (spec.add_residual) {
+      ops.append_binary(dnnl::algorithm::binary_add, memory::desc({g.m, spec.n}, kF32, memory::dims{g.ldr, 1}));
+    }
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, weights_md, bias_md, dst_md), attr, onednn_engine());
+  }
+
+  // Called with `mutex` held. Picks the packed weights for this geometry, packing a new layout if needed.
+  std::shared_ptr<const Entry> make_entry(const Geometry& g) const {
+    const memory::desc any_md({spec.k, spec.n}, kF32, Tag::any);
+    dnnl::matmul::primitive_desc pd;
+    memory chosen;
+    try {
+      pd = primitive_desc(g, any_md);
+      for (const memory& w : weights) {
+        if (w.get_desc() == pd.weights_desc()) chosen = w;
+      }
+      if (!chosen) {
+        // oneDNN would rather have another layout for this M. Keep the first one if the same kernel
+        // runs on it (it usually does: the layout depends on N and K blocking), else pack this one.
+        dnnl::matmul::primitive_desc fixed;
+        try {
+          fixed = primitive_desc(g, weights[0].get_desc());
+        } catch (const dnnl::error&) {
+          // no implementation takes the first layout at this M: pack the one it wants
+        }
+        if (fixed && std::string(fixed.impl_info_str()) == pd.impl_info_str()) {
+          pd = fixed;
+          chosen = weights[0];
+        } else {
+          chosen = memory(pd.weights_desc(), onednn_engine());
+          dnnl::reorder(weights[0], chosen).execute(onednn_stream(), weights[0], chosen);
+          onednn_stream().wait();
+          weights.push_back(chosen);
+        }
+      }
+    } catch (const dnnl::error& e) {
+      fail("[PackedMatMul] oneDNN has no matmul for M=", g.m, " K=", spec.k, " N=", spec.n, " lda=", g.lda,
+           " ldy=", g.ldy, ": ", e.what());
+    }
+    auto entry = std::make_shared<Entry>();
+    entry->geometry = g;
+    entry->primitive = dnnl::matmul(pd);
+    entry->weights = chosen;
+    entry->src_md = pd.src_desc();
+    entry->dst_md = pd.dst_desc();
+    if (spec.add_residual) entry->residual_md = memory::desc({g.m, spec.n}, kF32, memory::dims{g.ldr, 1});
+    entry->scratch_bytes = pd.scratchpad_desc().get_size();
+    entry->implementation = pd.impl_info_str();
+    return entry;
+  }
+
+  std::shared_ptr<const Entry> entry(const Geometry& g) const {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++clock;
+    for (auto& [last_use, e] : cache) {
+      if (e->geometry == g) {
+        last_use = clock;
+        return e;
+      }
+    }
+    // A miss creates the primitive under the lock: it happens once per geometry, at plan time when the
+    // caller uses prepare(), and two threads missing on one geometry then build it once.
+    std::shared_ptr<const Entry> e = make_entry(g);
+    if (cache.size() >= kMaxCachedPrimitives) {
+      auto oldest = cache.begin();
+      for (auto it = cache.begin(); it != cache.end(); ++it) {
+        if (it->first < oldest->first) oldest = it;
+      }
+      cache.erase(oldest);
+    }
+    cache.emplace_back(clock, e);
+    return e;
+  }
+
+  Geometry geometry(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual) const {
+    KILN_CHECK(m >= 0, "[PackedMatMul] M must be >= 0, got ", m);
+    KILN_CHECK(lda >= spec.k, "[PackedMatMul] lda ", lda, " is less than K ", spec.k);
+    KILN_CHECK(ldy >= spec.n, "[PackedMatMul] ldy ", ldy, " is less than N ", spec.n);
+    Geometry g{m, lda, ldy, 0};
+    if (spec.add_residual) {
+      g.ldr = ld_residual == 0 ? spec.n : ld_residual;
+      KILN_CHECK(g.ldr >= spec.n, "[PackedMatMul] residual leading dimension ", g.ldr, " is less than N ", spec.n);
+    }
+    return g;
+  }
+};
+
+PackedMatMul::PackedMatMul(const MatMulSpec& spec, const float* b, const float* bias) : impl_(new Impl) {
+  KILN_CHECK(spec.k >= 1 && spec.n >= 1, "[PackedMatMul] K and N must be >= 1, got K=", spec.k, " N=", spec.n);
+  KILN_CHECK(b != nullptr, "[PackedMatMul] no weights");
+  KILN_CHECK(!spec.has_bias || bias != nullptr, "[PackedMatMul] has_bias but no bias");
+  impl_->spec = spec;
+  const dnnl::engine& engine = onednn_engine();
+  dnnl::stream& stream = onednn_stream();
+  try {
+    // B as given: [K,N] row-major is tag ab of dims {K,N}; [N,K] row-major is the same dims, tag ba.
+    const memory::desc user_md({spec.k, spec.n}, kF32, spec.trans_b ? Tag::ba : Tag::ab);
+    memory user(user_md, engine, const_cast<float*>(b));
+    const Geometry g{kLayoutM, spec.k, spec.n, spec.add_residual ? spec.n : 0};
+    const dnnl::matmul::primitive_desc pd = impl_->primitive_desc(g, memory::desc({spec.k, spec.n}, kF32, Tag::any));
+    memory::desc packed_md = pd.weights_desc();
+    if (packed_md == memory::desc({spec.k, spec.n}, kF32, Tag::ab) && (spec.n * sizeof(float)) % 4096 == 0) {
+      const memory::desc padded({spec.k, spec.n}, kF32, memory::dims{spec.n + kRowPadFloats, 1});
+      try {
+        if (std::string(impl_->primitive_desc(g, padded).impl_info_str()) == pd.impl_info_str()) packed_md = padded;
+      } catch (const dnnl::error&) {
+        // keep the unpadded layout
+      }
+    }
+    memory packed(packed_md, engine);
+    dnnl::primitive_attr attr;
+    if (spec.alpha != 1.0f) attr.set_output_scales(0, {spec.alpha});
+    dnnl::reorder::primitive_desc reorder_pd(engine, user_md, engine, packed_md, attr);
+    dnnl::reorder(reorder_pd).execute(stream, user, packed);
+    if (spec.has_bias) {
+      impl_->bias = memory(memory::desc({1, spec.n}, kF32, Tag::ab), engine);
+      std::memcpy(impl_->bias.get_data_handle(), bias, static_cast<size_t>(spec.n) * sizeof(float));
+    }
+    stream.wait();
+    impl_->weights.push_back(packed);
+  } catch (const dnnl::error& e) {
+    fail("[PackedMatMul] oneDNN cannot pack K=", spec.k, " N=", spec.n, " weights: ", e.what());
+  }
+}
+
+PackedMatMul::~PackedMatMul() = default;
+
+void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t ldy, const float* residual,
+                       int64_t ld_residual) const {
+  const MatMulSpec& spec = impl_->spec;
+  const Geometry g = impl_->geometry(m, lda, ldy, ld_residual);
+  KILN_CHECK(spec.add_residual == (residual != nullptr), "[PackedMatMul] ",
+             spec.add_residual ? "needs a residual input" : "was built without a residual add, but got one");
+  if (m == 0) return;
+  if (spec.add_residual) {
+    const auto y_count = static_cast<size_t>((m - 1) * ldy + spec.n);
+    const auto r_count = static_cast<size_t>((m - 1) * g.ldr + spec.n);
+    KILN_CHECK(!overlap(y, y_count, residual, r_count), "[PackedMatMul] the residual must not overlap y");
+  }
+  const std::shared_ptr<const Entry> e = impl_->entry(g);
+  const dnnl::engine& engine = onednn_engine();
+  std::unordered_map<int, memory> args;
+  args.emplace(DNNL_ARG_SRC, memory(e->src_md, engine, const_cast<float*>(a)));
+  args.emplace(DNNL_ARG_WEIGHTS, e->weights);
+  args.emplace(DNNL_ARG_DST, memory(e->dst_md, engine, y));
+  if (spec.has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+  if (spec.add_residual) {
+    const int index = spec.post == PostOp::kNone ? 0 : 1;  // the binary post-op's place in the chain
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1,
+                 memory(e->residual_md, engine, const_cast<float*>(residual)));
+  }
+  if (e->scratch_bytes > 0) {
+    args.emplace(DNNL_ARG_SCRATCHPAD,
+                 memory(memory::desc({static_cast<memory::dim>(e->scratch_bytes)}, memory::data_type::u8, Tag::a),
+                        engine, thread_scratch(e->scratch_bytes)));
+  }
+  try {
+    dnnl::stream& stream = onednn_stream();
+    e->primitive.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& err) {
+    fail("[PackedMatMul] oneDNN matmul M=", m, " K=", spec.k, " N=", spec.n, " failed: ", err.what());
+  }
+}
+
+std::string PackedMatMul::prepare(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual) const {
+  const Geometry g = impl_->geometry(m, lda, ldy, ld_residual);
+  if (m == 0) return "none";
+  return impl_->entry(g)->implementation;
+}
+
+const MatMulSpec& PackedMatMul::spec() const { return impl_->spec; }
+
+size_t PackedMatMul::packed_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  size_t bytes = impl_->bias ? impl_->bias.get_desc().get_size() : 0;
+  for (const memory& w : impl_->weights) bytes += w.get_desc().get_size();
+  return bytes;
+}
+
+size_t PackedMatMul::cached_primitives() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->cache.size();
+}
+
+}  // namespace kiln::kernels::cpu

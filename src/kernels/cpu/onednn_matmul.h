@@ -1,0 +1,89 @@
+// PackedMatMul: a float32 matrix product with constant weights, run through oneDNN's matmul primitive,
+// the weights reordered once into the layout the primitive prefers.
+//
+//     y[M,N] = post(alpha * A[M,K] x B[K,N] + bias[N])  (+ residual[M,N] when spec.add_residual)
+//
+// This covers ONNX MatMul and Gemm with an initializer B (transB via trans_b, Gemm's alpha, Gemm's C as
+// a row bias), with the bias, an activation and a residual add fused in; a 3-D A [B,S,K] is M = B*S
+// rows. Choices, and why:
+// - Weights are reordered into oneDNN's preferred layout (format_tag::any, asked for M = 128) once, in
+//   the constructor; alpha is folded into them there too (alpha * (A x B) == A x (alpha * B)), so no
+//   output scale runs per call. If a later M's primitive prefers another layout, its own copy is made
+//   once (reordered from the first) unless oneDNN runs the same kernel on the first layout. Where that
+//   layout is plain row-major (oneDNN's gemm:jit, the path on CPUs without AVX-512) and a row is a
+//   multiple of 4 KiB, rows are padded by 64 bytes: ~1.9x on BERT's [768, 3072] (see the .cc).
+// - One primitive per (M, lda, ldy, ld_residual), created on the first call for that geometry (or
+//   ahead of it, by prepare()) and kept in a 16-entry LRU cache, never created in steady state. A
+//   primitive with a run-time M (DNNL_RUNTIME_DIM_VAL) measured no faster and cannot be specialized
+//   per M by oneDNN, so per-M it is.
+// - The residual is a binary-add post-op appended after the activation, which gives "activation, then
+//   add" in one pass. oneDNN's sum post-op (accumulate into y) only fuses when it comes before the
+//   activation (eltwise-then-sum falls back to oneDNN's slow reference matmul), so in-place residual
+//   (residual == y) is not offered: residual must not overlap y.
+// - The scratchpad is user-managed: one buffer per calling thread, grown on first need, so concurrent
+//   calls never share it and steady-state calls allocate no scratch. oneDNN itself still makes a few
+//   small allocations per call (its memory-object and argument bookkeeping), and its AVX2 gemm path
+//   mallocs its own packing buffers inside each call.
+// - Threads: oneDNN runs on OpenMP (omp_set_num_threads), the process's one pool; nothing here starts
+//   a thread.
+//
+// This header keeps oneDNN out of its includes (the runtime includes it; only kernels/cpu/ knows oneDNN).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace kiln::kernels::cpu {
+
+enum class PostOp {
+  kNone,
+  kRelu,
+  kGeluErf,   // 0.5 x (1 + erf(x / sqrt(2)))
+  kGeluTanh,  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+};
+
+struct MatMulSpec {
+  int64_t k = 0, n = 0;  // both >= 1
+  bool has_bias = false;
+  PostOp post = PostOp::kNone;
+  bool add_residual = false;
+  bool trans_b = false;  // B is stored [N,K] row-major (Gemm's transB = 1)
+  float alpha = 1.0f;
+};
+
+class PackedMatMul {
+ public:
+  static constexpr size_t kMaxCachedPrimitives = 16;
+
+  // Packs `b` ([K,N] row-major, or [N,K] when spec.trans_b) scaled by alpha, and copies `bias` ([N];
+  // read only when spec.has_bias). Neither pointer is kept. Throws kiln::Error on a bad spec.
+  PackedMatMul(const MatMulSpec& spec, const float* b, const float* bias);
+  ~PackedMatMul();
+  PackedMatMul(const PackedMatMul&) = delete;
+  PackedMatMul& operator=(const PackedMatMul&) = delete;
+
+  // y = ... for M = m rows. A is row-major with leading dimension lda >= K, y with ldy >= N, residual
+  // (required iff spec.add_residual, must not overlap y) with ld_residual >= N (0 means N). m == 0 does
+  // nothing. Thread-safe: concurrent calls on one PackedMatMul with different y buffers are fine.
+  void run(int64_t m, const float* a, int64_t lda, float* y, int64_t ldy, const float* residual = nullptr,
+           int64_t ld_residual = 0) const;
+
+  // Creates (or finds) the primitive for this geometry now, so that run() on it only executes; call it
+  // when a plan is built. Returns oneDNN's name for the implementation, e.g. "gemm:jit" or
+  // "brg:avx512_core".
+  std::string prepare(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual = 0) const;
+
+  const MatMulSpec& spec() const;
+  // Bytes held for weights (every packed layout) and bias.
+  size_t packed_bytes() const;
+  // Primitives in the cache now (at most kMaxCachedPrimitives).
+  size_t cached_primitives() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::kernels::cpu

@@ -1,0 +1,115 @@
+// kiln's own vectorized float32 kernels for the work of a transformer encoder besides its matmuls:
+// LayerNormalization and com.microsoft.SkipLayerNormalization, the GELUs (erf, tanh, with a bias),
+// softmax along the last dim (with an optional scale and additive mask, for attention), and Add / Mul in
+// their two common shapes (same shape; a row vector or a scalar broadcast over rows).
+//
+// Each kernel has three builds: AVX-512 (vector_kernels_avx512.cc), AVX2 + FMA (vector_kernels_avx2.cc)
+// and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The ISA files are
+// compiled with per-function target attributes, so nothing in them runs unless the CPU check in
+// cpu_features.h chose them. The drivers split rows (or elements) across OpenMP threads once the work
+// exceeds kParallelMinElements, and run serially below that or when called inside a parallel region.
+//
+// Numerics match kiln's reference kernels (kernels/reference/contrib_normalization.cc,
+// contrib_activation.cc, reduction_softmax.cc) to about 1e-5 relative for the norms and 1e-6 absolute for
+// GELU and softmax: statistics and sums are float32 here, where the reference computes in double.
+// NaN and infinity propagate as in the reference: a row holding either normalizes or softmaxes to NaN.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+
+namespace kiln::kernels::cpu {
+
+// Below this many elements a call runs on the calling thread: a fork/join costs more than it saves.
+constexpr int64_t kParallelMinElements = 16 * 1024;
+
+// y = (s - mean(s)) / sqrt(var(s) + epsilon) * gamma (+ beta) over each row of n, where s is x, or with
+// `skip` s = x + skip (+ bias) formed in float32 in that order, as SkipLayerNormalization does. Strides
+// count floats between row starts; 0 means n (dense). y may be x.
+struct LayerNormArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  const float* x = nullptr;
+  int64_t x_stride = 0;
+  // Optional: row r adds skip row (r % skip_rows); skip_rows 0 means rows (a skip of the input's shape).
+  // A 3-D input with a (sequence, hidden) skip has skip_rows = sequence.
+  const float* skip = nullptr;
+  int64_t skip_stride = 0;
+  int64_t skip_rows = 0;
+  const float* bias = nullptr;   // [n], optional, added after skip
+  const float* gamma = nullptr;  // [n]
+  const float* beta = nullptr;   // [n], optional
+  float epsilon = 1e-5f;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+  float* sum = nullptr;  // optional: s, the input_skip_bias_sum output
+  int64_t sum_stride = 0;
+  float* mean = nullptr;     // optional, one per row
+  float* inv_std = nullptr;  // optional, one per row: 1 / sqrt(var + epsilon)
+};
+
+// y = softmax(scale * x + mask) along each row of n, the row maximum subtracted first. A row whose
+// maximum is +inf or -inf (everything masked with -inf) or that holds a NaN comes out NaN, as the
+// reference Softmax gives it. y may be x.
+struct SoftmaxArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  const float* x = nullptr;
+  int64_t x_stride = 0;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+  float scale = 1.0f;
+  // Optional additive mask: row r adds mask row (r / mask_group), mask rows mask_stride floats apart
+  // (0: n). For attention scores [batch, heads, q, k] with a [batch, k] mask, mask_group = heads * q.
+  const float* mask = nullptr;
+  int64_t mask_stride = 0;
+  int64_t mask_group = 1;
+};
+
+enum class GeluKind {
+  kErf,   // com.microsoft.Gelu / BiasGelu: x * 0.5 * (1 + erf(x / sqrt(2)))
+  kTanh,  // com.microsoft.FastGelu: 0.5 * x * (1 + tanh(0.7978845608 * (x + 0.044715 * x^3)))
+};
+
+enum class BinaryOp { kAdd, kMul };
+
+// One ISA's kernels, each over a part of the work; the drivers below pick the part each thread runs.
+struct VectorKernelTable {
+  Isa isa;
+  // Rows [begin, end) of a layer norm / softmax; the drivers have already resolved 0 strides and counts.
+  void (*layer_norm_rows)(const LayerNormArgs& args, int64_t begin, int64_t end);
+  void (*softmax_rows)(const SoftmaxArgs& args, int64_t begin, int64_t end);
+  // Elements [begin, end) of dense y = gelu(x + bias), bias ([n], may be null) repeating every n elements.
+  void (*gelu)(GeluKind kind, const float* x, const float* bias, int64_t n, float* y, int64_t begin, int64_t end);
+  // Elements [begin, end) of dense y = a op b, b repeating every b_len elements (1: a scalar; n: a row
+  // vector; the whole size: the same shape).
+  void (*binary)(BinaryOp op, const float* a, const float* b, int64_t b_len, float* y, int64_t begin, int64_t end);
+  // y[i] = f(x[i]) for the vectorized math the kernels are built on; here for tests and for other kernels.
+  void (*exp)(const float* x, float* y, int64_t count);
+  void (*erf)(const float* x, float* y, int64_t count);
+  void (*tanh)(const float* x, float* y, int64_t count);
+};
+
+// The table for the level selected_isa() gives (chosen once, at first use).
+const VectorKernelTable& vector_kernels();
+// The table for `isa`, or nullptr when this machine cannot run it.
+const VectorKernelTable* vector_kernels_for(Isa isa);
+
+// The kernels, split across threads. Each uses vector_kernels() unless given a table.
+void layer_norm_f32(const LayerNormArgs& args, const VectorKernelTable& table = vector_kernels());
+void softmax_f32(const SoftmaxArgs& args, const VectorKernelTable& table = vector_kernels());
+// Dense [rows, n]: y = gelu(x + bias), bias [n] or null.
+void gelu_f32(GeluKind kind, const float* x, const float* bias, float* y, int64_t rows, int64_t n,
+              const VectorKernelTable& table = vector_kernels());
+// Dense, count elements: y = a op b, b holding b_len elements that repeat (b_len divides count: 1, the
+// last dim, or count). y may be a.
+void binary_f32(BinaryOp op, const float* a, const float* b, int64_t b_len, float* y, int64_t count,
+                const VectorKernelTable& table = vector_kernels());
+
+// The per-ISA tables, defined in their files; use vector_kernels_for(), which checks the CPU first.
+const VectorKernelTable& avx512_vector_kernels();
+const VectorKernelTable& avx2_vector_kernels();
+const VectorKernelTable& scalar_vector_kernels();
+
+}  // namespace kiln::kernels::cpu

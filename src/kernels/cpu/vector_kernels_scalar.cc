@@ -1,0 +1,207 @@
+// The portable build of vector_kernels.h (plain loops, the C library's exp / erf / tanh, statistics in
+// double), the choice of table, and the drivers that split the work across OpenMP threads.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/vector_kernels.h"
+
+namespace kiln::kernels::cpu {
+namespace {
+
+// ---- kernels -----------------------------------------------------------------------------------------
+
+void layer_norm_rows(const LayerNormArgs& a, int64_t begin, int64_t end) {
+  const int64_t n = a.n;
+  for (int64_t r = begin; r < end; ++r) {
+    const float* x = a.x + r * a.x_stride;
+    float* y = a.y + r * a.y_stride;
+    const float* s = x;
+    if (a.skip) {
+      const float* k = a.skip + (r % a.skip_rows) * a.skip_stride;
+      float* dst = a.sum ? a.sum + r * a.sum_stride : y;  // y holds s until it is overwritten below
+      for (int64_t i = 0; i < n; ++i) {
+        float v = x[i] + k[i];
+        if (a.bias) v += a.bias[i];
+        dst[i] = v;
+      }
+      s = dst;
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += s[i];
+    double mean = sum / static_cast<double>(n);
+    double sq = 0;
+    for (int64_t i = 0; i < n; ++i) sq += (s[i] - mean) * (s[i] - mean);
+    double inv = 1.0 / std::sqrt(sq / static_cast<double>(n) + a.epsilon);
+    for (int64_t i = 0; i < n; ++i) {
+      double v = (s[i] - mean) * inv * a.gamma[i];
+      if (a.beta) v += a.beta[i];
+      y[i] = static_cast<float>(v);
+    }
+    if (a.mean) a.mean[r] = static_cast<float>(mean);
+    if (a.inv_std) a.inv_std[r] = static_cast<float>(inv);
+  }
+}
+
+void softmax_rows(const SoftmaxArgs& a, int64_t begin, int64_t end) {
+  const int64_t n = a.n;
+  for (int64_t r = begin; r < end; ++r) {
+    const float* x = a.x + r * a.x_stride;
+    const float* m = a.mask ? a.mask + (r / a.mask_group) * a.mask_stride : nullptr;
+    float* y = a.y + r * a.y_stride;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = m ? x[i] * a.scale + m[i] : x[i] * a.scale;
+      mx = std::max(mx, y[i]);
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = std::exp(y[i] - mx);
+      sum += y[i];
+    }
+    float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) y[i] *= inv;
+  }
+}
+
+float gelu_erf(float v) {
+  float half_v = 0.5f * v;
+  return half_v + half_v * std::erf(v * 0.70710678118654752f);
+}
+
+float gelu_tanh(float v) {
+  float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+  return 0.5f * v * (1.0f + std::tanh(u));
+}
+
+template <float (*F)(float)>
+void gelu_range(const float* x, const float* bias, int64_t n, float* y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) y[i] = F(bias ? x[i] + bias[i % n] : x[i]);
+}
+
+void gelu(GeluKind kind, const float* x, const float* bias, int64_t n, float* y, int64_t begin, int64_t end) {
+  if (kind == GeluKind::kErf)
+    gelu_range<gelu_erf>(x, bias, n, y, begin, end);
+  else
+    gelu_range<gelu_tanh>(x, bias, n, y, begin, end);
+}
+
+template <BinaryOp kOp>
+void binary_range(const float* a, const float* b, int64_t b_len, float* y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end;) {
+    int64_t col = b_len == 1 ? 0 : i % b_len;
+    int64_t len = b_len == 1 ? end - i : std::min(b_len - col, end - i);
+    const float* bb = b_len == 1 ? nullptr : b + col;
+    for (int64_t j = 0; j < len; ++j) {
+      float bv = bb ? bb[j] : b[0];
+      y[i + j] = kOp == BinaryOp::kAdd ? a[i + j] + bv : a[i + j] * bv;
+    }
+    i += len;
+  }
+}
+
+void binary(BinaryOp op, const float* a, const float* b, int64_t b_len, float* y, int64_t begin, int64_t end) {
+  if (op == BinaryOp::kAdd)
+    binary_range<BinaryOp::kAdd>(a, b, b_len, y, begin, end);
+  else
+    binary_range<BinaryOp::kMul>(a, b, b_len, y, begin, end);
+}
+
+void exp_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = std::exp(x[i]);
+}
+void erf_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = std::erf(x[i]);
+}
+void tanh_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = std::tanh(x[i]);
+}
+
+// ---- drivers -----------------------------------------------------------------------------------------
+
+// Calls part(begin, end) over [0, count), one contiguous part per thread, each part a multiple of `grain`
+// items except the last; serial when the work (count * elements_per_item) is small or when already inside
+// a parallel region.
+template <class Part>
+void split(int64_t count, int64_t elements_per_item, int64_t grain, const Part& part) {
+  if (count <= 0) return;
+  if (count * elements_per_item <= kParallelMinElements || count <= grain || omp_in_parallel() ||
+      omp_get_max_threads() < 2) {
+    part(0, count);
+    return;
+  }
+  int64_t chunks = (count + grain - 1) / grain;
+#pragma omp parallel
+  {
+    int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t begin = std::min(count, chunks * t / threads * grain);
+    int64_t end = std::min(count, chunks * (t + 1) / threads * grain);
+    if (begin < end) part(begin, end);
+  }
+}
+
+// Rounds element ranges to whole cache lines, so that threads never write the same line.
+constexpr int64_t kElementGrain = 16;
+
+}  // namespace
+
+const VectorKernelTable& scalar_vector_kernels() {
+  static constexpr VectorKernelTable kTable{Isa::kScalar, layer_norm_rows, softmax_rows, gelu,
+                                            binary,       exp_f32,         erf_f32,      tanh_f32};
+  return kTable;
+}
+
+const VectorKernelTable* vector_kernels_for(Isa isa) {
+  if (!isa_supported(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kAvx512:
+      return &avx512_vector_kernels();
+    case Isa::kAvx2:
+      return &avx2_vector_kernels();
+    case Isa::kScalar:
+      return &scalar_vector_kernels();
+  }
+  return nullptr;
+}
+
+const VectorKernelTable& vector_kernels() {
+  static const VectorKernelTable& table = *vector_kernels_for(selected_isa());
+  return table;
+}
+
+void layer_norm_f32(const LayerNormArgs& args, const VectorKernelTable& table) {
+  if (args.rows <= 0 || args.n <= 0) return;
+  LayerNormArgs a = args;
+  if (a.x_stride == 0) a.x_stride = a.n;
+  if (a.y_stride == 0) a.y_stride = a.n;
+  if (a.skip_stride == 0) a.skip_stride = a.n;
+  if (a.skip_rows == 0) a.skip_rows = a.rows;
+  if (a.sum_stride == 0) a.sum_stride = a.n;
+  split(a.rows, a.n, 1, [&](int64_t begin, int64_t end) { table.layer_norm_rows(a, begin, end); });
+}
+
+void softmax_f32(const SoftmaxArgs& args, const VectorKernelTable& table) {
+  if (args.rows <= 0 || args.n <= 0) return;
+  SoftmaxArgs a = args;
+  if (a.x_stride == 0) a.x_stride = a.n;
+  if (a.y_stride == 0) a.y_stride = a.n;
+  if (a.mask_stride == 0) a.mask_stride = a.n;
+  if (a.mask_group <= 0) a.mask_group = 1;
+  split(a.rows, a.n, 1, [&](int64_t begin, int64_t end) { table.softmax_rows(a, begin, end); });
+}
+
+void gelu_f32(GeluKind kind, const float* x, const float* bias, float* y, int64_t rows, int64_t n,
+              const VectorKernelTable& table) {
+  if (rows <= 0 || n <= 0) return;
+  split(rows * n, 1, kElementGrain, [&](int64_t begin, int64_t end) { table.gelu(kind, x, bias, n, y, begin, end); });
+}
+
+void binary_f32(BinaryOp op, const float* a, const float* b, int64_t b_len, float* y, int64_t count,
+                const VectorKernelTable& table) {
+  if (count <= 0) return;
+  split(count, 1, kElementGrain, [&](int64_t begin, int64_t end) { table.binary(op, a, b, b_len, y, begin, end); });
+}
+
+}  // namespace kiln::kernels::cpu

@@ -1,0 +1,183 @@
+// kiln bench: latency percentiles, throughput, memory and size of a model per (batch, seq), optionally
+// side by side with ONNX Runtime (--vs ort). The work is in bench/; this file parses options and prints.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "bench/benchmark.h"
+#include "bench/report.h"
+#include "bench/threads.h"
+#include "common/error.h"
+#include "export/default_model.h"
+#include "tools/commands.h"
+
+namespace kiln::tools {
+
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string batch = "1";
+  std::string seq = "128";
+  int threads = bench::default_threads();
+  int warmup = 3;
+  int iterations = 20;
+  double duration = 0;
+  int concurrency = 1;
+  int rounds = 0;  // 0: 3 with --vs ort, else 1
+  std::string inputs;
+  std::string input_dir;
+  std::string level = "all";
+  std::string json;
+  std::string vs;
+  uint64_t seed = 0;
+  bool quiet = false;
+  CLI::Option* batch_opt = nullptr;
+  CLI::Option* seq_opt = nullptr;
+};
+
+// "1,8" -> {1, 8}; one clear sentence for anything else.
+std::vector<int64_t> parse_list(const std::string& text, const char* option) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = text.find(',', start);
+    std::string item = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    long long v = 0;
+    size_t used = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 1)
+      fail(option, " \"", text, "\": \"", item, "\" is not a positive integer (give a list like 1,8)");
+    out.push_back(v);
+    if (end == std::string::npos) return out;
+    start = end + 1;
+  }
+}
+
+int run(const BenchArgs& args) {
+  bench::BenchOptions o;
+  o.batches = parse_list(args.batch, "--batch");
+  o.seqs = parse_list(args.seq, "--seq");
+  if ((!args.inputs.empty() || !args.input_dir.empty()) && (args.batch_opt->count() || args.seq_opt->count()))
+    fail("--batch and --seq size generated inputs; with --inputs or --input-dir the shapes come from the files");
+  o.threads = args.threads;
+  o.warmup = args.warmup;
+  o.iterations = args.iterations;
+  o.duration_s = args.duration;
+  o.concurrency = args.concurrency;
+  o.vs_ort = args.vs == "ort";
+  o.rounds = args.rounds ? args.rounds : o.vs_ort ? 3 : 1;
+  o.inputs_npz = args.inputs;
+  o.input_dir = args.input_dir;
+  o.level = passes::parse_level(args.level);
+  o.seed = args.seed;
+
+  o.model = args.model;
+  if (o.model.empty()) {
+    o.model = exporter::default_model_path([](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    std::fprintf(stderr, "model: the built-in %s (random weights), %s\n", exporter::kDefaultPreset, o.model.c_str());
+  }
+
+  // On a terminal, one status line redrawn in place; in logs, one line per step.
+  const bool tty = isatty(fileno(stderr));
+  bool line_open = false;
+  bench::Progress progress = [&](const std::string& text, bool transient) {
+    if (args.quiet) return;
+    if (tty) {
+      std::fprintf(stderr, "\r\033[K%s", text.c_str());
+      line_open = true;
+    } else if (!transient) {
+      std::fprintf(stderr, "%s\n", text.c_str());
+    }
+  };
+  bench::BenchReport report;
+  try {
+    report = bench::run_benchmark(o, progress);
+  } catch (...) {
+    if (line_open) std::fprintf(stderr, "\r\033[K");
+    throw;
+  }
+  if (line_open) std::fprintf(stderr, "\r\033[K");
+  std::fputs(bench::format_table(report).c_str(), stdout);
+  if (!args.json.empty()) {
+    bench::write_json(report, args.json);
+    std::printf("\nwrote %s\n", args.json.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command bench_command() {
+  auto args = std::make_shared<BenchArgs>();
+  return {[args](CLI::App& app) {
+            auto* c = app.add_subcommand(
+                "bench",
+                "Measure latency percentiles, throughput, peak memory and size for each batch x sequence "
+                "configuration, optionally against ONNX Runtime on the same inputs (--vs ort)");
+            c->add_option("model", args->model,
+                          "ONNX model file (default: the built-in bert-base with random weights)");
+            args->batch_opt =
+                c->add_option("--batch", args->batch, "Batch sizes, comma-separated, e.g. 1,8")->capture_default_str();
+            args->seq_opt = c->add_option("--seq", args->seq,
+                                          "Sequence lengths, comma-separated, e.g. 32,128 (ignored, with a note, "
+                                          "for models without a sequence dim such as ViT)")
+                                ->capture_default_str();
+            c->add_option("--threads", args->threads,
+                          "Intra-op threads for kiln and ONNX Runtime (default: the number of cores)")
+                ->capture_default_str();
+            c->add_option("--warmup", args->warmup, "Untimed calls at the start of each round")->capture_default_str();
+            auto* iterations =
+                c->add_option("--iterations", args->iterations, "Timed calls per round")->capture_default_str();
+            c->add_option("--duration", args->duration, "Instead of --iterations: timed calls for S seconds per round")
+                ->excludes(iterations)
+                ->check(CLI::PositiveNumber);
+            c->add_option("--concurrency", args->concurrency,
+                          "Callers running the one session at once; latency is per call, throughput is the "
+                          "total; the threads are split between callers (not with --vs ort)")
+                ->capture_default_str();
+            auto* inputs = c->add_option("--inputs", args->inputs,
+                                         "Inputs from an .npz archive (np.savez, uncompressed; member NAME.npy per "
+                                         "input) instead of generated ones: one configuration, their shapes");
+            c->add_option("--input-dir", args->input_dir, "Inputs from DIR/NAME.npy instead of generated ones")
+                ->excludes(inputs);
+            c->add_option("--level", args->level,
+                          "kiln's graph optimization when the session is created: none, basic, extended or all "
+                          "(ONNX Runtime always runs with all its optimizations)")
+                ->capture_default_str()
+                ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
+            c->add_option("--json", args->json, "Also write every per-round and summary figure to this JSON file");
+            c->add_option("--vs", args->vs,
+                          "Compare with a peer: ort runs ONNX Runtime (node benchmarks/peers/ort/run.mjs, "
+                          "installed by `make peers`) in rounds alternating with kiln's")
+                ->check(CLI::IsMember({"ort"}));
+            c->add_option("--rounds", args->rounds,
+                          "Rounds per engine, each of --warmup + --iterations calls (default: 3 with --vs ort, "
+                          "else 1)")
+                ->check(CLI::PositiveNumber);
+            c->add_option("--seed", args->seed, "Seed for generated inputs")->capture_default_str();
+            c->add_flag("-q,--quiet", args->quiet, "No progress on stderr");
+            c->footer(
+                "Generated inputs: the first symbolic dim is the batch; a dim named like seq/sequence/length (else "
+                "the second symbolic dim) is the sequence. Token ids are uniform in [0, vocab), vocab being the row "
+                "count of the embedding table the ids index (30522 when none is found); attention masks are ones, "
+                "token_type_ids zeros, position ids 0, 1, 2, ..., float inputs ~N(0,1).\n"
+                "Figures: load_ms is session creation (read + optimize + compile), first_ms the first call; "
+                "latency percentiles are nearest-rank over one round's timed calls, for both engines; throughput "
+                "is calls / wall time (items/s = batch x inferences/s); peak RSS is the process's VmHWM "
+                "(ORT: its node process); MB = 2^20 bytes. With several rounds each figure is the median across "
+                "rounds.\n"
+                "JSON (--json): per configuration and engine: engine, batch, seq, threads, iterations, load_ms, "
+                "first_ms, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, throughput_inferences_per_s, "
+                "throughput_items_per_s, peak_rss_mb, model_size_mb and per_round; with --vs ort also "
+                "comparisons with the kiln/ORT ratios of p50, p99 and throughput.");
+            return c;
+          },
+          [args] { return run(*args); }};
+}
+
+}  // namespace kiln::tools
