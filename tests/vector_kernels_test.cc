@@ -500,10 +500,13 @@ TEST(VectorKernels, AddAndMulMatchTheReferenceBitForBitForSameShapeRowAndScalarO
       std::string ai = g.input("a", a);
       std::vector<std::string> outputs;
       for (size_t j = 0; j < bs.size(); ++j) {
-        std::string bj = g.input("b" + std::to_string(j), bs[j]);
-        for (const char* op : {"Add", "Mul"}) {
-          outputs.push_back(std::string(op) + std::to_string(j));
-          g.node(op, {ai, bj}, {outputs.back()});
+        // Fixed names: GCC 12 -O3 reports a false -Wstringop-overflow for "b" + std::to_string(j) here.
+        const char* const kB[] = {"b0", "b1", "b2"};
+        const char* const kOut[][2] = {{"Add0", "Mul0"}, {"Add1", "Mul1"}, {"Add2", "Mul2"}};
+        std::string bj = g.input(kB[j], bs[j]);
+        for (int k = 0; k < 2; ++k) {
+          outputs.push_back(kOut[j][k]);
+          g.node(k == 0 ? "Add" : "Mul", {ai, bj}, {outputs.back()});
           g.output(outputs.back());
         }
       }

@@ -1,0 +1,32 @@
+// Small checks shared by the fast kernels (kernels/cpu/fast_kernels.h) when they decide, at preparation
+// and per call, whether they cover a node.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ir/graph.h"
+#include "ops/op_def.h"
+
+namespace kiln::kernels::cpu {
+
+// Input i of n when it is a float32 initializer of g (a weight the kernel may pack), else nullptr.
+inline const ir::Tensor* float_constant(const ir::Graph& g, const ir::Node& n, size_t i) {
+  if (i >= n.inputs.size() || n.inputs[i].empty()) return nullptr;
+  const ir::Tensor* t = g.find_initializer(n.inputs[i]);
+  return t && t->dtype() == ir::DType::kFloat32 ? t : nullptr;
+}
+
+// Input i is present and float32.
+inline bool is_f32(const ops::KernelContext& ctx, size_t i) {
+  return ctx.has_input(i) && ctx.input(i).dtype() == ir::DType::kFloat32;
+}
+
+// The rows of a row-major tensor viewed as [rows, shape.back()].
+inline int64_t rows_of(const std::vector<int64_t>& shape) {
+  int64_t r = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) r *= shape[i];
+  return r;
+}
+
+}  // namespace kiln::kernels::cpu
