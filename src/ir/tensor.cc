@@ -1,12 +1,21 @@
 #include "ir/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
+#include "ir/allocation_count.h"
 #include "ir/shape.h"
 
 namespace kiln::ir {
+
+namespace {
+std::atomic<uint64_t> g_storage_allocations{0};
+}  // namespace
+
+uint64_t tensor_storage_allocations() { return g_storage_allocations.load(std::memory_order_relaxed); }
+
 
 int64_t Tensor::checked_numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -32,6 +41,7 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
   size_t padded = (bytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
   void* p = std::aligned_alloc(64, padded);
+  g_storage_allocations.fetch_add(1, std::memory_order_relaxed);
   if (!p) fail("cannot allocate ", bytes, " bytes for a tensor of shape ", to_string(shape_));
   std::memset(p, 0, padded);
   holder_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });

@@ -29,6 +29,8 @@ ir::Tensor KernelContext::make_tensor(ir::DType dtype, std::vector<int64_t> shap
       bytes > limits_.max_tensor_bytes)
     fail("output of shape ", ir::to_string(shape), " (", dtype_name(dtype),
          ") would need more than the memory budget of ", limits_.max_tensor_bytes, " bytes");
+  if (allocator_ && dtype != ir::DType::kString)
+    return allocator_->allocate(dtype, std::move(shape), static_cast<size_t>(bytes), zero_fill_);
   return ir::Tensor(dtype, std::move(shape));
 }
 

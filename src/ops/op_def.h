@@ -62,6 +62,16 @@ struct Limits {
   int64_t max_tensor_bytes = int64_t{8} << 30;  // largest single tensor a kernel may create
 };
 
+// Where KernelContext::make_tensor takes memory from when the executor has a memory plan for the run
+// (runtime/memory_plan.h): the arena. Without one, tensors come from the heap.
+class TensorAllocator {
+ public:
+  virtual ~TensorAllocator() = default;
+  // A tensor of this dtype and shape (bytes = its size, already checked against the limits), its memory
+  // zero-filled when `zero_fill`.
+  virtual ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) = 0;
+};
+
 // Execution of one node by a kernel.
 class KernelContext : public NodeView {
  public:
@@ -98,8 +108,13 @@ class KernelContext : public NodeView {
   // is set explicitly, as a Datum of kind kNone).
   bool output_was_set(size_t i) const { return i < output_set_.size() && output_set_[i]; }
 
-  // Allocates an output tensor, enforcing the memory budget with a message naming the node.
+  // Allocates an output (or scratch) tensor, enforcing the memory budget with a message naming the node.
+  // Its elements are zero unless the executor said the kernel writes every one (set_zero_fill(false)).
   ir::Tensor make_tensor(ir::DType dtype, std::vector<int64_t> shape) const;
+  void set_allocator(TensorAllocator* allocator) { allocator_ = allocator; }
+  // Fast kernels write every element of what they allocate, so the executor turns zero-filling off for
+  // them (it costs a pass over memory per tensor).
+  void set_zero_fill(bool zero_fill) { zero_fill_ = zero_fill; }
 
   std::vector<ir::Datum> run_subgraph(const ir::Graph& g, std::vector<ir::Datum> inputs) const;
   const Limits& limits() const { return limits_; }
@@ -110,6 +125,8 @@ class KernelContext : public NodeView {
   std::vector<bool> output_set_;
   const Limits& limits_;
   SubgraphRunner run_subgraph_;
+  TensorAllocator* allocator_ = nullptr;
+  bool zero_fill_ = true;
 };
 
 using InferFn = std::function<void(InferenceContext&)>;

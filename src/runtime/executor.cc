@@ -43,20 +43,95 @@ void Executor::prepare(const ir::Graph& g) {
   }
   // Graph outputs live to the end.
   for (const auto& o : g.outputs) p.last_use[o.name] = g.nodes.size();
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    std::vector<size_t> lu;
+    for (const auto& out : g.nodes[i].outputs) {
+      auto it = out.empty() ? p.last_use.end() : p.last_use.find(out);
+      lu.push_back(it == p.last_use.end() ? i : std::max(i, it->second));
+    }
+    p.output_last_use.push_back(std::move(lu));
+  }
+  if (&g != &model_.graph && !p.defs.empty()) plannable_ = false;  // a subgraph: its parent is not planned
   prepared_[&g] = std::move(p);
+}
+
+std::shared_ptr<Executor::Plan> Executor::find_plan(const std::vector<int64_t>& signature) const {
+  for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+    if ((*it)->signature != signature) continue;
+    plans_.splice(plans_.begin(), plans_, it);
+    return plans_.front();
+  }
+  return nullptr;
+}
+
+Executor::PlanStats Executor::plan_stats() const {
+  std::lock_guard<std::mutex> lock(plans_mutex_);
+  PlanStats s;
+  s.plans = plans_.size();
+  s.plans_made = plans_made_;
+  if (!plans_.empty()) {
+    s.arena_bytes = plans_.front()->layout.arena_bytes;
+    s.lower_bound_bytes = plans_.front()->layout.lower_bound_bytes;
+    s.planned_buffers = plans_.front()->layout.planned_buffers;
+  }
+  return s;
 }
 
 std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std::string, ir::Datum> bindings,
                                      const Scope* outer) const {
-  auto it = prepared_.find(&g);
-  if (it == prepared_.end()) fail("internal: graph \"", g.name, "\" was not prepared");
-  const PreparedGraph& p = it->second;
-
   Scope scope;
   scope.parent = outer;
   scope.values = std::move(bindings);
   for (const auto& [name, t] : g.initializers)
     if (!scope.values.count(name)) scope.values.emplace(name, ir::Datum(t));
+  if (&g != &model_.graph || !plannable_ || observer_) return run_nodes(g, scope, nullptr, nullptr, nullptr);
+
+  // The signature: every graph input's dtype and shape.
+  std::vector<int64_t> signature;
+  for (const auto& in : g.inputs) {
+    const ir::Datum* d = scope.find(in.name);
+    if (!d || !d->is_tensor()) return run_nodes(g, scope, nullptr, nullptr, nullptr);
+    signature.push_back(static_cast<int64_t>(d->tensor.dtype()));
+    signature.push_back(static_cast<int64_t>(d->tensor.rank()));
+    signature.insert(signature.end(), d->tensor.shape().begin(), d->tensor.shape().end());
+  }
+
+  std::shared_ptr<Plan> plan;
+  {
+    std::lock_guard<std::mutex> lock(plans_mutex_);
+    plan = find_plan(signature);
+  }
+  if (!plan) {
+    BufferRecorder recorder(g.nodes.size());
+    std::vector<ir::Datum> results = run_nodes(g, scope, &recorder, &recorder, nullptr);
+    plan = std::make_shared<Plan>();
+    plan->signature = std::move(signature);
+    plan->layout = recorder.finish();
+    plan->arenas = std::make_unique<ArenaPool>(plan->layout.arena_bytes);
+    std::lock_guard<std::mutex> lock(plans_mutex_);
+    if (!find_plan(plan->signature)) {  // a concurrent first run may have planned it already
+      plans_.push_front(std::move(plan));
+      ++plans_made_;
+      if (plans_.size() > kMaxPlans) plans_.pop_back();
+    }
+    return results;
+  }
+  std::shared_ptr<void> arena_memory = plan->arenas->take();
+  std::vector<ir::Datum> results;
+  {
+    ArenaAllocator arena(plan->layout, arena_memory);
+    results = run_nodes(g, scope, &arena, nullptr, &arena);
+    scope.values.clear();
+  }
+  plan->arenas->give_back(std::move(arena_memory));
+  return results;
+}
+
+std::vector<ir::Datum> Executor::run_nodes(const ir::Graph& g, Scope& scope, ops::TensorAllocator* allocator,
+                                           BufferRecorder* recorder, ArenaAllocator* arena) const {
+  auto it = prepared_.find(&g);
+  if (it == prepared_.end()) fail("internal: graph \"", g.name, "\" was not prepared");
+  const PreparedGraph& p = it->second;
 
   ops::KernelContext::SubgraphRunner run_sub = [this, &scope](const ir::Graph& sg, std::vector<ir::Datum> inputs) {
     if (inputs.size() > sg.inputs.size())
@@ -80,12 +155,22 @@ std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std:
       inputs.push_back(d);
     }
     ops::KernelContext ctx(n, opset_of(n), std::move(inputs), limits_, run_sub);
-    if (!p.fast[i] || !p.fast[i]->run(ctx)) p.defs[i]->kernel(ctx);
+    ctx.set_allocator(allocator);
+    if (recorder) recorder->begin_node(i);
+    if (arena) arena->begin_node(i);
+    bool done = false;
+    if (p.fast[i]) {
+      ctx.set_zero_fill(false);  // a fast kernel writes every element it allocates
+      done = p.fast[i]->run(ctx);
+      ctx.set_zero_fill(true);
+    }
+    if (!done) p.defs[i]->kernel(ctx);
     auto& outs = ctx.outputs();
     for (size_t k = 0; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty() && !ctx.output_was_set(k))
         fail("[", n.label(), "] produced no value for output \"", n.outputs[k], "\"");
     if (observer_) observer_(n, outs);
+    if (recorder) recorder->after_node(i, outs, p.output_last_use[i]);
     for (size_t k = 0; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty()) scope.values[n.outputs[k]] = std::move(outs[k]);
     // Release what no later node (or graph output) reads.
@@ -102,6 +187,14 @@ std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std:
     const ir::Datum* d = scope.find(o.name);
     if (!d) fail("graph output \"", o.name, "\" was not computed");
     results.push_back(*d);
+    // Outputs leave the run; one in the arena (a kernel allocating differently than when recorded)
+    // is copied out before the arena is reused.
+    if (arena) {
+      ir::Datum& r = results.back();
+      if (r.is_tensor() && arena->owns(r.tensor)) r.tensor = r.tensor.clone();
+      for (ir::Tensor& t : r.sequence)
+        if (arena->owns(t)) t = t.clone();
+    }
   }
   return results;
 }

@@ -5,13 +5,16 @@
 #pragma once
 
 #include <functional>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ir/graph.h"
 #include "kernels/cpu/fast_kernels.h"
+#include "runtime/arena.h"
 #include "ops/op_def.h"
 
 namespace kiln::runtime {
@@ -47,6 +50,19 @@ class Executor {
   void set_observer(NodeObserver observer) { observer_ = std::move(observer); }
   // Nodes of the main graph with a fast kernel prepared (for reports and tests).
   size_t fast_kernel_count() const;
+
+  // Memory plans of the main graph, one per input-shape signature seen (at most kMaxPlans, least
+  // recently used dropped first). The first run of a signature records its buffers; every later one
+  // runs in the plan's arena.
+  static constexpr size_t kMaxPlans = 8;
+  struct PlanStats {
+    size_t plans = 0;           // cached now
+    size_t plans_made = 0;      // since creation (a signature evicted and seen again is planned again)
+    size_t arena_bytes = 0;     // of the most recently used plan
+    size_t lower_bound_bytes = 0;
+    size_t planned_buffers = 0;
+  };
+  PlanStats plan_stats() const;
   int64_t opset_of(const ir::Node& n) const { return model_.opset(n.domain); }
 
  private:
@@ -54,14 +70,28 @@ class Executor {
     std::vector<const ops::OpDef*> defs;                          // per node
     std::vector<std::unique_ptr<kernels::cpu::FastKernel>> fast;  // per node; null: reference only
     std::unordered_map<std::string, size_t> last_use;             // value -> index of the last node reading it
+    std::vector<std::vector<size_t>> output_last_use;             // per node and output (nodes.size(): graph output)
   };
   void prepare(const ir::Graph& g);
+  struct Plan {
+    std::vector<int64_t> signature;
+    ArenaLayout layout;
+    std::unique_ptr<ArenaPool> arenas;  // a run holds the Plan's shared_ptr, so eviction never pulls it away
+  };
+  // The plan for this signature, moved to the front of the cache; nullptr when there is none yet.
+  std::shared_ptr<Plan> find_plan(const std::vector<int64_t>& signature) const;
+  std::vector<ir::Datum> run_nodes(const ir::Graph& g, Scope& scope, ops::TensorAllocator* allocator,
+                                   BufferRecorder* recorder, ArenaAllocator* arena) const;
 
   const ir::Model& model_;
   ops::Limits limits_;
   bool fast_kernels_;
   std::unordered_map<const ir::Graph*, PreparedGraph> prepared_;
   NodeObserver observer_;
+  bool plannable_ = true;  // false for graphs with subgraphs: what an If returns may alias differently per run
+  mutable std::mutex plans_mutex_;
+  mutable std::list<std::shared_ptr<Plan>> plans_;  // most recently used first
+  mutable size_t plans_made_ = 0;
 };
 
 }  // namespace kiln::runtime

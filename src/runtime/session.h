@@ -39,6 +39,8 @@ class Session {
   const ir::Model& model() const { return *model_; }
   // Nodes that run on a fast kernel where it covers the call (0 with options.fast_kernels off).
   size_t fast_kernel_count() const;
+  // The memory plans made so far (one per input-shape signature; Executor::PlanStats).
+  Executor::PlanStats plan_stats() const { return executor_->plan_stats(); }
 
   // Runs the model; outputs come in graph order. Missing, unknown or mistyped inputs are refused with a
   // message naming the input.

@@ -44,24 +44,28 @@ class AttentionKernel : public FastKernel {
       ctx.set_output(0, std::move(y));
       return true;
     }
-    std::vector<float> qkv(static_cast<size_t>(batch * seq * hidden3));
-    qkv_.run(batch * seq, x.data<float>(), qkv_.spec().k, qkv.data(), hidden3);
+    // Scratch from make_tensor: in a planned run it is a slice of the arena, not a heap allocation.
+    ir::Tensor qkv = ctx.make_tensor(ir::DType::kFloat32, {batch * seq, hidden3});
+    qkv_.run(batch * seq, x.data<float>(), qkv_.spec().k, qkv.data<float>(), hidden3);
     // The additive mask per batch row: 0 where the raw mask attends (> 0), mask_filter_value elsewhere.
-    std::vector<float> add_mask;
+    ir::Tensor add_mask;
     if (raw_mask) {
-      add_mask.resize(static_cast<size_t>(batch * seq));
-      for (int64_t i = 0; i < batch * seq; ++i) add_mask[i] = raw_mask[i] > 0 ? 0.0f : mask_filter_value_;
+      add_mask = ctx.make_tensor(ir::DType::kFloat32, {batch, seq});
+      float* am = add_mask.data<float>();
+      for (int64_t i = 0; i < batch * seq; ++i) am[i] = raw_mask[i] > 0 ? 0.0f : mask_filter_value_;
     }
     const float scale = scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(hs));
     const int threads = omp_get_max_threads();
-    std::vector<float> scores(static_cast<size_t>(threads) * seq * seq);
+    ir::Tensor scores = ctx.make_tensor(ir::DType::kFloat32, {threads, seq, seq});
     float* out = y.data<float>();
-    const float* base = qkv.data();
+    const float* base = qkv.data<float>();
+    float* score_base = scores.data<float>();
+    const float* mask_base = raw_mask ? add_mask.data<float>() : nullptr;
     const int64_t tasks = batch * heads_;
 #pragma omp parallel for schedule(static) if (tasks > 1 && seq * seq * hs > 4096)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / heads_, h = t % heads_;
-      float* sc = scores.data() + static_cast<size_t>(omp_get_thread_num()) * seq * seq;
+      float* sc = score_base + static_cast<size_t>(omp_get_thread_num()) * seq * seq;
       const float* q = base + b * seq * hidden3 + h * hs;
       const float* k = q + d;
       const float* v = q + 2 * d;
@@ -72,7 +76,7 @@ class AttentionKernel : public FastKernel {
       sm.x = sc;
       sm.y = sc;
       if (raw_mask) {
-        sm.mask = add_mask.data() + b * seq;
+        sm.mask = mask_base + b * seq;
         sm.mask_group = seq;  // every query row reads this batch's one mask row
       }
       softmax_f32(sm);

@@ -1,0 +1,93 @@
+// Tensor memory for planned runs. The first run of a graph with a new input-shape signature goes
+// through a BufferRecorder, which hands out heap tensors and notes every buffer's size, creating node
+// and last reader; its layout (runtime/memory_plan.h) then serves every later run of that signature
+// through an ArenaAllocator: each make_tensor call of node i, in the same order as recorded, gets its
+// planned slice of one arena, so a steady-state run makes no tensor allocation at all.
+//
+// Why record rather than infer: the recorded run sees exactly what the kernels that will run ask for
+// (fast or reference, their scratch tensors, the views a Reshape makes of its input), so the plan needs
+// no knowledge of any kernel. A call that does not match the plan (a data-dependent size larger than
+// recorded) gets heap memory, which is always safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "ir/tensor.h"
+#include "ops/op_def.h"
+
+namespace kiln::runtime {
+
+// Where each recorded make_tensor call goes in a planned run.
+struct ArenaLayout {
+  struct Block {
+    size_t bytes = 0;
+    size_t offset = 0;
+    bool planned = false;  // false: heap (the buffer outlives the run, e.g. a graph output)
+  };
+  std::vector<std::vector<Block>> per_node;  // per node, in make_tensor order
+  size_t arena_bytes = 0;
+  size_t lower_bound_bytes = 0;
+  size_t planned_buffers = 0;
+};
+
+class BufferRecorder : public ops::TensorAllocator {
+ public:
+  explicit BufferRecorder(size_t num_nodes);
+  void begin_node(size_t node) { node_ = node; }
+  ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) override;
+  // After node `node` ran: its output k is read last by node last_use[k] (num_nodes: a graph output). An
+  // output that is (a view of) a recorded buffer extends that buffer's life.
+  void after_node(size_t node, const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use);
+  ArenaLayout finish() const;
+
+ private:
+  struct Buffer {
+    size_t node = 0, seq = 0, bytes = 0, last = 0;
+    bool escapes = false;
+  };
+  struct Live;  // the recorded buffers still alive, by address (shared with their deleters)
+  size_t num_nodes_;
+  size_t node_ = 0;
+  std::vector<Buffer> buffers_;
+  std::vector<size_t> calls_per_node_;
+  std::shared_ptr<Live> live_;
+};
+
+// One arena per concurrent run, taken from and returned to an ArenaPool.
+class ArenaAllocator : public ops::TensorAllocator {
+ public:
+  ArenaAllocator(const ArenaLayout& layout, std::shared_ptr<void> arena);
+  void begin_node(size_t node);
+  ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) override;
+  // True when t's memory lies in the arena (a graph output must then be copied out before the arena is
+  // reused).
+  bool owns(const ir::Tensor& t) const;
+
+ private:
+  const ArenaLayout& layout_;
+  std::shared_ptr<void> arena_;
+  char* base_;
+  size_t node_ = 0, seq_ = 0;
+};
+
+// The arenas of one layout: a run takes one (making it only when every arena is in use, i.e. the first
+// time at each level of concurrency) and gives it back.
+class ArenaPool {
+ public:
+  explicit ArenaPool(size_t bytes) : bytes_(bytes) {}
+  std::shared_ptr<void> take();
+  // Returns an arena after a run; kept only when nothing else still refers to it.
+  void give_back(std::shared_ptr<void> arena);
+
+ private:
+  size_t bytes_;
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<void>> free_;
+};
+
+}  // namespace kiln::runtime

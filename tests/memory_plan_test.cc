@@ -1,0 +1,155 @@
+// The memory planner (runtime/memory_plan.h) and planned runs (runtime/arena.h, runtime/executor.cc):
+// placements never overlap in memory while alive together, planned runs give the same outputs as the
+// recorded first run and as the reference kernels, one plan per input-shape signature, and a
+// steady-state run allocates no tensor storage besides the outputs it returns.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "contrib_test_util.h"
+#include "ir/allocation_count.h"
+#include "onnx/model_io.h"
+#include "runtime/memory_plan.h"
+#include "runtime/random_inputs.h"
+#include "runtime/session.h"
+#include "test_util.h"
+
+namespace kiln {
+namespace {
+
+using runtime::BufferLifetime;
+using runtime::MemoryPlan;
+using testing::contrib::max_abs_diff;
+using testing::contrib::Random;
+using testing::contrib::TestGraph;
+using Feeds = std::unordered_map<std::string, ir::Datum>;
+
+void expect_valid(const std::vector<BufferLifetime>& buffers, const MemoryPlan& plan) {
+  ASSERT_EQ(plan.offsets.size(), buffers.size());
+  EXPECT_GE(plan.arena_bytes, plan.lower_bound_bytes);
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    EXPECT_EQ(plan.offsets[i] % MemoryPlan::kAlignment, 0u);
+    EXPECT_LE(plan.offsets[i] + buffers[i].bytes, plan.arena_bytes);
+    for (size_t j = i + 1; j < buffers.size(); ++j) {
+      bool together = buffers[i].first <= buffers[j].last && buffers[j].first <= buffers[i].last;
+      bool apart = plan.offsets[i] + buffers[i].bytes <= plan.offsets[j] ||
+                   plan.offsets[j] + buffers[j].bytes <= plan.offsets[i];
+      if (together) {
+        EXPECT_TRUE(apart) << "buffers " << i << " and " << j << " overlap while both alive";
+      }
+    }
+  }
+}
+
+TEST(MemoryPlan, BuffersAliveAtDifferentTimesShareMemory) {
+  // A chain: each buffer is read only by the next node.
+  std::vector<BufferLifetime> chain = {{1000, 0, 1}, {1000, 1, 2}, {1000, 2, 3}, {1000, 3, 4}};
+  MemoryPlan plan = runtime::plan_memory(chain);
+  expect_valid(chain, plan);
+  EXPECT_EQ(plan.arena_bytes, 2 * 1024u);  // two 64-byte-aligned slots, used alternately
+  EXPECT_EQ(plan.lower_bound_bytes, 2 * 1024u);
+}
+
+TEST(MemoryPlan, RandomLifetimesNeverOverlapAndStayNearTheLowerBound) {
+  std::mt19937 gen(7);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<BufferLifetime> buffers;
+    const size_t nodes = 5 + gen() % 60;
+    for (size_t i = 0; i < 3 * nodes; ++i) {
+      size_t first = gen() % nodes;
+      size_t span = gen() % 4 == 0 ? gen() % nodes : gen() % 3;  // mostly short, some long-lived
+      buffers.push_back({1 + gen() % 100000, first, std::min(nodes - 1, first + span)});
+    }
+    MemoryPlan plan = runtime::plan_memory(buffers);
+    expect_valid(buffers, plan);
+    EXPECT_LE(plan.arena_bytes, plan.lower_bound_bytes * 2) << "trial " << trial;
+  }
+  EXPECT_EQ(runtime::plan_memory({}).arena_bytes, 0u);
+}
+
+Feeds random_feeds(const ir::Model& m, const std::map<std::string, int64_t>& dims, uint64_t seed) {
+  Feeds feeds;
+  for (const auto& in : m.graph.inputs)
+    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, dims, seed++);
+  return feeds;
+}
+
+void expect_same(const std::vector<ir::Datum>& a, const std::vector<ir::Datum>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].tensor.shape(), b[i].tensor.shape()) << "output " << i;
+    EXPECT_LE(max_abs_diff(a[i].tensor, b[i].tensor), tol) << "output " << i;
+  }
+}
+
+TEST(PlannedRuns, MatchTheRecordedRunAndTheReferenceOncePlannedPerShape) {
+  ir::Model m = onnx_io::load_model(testing::source_path("tests/data/bert-tiny/model.onnx"));
+  for (bool fast : {true, false}) {
+    SCOPED_TRACE(fast ? "fast kernels" : "reference kernels");
+    runtime::SessionOptions o;
+    o.fast_kernels = fast;
+    runtime::Session s(m, o);
+    runtime::SessionOptions ref_options;
+    ref_options.fast_kernels = false;
+    ref_options.optimization = passes::Level::kNone;
+    runtime::Session ref(m, ref_options);
+
+    Feeds a = random_feeds(m, {{"batch", 2}, {"sequence", 9}}, 1);
+    Feeds a2 = random_feeds(m, {{"batch", 2}, {"sequence", 9}}, 50);  // same shapes, other values
+    Feeds b = random_feeds(m, {{"batch", 1}, {"sequence", 17}}, 100);
+    std::vector<ir::Datum> recorded = s.run(a);
+    EXPECT_EQ(s.plan_stats().plans_made, 1u);
+    EXPECT_GT(s.plan_stats().planned_buffers, 10u);
+    EXPECT_GE(s.plan_stats().arena_bytes, s.plan_stats().lower_bound_bytes);
+    expect_same(s.run(a), recorded, 0);  // planned: bit-identical to the recorded run
+    expect_same(s.run(a2), ref.run(a2), 1e-4);
+    std::vector<ir::Datum> b_out = s.run(b);  // a new shape: planned once more
+    expect_same(b_out, ref.run(b), 1e-4);
+    expect_same(s.run(b), b_out, 0);
+    expect_same(s.run(a), recorded, 0);  // back to the first shape: its plan is still cached
+    EXPECT_EQ(s.plan_stats().plans_made, 2u);
+    EXPECT_EQ(s.plan_stats().plans, 2u);
+  }
+}
+
+TEST(PlannedRuns, OutputsStayValidAfterLaterRuns) {
+  // Outputs leave the arena: a later run reusing it must not change what an earlier one returned.
+  Random rng(3);
+  TestGraph g;
+  g.input("x", rng.floats({4, 8}));
+  g.constant("w", rng.floats({8, 8}));
+  g.node("MatMul", {"x", "w"}, {"h"});
+  g.node("Relu", {"h"}, {"r"});
+  g.node("MatMul", {"r", "w"}, {"y"});
+  g.node("Identity", {"r"}, {"r_out"});
+  g.output("y");
+  g.output("r_out");
+  runtime::Session s(g.model());
+  std::vector<ir::Datum> first = s.run(g.feeds());
+  std::vector<ir::Datum> second = s.run(g.feeds());
+  std::vector<ir::Datum> keep;
+  for (const auto& d : second) keep.push_back(ir::Datum(d.tensor.clone()));
+  Feeds other = g.feeds();
+  other["x"] = ir::Datum(rng.floats({4, 8}));
+  s.run(other);
+  expect_same(second, keep, 0);
+  expect_same(first, keep, 0);
+}
+
+TEST(PlannedRuns, SteadyStateRunAllocatesOnlyTheOutputsItReturns) {
+  ir::Model m = onnx_io::load_model(testing::source_path("tests/data/bert-tiny/model.onnx"));
+  runtime::Session s(m);
+  Feeds feeds = random_feeds(m, {{"batch", 2}, {"sequence", 9}}, 1);
+  uint64_t before = ir::tensor_storage_allocations();
+  s.run(feeds);  // records: every tensor from the heap
+  uint64_t recorded = ir::tensor_storage_allocations() - before;
+  s.run(feeds);
+  before = ir::tensor_storage_allocations();
+  std::vector<ir::Datum> out = s.run(feeds);
+  uint64_t steady = ir::tensor_storage_allocations() - before;
+  EXPECT_GT(recorded, 20u);
+  EXPECT_EQ(steady, out.size()) << "the recorded run allocated " << recorded;
+}
+
+}  // namespace
+}  // namespace kiln
