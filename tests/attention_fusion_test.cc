@@ -681,6 +681,7 @@ TEST(AttentionFusion, RejectsWhatItCannotFuseAndSaysWhy) {
 ir::Model load_fixture() {
   runtime::SessionOptions o;
   o.optimization = passes::Level::kNone;
+  o.fast_kernels = false;
   return runtime::Session::load(KILN_SOURCE_DIR "/tests/data/bert-tiny/model.onnx", o).model();
 }
 

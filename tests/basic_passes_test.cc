@@ -161,6 +161,7 @@ TEST(Optimizer, BertTinyOutputsUnchangedByBasicPasses) {
                                        [] {
                                          runtime::SessionOptions o;
                                          o.optimization = passes::Level::kNone;
+                                         o.fast_kernels = false;
                                          return o;
                                        }())
                     .model();

@@ -97,7 +97,7 @@ TEST(FastKernels, LeavesWhatTheyDoNotCoverToTheReference) {
   gemm.node("Gemm", {"a", "b", "c"}, {"y"}, {attr_int("transA", 1)});
   gemm.output("y");
   expect_fast_matches_reference(gemm, 0);
-  // A 1-D A: the fast MatMul declines at run time and the reference gives the same answer.
+  // A 1-D A: [K] x [K, N] -> [N], answered by the fast MatMul (it holds B, so it declines nothing).
   TestGraph vec;
   vec.input("a", rng.floats({4}));
   vec.constant("b", rng.floats({4, 3}));
@@ -115,6 +115,50 @@ TEST(FastKernels, LeavesWhatTheyDoNotCoverToTheReference) {
   ln.node("LayerNormalization", {"x", "gamma"}, {"y"});
   ln.output("y");
   expect_fast_matches_reference(ln, 1, 1e-12);
+}
+
+TEST(FastKernels, WeightsHeldPackedAreReleasedAndBadInputsFailLikeTheReference) {
+  Random rng(5);
+  TestGraph g;
+  g.input("a", rng.floats({2, 4}));
+  g.constant("b", rng.floats({4, 2}));
+  g.constant("shared", rng.floats({2, 2}));
+  g.node("MatMul", {"a", "b"}, {"h"});
+  g.node("MatMul", {"h", "shared"}, {"y"});
+  g.node("Add", {"y", "shared"}, {"z"});  // also read by an Add: must stay
+  g.output("z");
+  runtime::Session fast(g.model());
+  EXPECT_FALSE(fast.model().graph.initializers.count("b"));
+  EXPECT_TRUE(fast.model().graph.initializers.count("shared"));
+  runtime::SessionOptions ref_options;
+  ref_options.fast_kernels = false;
+  runtime::Session ref(g.model(), ref_options);
+  EXPECT_TRUE(ref.model().graph.initializers.count("b"));
+  EXPECT_LE(max_abs_diff(fast.run(g.feeds())[0].tensor, ref.run(g.feeds())[0].tensor), 1e-5);
+  // A of the wrong width (made so by a Reshape, since the session checks the declared input shapes):
+  // the same message from both.
+  TestGraph bad;
+  bad.input("a", rng.floats({2, 4}));
+  bad.constant("shape", testing::contrib::int64s({4, 2}));
+  bad.constant("b", rng.floats({4, 2}));
+  bad.node("Reshape", {"a", "shape"}, {"r"});
+  bad.node("MatMul", {"r", "b"}, {"y"});
+  bad.output("y");
+  auto error_of = [&](bool fast_kernels) -> std::string {
+    runtime::SessionOptions o;
+    o.fast_kernels = fast_kernels;
+    o.optimization = passes::Level::kNone;
+    try {
+      runtime::Session(bad.model(), o).run(bad.feeds());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  for (bool fast_kernels : {true, false}) {
+    std::string error = error_of(fast_kernels);
+    EXPECT_NE(error.find("inner dimensions differ: [4,2] x [4,2]"), std::string::npos) << error;
+  }
 }
 
 TEST(FastKernels, AttentionWithAndWithoutMaskAndScale) {

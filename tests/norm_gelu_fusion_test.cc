@@ -530,6 +530,7 @@ Feeds bert_feeds() {
 ir::Model load_unoptimized(const std::string& path) {
   runtime::SessionOptions o;
   o.optimization = passes::Level::kNone;
+  o.fast_kernels = false;
   return runtime::Session::load(path, o).model();
 }
 

@@ -334,14 +334,17 @@ void check_model_proto(bool parsed, const ::onnx::ModelProto& mp, const unsigned
              ": model has no opset_import (the file may be truncated)");
 }
 
-ir::Model parse_with_label(const void* data, size_t size, const std::string& base_dir, const std::string& label) {
+// Parses the bytes into mp, failing with one sentence when they are not an ONNX model.
+void parse_proto_with_label(::onnx::ModelProto& mp, const void* data, size_t size, const std::string& label) {
   const auto* p = static_cast<const unsigned char*>(data);
   KILN_CHECK(size > 0, label, ": file is empty");
   KILN_CHECK(size <= static_cast<size_t>(INT_MAX), label, ": ", size,
              " bytes is over protobuf's 2 GiB limit for one model file");
-  ::onnx::ModelProto mp;
   bool parsed = parse_bytes(mp, data, size);
   check_model_proto(parsed, mp, p, size, label);
+}
+
+ir::Model import_with_label(::onnx::ModelProto& mp, const std::string& base_dir, const std::string& label) {
   try {
     return import_model(mp, base_dir);
   } catch (const Error& e) {
@@ -351,6 +354,12 @@ ir::Model parse_with_label(const void* data, size_t size, const std::string& bas
   } catch (const std::exception& e) {
     fail(label, ": ", e.what());
   }
+}
+
+ir::Model parse_with_label(const void* data, size_t size, const std::string& base_dir, const std::string& label) {
+  ::onnx::ModelProto mp;
+  parse_proto_with_label(mp, data, size, label);
+  return import_with_label(mp, base_dir, label);
 }
 
 // A read-only mapping of a whole file.
@@ -418,11 +427,15 @@ ir::Model parse_model(const void* data, size_t size, const std::string& base_dir
 ir::Model load_model(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail_not_found(path);
-  MappedFile f(path);
-  KILN_CHECK(f.size > 0, path, ": file is empty");
   std::string base = std::filesystem::path(path).parent_path().string();
   if (base.empty()) base = ".";
-  ir::Model m = parse_with_label(f.addr, f.size, base, path);
+  ::onnx::ModelProto mp;
+  {
+    MappedFile f(path);
+    KILN_CHECK(f.size > 0, path, ": file is empty");
+    parse_proto_with_label(mp, f.addr, f.size, path);
+  }  // unmapped before the tensors are built: the file's pages would otherwise count a third copy
+  ir::Model m = import_with_label(mp, base, path);
   m.path = path;
   return m;
 }

@@ -79,7 +79,7 @@ ir::Tensor tensor_from_proto(::onnx::TensorProto& p, const std::string& what, co
       auto* b = static_cast<uint8_t*>(t.raw());
       for (size_t i = 0; i < nbytes; ++i) b[i] = b[i] != 0;
     }
-    p.clear_raw_data();
+    std::string().swap(*p.mutable_raw_data());  // frees it now (clear_raw_data keeps the capacity)
     return t;
   }
 

@@ -5,9 +5,46 @@
 
 namespace kiln::runtime {
 
-Executor::Executor(const ir::Model& model, ops::Limits limits, bool fast_kernels)
+Executor::Executor(ir::Model& model, ops::Limits limits, bool fast_kernels, bool release_absorbed)
     : model_(model), limits_(limits), fast_kernels_(fast_kernels) {
-  prepare(model.graph);
+  prepare(model.graph, release_absorbed ? &model.graph : nullptr);
+}
+
+std::unordered_map<std::string, size_t> Executor::initializer_readers(const ir::Graph& g) {
+  std::unordered_map<std::string, size_t> readers;
+  auto count = [&](const std::string& name) {
+    if (g.initializers.count(name)) ++readers[name];
+  };
+  for (const auto& in : g.inputs) count(in.name);  // a feed may override it
+  for (const auto& out : g.outputs) count(out.name);
+  for (const ir::Node& n : g.nodes) {
+    for (const auto& in : n.inputs)
+      if (!in.empty()) count(in);
+    for (const auto& a : n.attributes) {
+      std::vector<const ir::Graph*> subs;
+      if (a.g) subs.push_back(a.g.get());
+      for (const auto& sg : a.graphs) subs.push_back(sg.get());
+      for (const ir::Graph* sg : subs)
+        for (const auto& r : ir::outer_references(*sg)) count(r);
+    }
+  }
+  return readers;
+}
+
+void Executor::absorb(ir::Graph& g, size_t node, const kernels::cpu::FastKernel& k,
+                      std::unordered_map<std::string, size_t>& readers, std::vector<bool>& absorbed) {
+  const ir::Node& n = g.nodes[node];
+  for (size_t j : k.absorbed_inputs()) {
+    if (j >= n.inputs.size() || n.inputs[j].empty()) continue;
+    auto r = readers.find(n.inputs[j]);
+    if (r == readers.end()) continue;  // not an initializer
+    absorbed[j] = true;
+    if (--r->second > 0) continue;
+    auto it = g.initializers.find(n.inputs[j]);
+    ++released_initializers_;
+    released_bytes_ += it->second.nbytes();
+    g.initializers.erase(it);  // the last reader holds it packed: free it now, before the next is packed
+  }
 }
 
 Executor::~Executor() = default;
@@ -18,9 +55,11 @@ size_t Executor::fast_kernel_count() const {
   return n;
 }
 
-void Executor::prepare(const ir::Graph& g) {
+void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
   PreparedGraph p;
   const auto& registry = ops::OpRegistry::instance();
+  std::unordered_map<std::string, size_t> readers;
+  if (releasable && fast_kernels_) readers = initializer_readers(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
     const ops::OpDef* def = registry.find(n.domain, n.op_type, opset_of(n));
@@ -29,6 +68,8 @@ void Executor::prepare(const ir::Graph& g) {
            ", opset ", opset_of(n), ")", n.name.empty() ? "" : " at node \"" + n.name + "\"");
     p.defs.push_back(def);
     p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n)) : nullptr);
+    p.absorbed.emplace_back(n.inputs.size(), false);
+    if (releasable && p.fast.back()) absorb(*releasable, i, *p.fast.back(), readers, p.absorbed.back());
     for (const auto& in : n.inputs)
       if (!in.empty()) p.last_use[in] = i;
     for (const auto& a : n.attributes) {
@@ -151,8 +192,9 @@ std::vector<ir::Datum> Executor::run_nodes(const ir::Graph& g, Scope& scope, ops
         continue;
       }
       const ir::Datum* d = scope.find(name);
-      if (!d) fail("[", n.label(), "] input \"", name, "\" has no value");
-      inputs.push_back(d);
+      if (!d && !(i < p.absorbed.size() && p.absorbed[i][inputs.size()]))
+        fail("[", n.label(), "] input \"", name, "\" has no value");
+      inputs.push_back(d);  // null for a released initializer: its fast kernel holds it
     }
     ops::KernelContext ctx(n, opset_of(n), std::move(inputs), limits_, run_sub);
     ctx.set_allocator(allocator);

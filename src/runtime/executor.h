@@ -38,8 +38,10 @@ class Executor {
   using NodeObserver = std::function<void(const ir::Node&, const std::vector<ir::Datum>&)>;
 
   // Resolves every node of the model (and of its subgraphs) to its op declaration once, and with
-  // `fast_kernels` prepares the fast kernels (packing weights).
-  Executor(const ir::Model& model, ops::Limits limits, bool fast_kernels = false);
+  // `fast_kernels` prepares the fast kernels (packing weights). Initializers of the main graph that fast
+  // kernels absorbed (FastKernel::absorbed_inputs) and nothing else reads are, with `release_absorbed`,
+  // erased from the model as they are packed, so that the weights are never held twice.
+  Executor(ir::Model& model, ops::Limits limits, bool fast_kernels = false, bool release_absorbed = false);
   ~Executor();
 
   // Runs g with `bindings` for its inputs (the caller binds graph inputs; initializers are bound here)
@@ -50,6 +52,9 @@ class Executor {
   void set_observer(NodeObserver observer) { observer_ = std::move(observer); }
   // Nodes of the main graph with a fast kernel prepared (for reports and tests).
   size_t fast_kernel_count() const;
+  // Initializers erased because fast kernels hold them packed, and their bytes.
+  size_t released_initializers() const { return released_initializers_; }
+  size_t released_bytes() const { return released_bytes_; }
 
   // Memory plans of the main graph, one per input-shape signature seen (at most kMaxPlans, least
   // recently used dropped first). The first run of a signature records its buffers; every later one
@@ -71,8 +76,15 @@ class Executor {
     std::vector<std::unique_ptr<kernels::cpu::FastKernel>> fast;  // per node; null: reference only
     std::unordered_map<std::string, size_t> last_use;             // value -> index of the last node reading it
     std::vector<std::vector<size_t>> output_last_use;             // per node and output (nodes.size(): graph output)
+    std::vector<std::vector<bool>> absorbed;                      // per node and input: held by its fast kernel
   };
-  void prepare(const ir::Graph& g);
+  // `releasable`: g itself, when its initializers may be released as fast kernels absorb them.
+  void prepare(const ir::Graph& g, ir::Graph* releasable = nullptr);
+  // How many readers each initializer of g has (node inputs, subgraph references, graph inputs/outputs).
+  static std::unordered_map<std::string, size_t> initializer_readers(const ir::Graph& g);
+  // Marks node's inputs absorbed by k and erases each initializer whose last reader absorbed it.
+  void absorb(ir::Graph& g, size_t node, const kernels::cpu::FastKernel& k,
+              std::unordered_map<std::string, size_t>& readers, std::vector<bool>& absorbed);
   struct Plan {
     std::vector<int64_t> signature;
     ArenaLayout layout;
@@ -88,6 +100,7 @@ class Executor {
   bool fast_kernels_;
   std::unordered_map<const ir::Graph*, PreparedGraph> prepared_;
   NodeObserver observer_;
+  size_t released_initializers_ = 0, released_bytes_ = 0;
   bool plannable_ = true;  // false for graphs with subgraphs: what an If returns may alias differently per run
   mutable std::mutex plans_mutex_;
   mutable std::list<std::shared_ptr<Plan>> plans_;  // most recently used first

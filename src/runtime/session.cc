@@ -35,7 +35,8 @@ Session::Session(ir::Model model, SessionOptions options)
     if (it != inferred.types.end() && it->second.kind != ir::Type::Kind::kUnknown) v.type = it->second;
     outputs_.push_back(std::move(v));
   }
-  executor_ = std::make_unique<Executor>(m, options_.limits, options_.fast_kernels);
+  // verify_inference re-infers types on the model per run, so it keeps every weight there.
+  executor_ = std::make_unique<Executor>(m, options_.limits, options_.fast_kernels, !options_.verify_inference);
 }
 
 Session Session::load(const std::string& path, SessionOptions options) {

@@ -36,6 +36,8 @@ class Session {
   const std::vector<ir::ValueInfo>& inputs() const { return inputs_; }
   // Graph outputs with types inferred from the declared input types.
   const std::vector<ir::ValueInfo>& outputs() const { return outputs_; }
+  // The model as the session runs it: checked, optimized and, with fast kernels, without the weights
+  // they hold packed (Executor). Create the session with fast_kernels = false for the whole model.
   const ir::Model& model() const { return *model_; }
   // Nodes that run on a fast kernel where it covers the call (0 with options.fast_kernels off).
   size_t fast_kernel_count() const;

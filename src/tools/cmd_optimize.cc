@@ -30,6 +30,7 @@ int run(const OptimizeArgs& args) {
   // here with the same message rather than half-way through a pass.
   runtime::SessionOptions as_given;
   as_given.optimization = passes::Level::kNone;
+  as_given.fast_kernels = false;  // nothing runs here, and the model must keep every weight
   ir::Model model = runtime::Session::load(args.input, as_given).model();
   passes::OptimizationReport report = passes::optimize(model, options);
   onnx_io::save_model(model, args.output);

@@ -21,27 +21,40 @@ constexpr const char* kMs = "com.microsoft";
 // ---- MatMul / Gemm ---------------------------------------------------------------------------------
 
 // A[..., K] x B[K, N] (MatMul), or Gemm's alpha * A[M, K] x B (+ beta * C[N]) with B as given or transposed.
+// B (and Gemm's C) are absorbed: every call is answered here, a bad A with the reference's message.
 class MatMulKernel : public FastKernel {
  public:
-  MatMulKernel(const MatMulSpec& spec, const float* b, const float* bias, bool gemm)
-      : mm_(spec, b, bias), gemm_(gemm) {}
+  MatMulKernel(const MatMulSpec& spec, const float* b, const float* bias, bool gemm, std::vector<int64_t> b_shape)
+      : mm_(spec, b, bias), gemm_(gemm), b_shape_(std::move(b_shape)) {}
 
   bool run(ops::KernelContext& ctx) const override {
-    if (!is_f32(ctx, 0)) return false;
     const ir::Tensor& a = ctx.input(0);
+    if (a.dtype() != ir::DType::kFloat32)
+      ctx.fail("inputs have different element types ", ir::dtype_name(a.dtype()), " and float32");
     const std::vector<int64_t>& s = a.shape();
-    if (s.size() < 2 || s.back() != mm_.spec().k || (gemm_ && s.size() != 2)) return false;
+    if (gemm_ && s.size() != 2) ctx.fail("A must be 2-D, got ", ir::to_string(s));
+    if (s.empty()) ctx.fail("MatMul inputs must have rank >= 1, got scalars");
+    if (s.back() != mm_.spec().k)
+      ctx.fail("inner dimensions differ: ", ir::to_string(s), " x ", ir::to_string(b_shape_));
     std::vector<int64_t> out_shape = s;
-    out_shape.back() = mm_.spec().n;
+    if (s.size() == 1)
+      out_shape = {mm_.spec().n};  // [K] x [K, N] -> [N]: one row
+    else
+      out_shape.back() = mm_.spec().n;
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
-    mm_.run(rows_of(s), a.data<float>(), mm_.spec().k, y.data<float>(), mm_.spec().n);
+    mm_.run(rows_of(s.size() == 1 ? std::vector<int64_t>{1, s[0]} : s), a.data<float>(), mm_.spec().k,
+            y.data<float>(), mm_.spec().n);
     ctx.set_output(0, std::move(y));
     return true;
+  }
+  std::vector<size_t> absorbed_inputs() const override {
+    return gemm_ && mm_.spec().has_bias ? std::vector<size_t>{1, 2} : std::vector<size_t>{1};
   }
 
  private:
   PackedMatMul mm_;
   bool gemm_;
+  std::vector<int64_t> b_shape_;  // for messages
 };
 
 std::unique_ptr<FastKernel> make_matmul(const ir::Node& n, const ir::Graph& g) {
@@ -50,7 +63,7 @@ std::unique_ptr<FastKernel> make_matmul(const ir::Node& n, const ir::Graph& g) {
   MatMulSpec spec;
   spec.k = b->shape()[0];
   spec.n = b->shape()[1];
-  return std::make_unique<MatMulKernel>(spec, b->data<float>(), nullptr, false);
+  return std::make_unique<MatMulKernel>(spec, b->data<float>(), nullptr, false, b->shape());
 }
 
 std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int64_t opset) {
@@ -74,7 +87,8 @@ std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int
     for (int64_t i = 0; i < spec.n; ++i) bias[i] = beta * c->data<float>()[i];
     spec.has_bias = true;
   }
-  return std::make_unique<MatMulKernel>(spec, b->data<float>(), spec.has_bias ? bias.data() : nullptr, true);
+  return std::make_unique<MatMulKernel>(spec, b->data<float>(), spec.has_bias ? bias.data() : nullptr, true,
+                                        b->shape());
 }
 
 // ---- Layer norms ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "ir/graph.h"
 #include "ops/op_def.h"
@@ -25,6 +26,10 @@ class FastKernel {
   virtual ~FastKernel() = default;
   // Computes the node's outputs and returns true, or returns false having set nothing.
   virtual bool run(ops::KernelContext& ctx) const = 0;
+  // Constant inputs the kernel keeps its own copy of (packed weights) and never reads at run time. It
+  // then answers every call itself (failing on invalid input as the reference would) and never
+  // declines, so the executor may release these initializers: the weights are not held twice.
+  virtual std::vector<size_t> absorbed_inputs() const { return {}; }
 };
 
 // The fast kernel for node `n` of graph `g` (whose initializers are its constants), or nullptr when there
