@@ -161,14 +161,17 @@ TEST(FastKernels, WeightsHeldPackedAreReleasedAndBadInputsFailLikeTheReference) 
   }
 }
 
-TEST(FastKernels, AttentionWithAndWithoutMaskAndScale) {
+TEST(FastKernels, AttentionWithEveryMaskFormatAndScale) {
+  enum class Mask { kNone, kRaw, kLengths, kStartEnd, kPerQuery, kCausal };
   struct Case {
     int64_t batch, seq, heads, head_size;
-    bool mask;
+    Mask mask;
     float scale;
   };
-  for (const Case& c : {Case{1, 1, 1, 4, false, 0.0f}, Case{2, 7, 3, 5, true, 0.0f}, Case{3, 17, 2, 8, true, 0.3f},
-                        Case{1, 33, 4, 16, false, 0.0f}}) {
+  for (const Case& c : {Case{1, 1, 1, 4, Mask::kNone, 0.0f}, Case{2, 7, 3, 5, Mask::kRaw, 0.0f},
+                        Case{3, 17, 2, 8, Mask::kRaw, 0.3f}, Case{1, 33, 4, 16, Mask::kNone, 0.0f},
+                        Case{3, 9, 2, 4, Mask::kLengths, 0.0f}, Case{2, 9, 2, 4, Mask::kStartEnd, 0.0f},
+                        Case{2, 6, 3, 4, Mask::kPerQuery, 0.0f}, Case{2, 8, 2, 4, Mask::kCausal, 0.0f}}) {
     const int64_t d = c.heads * c.head_size;
     Random rng(static_cast<uint32_t>(c.seq));
     TestGraph g;
@@ -176,19 +179,40 @@ TEST(FastKernels, AttentionWithAndWithoutMaskAndScale) {
     g.constant("w", rng.floats({d, 3 * d}));
     g.constant("bias", rng.floats({3 * d}));
     std::vector<std::string> ins = {"x", "w", "bias"};
-    if (c.mask) {
-      // Right padding of a different length per row, every row keeping at least one key.
-      std::vector<int32_t> m(static_cast<size_t>(c.batch * c.seq));
-      for (int64_t b = 0; b < c.batch; ++b)
-        for (int64_t j = 0; j < c.seq; ++j) m[b * c.seq + j] = j < c.seq - b * 2 ? 1 : 0;
-      ins.push_back(g.input("mask", testing::contrib::int32s(m, {c.batch, c.seq})));
+    std::vector<int32_t> m;
+    std::vector<int64_t> mask_shape;
+    switch (c.mask) {
+      case Mask::kRaw:  // right padding of a different length per row, every row keeping a key
+        for (int64_t b = 0; b < c.batch; ++b)
+          for (int64_t j = 0; j < c.seq; ++j) m.push_back(j < c.seq - b * 2 ? 1 : 0);
+        mask_shape = {c.batch, c.seq};
+        break;
+      case Mask::kLengths:
+        for (int64_t b = 0; b < c.batch; ++b) m.push_back(static_cast<int32_t>(c.seq - b));
+        mask_shape = {c.batch};
+        break;
+      case Mask::kStartEnd:
+        for (int64_t b = 0; b < c.batch; ++b) m.push_back(static_cast<int32_t>(c.seq - b));
+        for (int64_t b = 0; b < c.batch; ++b) m.push_back(static_cast<int32_t>(b + 1));
+        mask_shape = {2 * c.batch};
+        break;
+      case Mask::kPerQuery:
+        for (int64_t b = 0; b < c.batch; ++b)
+          for (int64_t i = 0; i < c.seq; ++i)
+            for (int64_t j = 0; j < c.seq; ++j) m.push_back((i + j + b) % 3 != 0 || j == i ? 1 : 0);
+        mask_shape = {c.batch, c.seq, c.seq};
+        break;
+      default:
+        break;
     }
+    if (!m.empty()) ins.push_back(g.input("mask", testing::contrib::int32s(m, mask_shape)));
     std::vector<ir::Attribute> attrs = {attr_int("num_heads", c.heads)};
     if (c.scale != 0.0f) attrs.push_back(attr_float("scale", c.scale));
+    if (c.mask == Mask::kCausal) attrs.push_back(attr_int("unidirectional", 1));
     g.contrib("Attention", ins, {"y"}, attrs);
     g.output("y");
     SCOPED_TRACE(::testing::Message() << "B " << c.batch << " S " << c.seq << " N " << c.heads << " H "
-                                      << c.head_size);
+                                      << c.head_size << " mask " << static_cast<int>(c.mask));
     expect_fast_matches_reference(g, 1);
   }
 }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <sys/mman.h>
 
 #include "ir/allocation_count.h"
 #include "ir/shape.h"
@@ -12,6 +13,7 @@ namespace kiln::ir {
 
 namespace {
 std::atomic<uint64_t> g_storage_allocations{0};
+constexpr size_t kMappedStorageBytes = size_t{1} << 20;
 }  // namespace
 
 uint64_t tensor_storage_allocations() { return g_storage_allocations.load(std::memory_order_relaxed); }
@@ -40,8 +42,18 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
   size_t bytes = static_cast<size_t>(numel_) * elem;
   size_t padded = (bytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
-  void* p = std::aligned_alloc(64, padded);
   g_storage_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (padded >= kMappedStorageBytes) {
+    // Large storage is mapped directly: it goes back to the system the moment it is released (glibc
+    // raises its mmap threshold after the first large free and then keeps freed weights in the heap),
+    // and fresh pages are already zero.
+    void* p = ::mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail("cannot allocate ", bytes, " bytes for a tensor of shape ", to_string(shape_));
+    holder_ = std::shared_ptr<void>(p, [padded](void* q) { ::munmap(q, padded); });
+    data_ = p;
+    return;
+  }
+  void* p = std::aligned_alloc(64, padded);
   if (!p) fail("cannot allocate ", bytes, " bytes for a tensor of shape ", to_string(shape_));
   std::memset(p, 0, padded);
   holder_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });

@@ -1,6 +1,7 @@
 // ModelProto -> ir::Model, and reading .onnx / test-data .pb files.
 #include <fcntl.h>
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/unknown_field_set.h>
 #include <sys/mman.h>
@@ -398,6 +399,32 @@ struct MappedFile {
   }
 };
 
+// Parses a model file through read(); false when it cannot be opened or is not a plausible, complete
+// ModelProto (the caller then diagnoses it).
+bool parse_file_stream(::onnx::ModelProto& mp, const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st {};
+  bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= INT_MAX;
+  unsigned char header[4] = {0, 0, 0, 0};
+  ok = ok && ::pread(fd, header, sizeof header, 0) == static_cast<ssize_t>(sizeof header);
+  if (ok) {
+    pb::io::FileInputStream in(fd, 1 << 20);
+    pb::io::CodedInputStream cis(&in);
+    cis.SetTotalBytesLimit(INT_MAX);
+    cis.SetRecursionLimit(1000);
+    ok = mp.ParseFromCodedStream(&cis) && cis.ConsumedEntireMessage() &&
+         cis.CurrentPosition() == static_cast<int>(st.st_size);
+  }
+  ::close(fd);
+  // The same checks as for mapped bytes; the first four are enough for the magic numbers.
+  if (ok && (mp.ir_version() > 0 || mp.has_graph())) {
+    check_model_proto(true, mp, header, sizeof header, path);
+    return true;
+  }
+  return false;
+}
+
 [[noreturn]] void fail_not_found(const std::string& path) { fail(path, ": no such file"); }
 
 // One tensor from a TensorProto in a test-data file.
@@ -430,11 +457,15 @@ ir::Model load_model(const std::string& path) {
   std::string base = std::filesystem::path(path).parent_path().string();
   if (base.empty()) base = ".";
   ::onnx::ModelProto mp;
-  {
+  // Streamed with read(), not mapped: a mapping's pages count in the process's resident memory on top
+  // of the parsed copy, which doubled the peak while loading a large model. Anything that does not
+  // parse as a plausible model is mapped and parsed again, for the diagnosis.
+  if (!parse_file_stream(mp, path)) {
+    mp.Clear();
     MappedFile f(path);
     KILN_CHECK(f.size > 0, path, ": file is empty");
     parse_proto_with_label(mp, f.addr, f.size, path);
-  }  // unmapped before the tensors are built: the file's pages would otherwise count a third copy
+  }
   ir::Model m = import_with_label(mp, base, path);
   m.path = path;
   return m;

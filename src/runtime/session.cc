@@ -28,12 +28,15 @@ Session::Session(ir::Model model, SessionOptions options)
 
   for (const auto& v : m.graph.inputs)
     if (!m.graph.initializers.count(v.name)) inputs_.push_back(v);
-  InferredTypes inferred = infer_types(m, m.graph, {}, options_.limits);
-  for (const auto& o : m.graph.outputs) {
-    ir::ValueInfo v = o;
-    auto it = inferred.types.find(o.name);
-    if (it != inferred.types.end() && it->second.kind != ir::Type::Kind::kUnknown) v.type = it->second;
-    outputs_.push_back(std::move(v));
+  {
+    // Scoped: the inferred constants share the initializers' storage, which the executor may release.
+    InferredTypes inferred = infer_types(m, m.graph, {}, options_.limits);
+    for (const auto& o : m.graph.outputs) {
+      ir::ValueInfo v = o;
+      auto it = inferred.types.find(o.name);
+      if (it != inferred.types.end() && it->second.kind != ir::Type::Kind::kUnknown) v.type = it->second;
+      outputs_.push_back(std::move(v));
+    }
   }
   // verify_inference re-infers types on the model per run, so it keeps every weight there.
   executor_ = std::make_unique<Executor>(m, options_.limits, options_.fast_kernels, !options_.verify_inference);

@@ -9,6 +9,7 @@
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_matmul.h"
 #include "kernels/cpu/vector_kernels.h"
+#include "kernels/reference/attention_mask.h"
 #include "ops/node_view.h"
 
 namespace kiln::kernels::cpu {
@@ -20,24 +21,37 @@ namespace {
 class AttentionKernel : public FastKernel {
  public:
   AttentionKernel(const MatMulSpec& spec, const float* w, const float* bias, int64_t heads, float scale,
-                  float mask_filter_value)
-      : qkv_(spec, w, bias), heads_(heads), scale_(scale), mask_filter_value_(mask_filter_value) {}
+                  float mask_filter_value, bool unidirectional, std::vector<int64_t> w_shape)
+      : qkv_(spec, w, bias),
+        heads_(heads),
+        scale_(scale),
+        mask_filter_value_(mask_filter_value),
+        unidirectional_(unidirectional),
+        w_shape_(std::move(w_shape)) {}
+
+  // The weights and bias live packed here; every call is answered (make_attention_kernel leaves past
+  // state and attention_bias to the reference), bad inputs with the reference's messages.
+  std::vector<size_t> absorbed_inputs() const override { return {1, 2}; }
 
   bool run(ops::KernelContext& ctx) const override {
-    if (!is_f32(ctx, 0)) return false;
-    for (size_t i = 4; i < ctx.num_inputs(); ++i)
-      if (ctx.has_input(i)) return false;
-    if (ctx.num_outputs() > 1 && ctx.has_output(1)) return false;  // present state
     const ir::Tensor& x = ctx.input(0);
+    if (x.dtype() != ir::DType::kFloat32) ctx.fail("input must be float32, got ", ir::dtype_name(x.dtype()));
     const std::vector<int64_t>& s = x.shape();
+    if (s.size() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(s));
+    if (s[2] != qkv_.spec().k)
+      ctx.fail("weights of shape ", ir::to_string(w_shape_), " must be 2-D with ", s[2],
+               " rows (input_hidden of input ", ir::to_string(s), ")");
     const int64_t hidden3 = qkv_.spec().n, d = hidden3 / 3, hs = d / heads_;
-    if (s.size() != 3 || s[2] != qkv_.spec().k) return false;
     const int64_t batch = s[0], seq = s[1];
+    // The common mask, a raw (batch, sequence) int32 one, is expanded per batch row here; any other
+    // (lengths, 3-D, causal) is built as the reference builds it, one row per query.
     const int32_t* raw_mask = nullptr;
-    if (ctx.has_input(3)) {
-      const ir::Tensor& m = ctx.input(3);
-      if (m.dtype() != ir::DType::kInt32 || m.shape() != std::vector<int64_t>{batch, seq}) return false;
-      raw_mask = m.data<int32_t>();
+    std::vector<float> full_mask;
+    if (ctx.has_input(3) && !unidirectional_ && ctx.input(3).dtype() == ir::DType::kInt32 &&
+        ctx.input(3).shape() == std::vector<int64_t>{batch, seq}) {
+      raw_mask = ctx.input(3).data<int32_t>();
+    } else if (ctx.has_input(3) || unidirectional_) {
+      full_mask = ops::contrib::attention_mask(ctx, batch, seq);
     }
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, {batch, seq, d});
     if (batch * seq == 0) {
@@ -60,7 +74,7 @@ class AttentionKernel : public FastKernel {
     float* out = y.data<float>();
     const float* base = qkv.data<float>();
     float* score_base = scores.data<float>();
-    const float* mask_base = raw_mask ? add_mask.data<float>() : nullptr;
+    const float* mask_base = raw_mask ? add_mask.data<float>() : full_mask.empty() ? nullptr : full_mask.data();
     const int64_t tasks = batch * heads_;
 #pragma omp parallel for schedule(static) if (tasks > 1 && seq * seq * hs > 4096)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -78,6 +92,9 @@ class AttentionKernel : public FastKernel {
       if (raw_mask) {
         sm.mask = mask_base + b * seq;
         sm.mask_group = seq;  // every query row reads this batch's one mask row
+      } else if (mask_base) {
+        sm.mask = mask_base + b * seq * seq;
+        sm.mask_group = 1;  // a mask row per query row
       }
       softmax_f32(sm);
       dnnl_sgemm('N', 'N', seq, hs, seq, 1.0f, sc, seq, v, hidden3, 0.0f, out + b * seq * d + h * hs, d);
@@ -91,6 +108,8 @@ class AttentionKernel : public FastKernel {
   int64_t heads_;
   float scale_;
   float mask_filter_value_;
+  bool unidirectional_;
+  std::vector<int64_t> w_shape_;  // for messages
 };
 
 }  // namespace
@@ -98,9 +117,12 @@ class AttentionKernel : public FastKernel {
 std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   ops::NodeView v(n, opset);
   int64_t heads = v.attr_int("num_heads", 0);
-  if (heads <= 0 || v.attr_int("unidirectional", 0) != 0 || v.attr_int("do_rotary", 0) != 0 ||
-      !v.attr_ints("qkv_hidden_sizes").empty())
-    return nullptr;
+  if (heads <= 0 || v.attr_int("do_rotary", 0) != 0 || !v.attr_ints("qkv_hidden_sizes").empty()) return nullptr;
+  // Past / present state and attention_bias stay with the reference (which refuses the state).
+  for (size_t i = 4; i < n.inputs.size(); ++i)
+    if (!n.inputs[i].empty()) return nullptr;
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (!n.outputs[i].empty()) return nullptr;
   const ir::Tensor* w = float_constant(g, n, 1);
   const ir::Tensor* bias = float_constant(g, n, 2);
   if (!w || !bias || w->shape().size() != 2 || w->shape()[1] % 3 != 0 || bias->numel() != w->shape()[1]) return nullptr;
@@ -110,7 +132,8 @@ std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::G
   spec.n = w->shape()[1];
   spec.has_bias = true;
   return std::make_unique<AttentionKernel>(spec, w->data<float>(), bias->data<float>(), heads,
-                                           v.attr_float("scale", 0.0f), v.attr_float("mask_filter_value", -10000.0f));
+                                           v.attr_float("scale", 0.0f), v.attr_float("mask_filter_value", -10000.0f),
+                                           v.attr_int("unidirectional", 0) != 0, w->shape());
 }
 
 }  // namespace kiln::kernels::cpu

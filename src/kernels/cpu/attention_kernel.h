@@ -1,6 +1,8 @@
-// The fast kernel for com.microsoft.Attention as kiln's optimizer writes it (packed QKV weights and bias
-// as initializers, bidirectional, an optional raw [batch, seq] int32 mask): the QKV projection through
-// oneDNN with the weights packed once, then per (batch, head) the scores, the masked softmax and x V.
+// The fast kernel for com.microsoft.Attention with packed QKV weights and bias as initializers and no
+// past state or attention_bias: the QKV projection through oneDNN with the weights packed once (and
+// released from the model: the kernel answers every call), then per (batch, head) the scores, the masked
+// softmax and x V. The raw (batch, sequence) mask kiln's optimizer writes is expanded per batch row; any
+// other mask_index (lengths, 3-D) and unidirectional use the reference's mask builder.
 #pragma once
 
 #include <memory>

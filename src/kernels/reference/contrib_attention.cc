@@ -23,6 +23,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/reference/attention_mask.h"
 #include "kernels/reference/contrib_common.h"
 
 namespace kiln::ops::contrib {
@@ -262,6 +263,10 @@ void attention_kernel(KernelContext& ctx) {
 }
 
 }  // namespace
+
+std::vector<float> attention_mask(const KernelContext& ctx, int64_t batch, int64_t seq) {
+  return build_mask(ctx, read_config(ctx), batch, seq);
+}
 
 void register_attention_ops(OpRegistry& r) {
   r.add(OpDef{kMsDomain, "Attention", kMsMinOpset, kMsMaxOpset, infer_attention, attention_kernel});
