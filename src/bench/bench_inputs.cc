@@ -181,19 +181,11 @@ std::vector<ir::Tensor> generate_inputs(const InputPlan& plan, int64_t batch, in
   return out;
 }
 
-std::string file_stem(const std::string& name) {
-  std::string s = name;
-  for (char& c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
-  if (s.empty() || s == "." || s == "..") s = "_" + s;
-  return s;
-}
-
 std::vector<ir::Tensor> read_input_dir(const InputPlan& plan, const std::string& dir) {
   if (!fs::is_directory(dir)) fail("--input-dir ", dir, ": no such folder");
   std::vector<ir::Tensor> out;
   for (const auto& in : plan.inputs) {
-    fs::path p = fs::path(dir) / (file_stem(in.info.name) + ".npy");
+    fs::path p = fs::path(dir) / (io::npy_file_stem(in.info.name) + ".npy");
     if (!fs::exists(p)) fail("--input-dir ", dir, ": no ", p.filename().string(), " for input \"", in.info.name, "\"");
     out.push_back(io::read_npy(p.string()));
   }
@@ -272,7 +264,7 @@ std::vector<ir::Tensor> read_npz_inputs(const InputPlan& plan, const std::string
   std::vector<ir::Tensor> out;
   for (const auto& in : plan.inputs) {
     auto it = members.find(in.info.name);
-    if (it == members.end()) it = members.find(file_stem(in.info.name));
+    if (it == members.end()) it = members.find(io::npy_file_stem(in.info.name));
     if (it == members.end()) fail(path, ": no member ", in.info.name, ".npy for input \"", in.info.name, "\"");
     out.push_back(it->second);
   }

@@ -71,7 +71,4 @@ std::map<std::string, ir::Tensor> read_npz(const std::string& path);
 // seq nullopt when it has no sequence dim). Fails when two inputs disagree on a dim.
 std::pair<int64_t, std::optional<int64_t>> bound_sizes(const InputPlan& plan, const std::vector<ir::Tensor>& tensors);
 
-// Input names become file names: characters outside [A-Za-z0-9._-] are replaced by '_'.
-std::string file_stem(const std::string& name);
-
 }  // namespace kiln::bench

@@ -322,7 +322,7 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
       scratch.emplace();
       fs::create_directories(scratch->path() / "inputs");
       for (size_t i = 0; i < plan.inputs.size(); ++i)
-        io::write_npy((scratch->path() / "inputs" / (file_stem(plan.inputs[i].info.name) + ".npy")).string(),
+        io::write_npy((scratch->path() / "inputs" / (io::npy_file_stem(plan.inputs[i].info.name) + ".npy")).string(),
                       tensors[i]);
       cr.ort.emplace();
       cr.ort->engine = "onnxruntime";

@@ -1,8 +1,5 @@
 #include "bench/ort_bench.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,8 +11,7 @@
 #include <sstream>
 
 #include "common/error.h"
-
-extern char** environ;
+#include "common/process.h"
 
 namespace kiln::bench {
 
@@ -72,13 +68,6 @@ std::string peer_dir() {
   return "";
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::string last_line(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   size_t nl = text.rfind('\n');
@@ -120,33 +109,16 @@ OrtRound run_ort_round(const OrtPeer& peer, const std::string& model, const std:
     args.push_back("--iterations");
     args.push_back(std::to_string(options.iterations));
   }
-  const std::string out_path = (fs::path(scratch_dir) / "ort_stdout.txt").string();
-  const std::string err_path = (fs::path(scratch_dir) / "ort_stderr.txt").string();
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) fail("--vs ort: cannot start ", peer.node, ": ", std::strerror(rc));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) fail("--vs ort: lost track of the node process");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string err = last_line(read_text(err_path));
+  ProcessResult p = run_process(std::move(args), scratch_dir);
+  if (p.exit_code != 0) {
+    std::string err = last_line(p.err);
     if (err.rfind("ort: error: ", 0) == 0) err = err.substr(12);
-    if (err.empty())
-      err = WIFSIGNALED(status) ? str("killed by signal ", WTERMSIG(status)) : str("exit status ", WEXITSTATUS(status));
+    if (err.empty()) err = p.exit_code > 128 ? str("killed by signal ", p.exit_code - 128) : str("exit status ", p.exit_code);
     fail("ONNX Runtime failed on ", model, ": ", err);
   }
   OrtRound r;
   try {
-    nlohmann::json j = nlohmann::json::parse(last_line(read_text(out_path)));
+    nlohmann::json j = nlohmann::json::parse(last_line(p.out));
     r.load_ms = j.at("load_ms").get<double>();
     r.first_ms = j.at("first_ms").get<double>();
     r.peak_rss_mb = j.at("peak_rss_mb").get<double>();

@@ -1,6 +1,7 @@
 #include "io/npy.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -154,6 +155,14 @@ void write_npy(const std::string& path, const ir::Tensor& t) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) fail(path, ": cannot rename temporary file: ", ec.message());
+}
+
+std::string npy_file_stem(const std::string& name) {
+  std::string s = name;
+  for (char& c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
+  if (s.empty() || s == "." || s == "..") s = "_" + s;
+  return s;
 }
 
 }  // namespace kiln::io

@@ -37,15 +37,6 @@ struct RunArgs {
   std::string level = "all";
 };
 
-// Output names become file names: characters outside [A-Za-z0-9._-] are replaced by '_'.
-std::string file_stem(const std::string& name) {
-  std::string s = name;
-  for (char& c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) c = '_';
-  if (s.empty() || s == "." || s == "..") s = "_" + s;
-  return s;
-}
-
 std::string summary(const ir::Tensor& t) {
   std::string s = std::string(ir::dtype_name(t.dtype())) + ir::to_string(t.shape());
   if (t.dtype() == ir::DType::kString || t.dtype() == ir::DType::kComplex64 || t.dtype() == ir::DType::kComplex128 ||
@@ -145,7 +136,7 @@ int run(const RunArgs& args) {
     const auto& in = session.inputs()[i];
     if (feeds.count(in.name)) continue;
     if (!args.input_dir.empty()) {
-      fs::path p = fs::path(args.input_dir) / (file_stem(in.name) + ".npy");
+      fs::path p = fs::path(args.input_dir) / (io::npy_file_stem(in.name) + ".npy");
       if (fs::exists(p)) {
         feeds[in.name] = io::read_npy(p.string());
         continue;
@@ -175,16 +166,16 @@ int run(const RunArgs& args) {
       for (size_t k = 0; k < d.sequence.size(); ++k) {
         std::printf("  [%zu] %s\n", k, summary(d.sequence[k]).c_str());
         if (!args.output_dir.empty())
-          io::write_npy((fs::path(args.output_dir) / (file_stem(name) + "_" + std::to_string(k) + ".npy")).string(),
+          io::write_npy((fs::path(args.output_dir) / (io::npy_file_stem(name) + "_" + std::to_string(k) + ".npy")).string(),
                         d.sequence[k]);
       }
       continue;
     }
     std::string line = summary(d.tensor);
     if (!args.output_dir.empty())
-      io::write_npy((fs::path(args.output_dir) / (file_stem(name) + ".npy")).string(), d.tensor);
+      io::write_npy((fs::path(args.output_dir) / (io::npy_file_stem(name) + ".npy")).string(), d.tensor);
     if (!args.compare_dir.empty()) {
-      fs::path p = fs::path(args.compare_dir) / (file_stem(name) + ".npy");
+      fs::path p = fs::path(args.compare_dir) / (io::npy_file_stem(name) + ".npy");
       if (!fs::exists(p)) {
         line += "  (no reference " + p.string() + ")";
       } else {
