@@ -10,6 +10,7 @@
 #include "export/transformer_config.h"
 #include "export/weight_source.h"
 #include "onnx/model_io.h"
+#include "pass_test_util.h"
 #include "runtime/random_inputs.h"
 #include "runtime/session.h"
 #include "test_util.h"
@@ -259,10 +260,7 @@ TEST(FastKernels, GeluFastGeluBiasGelu) {
 // Whole models, optimized as a Session optimizes them, fast against reference on the same inputs.
 void expect_model_fast_matches_reference(const ir::Model& m, const std::map<std::string, int64_t>& dims,
                                          size_t min_fast) {
-  Feeds feeds;
-  uint64_t seed = 11;
-  for (const auto& in : m.graph.inputs)
-    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, dims, seed++);
+  Feeds feeds = testing::random_feeds(m, dims, 11);
   size_t fast_count = 0;
   std::vector<ir::Datum> fast = run_session(m, feeds, true, &fast_count, passes::Level::kAll);
   std::vector<ir::Datum> ref = run_session(m, feeds, false, nullptr, passes::Level::kAll);

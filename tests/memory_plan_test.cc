@@ -9,8 +9,8 @@
 #include "contrib_test_util.h"
 #include "ir/allocation_count.h"
 #include "onnx/model_io.h"
+#include "pass_test_util.h"
 #include "runtime/memory_plan.h"
-#include "runtime/random_inputs.h"
 #include "runtime/session.h"
 #include "test_util.h"
 
@@ -22,6 +22,7 @@ using runtime::MemoryPlan;
 using testing::contrib::max_abs_diff;
 using testing::contrib::Random;
 using testing::contrib::TestGraph;
+using testing::random_feeds;
 using Feeds = std::unordered_map<std::string, ir::Datum>;
 
 void expect_valid(const std::vector<BufferLifetime>& buffers, const MemoryPlan& plan) {
@@ -65,13 +66,6 @@ TEST(MemoryPlan, RandomLifetimesNeverOverlapAndStayNearTheLowerBound) {
     EXPECT_LE(plan.arena_bytes, plan.lower_bound_bytes * 2) << "trial " << trial;
   }
   EXPECT_EQ(runtime::plan_memory({}).arena_bytes, 0u);
-}
-
-Feeds random_feeds(const ir::Model& m, const std::map<std::string, int64_t>& dims, uint64_t seed) {
-  Feeds feeds;
-  for (const auto& in : m.graph.inputs)
-    if (!m.graph.initializers.count(in.name)) feeds[in.name] = runtime::random_input(in, dims, seed++);
-  return feeds;
 }
 
 void expect_same(const std::vector<ir::Datum>& a, const std::vector<ir::Datum>& b, double tol) {
