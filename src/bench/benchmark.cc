@@ -16,7 +16,7 @@
 
 #include "bench/bench_inputs.h"
 #include "bench/ort_bench.h"
-#include "bench/threads.h"
+#include "runtime/threads.h"
 #include "common/error.h"
 #include "io/npy.h"
 #include "onnx/model_io.h"
@@ -107,7 +107,7 @@ RoundResult kiln_round(const runtime::Session& session, const Feeds& feeds, cons
   for (int c = 0; c < o.concurrency; ++c) {
     callers.emplace_back([&, c] {
       try {
-        set_intra_op_threads(per_caller_threads);
+        runtime::set_intra_op_threads(per_caller_threads);
         try {
           for (int i = 0; i < o.warmup && !stop; ++i) session.run(feeds);
         } catch (...) {
@@ -237,7 +237,7 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
   report.options = o;
   std::optional<OrtPeer> peer;
   if (o.vs_ort) peer = find_ort_peer();  // before the long load: a missing peer fails at once
-  set_intra_op_threads(o.threads);
+  runtime::set_intra_op_threads(o.threads);
   report.model_size_mb = static_cast<double>(fs::file_size(o.model)) / kMiB;
   auto say = [&](const std::string& text) {
     if (progress) progress(text, false);

@@ -6,7 +6,7 @@
 
 #include "bench/benchmark.h"
 #include "bench/report.h"
-#include "bench/threads.h"
+#include "runtime/threads.h"
 #include "common/error.h"
 #include "export/default_model.h"
 #include "tools/commands.h"
@@ -19,7 +19,7 @@ struct BenchArgs {
   std::string model;
   std::string batch = "1";
   std::string seq = "128";
-  int threads = bench::default_threads();
+  int threads = runtime::default_threads();
   int warmup = 3;
   int iterations = 20;
   double duration = 0;

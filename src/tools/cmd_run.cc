@@ -8,6 +8,7 @@
 #include "io/npy.h"
 #include "runtime/random_inputs.h"
 #include "runtime/session.h"
+#include "runtime/threads.h"
 #include "text/wordpiece_tokenizer.h"
 #include "tools/commands.h"
 #include "tools/parse_util.h"
@@ -35,6 +36,7 @@ struct RunArgs {
   int64_t max_length = 512;
   bool cased = false;
   std::string level = "all";
+  int threads = runtime::default_threads();
 };
 
 std::string summary(const ir::Tensor& t) {
@@ -118,6 +120,7 @@ int run(const RunArgs& args) {
   }
   runtime::SessionOptions options;
   options.optimization = passes::parse_level(args.level);
+  runtime::set_intra_op_threads(args.threads);
   runtime::Session session = runtime::Session::load(model, options);
   std::map<std::string, int64_t> dims = parse_dims(args.dims);
   std::unordered_map<std::string, ir::Datum> feeds;
@@ -232,6 +235,11 @@ Command run_command() {
                           "Graph optimization applied when the model is loaded: none, basic, extended or all")
                 ->capture_default_str()
                 ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
+            c->add_option("--threads", args->threads,
+                          "Threads for one inference (oneDNN and kiln's kernels share one OpenMP pool; default: the "
+                          "number of cores)")
+                ->capture_default_str()
+                ->check(CLI::PositiveNumber);
             return c;
           },
           [args] { return run(*args); }};

@@ -2,7 +2,7 @@
 // runtime (libgomp), so this is the only knob.
 #pragma once
 
-namespace kiln::bench {
+namespace kiln::runtime {
 
 // std::thread::hardware_concurrency(), at least 1.
 int default_threads();
@@ -11,4 +11,4 @@ int default_threads();
 // keeps this setting per thread: a thread that runs inference (a --concurrency worker) calls it itself.
 void set_intra_op_threads(int threads);
 
-}  // namespace kiln::bench
+}  // namespace kiln::runtime
