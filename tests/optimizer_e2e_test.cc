@@ -258,15 +258,16 @@ TEST(OptimizerEndToEnd, ResNetStyleConvNet) {
   const std::string text = report.to_text();
   EXPECT_EQ(after(report, "BatchNormalization"), 0) << text;
   EXPECT_EQ(report.count("BatchNormalization folded into Conv"), 6) << text;
-  // Stem Conv+Relu, block 1's first Conv+Relu, block 2's first Conv+Clip. The Relus after the residual
-  // Adds read an Add, not a Conv, and stay.
-  EXPECT_EQ(after(report, "com.microsoft.FusedConv"), 3) << text;
+  // Stem Conv+Relu, block 1's first Conv+Relu, block 2's first Conv+Clip; then each block's second Conv
+  // with its residual Add and the Relu after it (FusedConv's Z input). The projection stays a Conv.
+  EXPECT_EQ(after(report, "com.microsoft.FusedConv"), 5) << text;
   EXPECT_EQ(report.count("FusedConv Relu"), 2) << text;
   EXPECT_EQ(report.count("FusedConv Clip"), 1) << text;
-  EXPECT_EQ(after(report, "Conv"), 3) << text;  // block 1's second, block 2's second, the projection
-  EXPECT_EQ(after(report, "Relu"), 2) << text;
+  EXPECT_EQ(report.count("FusedConv Conv+Add+Relu"), 2) << text;
+  EXPECT_EQ(after(report, "Conv"), 1) << text;
+  EXPECT_EQ(after(report, "Relu"), 0) << text;
   EXPECT_EQ(after(report, "Clip"), 0) << text;
-  EXPECT_EQ(after(report, "Add"), 2) << text;  // the two residual Adds
+  EXPECT_EQ(after(report, "Add"), 0) << text;
   EXPECT_EQ(after(report, "Gemm"), 1) << text;
   EXPECT_EQ(report.count("Gemm"), 1) << text;
   EXPECT_EQ(after(report, "MatMul"), 0) << text;

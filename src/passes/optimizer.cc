@@ -27,6 +27,7 @@ const std::vector<Pass>& pipeline() {
       {"fold_conv_batch_norm", Level::kBasic, fold_conv_batch_norm},
       {"fuse_matmul_add_into_gemm", Level::kBasic, fuse_matmul_add_into_gemm},
       {"fuse_conv_activation", Level::kExtended, fuse_conv_activation},
+      {"fuse_conv_add_activation", Level::kExtended, fuse_conv_add_activation},
       // LayerNorm first: the embeddings and SkipLayerNormalization fusions match LayerNormalization
       // nodes. Embeddings before SkipLayerNormalization, which must not take the embeddings' Add;
       // attention before anything that could take its Q/K/V MatMul+Add. BiasGelu needs the Gelu nodes.

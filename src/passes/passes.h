@@ -20,6 +20,7 @@ bool fuse_matmul_add_into_gemm(ir::Graph& g, PassContext& ctx);
 
 // ---- extended: fusions into ONNX Runtime's contrib ops (float rounding may differ slightly) ----
 bool fuse_conv_activation(ir::Graph& g, PassContext& ctx);
+bool fuse_conv_add_activation(ir::Graph& g, PassContext& ctx);
 bool fuse_layer_norm(ir::Graph& g, PassContext& ctx);
 bool fuse_embed_layer_norm(ir::Graph& g, PassContext& ctx);
 bool fuse_attention(ir::Graph& g, PassContext& ctx);

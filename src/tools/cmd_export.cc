@@ -1,5 +1,5 @@
 // kiln export: build a BERT / DistilBERT / ViT ONNX model from a Hugging Face checkpoint or from a preset
-// with seeded random weights.
+// with seeded random weights, or a ResNet-50 / MobileNetV3-Small image classifier with seeded random weights.
 #include <unistd.h>
 
 #include <chrono>
@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "export/cnn_export.h"
 #include "export/exporter.h"
 #include "onnx/model_io.h"
 #include "tools/commands.h"
@@ -24,6 +25,8 @@ struct ExportArgs {
   uint64_t seed = 0;
   std::string output;
   int64_t opset = 14;
+  int64_t image_size = 224;
+  bool image_size_given = false;
   bool quiet = false;
 };
 
@@ -40,9 +43,42 @@ bool same_command_family(exporter::Family a, exporter::Family b) {
   return text(a) == text(b);
 }
 
+void make_parent_folder(const std::string& output) {
+  if (auto parent = std::filesystem::path(output).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) fail("cannot create the folder ", parent.string(), " for ", output, ": ", ec.message());
+  }
+}
+
+// resnet50 / mobilenetv3: built from the architecture alone, with seeded random weights.
+int run_cnn(const ExportArgs& args, exporter::CnnFamily family, std::chrono::steady_clock::time_point start) {
+  const char* name = exporter::cnn_family_name(family);
+  if (!args.config.empty() || !args.weights.empty() || !args.preset.empty())
+    fail(name, " is built with seeded random weights: --config, --weights and --preset do not apply");
+  exporter::CnnOptions options;
+  options.opset = args.opset;
+  options.seed = args.seed;
+  options.image_size = args.image_size;
+  ir::Model model = exporter::export_cnn(family, options);
+  make_parent_folder(args.output);
+  onnx_io::save_model(model, args.output);
+  int64_t parameters = 0;
+  for (const auto& [n, t] : model.graph.initializers) parameters += t.numel();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("wrote %s: %s, %.2f M parameters, %zu nodes, input [batch, 3, %lld, %lld], opset %lld, in %.1f s\n",
+              args.output.c_str(), name, parameters / 1e6, model.graph.nodes.size(),
+              static_cast<long long>(args.image_size), static_cast<long long>(args.image_size),
+              static_cast<long long>(args.opset), seconds);
+  return 0;
+}
+
 int run(const ExportArgs& args) {
   const auto start = std::chrono::steady_clock::now();
   if (args.output.empty()) fail("give the output file with -o OUT.onnx");
+  if (auto cnn = exporter::cnn_family_of(args.family)) return run_cnn(args, *cnn, start);
+  if (args.image_size_given)
+    fail("--image-size is for resnet50 and mobilenetv3 (a ViT's comes with its --config or --preset)");
   if (args.config.empty() && args.preset.empty())
     fail("give the model's sizes with --config config.json or --preset NAME");
   if (!args.config.empty() && !args.preset.empty()) fail("give --config or --preset, not both");
@@ -99,11 +135,7 @@ int run(const ExportArgs& args) {
     std::fprintf(stderr, "the checkpoint has no pooler weights: the model has no pooler_output\n");
 
   if (show_progress) std::fprintf(stderr, "writing %s\n", args.output.c_str());
-  if (auto parent = std::filesystem::path(args.output).parent_path(); !parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    if (ec) fail("cannot create the folder ", parent.string(), " for ", args.output, ": ", ec.message());
-  }
+  make_parent_folder(args.output);
   onnx_io::save_model(result.model, args.output);
 
   int64_t parameters = 0;
@@ -123,9 +155,11 @@ Command export_command() {
             auto* c = app.add_subcommand(
                 "export",
                 "Build an ONNX model of a BERT, DistilBERT or ViT encoder from a Hugging Face checkpoint "
-                "(config.json + model.safetensors) or from a preset with seeded random weights");
-            c->add_option("family", args->family, "bert (also DistilBERT checkpoints) or vit")
-                ->check(CLI::IsMember({"bert", "distilbert", "vit"}));
+                "(config.json + model.safetensors) or from a preset with seeded random weights; or a "
+                "torchvision-shaped ResNet-50 or MobileNetV3-Small with seeded random weights");
+            c->add_option("family", args->family,
+                          "bert (also DistilBERT checkpoints), vit, resnet50 or mobilenetv3 (MobileNetV3-Small)")
+                ->check(CLI::IsMember({"bert", "distilbert", "vit", "resnet50", "mobilenetv3"}));
             c->add_option("--config", args->config, "Hugging Face config.json");
             c->add_option("--weights", args->weights, "model.safetensors (f32, f16 or bf16)");
             std::string presets;
@@ -135,8 +169,12 @@ Command export_command() {
                         "Seeded random weights (the default with --preset and no --weights)");
             c->add_option("--seed", args->seed, "Seed for random weights")->capture_default_str();
             c->add_option("-o,--output", args->output, "Output .onnx file")->required();
-            c->add_option("--opset", args->opset, "ONNX opset, 13 to 21 (LayerNormalization from 17)")
+            c->add_option("--opset", args->opset,
+                          "ONNX opset, 13 to 21 (LayerNormalization from 17; resnet50 and mobilenetv3 from 14)")
                 ->capture_default_str();
+            c->add_option("--image-size", args->image_size, "resnet50, mobilenetv3: input height and width")
+                ->capture_default_str()
+                ->each([args](const std::string&) { args->image_size_given = true; });
             c->add_flag("-q,--quiet", args->quiet, "Only the final line");
             return c;
           },

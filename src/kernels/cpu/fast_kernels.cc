@@ -7,8 +7,10 @@
 
 #include "common/error.h"
 #include "kernels/cpu/attention_kernel.h"
+#include "kernels/cpu/conv_kernel.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "kernels/cpu/pool_kernel.h"
 #include "kernels/cpu/vector_kernels.h"
 #include "ops/node_view.h"
 
@@ -186,8 +188,11 @@ std::unique_ptr<FastKernel> make_fast_kernel(const ir::Node& n, const ir::Graph&
     if (n.op_type == "MatMul") return make_matmul(n, g);
     if (n.op_type == "Gemm") return make_gemm(n, g, opset);
     if (n.op_type == "LayerNormalization") return make_layer_norm(n, opset, false);
+    if (n.op_type == "Conv") return make_conv_kernel(n, g, opset);
+    if (n.op_type == "MaxPool" || n.op_type == "GlobalAveragePool") return make_pool_kernel(n, opset);
     return nullptr;
   }
+  if (n.op_type == "FusedConv") return make_conv_kernel(n, g, opset);  // com.microsoft and ai.kiln
   if (n.domain != kMs) return nullptr;
   if (n.op_type == "Attention") return make_attention_kernel(n, g, opset);
   if (n.op_type == "SkipLayerNormalization") return make_layer_norm(n, opset, true);

@@ -7,6 +7,8 @@
 //                                                   scores, masked softmax and x V, heads in parallel
 //   LayerNormalization, SkipLayerNormalization   -> vector_kernels layer_norm_f32
 //   Gelu, FastGelu, BiasGelu                     -> vector_kernels gelu_f32
+//   Conv / FusedConv with float32 initializer W  -> oneDNN convolution, W packed once (PackedConv)
+//   MaxPool (2-D, no Indices), GlobalAveragePool -> pool_kernel.cc
 //
 // A fast kernel checks the call (element types, shapes, which optional outputs are read) before it
 // touches anything, and declines what it does not cover; the reference kernel then runs, so a fast

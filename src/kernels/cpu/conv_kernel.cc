@@ -1,0 +1,228 @@
+#include "kernels/cpu/conv_kernel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/fast_kernel_util.h"
+#include "kernels/cpu/onednn_conv.h"
+#include "kernels/reference/contrib_common.h"
+#include "kernels/reference/nn_common.h"
+#include "ops/node_view.h"
+
+namespace kiln::kernels::cpu {
+
+namespace {
+
+constexpr const char* kMsDomain = "com.microsoft";
+constexpr const char* kKilnDomain = "ai.kiln";
+
+// Window attributes past this are left to the reference kernel (and keep oneDNN's size arithmetic far
+// from overflow).
+constexpr int64_t kLargestWindow = int64_t{1} << 20;
+
+// The activation as the reference kernel computes it (kernels/reference/contrib_fused_conv.cc).
+float activate(const ConvSpec& s, float x) {
+  switch (s.activation) {
+    case ConvActivation::kNone:
+      return x;
+    case ConvActivation::kRelu:
+      return std::max(x, 0.0f);
+    case ConvActivation::kLeakyRelu:
+      return x >= 0 ? x : s.alpha * x;
+    case ConvActivation::kClip:
+      return std::min(std::max(x, s.alpha), s.beta);
+    case ConvActivation::kSigmoid:
+      return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
+    case ConvActivation::kTanh:
+      return std::tanh(x);
+    case ConvActivation::kHardSigmoid:
+      return std::min(std::max(s.alpha * x + s.beta, 0.0f), 1.0f);
+    case ConvActivation::kHardSwish:
+      return x * std::min(std::max(x / 6.0f + 0.5f, 0.0f), 1.0f);
+    case ConvActivation::kSilu:
+      return static_cast<float>(x / (1.0 + std::exp(-static_cast<double>(x))));
+  }
+  return x;
+}
+
+// X [N, C, H, W] -> Y [N, M, OH, OW], with Z of Y's shape when the FusedConv names one. W and B are
+// absorbed: every call is answered here, an invalid one failing with the reference kernel's message (its
+// own checks, reused where they are callable, in its order), so that the session can release the
+// initializers and hold the weights once.
+class ConvKernel : public FastKernel {
+ public:
+  ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
+             ops::nn::WindowAttrs window, bool fused)
+      : conv_(spec, w, bias),
+        bias_(bias ? std::vector<float>(bias, bias + spec.out_channels) : std::vector<float>()),
+        w_shape_(std::move(w_shape)),
+        window_(std::move(window)),
+        fused_(fused) {}
+
+  bool run(ops::KernelContext& ctx) const override {
+    const ConvSpec& spec = conv_.spec();
+    const ir::Tensor& x = ctx.input(0);
+    if (fused_) ops::contrib::require_float32(ctx, x.dtype(), "input X");
+    ops::nn::require_dtype(ctx, x.dtype(), ops::nn::kFloatTypes, "input X");
+    if (x.dtype() != ir::DType::kFloat32) ctx.fail("W has element type ", ir::DType::kFloat32, ", X has ", x.dtype());
+    if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
+    if (x.rank() != 4)
+      ctx.fail("weights W of shape ", ir::to_string(w_shape_), " must have the same rank as X ",
+               ir::to_string(x.shape()));
+    const std::vector<int64_t>& s = x.shape();
+    if (s[1] != spec.in_channels)
+      ctx.fail("input has ", s[1], " channels but W ", ir::to_string(w_shape_), " with group ", spec.group, " expects ",
+               spec.in_channels);
+    // The reference's window arithmetic, which also fails as it does on a kernel larger than the input.
+    const int64_t oh = ops::nn::forward_window(ctx, window_, 0, s[2]).out;
+    const int64_t ow = ops::nn::forward_window(ctx, window_, 1, s[3]).out;
+    const std::vector<int64_t> out_shape = {s[0], spec.out_channels, oh, ow};
+    const float* z = nullptr;
+    if (spec.add_sum) {
+      const ir::Tensor& zt = ctx.input(3);
+      ops::contrib::require_float32(ctx, zt.dtype(), "input Z");
+      if (zt.shape() != out_shape)
+        ctx.fail("Z of shape ", ir::to_string(zt.shape()), " must have the output's shape ", ir::to_string(out_shape));
+      z = zt.data<float>();
+    }
+    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
+    if (y.numel() > 0 && x.numel() == 0) {
+      padding_only(s[0] * spec.out_channels, oh * ow, y.data<float>(), z);
+    } else if (y.numel() > 0) {
+      int64_t conv_oh = 0, conv_ow = 0;
+      KILN_CHECK(conv_.output_size(s[2], s[3], &conv_oh, &conv_ow) && conv_oh == oh && conv_ow == ow, "internal: [",
+                 ctx.node().label(), "] PackedConv's output size differs from the reference's");
+      conv_.run(s[0], s[2], s[3], x.data<float>(), y.data<float>(), z);
+    }
+    ctx.set_output(0, std::move(y));
+    return true;
+  }
+
+  // An input with an empty spatial dim and pads wide enough for an output (oneDNN takes no empty input):
+  // every window covers padding only, so y = act(bias (+ z)), per plane of `plane` values.
+  void padding_only(int64_t planes, int64_t plane, float* y, const float* z) const {
+    const int64_t m = conv_.spec().out_channels;
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t j = 0; j < plane; ++j) {
+        const int64_t k = p * plane + j;
+        y[k] = activate(conv_.spec(), (bias_.empty() ? 0.0f : bias_[p % m]) + (z ? z[k] : 0.0f));
+      }
+  }
+
+  std::vector<size_t> absorbed_inputs() const override {
+    return conv_.spec().has_bias ? std::vector<size_t>{1, 2} : std::vector<size_t>{1};
+  }
+
+ private:
+  PackedConv conv_;
+  std::vector<float> bias_;       // for padding_only
+  std::vector<int64_t> w_shape_;  // for messages
+  ops::nn::WindowAttrs window_;
+  bool fused_;
+};
+
+ConvPadding padding_of(ops::nn::AutoPad p) {
+  switch (p) {
+    case ops::nn::AutoPad::kSameUpper:
+      return ConvPadding::kSameUpper;
+    case ops::nn::AutoPad::kSameLower:
+      return ConvPadding::kSameLower;
+    case ops::nn::AutoPad::kValid:
+      return ConvPadding::kValid;
+    case ops::nn::AutoPad::kNotSet:
+      break;
+  }
+  return ConvPadding::kExplicit;
+}
+
+// FusedConv's activation and activation_params into the spec, as the reference kernel
+// (kernels/reference/contrib_fused_conv.cc) reads them; false for what it would refuse.
+bool read_activation(const ops::NodeView& v, ConvSpec& spec) {
+  if (!v.has_attr("activation")) return true;
+  const std::string name = v.attr_string("activation");
+  const bool kiln_domain = v.node().domain == kKilnDomain;
+  size_t params = 0;
+  if (name == "Relu") {
+    spec.activation = ConvActivation::kRelu;
+  } else if (name == "Tanh") {
+    spec.activation = ConvActivation::kTanh;
+  } else if (name == "Sigmoid") {
+    spec.activation = ConvActivation::kSigmoid;
+  } else if (name == "LeakyRelu") {
+    spec.activation = ConvActivation::kLeakyRelu;
+    params = 1;
+  } else if (name == "Clip") {
+    spec.activation = ConvActivation::kClip;
+    params = 2;
+  } else if (name == "HardSigmoid") {
+    spec.activation = ConvActivation::kHardSigmoid;
+    params = 2;
+  } else if (name == "HardSwish" && kiln_domain) {
+    spec.activation = ConvActivation::kHardSwish;
+  } else if (name == "Silu" && kiln_domain) {
+    spec.activation = ConvActivation::kSilu;
+  } else {
+    return false;
+  }
+  if (params == 0) return true;
+  const std::vector<float> p = v.attr_floats("activation_params", {});
+  if (p.size() != params) return false;
+  spec.alpha = p[0];
+  if (params == 2) spec.beta = p[1];
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
+  const bool fused = n.op_type == "FusedConv" && (n.domain == kMsDomain || n.domain == kKilnDomain);
+  if (!fused && !(n.op_type == "Conv" && ir::is_default_domain(n.domain))) return nullptr;
+  if (n.inputs.size() > (fused ? 4u : 3u)) return nullptr;
+  const ir::Tensor* w = float_constant(g, n, 1);
+  if (!w || w->rank() != 4 || w->numel() == 0) return nullptr;
+  const ir::Tensor* b = nullptr;
+  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
+    b = float_constant(g, n, 2);
+    if (!b || b->rank() != 1 || b->dim(0) != w->dim(0)) return nullptr;
+  }
+  ConvSpec spec;
+  ops::nn::WindowAttrs window;
+  try {
+    ops::NodeView v(n, opset);
+    spec.group = v.attr_int("group", 1);
+    if (spec.group < 1 || w->dim(0) % spec.group != 0) return nullptr;
+    // The reference's reading of the window attributes (kernel_shape against W, lengths, signs, auto_pad),
+    // kept for its output sizes and messages per call.
+    window = ops::nn::read_window_attrs(v, ops::nn::read_kernel_shape(v, 2, std::vector<int64_t>{w->dim(2), w->dim(3)}),
+                                        false);
+    if (fused && !read_activation(v, spec)) return nullptr;
+  } catch (const Error&) {
+    return nullptr;  // attributes the reference kernel refuses, with its own message
+  }
+  for (size_t i = 0; i < 2; ++i)
+    if (window.kernel[i] > kLargestWindow || window.strides[i] > kLargestWindow ||
+        window.dilations[i] > kLargestWindow || window.pads[i] > kLargestWindow || window.pads[i + 2] > kLargestWindow)
+      return nullptr;
+  spec.out_channels = w->dim(0);
+  spec.in_channels = w->dim(1) * spec.group;
+  spec.kernel_h = w->dim(2);
+  spec.kernel_w = w->dim(3);
+  spec.stride_h = window.strides[0];
+  spec.stride_w = window.strides[1];
+  spec.dilation_h = window.dilations[0];
+  spec.dilation_w = window.dilations[1];
+  spec.padding = padding_of(window.auto_pad);
+  spec.pad_top = window.pads[0];  // ONNX pads: all begins, then all ends
+  spec.pad_left = window.pads[1];
+  spec.pad_bottom = window.pads[2];
+  spec.pad_right = window.pads[3];
+  spec.add_sum = fused && n.inputs.size() > 3 && !n.inputs[3].empty();
+  spec.has_bias = b != nullptr;
+  return std::make_unique<ConvKernel>(spec, w->data<float>(), b ? b->data<float>() : nullptr, w->shape(),
+                                      std::move(window), fused);
+}
+
+}  // namespace kiln::kernels::cpu

@@ -1,0 +1,457 @@
+#include "kernels/cpu/onednn_conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/onednn_engine.h"
+
+namespace kiln::kernels::cpu {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+constexpr memory::data_type kF32 = memory::data_type::f32;
+
+// The input height and width the weights' layout is chosen for when the constructor packs them: a
+// mid-network ResNet size. oneDNN's weight layout follows channels, groups and kernel, not spatial size.
+constexpr int64_t kLayoutSpatial = 28;
+
+// Convolutions below this many FLOPs run on the calling thread alone: waking the other OpenMP threads
+// for the convolution and its two reorders costs more than they save. MobileNetV3-Small at batch 1 (most
+// of its convolutions 1-10 MFLOP), 2 threads, OMP_WAIT_POLICY=passive: 6.9 ms with every convolution
+// parallel, 5.4 ms below 3 MFLOP single-threaded, 4.4 ms below 10 MFLOP, 4.5 ms below 30 MFLOP. Every
+// ResNet-50 convolution is above 100 MFLOP.
+constexpr double kParallelFlops = 10e6;
+
+// Makes the calling thread's OpenMP team one thread for a scope (`single`), or leaves it alone. oneDNN
+// sizes its parallel regions from omp_get_max_threads(), both when a primitive is created and when it
+// (or a reorder) runs; the setting is per thread, so other callers are not affected.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(bool single) : saved_(single ? omp_get_max_threads() : 0) {
+    if (single) omp_set_num_threads(1);
+  }
+  ~ScopedThreads() {
+    if (saved_ > 0) omp_set_num_threads(saved_);
+  }
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
+constexpr size_t kAlign = 64;
+constexpr size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+// Everything a primitive is specialized on besides the spec: the input's shape.
+struct Geometry {
+  int64_t n = 0, h = 0, w = 0;
+  bool operator==(const Geometry&) const = default;
+};
+
+// One spatial axis of the convolution: output size and the pads actually applied.
+struct AxisWindow {
+  int64_t out = 0, pad_begin = 0, pad_end = 0;
+};
+
+// ONNX Conv's output size along one axis (kernels/reference/nn_common.cc forward_window, without
+// ceil_mode); false when the padded input is smaller than the dilated kernel.
+bool axis_window(ConvPadding padding, int64_t in, int64_t kernel, int64_t stride, int64_t dilation, int64_t pad_begin,
+                 int64_t pad_end, AxisWindow* r) {
+  if (in <= 0) return false;
+  const int64_t extent = (kernel - 1) * dilation + 1;
+  switch (padding) {
+    case ConvPadding::kSameUpper:
+    case ConvPadding::kSameLower: {
+      r->out = (in + stride - 1) / stride;
+      const int64_t total = std::max<int64_t>(0, (r->out - 1) * stride + extent - in);
+      r->pad_begin = padding == ConvPadding::kSameUpper ? total / 2 : total - total / 2;
+      r->pad_end = total - r->pad_begin;
+      return true;
+    }
+    case ConvPadding::kValid:
+      if (in < extent) return false;
+      *r = {(in - extent) / stride + 1, 0, 0};
+      return true;
+    case ConvPadding::kExplicit:
+      break;
+  }
+  const int64_t padded = in + pad_begin + pad_end;
+  if (padded < extent) return false;
+  *r = {(padded - extent) / stride + 1, pad_begin, pad_end};
+  return true;
+}
+
+// Which layout kAuto means. Blocked, for every kind of convolution: timed one by one on this AVX2 machine
+// (batch 1, each the fastest of 15 interleaved calls, reorders included), ResNet-50's 53 convolutions
+// took 101 ms blocked against 126 ms plain at one thread, 107 against 129 at two; the first convolution
+// (3 channels in, 7x7/2) 2.7 against 5.0 ms, 3x3s 1.1-1.8x faster blocked, 1x1s from 8 % slower
+// (stride-1 1x1s at 56x56 with 64 channels on one side, where the reorders weigh most) to 2.2x faster
+// (strided 1x1s, which plain must im2col). MobileNetV3-Small's 52: 2.7 against 22.8 ms, its depthwise
+// convolutions 17x faster blocked (oneDNN has no plain-layout depthwise kernel besides gemm).
+ConvLayout choose_layout(const ConvSpec& s) { return s.layout == ConvLayout::kAuto ? ConvLayout::kBlocked : s.layout; }
+
+void append_activation(dnnl::post_ops& ops, const ConvSpec& s) {
+  using dnnl::algorithm;
+  auto eltwise = [&](algorithm a, float alpha, float beta) { ops.append_eltwise(1.0f, a, alpha, beta); };
+  switch (s.activation) {
+    case ConvActivation::kNone:
+      return;
+    case ConvActivation::kRelu:
+      return eltwise(algorithm::eltwise_relu, 0.0f, 0.0f);
+    case ConvActivation::kLeakyRelu:
+      return eltwise(algorithm::eltwise_relu, s.alpha, 0.0f);
+    case ConvActivation::kClip:
+      return eltwise(algorithm::eltwise_clip_v2, s.alpha, s.beta);
+    case ConvActivation::kSigmoid:
+      return eltwise(algorithm::eltwise_logistic, 0.0f, 0.0f);
+    case ConvActivation::kTanh:
+      return eltwise(algorithm::eltwise_tanh, 0.0f, 0.0f);
+    case ConvActivation::kHardSigmoid:
+      // oneDNN 2.6 has no hard_sigmoid: alpha x + beta, then clipped to [0, 1].
+      eltwise(algorithm::eltwise_linear, s.alpha, s.beta);
+      return eltwise(algorithm::eltwise_clip_v2, 0.0f, 1.0f);
+    case ConvActivation::kHardSwish:
+      return eltwise(algorithm::eltwise_hardswish, 0.0f, 0.0f);
+    case ConvActivation::kSilu:
+      return eltwise(algorithm::eltwise_swish, 1.0f, 0.0f);
+  }
+}
+
+// One input shape's primitive, the reorders around it, and where its buffers go in the thread workspace.
+struct Entry {
+  Geometry geometry;
+  int64_t oh = 0, ow = 0;
+  dnnl::convolution_forward primitive;
+  memory weights;  // a handle on one of Impl::weights
+  memory::desc user_src_md, user_dst_md, src_md, dst_md;
+  bool reorder_src = false, reorder_dst = false;
+  bool single_thread = false;             // made for, and run on, the calling thread alone
+  dnnl::reorder src_in, dst_out, sum_in;  // nchw -> src_md; dst_md -> nchw; nchw -> dst_md (z)
+  size_t scratch_bytes = 0, src_offset = 0, dst_offset = 0, workspace_bytes = 0;
+  std::string implementation;
+};
+
+// The calling thread's workspace (scratchpad, then the blocked x and y), grown to the largest any entry on
+// this thread asked for. One per thread, so that concurrent run()s never share one.
+std::byte* thread_workspace(size_t bytes) {
+  struct Buffer {
+    std::byte* data = nullptr;
+    size_t size = 0;
+    ~Buffer() { ::operator delete[](data, std::align_val_t(kAlign)); }
+  };
+  thread_local Buffer buffer;
+  if (bytes > buffer.size) {
+    ::operator delete[](buffer.data, std::align_val_t(kAlign));
+    buffer.data = nullptr;
+    buffer.data = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t(kAlign)));
+    buffer.size = bytes;
+  }
+  return buffer.data;
+}
+
+// oneDNN's reference implementation ("ref:any"): correct, and an order of magnitude slower than its JIT ones.
+bool is_reference(const dnnl::convolution_forward::primitive_desc& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+// Address ranges [p, p + count) overlap; std::less gives a total order over unrelated pointers.
+bool overlap(const float* p, size_t p_count, const float* q, size_t q_count) {
+  std::less<const float*> before;
+  return before(p, q + q_count) && before(q, p + p_count);
+}
+
+}  // namespace
+
+struct PackedConv::Impl {
+  ConvSpec spec;
+  ConvLayout layout = ConvLayout::kBlocked;
+  memory bias;  // empty without a bias
+
+  mutable std::mutex mutex;
+  // Packed weights, one per layout some primitive wanted; [0] is the constructor's. Only grows.
+  mutable std::vector<memory> weights;
+  // LRU cache: (last use, entry). shared_ptr so that an entry evicted while another thread runs it lives on.
+  mutable std::vector<std::pair<uint64_t, std::shared_ptr<const Entry>>> cache;
+  mutable uint64_t clock = 0;
+
+  memory::dims weight_dims() const {
+    const ConvSpec& s = spec;
+    if (s.group == 1) return {s.out_channels, s.in_channels, s.kernel_h, s.kernel_w};
+    return {s.group, s.out_channels / s.group, s.in_channels / s.group, s.kernel_h, s.kernel_w};
+  }
+  memory::desc user_weights_md() const {
+    return memory::desc(weight_dims(), kF32, spec.group == 1 ? Tag::oihw : Tag::goihw);
+  }
+
+  bool windows(const Geometry& g, AxisWindow* wh, AxisWindow* ww) const {
+    const ConvSpec& s = spec;
+    return axis_window(s.padding, g.h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.pad_bottom, wh) &&
+           axis_window(s.padding, g.w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.pad_right, ww);
+  }
+
+  dnnl::convolution_forward::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md,
+                                                           ConvLayout activation_layout) const {
+    const ConvSpec& s = spec;
+    AxisWindow wh, ww;
+    KILN_CHECK(windows(g, &wh, &ww), "[PackedConv] the kernel does not fit an input of ", g.h, "x", g.w);
+    const Tag activations = activation_layout == ConvLayout::kPlain ? Tag::nchw : Tag::any;
+    const memory::desc src_md({g.n, s.in_channels, g.h, g.w}, kF32, activations);
+    const memory::desc dst_md({g.n, s.out_channels, wh.out, ww.out}, kF32, activations);
+    const memory::desc bias_md = s.has_bias ? memory::desc({s.out_channels}, kF32, Tag::x) : memory::desc();
+    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                               src_md, weights_md, bias_md, dst_md, {s.stride_h, s.stride_w},
+                                               {s.dilation_h - 1, s.dilation_w - 1}, {wh.pad_begin, ww.pad_begin},
+                                               {wh.pad_end, ww.pad_end});
+    dnnl::post_ops ops;
+    if (s.add_sum) ops.append_sum(1.0f);  // before the activation: act(conv + bias + z)
+    append_activation(ops, s);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return dnnl::convolution_forward::primitive_desc(desc, attr, onednn_engine());
+  }
+
+  std::string describe(const Geometry& g) const {
+    const ConvSpec& s = spec;
+    return str("N=", g.n, " C=", s.in_channels, " H=", g.h, " W=", g.w, " M=", s.out_channels, " kernel ", s.kernel_h,
+               "x", s.kernel_w, " group ", s.group);
+  }
+
+  // Called with `mutex` held. Picks the packed weights for this geometry, packing a new layout if needed.
+  std::shared_ptr<const Entry> make_entry(const Geometry& g) const {
+    const dnnl::engine& engine = onednn_engine();
+    auto e = std::make_shared<Entry>();
+    e->geometry = g;
+    AxisWindow wh, ww;
+    windows(g, &wh, &ww);
+    const double flops = 2.0 * static_cast<double>(g.n) * static_cast<double>(spec.out_channels) *
+                         static_cast<double>(wh.out * ww.out) * static_cast<double>(spec.in_channels / spec.group) *
+                         static_cast<double>(spec.kernel_h * spec.kernel_w);
+    e->single_thread = flops < kParallelFlops;
+    ScopedThreads threads(e->single_thread);
+    try {
+      const memory::desc any_weights(weight_dims(), kF32, Tag::any);
+      ConvLayout activations = layout;
+      dnnl::convolution_forward::primitive_desc pd = primitive_desc(g, any_weights, activations);
+      if (activations == ConvLayout::kBlocked && is_reference(pd)) {
+        // No JIT kernel for this shape on blocked activations (none was seen to happen): oneDNN's gemm
+        // on plain ones beats its reference loops by far.
+        dnnl::convolution_forward::primitive_desc plain = primitive_desc(g, any_weights, ConvLayout::kPlain);
+        if (!is_reference(plain)) {
+          pd = plain;
+          activations = ConvLayout::kPlain;
+        }
+      }
+      for (const memory& w : weights) {
+        if (w.get_desc() == pd.weights_desc()) e->weights = w;
+      }
+      if (!e->weights) {
+        // Another layout for this shape. Keep the first one if the same kernel runs on it, else pack this one.
+        dnnl::convolution_forward::primitive_desc fixed;
+        try {
+          fixed = primitive_desc(g, weights[0].get_desc(), activations);
+        } catch (const dnnl::error&) {
+          // no implementation takes the first layout for this shape: pack the one it wants
+        }
+        if (fixed && std::string(fixed.impl_info_str()) == pd.impl_info_str()) {
+          pd = fixed;
+          e->weights = weights[0];
+        } else {
+          e->weights = memory(pd.weights_desc(), engine);
+          dnnl::reorder(weights[0], e->weights).execute(onednn_stream(), weights[0], e->weights);
+          onednn_stream().wait();
+          weights.push_back(e->weights);
+        }
+      }
+      e->primitive = dnnl::convolution_forward(pd);
+      e->src_md = pd.src_desc();
+      e->dst_md = pd.dst_desc();
+      e->oh = e->dst_md.dims()[2];
+      e->ow = e->dst_md.dims()[3];
+      e->user_src_md = memory::desc({g.n, spec.in_channels, g.h, g.w}, kF32, Tag::nchw);
+      e->user_dst_md = memory::desc({g.n, spec.out_channels, e->oh, e->ow}, kF32, Tag::nchw);
+      e->reorder_src = e->src_md != e->user_src_md;
+      e->reorder_dst = e->dst_md != e->user_dst_md;
+      e->scratch_bytes = pd.scratchpad_desc().get_size();
+      dnnl::primitive_attr reorder_attr;
+      reorder_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      // The reorders run one after another and after / before the convolution, so they share its scratchpad.
+      auto make_reorder = [&](const memory::desc& from, const memory::desc& to) {
+        dnnl::reorder::primitive_desc rpd(engine, from, engine, to, reorder_attr);
+        e->scratch_bytes = std::max(e->scratch_bytes, rpd.scratchpad_desc().get_size());
+        return dnnl::reorder(rpd);
+      };
+      if (e->reorder_src) e->src_in = make_reorder(e->user_src_md, e->src_md);
+      if (e->reorder_dst) {
+        e->dst_out = make_reorder(e->dst_md, e->user_dst_md);
+        if (spec.add_sum) e->sum_in = make_reorder(e->user_dst_md, e->dst_md);
+      }
+      e->implementation = pd.impl_info_str();
+      if (e->reorder_src || e->reorder_dst) e->implementation += " (blocked)";
+    } catch (const dnnl::error& err) {
+      fail("[PackedConv] oneDNN has no convolution for ", describe(g), ": ", err.what());
+    }
+    e->src_offset = align_up(e->scratch_bytes);
+    e->dst_offset = e->src_offset + (e->reorder_src ? align_up(e->src_md.get_size()) : 0);
+    e->workspace_bytes = e->dst_offset + (e->reorder_dst ? align_up(e->dst_md.get_size()) : 0);
+    return e;
+  }
+
+  std::shared_ptr<const Entry> entry(const Geometry& g) const {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++clock;
+    for (auto& [last_use, e] : cache) {
+      if (e->geometry == g) {
+        last_use = clock;
+        return e;
+      }
+    }
+    // A miss creates the primitive under the lock: once per shape, at plan time when the caller uses
+    // prepare(), and two threads missing on one shape then build it once.
+    std::shared_ptr<const Entry> e = make_entry(g);
+    if (cache.size() >= kMaxCachedPrimitives) {
+      auto oldest = cache.begin();
+      for (auto it = cache.begin(); it != cache.end(); ++it) {
+        if (it->first < oldest->first) oldest = it;
+      }
+      cache.erase(oldest);
+    }
+    cache.emplace_back(clock, e);
+    return e;
+  }
+
+  Geometry geometry(int64_t n, int64_t h, int64_t w) const {
+    KILN_CHECK(n >= 0, "[PackedConv] N must be >= 0, got ", n);
+    AxisWindow wh, ww;
+    KILN_CHECK(windows({n, h, w}, &wh, &ww), "[PackedConv] the kernel does not fit an input of ", h, "x", w);
+    return {n, h, w};
+  }
+};
+
+PackedConv::PackedConv(const ConvSpec& spec, const float* w, const float* bias) : impl_(new Impl) {
+  const ConvSpec& s = spec;
+  KILN_CHECK(s.group >= 1 && s.in_channels >= 1 && s.out_channels >= 1 && s.in_channels % s.group == 0 &&
+                 s.out_channels % s.group == 0,
+             "[PackedConv] channels C=", s.in_channels, " M=", s.out_channels, " must be positive multiples of group ",
+             s.group);
+  KILN_CHECK(s.kernel_h >= 1 && s.kernel_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 &&
+                 s.dilation_w >= 1,
+             "[PackedConv] kernel, strides and dilations must be positive");
+  KILN_CHECK(s.pad_top >= 0 && s.pad_left >= 0 && s.pad_bottom >= 0 && s.pad_right >= 0,
+             "[PackedConv] pads must not be negative");
+  KILN_CHECK(w != nullptr, "[PackedConv] no weights");
+  KILN_CHECK(!s.has_bias || bias != nullptr, "[PackedConv] has_bias but no bias");
+  impl_->spec = spec;
+  impl_->layout = choose_layout(spec);
+  const dnnl::engine& engine = onednn_engine();
+  dnnl::stream& stream = onednn_stream();
+  // A nominal input the kernel fits, for choosing the weights' layout.
+  const Geometry g{1, std::max(kLayoutSpatial, (s.kernel_h - 1) * s.dilation_h + 1),
+                   std::max(kLayoutSpatial, (s.kernel_w - 1) * s.dilation_w + 1)};
+  try {
+    memory user(impl_->user_weights_md(), engine, const_cast<float*>(w));
+    const auto pd = impl_->primitive_desc(g, memory::desc(impl_->weight_dims(), kF32, Tag::any), impl_->layout);
+    memory packed(pd.weights_desc(), engine);
+    dnnl::reorder(user, packed).execute(stream, user, packed);
+    if (s.has_bias) {
+      impl_->bias = memory(memory::desc({s.out_channels}, kF32, Tag::x), engine);
+      std::memcpy(impl_->bias.get_data_handle(), bias, static_cast<size_t>(s.out_channels) * sizeof(float));
+    }
+    stream.wait();
+    impl_->weights.push_back(packed);
+  } catch (const dnnl::error& e) {
+    fail("[PackedConv] oneDNN cannot pack the weights for ", impl_->describe(g), ": ", e.what());
+  }
+}
+
+PackedConv::~PackedConv() = default;
+
+bool PackedConv::output_size(int64_t h, int64_t w, int64_t* oh, int64_t* ow) const {
+  AxisWindow wh, ww;
+  if (!impl_->windows({1, h, w}, &wh, &ww)) return false;
+  *oh = wh.out;
+  *ow = ww.out;
+  return true;
+}
+
+void PackedConv::run(int64_t n, int64_t h, int64_t w, const float* x, float* y, const float* z) const {
+  const ConvSpec& spec = impl_->spec;
+  const Geometry g = impl_->geometry(n, h, w);
+  KILN_CHECK(spec.add_sum == (z != nullptr), "[PackedConv] ",
+             spec.add_sum ? "needs the sum input z" : "was built without a sum, but got z");
+  if (n == 0) return;
+  const std::shared_ptr<const Entry> e = impl_->entry(g);
+  const size_t y_count = static_cast<size_t>(n * spec.out_channels * e->oh * e->ow);
+  if (z) KILN_CHECK(!overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
+  const dnnl::engine& engine = onednn_engine();
+  ScopedThreads threads(e->single_thread);
+  std::byte* workspace = thread_workspace(e->workspace_bytes);
+  memory scratch;
+  if (e->scratch_bytes > 0)
+    scratch = memory(memory::desc({static_cast<memory::dim>(e->scratch_bytes)}, memory::data_type::u8, Tag::a), engine,
+                     workspace);
+  auto with_scratch = [&](std::unordered_map<int, memory> args) {
+    if (scratch) args.emplace(DNNL_ARG_SCRATCHPAD, scratch);
+    return args;
+  };
+  try {
+    dnnl::stream& stream = onednn_stream();
+    memory user_x(e->user_src_md, engine, const_cast<float*>(x));
+    memory user_y(e->user_dst_md, engine, y);
+    memory src = user_x, dst = user_y;
+    if (e->reorder_src) {
+      src = memory(e->src_md, engine, workspace + e->src_offset);
+      e->src_in.execute(stream, with_scratch({{DNNL_ARG_FROM, user_x}, {DNNL_ARG_TO, src}}));
+    }
+    if (e->reorder_dst) dst = memory(e->dst_md, engine, workspace + e->dst_offset);
+    if (z) {
+      // The sum post-op adds what the destination holds.
+      if (e->reorder_dst)
+        e->sum_in.execute(stream, with_scratch({{DNNL_ARG_FROM, memory(e->user_dst_md, engine, const_cast<float*>(z))},
+                                                {DNNL_ARG_TO, dst}}));
+      else
+        std::memcpy(y, z, y_count * sizeof(float));
+    }
+    std::unordered_map<int, memory> args = with_scratch({{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    args.emplace(DNNL_ARG_WEIGHTS, e->weights);
+    if (spec.has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+    e->primitive.execute(stream, args);
+    if (e->reorder_dst) e->dst_out.execute(stream, with_scratch({{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_y}}));
+    stream.wait();
+  } catch (const dnnl::error& err) {
+    fail("[PackedConv] oneDNN convolution ", impl_->describe(g), " failed: ", err.what());
+  }
+}
+
+std::string PackedConv::prepare(int64_t n, int64_t h, int64_t w) const {
+  const Geometry g = impl_->geometry(n, h, w);
+  if (n == 0) return "none";
+  return impl_->entry(g)->implementation;
+}
+
+const ConvSpec& PackedConv::spec() const { return impl_->spec; }
+
+size_t PackedConv::packed_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  size_t bytes = impl_->bias ? impl_->bias.get_desc().get_size() : 0;
+  for (const memory& w : impl_->weights) bytes += w.get_desc().get_size();
+  return bytes;
+}
+
+size_t PackedConv::cached_primitives() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->cache.size();
+}
+
+}  // namespace kiln::kernels::cpu

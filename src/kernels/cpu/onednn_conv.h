@@ -1,0 +1,115 @@
+// PackedConv: a float32 2-D convolution with constant weights, run through oneDNN's convolution
+// primitive, the weights reordered once into the layout the primitive prefers.
+//
+//     y[N, M, OH, OW] = act(conv(x[N, C, H, W], w[M, C / group, KH, KW]) + bias[M] (+ z[N, M, OH, OW]))
+//
+// with ONNX Conv's strides, dilations (1 = dense), pads or auto_pad, and groups (depthwise included).
+// This covers ONNX Conv and FusedConv (com.microsoft and ai.kiln) when W and B are initializers.
+// Choices, and why:
+// - x, y and z are NCHW, as kiln's tensors are. oneDNN's fast AVX2/AVX-512 kernels want channel-blocked
+//   activations (nChw8c / nChw16c); its plain-NCHW path is im2col + sgemm ("gemm:jit"). Per convolution
+//   PackedConv either lets oneDNN choose the activation layout and reorders x in and y out around each
+//   call ("blocked"), or runs on NCHW as given ("plain"). Timed per convolution on ResNet-50 and
+//   MobileNetV3 (choose_layout in the .cc), blocked was faster in total for every kind, reorders
+//   included (a few stride-1 1x1s excepted, by under 10 %), so kAuto is blocked (plain only where oneDNN
+//   would otherwise fall back to its reference loops). ConvSpec::layout can force either, for tests and
+//   measurements.
+// - Weights are reordered into the layout the primitive asks for (format_tag::any) once, in the
+//   constructor, for a nominal input size; the weights' layout depends on channels and kernel, not on the
+//   spatial size, so later shapes reuse it. A shape whose primitive asks for another layout gets its own
+//   copy, made once from the first.
+// - One primitive (and its reorders) per input shape (N, H, W), created on the first call for that shape
+//   or ahead of it by prepare(), kept in a 16-entry LRU cache; never created in steady state.
+// - The activation is a chain of eltwise post-ops (HardSigmoid is linear then clip: oneDNN 2.6 has no
+//   hard_sigmoid); z is oneDNN's sum post-op placed before the activation, z first copied (or reordered)
+//   into the destination, which is the "sum, then eltwise" order oneDNN's JIT convolutions fuse.
+// - The scratchpad and the blocked x / y buffers are user-managed: one buffer per calling thread, grown on
+//   first need, so concurrent calls never share one and steady-state calls allocate no scratch.
+// - Threads: oneDNN runs on OpenMP (omp_set_num_threads), the process's one pool. A convolution under
+//   10 MFLOP (most of MobileNetV3's) runs on the calling thread alone: waking the pool for it and its two
+//   reorders costs more than the second thread gives back.
+//
+// This header keeps oneDNN out of its includes (the runtime includes it; only kernels/cpu/ knows oneDNN).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace kiln::kernels::cpu {
+
+// The activations FusedConv names; oneDNN 2.6 has an eltwise post-op (or a chain of two) for each.
+enum class ConvActivation {
+  kNone,
+  kRelu,
+  kLeakyRelu,  // x >= 0 ? x : alpha x
+  kClip,       // min(max(x, alpha), beta)
+  kSigmoid,
+  kTanh,
+  kHardSigmoid,  // min(max(alpha x + beta, 0), 1)
+  kHardSwish,    // x min(max(x / 6 + 0.5, 0), 1)
+  kSilu,         // x sigmoid(x)
+};
+
+// ONNX Conv's auto_pad: explicit pads, or pads derived from each input's size.
+enum class ConvPadding { kExplicit, kSameUpper, kSameLower, kValid };
+
+// Where the activations are while oneDNN convolves (see the header comment).
+enum class ConvLayout {
+  kAuto,     // PackedConv picks, per kind of convolution
+  kPlain,    // NCHW as given, no reorders
+  kBlocked,  // oneDNN's choice, with x reordered in and y (and z) reordered around each call
+};
+
+struct ConvSpec {
+  int64_t in_channels = 0, out_channels = 0, group = 1;  // C, M (both multiples of group)
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1;  // ONNX's: 1 is a dense kernel
+  ConvPadding padding = ConvPadding::kExplicit;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // read with kExplicit only
+  bool has_bias = false;
+  ConvActivation activation = ConvActivation::kNone;
+  float alpha = 0.0f, beta = 0.0f;  // the activation's parameters, as commented on ConvActivation
+  bool add_sum = false;             // z given to run(), added before the activation
+  ConvLayout layout = ConvLayout::kAuto;
+};
+
+class PackedConv {
+ public:
+  static constexpr size_t kMaxCachedPrimitives = 16;
+
+  // Packs `w` ([M, C / group, KH, KW] row-major) and copies `bias` ([M]; read only when spec.has_bias).
+  // Neither pointer is kept. Throws kiln::Error on a bad spec.
+  PackedConv(const ConvSpec& spec, const float* w, const float* bias);
+  ~PackedConv();
+  PackedConv(const PackedConv&) = delete;
+  PackedConv& operator=(const PackedConv&) = delete;
+
+  // The output's spatial size for an input of h x w, as ONNX Conv computes it; false when the (padded)
+  // input is smaller than the dilated kernel or a size is not positive.
+  bool output_size(int64_t h, int64_t w, int64_t* oh, int64_t* ow) const;
+
+  // y = ... for x [n, C, h, w] and y [n, M, oh, ow] (output_size's), both dense NCHW; z (required iff
+  // spec.add_sum, of y's shape) must not overlap y. n == 0 does nothing. Thread-safe: concurrent calls
+  // with different y buffers are fine.
+  void run(int64_t n, int64_t h, int64_t w, const float* x, float* y, const float* z = nullptr) const;
+
+  // Creates (or finds) the primitive for this input shape now, so that run() on it only executes.
+  // Returns oneDNN's name for the implementation, e.g. "jit:avx2" or "gemm:jit", followed by
+  // " (blocked)" when activations are reordered around it.
+  std::string prepare(int64_t n, int64_t h, int64_t w) const;
+
+  const ConvSpec& spec() const;
+  // Bytes held for weights (every packed layout) and bias.
+  size_t packed_bytes() const;
+  // Primitives in the cache now (at most kMaxCachedPrimitives).
+  size_t cached_primitives() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::kernels::cpu

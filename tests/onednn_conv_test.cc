@@ -1,0 +1,473 @@
+// PackedConv (oneDNN convolution, weights packed once) and the fast Conv / FusedConv kernel against kiln's
+// reference Conv and FusedConv kernels: odd sizes, strides, asymmetric pads, auto_pad, dilations,
+// groups, depthwise, no bias, batch > 1, every activation, the residual Z, both activation layouts
+// (plain NCHW and oneDNN's blocked one), the per-shape primitive cache, concurrent calls, the nodes the
+// fast kernel must leave to the reference, and invalid calls failing with the reference's messages.
+#include "kernels/cpu/onednn_conv.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "contrib_test_util.h"
+#include "runtime/session.h"
+
+namespace kiln {
+namespace {
+
+using kernels::cpu::ConvActivation;
+using kernels::cpu::ConvLayout;
+using kernels::cpu::ConvPadding;
+using kernels::cpu::ConvSpec;
+using kernels::cpu::PackedConv;
+using testing::contrib::attr_floats;
+using testing::contrib::attr_int;
+using testing::contrib::attr_ints;
+using testing::contrib::attr_string;
+using testing::contrib::max_abs_diff;
+using testing::contrib::Random;
+using testing::contrib::TestGraph;
+using Feeds = std::unordered_map<std::string, ir::Datum>;
+
+// Float32 accumulation in another order than the reference's double sums, and oneDNN's polynomial
+// tanh / sigmoid: 1e-4 relative to the output's largest magnitude.
+constexpr double kRelTol = 1e-4;
+
+double max_abs(const ir::Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::fabs(t.as_double(i)));
+  return m;
+}
+
+void expect_close(const ir::Tensor& got, const ir::Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  EXPECT_LE(max_abs_diff(got, want), kRelTol * std::max(1.0, max_abs(want))) << what;
+}
+
+// One convolution: shapes and attributes as ONNX writes them.
+struct ConvCase {
+  int64_t n, c, h, w, m, kh, kw;
+  int64_t stride_h = 1, stride_w = 1;
+  std::vector<int64_t> pads = {0, 0, 0, 0};  // top, left, bottom, right
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t group = 1;
+  bool bias = true;
+  std::string auto_pad = "NOTSET";
+
+  std::string label() const {
+    return str("x[", n, ",", c, ",", h, ",", w, "] w[", m, ",", c / group, ",", kh, ",", kw, "] strides ", stride_h,
+               ",", stride_w, " pads ", ir::to_string(pads), " dilations ", dilation_h, ",", dilation_w, " group ",
+               group, bias ? "" : " no bias", " auto_pad ", auto_pad);
+  }
+
+  std::vector<ir::Attribute> attributes() const {
+    std::vector<ir::Attribute> a = {attr_ints("strides", {stride_h, stride_w}),
+                                    attr_ints("dilations", {dilation_h, dilation_w}), attr_int("group", group),
+                                    attr_ints("kernel_shape", {kh, kw})};
+    if (auto_pad == "NOTSET")
+      a.push_back(attr_ints("pads", pads));
+    else
+      a.push_back(attr_string("auto_pad", auto_pad));
+    return a;
+  }
+
+  ConvSpec spec() const {
+    ConvSpec s;
+    s.in_channels = c;
+    s.out_channels = m;
+    s.group = group;
+    s.kernel_h = kh;
+    s.kernel_w = kw;
+    s.stride_h = stride_h;
+    s.stride_w = stride_w;
+    s.dilation_h = dilation_h;
+    s.dilation_w = dilation_w;
+    s.padding = auto_pad == "SAME_UPPER"   ? ConvPadding::kSameUpper
+                : auto_pad == "SAME_LOWER" ? ConvPadding::kSameLower
+                : auto_pad == "VALID"      ? ConvPadding::kValid
+                                           : ConvPadding::kExplicit;
+    s.pad_top = pads[0];
+    s.pad_left = pads[1];
+    s.pad_bottom = pads[2];
+    s.pad_right = pads[3];
+    s.has_bias = bias;
+    return s;
+  }
+};
+
+std::vector<ConvCase> conv_cases() {
+  std::vector<ConvCase> v;
+  v.push_back({1, 16, 7, 7, 32, 1, 1});                                         // 1x1
+  v.push_back({2, 3, 5, 9, 5, 1, 1});                                           // 1x1, odd, batch 2
+  v.push_back({1, 8, 13, 11, 16, 3, 3, 1, 1, {1, 1, 1, 1}});                    // 3x3 same size
+  v.push_back({2, 5, 10, 9, 7, 3, 3, 2, 2, {0, 1, 1, 0}});                      // asymmetric pads, stride 2
+  v.push_back({1, 3, 33, 31, 8, 7, 7, 2, 2, {3, 3, 3, 3}});                     // a first conv
+  v.push_back({1, 4, 12, 12, 6, 3, 3, 1, 1, {2, 2, 2, 2}, 2, 2});               // dilation 2
+  v.push_back({1, 4, 11, 13, 6, 3, 3, 1, 1, {1, 2, 1, 2}, 1, 2});               // dilation 1 x 2
+  v.push_back({1, 8, 9, 9, 12, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 2});             // 2 groups
+  v.push_back({1, 32, 10, 10, 64, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 4});          // 4 groups of 8
+  v.push_back({1, 16, 15, 15, 16, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 16});         // depthwise
+  v.push_back({2, 24, 14, 14, 24, 5, 5, 2, 2, {2, 2, 2, 2}, 1, 1, 24});         // depthwise 5x5 / 2
+  v.push_back({1, 7, 9, 9, 7, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 7});              // depthwise, odd channels
+  v.push_back({1, 8, 9, 8, 16, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 8});             // depthwise x 2 multiplier
+  v.push_back({1, 6, 8, 10, 9, 1, 3, 1, 1, {0, 1, 0, 1}});                      // 1x3
+  v.push_back({1, 6, 10, 8, 9, 3, 1, 1, 1, {1, 0, 1, 0}});                      // 3x1
+  v.push_back({1, 2, 3, 3, 4, 5, 5, 1, 1, {2, 2, 2, 2}});                       // kernel > input
+  v.push_back({3, 5, 11, 11, 4, 3, 3, 3, 3});                                   // stride 3, batch 3
+  v.push_back({1, 9, 17, 17, 13, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1, false});    // no bias
+  v.push_back({1, 4, 10, 11, 8, 3, 3, 2, 2, {}, 1, 1, 1, true, "SAME_UPPER"});  // auto_pad
+  v.push_back({1, 4, 10, 11, 8, 4, 4, 2, 2, {}, 1, 1, 1, true, "SAME_LOWER"});
+  v.push_back({1, 4, 10, 11, 8, 3, 3, 2, 1, {}, 1, 1, 1, true, "VALID"});
+  v.push_back({1, 64, 14, 14, 32, 1, 1, 2, 2});  // strided 1x1
+  v.push_back({1, 96, 1, 1, 24, 1, 1});          // squeeze-excite 1x1 on 1x1
+  for (ConvCase& c : v)
+    if (c.pads.empty()) c.pads = {0, 0, 0, 0};
+  return v;
+}
+
+std::vector<ir::Datum> run_session(const ir::Model& m, const Feeds& feeds, bool fast, size_t* fast_count = nullptr) {
+  runtime::SessionOptions o;
+  o.optimization = passes::Level::kNone;
+  o.fast_kernels = fast;
+  runtime::Session s(m, o);
+  if (fast_count) *fast_count = s.fast_kernel_count();
+  return s.run(feeds);
+}
+
+// `m` run with fast kernels and with the reference only: outputs must agree and `expect_fast` nodes must
+// have a fast kernel prepared.
+void expect_fast_matches_reference(const ir::Model& m, const Feeds& feeds, size_t expect_fast,
+                                   const std::string& what) {
+  size_t fast_count = 0;
+  std::vector<ir::Datum> fast = run_session(m, feeds, true, &fast_count);
+  std::vector<ir::Datum> ref = run_session(m, feeds, false);
+  EXPECT_EQ(fast_count, expect_fast) << what;
+  ASSERT_EQ(fast.size(), ref.size()) << what;
+  for (size_t i = 0; i < ref.size(); ++i) expect_close(fast[i].tensor, ref[i].tensor, what);
+}
+
+// The error message of running `m`, or "" when it runs.
+std::string error_of(const ir::Model& m, const Feeds& feeds, bool fast) {
+  try {
+    run_session(m, feeds, fast);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Conv(x, W [, B]) as a one-node graph with random inputs.
+TestGraph conv_graph(const ConvCase& c, uint32_t seed) {
+  Random rng(seed);
+  TestGraph g;
+  g.input("x", rng.floats({c.n, c.c, c.h, c.w}));
+  std::vector<std::string> inputs = {"x", g.constant("w", rng.floats({c.m, c.c / c.group, c.kh, c.kw}))};
+  if (c.bias) inputs.push_back(g.constant("b", rng.floats({c.m})));
+  g.node("Conv", inputs, {"y"}, c.attributes());
+  g.output("y");
+  return g;
+}
+
+TEST(PackedConv, MatchesReferenceConvInBothLayouts) {
+  uint32_t seed = 1;
+  for (const ConvCase& c : conv_cases()) {
+    SCOPED_TRACE(c.label());
+    TestGraph g = conv_graph(c, seed++);
+    const ir::Tensor want = g.run()[0];
+    const ir::Tensor& x = g.feed("x");
+    const ir::Tensor* w = g.model().graph.find_initializer("w");
+    const ir::Tensor* b = g.model().graph.find_initializer("b");
+    for (ConvLayout layout : {ConvLayout::kPlain, ConvLayout::kBlocked, ConvLayout::kAuto}) {
+      ConvSpec spec = c.spec();
+      spec.layout = layout;
+      PackedConv conv(spec, w->data<float>(), b ? b->data<float>() : nullptr);
+      int64_t oh = 0, ow = 0;
+      ASSERT_TRUE(conv.output_size(c.h, c.w, &oh, &ow));
+      ASSERT_EQ((std::vector<int64_t>{c.n, c.m, oh, ow}), want.shape());
+      const std::string impl = conv.prepare(c.n, c.h, c.w);
+      EXPECT_EQ(impl.find("ref"), std::string::npos) << "oneDNN fell back to its reference convolution: " << impl;
+      ir::Tensor y(ir::DType::kFloat32, want.shape());
+      conv.run(c.n, c.h, c.w, x.data<float>(), y.data<float>());
+      expect_close(y, want, "layout " + std::to_string(static_cast<int>(layout)) + " (" + impl + ")");
+    }
+  }
+}
+
+TEST(ConvKernel, FastConvMatchesReference) {
+  uint32_t seed = 100;
+  for (const ConvCase& c : conv_cases()) {
+    TestGraph g = conv_graph(c, seed++);
+    expect_fast_matches_reference(g.model(), g.feeds(), 1, c.label());
+  }
+}
+
+// Every activation each FusedConv domain takes, with and without Z, in both layouts.
+TEST(ConvKernel, FusedConvEveryActivationWithAndWithoutZ) {
+  struct Act {
+    std::string name;
+    std::vector<float> params;
+    bool kiln_only;
+    ConvActivation kind;
+  };
+  const std::vector<Act> acts = {{"", {}, false, ConvActivation::kNone},
+                                 {"Relu", {}, false, ConvActivation::kRelu},
+                                 {"Tanh", {}, false, ConvActivation::kTanh},
+                                 {"Sigmoid", {}, false, ConvActivation::kSigmoid},
+                                 {"LeakyRelu", {0.07f}, false, ConvActivation::kLeakyRelu},
+                                 {"Clip", {-0.5f, 1.5f}, false, ConvActivation::kClip},
+                                 {"HardSigmoid", {0.2f, 0.4f}, false, ConvActivation::kHardSigmoid},
+                                 {"HardSwish", {}, true, ConvActivation::kHardSwish},
+                                 {"Silu", {}, true, ConvActivation::kSilu}};
+  // A 3x3 (blocked JIT by default), a depthwise and a batch-2 1x1 with stride.
+  const std::vector<ConvCase> convs = {{1, 8, 10, 10, 16, 3, 3, 1, 1, {1, 1, 1, 1}},
+                                       {1, 16, 9, 9, 16, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 16},
+                                       {2, 12, 9, 8, 20, 1, 1, 2, 2}};
+  uint32_t seed = 200;
+  for (const ConvCase& c : convs) {
+    for (const Act& act : acts) {
+      for (bool z : {false, true}) {
+        const std::string what = c.label() + " activation " + act.name + (z ? " with Z" : "");
+        Random rng(seed++);
+        TestGraph g;
+        // Inputs over [-2, 2]: every activation's bends (Clip's bounds, HardSigmoid's, HardSwish's) are crossed.
+        g.input("x", rng.floats({c.n, c.c, c.h, c.w}, -2.0f, 2.0f));
+        std::vector<std::string> inputs = {"x",
+                                           g.constant("w", rng.floats({c.m, c.c / c.group, c.kh, c.kw}, -0.3f, 0.3f)),
+                                           g.constant("b", rng.floats({c.m}))};
+        int64_t oh = (c.h + c.pads[0] + c.pads[2] - c.kh) / c.stride_h + 1;
+        int64_t ow = (c.w + c.pads[1] + c.pads[3] - c.kw) / c.stride_w + 1;
+        if (z) inputs.push_back(g.input("z", rng.floats({c.n, c.m, oh, ow}, -2.0f, 2.0f)));
+        std::vector<ir::Attribute> attrs = c.attributes();
+        if (!act.name.empty()) attrs.push_back(attr_string("activation", act.name));
+        if (!act.params.empty()) attrs.push_back(attr_floats("activation_params", act.params));
+        g.node("FusedConv", inputs, {"y"}, attrs, act.kiln_only ? "ai.kiln" : "com.microsoft");
+        g.output("y");
+        ir::Model m = g.model();
+        m.opset_imports["ai.kiln"] = 1;
+        expect_fast_matches_reference(m, g.feeds(), 1, what);
+
+        // PackedConv itself in both layouts against the same reference answer.
+        runtime::SessionOptions ro;
+        ro.optimization = passes::Level::kNone;
+        ro.fast_kernels = false;
+        const ir::Tensor want = runtime::Session(m, ro).run(g.feeds())[0].tensor;
+        for (ConvLayout layout : {ConvLayout::kPlain, ConvLayout::kBlocked}) {
+          ConvSpec spec = c.spec();
+          spec.activation = act.kind;
+          if (!act.params.empty()) spec.alpha = act.params[0];
+          if (act.params.size() > 1) spec.beta = act.params[1];
+          spec.add_sum = z;
+          spec.layout = layout;
+          PackedConv conv(spec, m.graph.find_initializer("w")->data<float>(),
+                          m.graph.find_initializer("b")->data<float>());
+          ir::Tensor y(ir::DType::kFloat32, want.shape());
+          conv.run(c.n, c.h, c.w, g.feed("x").data<float>(), y.data<float>(), z ? g.feed("z").data<float>() : nullptr);
+          expect_close(y, want, what + " layout " + std::to_string(static_cast<int>(layout)));
+        }
+      }
+    }
+  }
+}
+
+// No fast kernel where the weights are not float32 initializers of a 2-D convolution, or the attributes
+// are refused by the reference: it then answers, as it would without fast kernels.
+TEST(ConvKernel, LeavesWhatItDoesNotCoverToTheReference) {
+  Random rng(300);
+  // W fed at run time: nothing to pack, no fast kernel.
+  {
+    TestGraph g;
+    g.input("x", rng.floats({1, 3, 6, 6}));
+    g.input("w", rng.floats({4, 3, 3, 3}));
+    g.node("Conv", {"x", "w"}, {"y"});
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 0, "W fed at run time");
+  }
+  // A bias fed at run time.
+  {
+    TestGraph g;
+    g.input("x", rng.floats({1, 3, 6, 6}));
+    g.constant("w", rng.floats({4, 3, 3, 3}));
+    g.input("b", rng.floats({4}));
+    g.node("Conv", {"x", "w", "b"}, {"y"});
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 0, "B fed at run time");
+  }
+  // 1-D and 3-D convolutions.
+  {
+    TestGraph g;
+    g.input("x", rng.floats({2, 3, 9}));
+    g.constant("w", rng.floats({4, 3, 3}));
+    g.node("Conv", {"x", "w"}, {"y"});
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 0, "1-D");
+  }
+  {
+    TestGraph g;
+    g.input("x", rng.floats({1, 2, 4, 5, 6}));
+    g.constant("w", rng.floats({3, 2, 2, 2, 2}));
+    g.node("Conv", {"x", "w"}, {"y"});
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 0, "3-D");
+  }
+  // float64 weights.
+  {
+    TestGraph g;
+    ir::Tensor x(ir::DType::kFloat64, {1, 2, 5, 5}), w(ir::DType::kFloat64, {3, 2, 3, 3});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<double>()[i] = std::sin(static_cast<double>(i));
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<double>()[i] = std::cos(static_cast<double>(i));
+    g.input("x", x);
+    g.constant("w", w);
+    g.node("Conv", {"x", "w"}, {"y"});
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 0, "float64");
+  }
+  // HardSwish is ai.kiln's only: com.microsoft.FusedConv refuses it, with or without fast kernels.
+  {
+    TestGraph g;
+    g.input("x", rng.floats({1, 2, 5, 5}));
+    g.constant("w", rng.floats({3, 2, 3, 3}));
+    g.contrib("FusedConv", {"x", "w"}, {"y"}, {attr_string("activation", "HardSwish")});
+    g.output("y");
+    const std::string ref = error_of(g.model(), g.feeds(), false);
+    EXPECT_NE(ref.find("unsupported activation"), std::string::npos) << ref;
+    EXPECT_EQ(error_of(g.model(), g.feeds(), true), ref);
+  }
+}
+
+// The fast kernel holds W and B packed and the session releases them, so it answers every call itself:
+// invalid ones fail with the reference kernel's message, an empty batch gives the reference's empty output.
+TEST(ConvKernel, AnswersEveryCallAsTheReferenceDoes) {
+  Random rng(310);
+  auto expect_same_answer = [&](const std::string& op, const ir::Tensor& x, const std::vector<int64_t>& z_shape,
+                                bool fails, const char* what) {
+    SCOPED_TRACE(op + ": " + what);
+    TestGraph g;
+    g.input("x", x);
+    g.constant("w", rng.floats({3, 2, 3, 3}));
+    g.constant("b", rng.floats({3}));
+    std::vector<std::string> inputs = {"x", "w", "b"};
+    if (!z_shape.empty()) inputs.push_back(g.input("z", rng.floats(z_shape)));
+    if (op == "Conv")
+      g.node("Conv", inputs, {"y"});
+    else
+      g.contrib("FusedConv", inputs, {"y"}, {attr_string("activation", "Relu")});
+    g.output("y");
+    // Inputs of unknown shape and type, so that the session is made and the call reaches the kernels.
+    ir::Model m = g.model();
+    for (ir::ValueInfo& v : m.graph.inputs) v.type = ir::Type::tensor(ir::DType::kUndefined, std::nullopt);
+    size_t fast_count = 0;
+    std::string fast_error, ref_error;
+    std::vector<ir::Datum> fast, ref;
+    try {
+      fast = run_session(m, g.feeds(), true, &fast_count);
+    } catch (const Error& e) {
+      fast_error = e.what();
+    }
+    EXPECT_EQ(fast_count, 1u);
+    try {
+      ref = run_session(m, g.feeds(), false);
+    } catch (const Error& e) {
+      ref_error = e.what();
+    }
+    EXPECT_EQ(fast_error, ref_error);
+    EXPECT_EQ(!ref_error.empty(), fails) << ref_error;
+    if (ref_error.empty()) {
+      ASSERT_EQ(fast.size(), 1u);
+      expect_close(fast[0].tensor, ref[0].tensor, what);
+    }
+  };
+  ir::Tensor x64(ir::DType::kFloat64, {1, 2, 5, 5}), x16(ir::DType::kFloat16, {1, 2, 5, 5});
+  ir::Tensor xi(ir::DType::kInt32, {1, 2, 5, 5});
+  for (const std::string op : {"Conv", "FusedConv"}) {
+    expect_same_answer(op, rng.floats({1, 4, 5, 5}), {}, true, "4 input channels for a weight of 2");
+    expect_same_answer(op, rng.floats({1, 2, 2, 2}), {}, true, "kernel larger than the input");
+    expect_same_answer(op, rng.floats({1, 2, 9}), {}, true, "a 1-D input");
+    expect_same_answer(op, rng.floats({1, 2}), {}, true, "a 2-D input");
+    expect_same_answer(op, x64, {}, true, "float64 X");
+    expect_same_answer(op, x16, {}, true, "float16 X");
+    expect_same_answer(op, xi, {}, true, "int32 X");
+    expect_same_answer(op, rng.floats({0, 2, 5, 5}), {}, false, "empty batch");
+    expect_same_answer(op, rng.floats({1, 2, 0, 5}), {}, true, "empty height, kernel larger than the padding");
+  }
+  // An empty height with pads wider than the kernel: every window over padding only, y = act(bias (+ z)).
+  for (const std::string op : {"Conv", "FusedConv"}) {
+    SCOPED_TRACE("padding only");
+    TestGraph g;
+    g.input("x", rng.floats({2, 2, 0, 4}));
+    g.constant("w", rng.floats({3, 2, 3, 3}));
+    g.constant("b", rng.floats({3}, -1.0f, 1.0f));
+    std::vector<std::string> inputs = {"x", "w", "b"};
+    std::vector<ir::Attribute> attrs = {attr_ints("pads", {2, 1, 2, 1})};
+    if (op == "FusedConv") {
+      inputs.push_back(g.input("z", rng.floats({2, 3, 2, 4})));
+      attrs.push_back(attr_string("activation", "Tanh"));
+      g.contrib("FusedConv", inputs, {"y"}, attrs);
+    } else {
+      g.node("Conv", inputs, {"y"}, attrs);
+    }
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 1, op + " padding only");
+  }
+  expect_same_answer("FusedConv", rng.floats({1, 2, 5, 5}), {1, 3, 2, 2}, true, "Z of the wrong shape");
+  expect_same_answer("FusedConv", rng.floats({2, 2, 5, 5}), {2, 3, 3, 3}, false, "Z of the right shape");
+  expect_same_answer("FusedConv", rng.floats({0, 2, 5, 5}), {0, 3, 3, 3}, false, "empty batch and Z");
+}
+
+TEST(PackedConv, CachesOnePrimitivePerInputShape) {
+  Random rng(400);
+  ConvCase c{1, 8, 0, 0, 16, 3, 3, 1, 1, {1, 1, 1, 1}};
+  c.bias = false;
+  const ir::Tensor w = rng.floats({c.m, c.c, c.kh, c.kw});
+  PackedConv conv(c.spec(), w.data<float>(), nullptr);
+  std::vector<float> x(2 * 8 * 40 * 40, 0.5f), y(2 * 16 * 40 * 40);
+  conv.run(1, 10, 10, x.data(), y.data());
+  conv.run(1, 10, 10, x.data(), y.data());
+  EXPECT_EQ(conv.cached_primitives(), 1u);
+  conv.run(2, 10, 10, x.data(), y.data());
+  conv.run(1, 12, 10, x.data(), y.data());
+  EXPECT_EQ(conv.cached_primitives(), 3u);
+  for (int64_t h = 1; h <= 20; ++h) conv.run(1, h, 7, x.data(), y.data());
+  EXPECT_EQ(conv.cached_primitives(), PackedConv::kMaxCachedPrimitives);
+  EXPECT_GE(conv.packed_bytes(), static_cast<size_t>(w.nbytes()));
+  conv.run(0, 10, 10, x.data(), y.data());                                 // an empty batch does nothing
+  EXPECT_THROW(conv.run(1, 10, 10, x.data(), y.data(), x.data()), Error);  // z without add_sum
+  EXPECT_THROW(PackedConv(ConvSpec{}, w.data<float>(), nullptr), Error);   // no channels
+}
+
+TEST(PackedConv, ConcurrentCallsOnOneConv) {
+  Random rng(500);
+  ConvCase c{1, 16, 0, 0, 24, 3, 3, 1, 1, {1, 1, 1, 1}};
+  const ir::Tensor w = rng.floats({c.m, c.c, c.kh, c.kw});
+  const ir::Tensor b = rng.floats({c.m});
+  PackedConv conv(c.spec(), w.data<float>(), b.data<float>());
+  // Each thread its own shape (so primitives are made concurrently too), checked against a lone call.
+  constexpr int kThreads = 4;
+  std::vector<ir::Tensor> xs, want, got;
+  for (int t = 0; t < kThreads; ++t) {
+    const int64_t h = 6 + 3 * t;
+    xs.push_back(rng.floats({1, c.c, h, h}));
+    want.emplace_back(ir::DType::kFloat32, std::vector<int64_t>{1, c.m, h, h});
+    got.emplace_back(ir::DType::kFloat32, std::vector<int64_t>{1, c.m, h, h});
+  }
+  {
+    PackedConv lone(c.spec(), w.data<float>(), b.data<float>());
+    for (int t = 0; t < kThreads; ++t)
+      lone.run(1, xs[t].dim(2), xs[t].dim(3), xs[t].data<float>(), want[t].data<float>());
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 5; ++rep)
+        conv.run(1, xs[t].dim(2), xs[t].dim(3), xs[t].data<float>(), got[t].data<float>());
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) expect_close(got[t], want[t], "thread " + std::to_string(t));
+}
+
+}  // namespace
+}  // namespace kiln
