@@ -12,14 +12,6 @@ namespace kiln::exporter {
 
 namespace {
 
-// The IR version ONNX pairs with each opset (onnx/helper.py's VERSION_TABLE).
-int64_t ir_version_for(int64_t opset) {
-  if (opset <= 14) return 7;
-  if (opset <= 18) return 8;
-  if (opset <= 20) return 9;
-  return 10;
-}
-
 // Parameters drawn from the exporters' seeded source (weight_source.h), whose normal values have a
 // fixed standard deviation of 0.02 and are the same on every platform; rescaled here to each layer's.
 class CnnWeights {

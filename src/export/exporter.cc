@@ -1,20 +1,9 @@
 #include "export/exporter.h"
 
 #include "common/error.h"
+#include "export/graph_builder.h"
 
 namespace kiln::exporter {
-
-namespace {
-
-// The IR version ONNX pairs with each opset (onnx/helper.py's VERSION_TABLE).
-int64_t ir_version_for(int64_t opset) {
-  if (opset <= 14) return 7;
-  if (opset <= 18) return 8;
-  if (opset <= 20) return 9;
-  return 10;
-}
-
-}  // namespace
 
 ExportResult export_model(const TransformerConfig& config, WeightSource& weights, const ExportOptions& options) {
   config.validate();

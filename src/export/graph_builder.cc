@@ -2,6 +2,13 @@
 
 namespace kiln::exporter {
 
+int64_t ir_version_for(int64_t opset) {
+  if (opset <= 14) return 7;
+  if (opset <= 18) return 8;
+  if (opset <= 20) return 9;
+  return 10;
+}
+
 ir::Attribute int_attr(const std::string& name, int64_t v) {
   ir::Attribute a;
   a.name = name;

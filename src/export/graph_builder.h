@@ -12,6 +12,9 @@
 
 namespace kiln::exporter {
 
+// The IR version ONNX pairs with an opset (onnx/helper.py's VERSION_TABLE), for a model's header.
+int64_t ir_version_for(int64_t opset);
+
 ir::Attribute int_attr(const std::string& name, int64_t v);
 ir::Attribute ints_attr(const std::string& name, std::vector<int64_t> v);
 ir::Attribute float_attr(const std::string& name, float v);

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/onednn_engine.h"
+#include "kernels/cpu/primitive_lru.h"
 
 namespace kiln::kernels::cpu {
 namespace {
@@ -181,9 +182,7 @@ struct PackedConv::Impl {
   mutable std::mutex mutex;
   // Packed weights, one per layout some primitive wanted; [0] is the constructor's. Only grows.
   mutable std::vector<memory> weights;
-  // LRU cache: (last use, entry). shared_ptr so that an entry evicted while another thread runs it lives on.
-  mutable std::vector<std::pair<uint64_t, std::shared_ptr<const Entry>>> cache;
-  mutable uint64_t clock = 0;
+  mutable PrimitiveLru<Entry> cache{kMaxCachedPrimitives};
 
   memory::dims weight_dims() const {
     const ConvSpec& s = spec;
@@ -310,25 +309,9 @@ struct PackedConv::Impl {
 
   std::shared_ptr<const Entry> entry(const Geometry& g) const {
     std::lock_guard<std::mutex> lock(mutex);
-    ++clock;
-    for (auto& [last_use, e] : cache) {
-      if (e->geometry == g) {
-        last_use = clock;
-        return e;
-      }
-    }
-    // A miss creates the primitive under the lock: once per shape, at plan time when the caller uses
-    // prepare(), and two threads missing on one shape then build it once.
-    std::shared_ptr<const Entry> e = make_entry(g);
-    if (cache.size() >= kMaxCachedPrimitives) {
-      auto oldest = cache.begin();
-      for (auto it = cache.begin(); it != cache.end(); ++it) {
-        if (it->first < oldest->first) oldest = it;
-      }
-      cache.erase(oldest);
-    }
-    cache.emplace_back(clock, e);
-    return e;
+    // A miss creates the primitive under the lock: once per geometry, at plan time when the caller uses
+    // prepare().
+    return cache.find_or_make(g, [&] { return make_entry(g); });
   }
 
   Geometry geometry(int64_t n, int64_t h, int64_t w) const {

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/onednn_engine.h"
+#include "kernels/cpu/primitive_lru.h"
 
 namespace kiln::kernels::cpu {
 namespace {
@@ -90,9 +91,7 @@ struct PackedMatMul::Impl {
   mutable std::mutex mutex;
   // Packed weights, one per layout some primitive wanted; [0] is the layout for kLayoutM. Only grows.
   mutable std::vector<memory> weights;
-  // LRU cache: (last use, entry). shared_ptr so that an entry evicted while another thread runs it lives on.
-  mutable std::vector<std::pair<uint64_t, std::shared_ptr<const Entry>>> cache;
-  mutable uint64_t clock = 0;
+  mutable PrimitiveLru<Entry> cache{kMaxCachedPrimitives};
 
   dnnl::matmul::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md) const {
     const memory::desc src_md({g.m, spec.k}, kF32, memory::dims{g.lda, 1});
@@ -156,25 +155,9 @@ struct PackedMatMul::Impl {
 
   std::shared_ptr<const Entry> entry(const Geometry& g) const {
     std::lock_guard<std::mutex> lock(mutex);
-    ++clock;
-    for (auto& [last_use, e] : cache) {
-      if (e->geometry == g) {
-        last_use = clock;
-        return e;
-      }
-    }
-    // A miss creates the primitive under the lock: it happens once per geometry, at plan time when the
-    // caller uses prepare(), and two threads missing on one geometry then build it once.
-    std::shared_ptr<const Entry> e = make_entry(g);
-    if (cache.size() >= kMaxCachedPrimitives) {
-      auto oldest = cache.begin();
-      for (auto it = cache.begin(); it != cache.end(); ++it) {
-        if (it->first < oldest->first) oldest = it;
-      }
-      cache.erase(oldest);
-    }
-    cache.emplace_back(clock, e);
-    return e;
+    // A miss creates the primitive under the lock: once per geometry, at plan time when the caller uses
+    // prepare().
+    return cache.find_or_make(g, [&] { return make_entry(g); });
   }
 
   Geometry geometry(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual) const {
