@@ -28,18 +28,6 @@ namespace {
 
 constexpr const char* kPattern = "Conv+Add";
 
-const ir::Type* type_of(const runtime::InferredTypes& types, const std::string& v) {
-  auto it = types.types.find(v);
-  return it == types.types.end() || !it->second.is_tensor() || !it->second.shape ? nullptr : &it->second;
-}
-
-bool known_and_equal(const ir::Shape& a, const ir::Shape& b) {
-  if (a.rank() != b.rank()) return false;
-  for (size_t i = 0; i < a.rank(); ++i)
-    if (!(a[i].is_static() || a[i].is_symbolic()) || !(a[i] == b[i])) return false;
-  return true;
-}
-
 bool is_float32_conv(const ir::Graph& g, const ir::Node& conv) {
   if (conv.inputs.size() < 2 || conv.inputs.size() > 3) return false;
   if (const ir::Tensor* w = g.find_initializer(conv.inputs[1])) return w->dtype() == ir::DType::kFloat32;
@@ -68,7 +56,8 @@ bool fuse_conv_add_activation(ir::Graph& g, PassContext& ctx) {
         continue;
       }
       if (!types) types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
-      const ir::Type *y = type_of(*types, add.inputs[k]), *z = type_of(*types, add.inputs[1 - k]);
+      const ir::Type* y = tensor_type_with_shape(*types, add.inputs[k]);
+      const ir::Type* z = tensor_type_with_shape(*types, add.inputs[1 - k]);
       if (!y || !z || !known_and_equal(*y->shape, *z->shape) || z->dtype != ir::DType::kFloat32) {
         ctx.rejected(kPattern, conv, "the Add's other operand does not have the Conv output's shape (no broadcasting)");
         continue;

@@ -4,6 +4,18 @@
 
 namespace kiln::passes {
 
+const ir::Type* tensor_type_with_shape(const runtime::InferredTypes& types, const std::string& v) {
+  auto it = types.types.find(v);
+  return it == types.types.end() || !it->second.is_tensor() || !it->second.shape ? nullptr : &it->second;
+}
+
+bool known_and_equal(const ir::Shape& a, const ir::Shape& b) {
+  if (a.rank() != b.rank()) return false;
+  for (size_t i = 0; i < a.rank(); ++i)
+    if (!(a[i].is_static() || a[i].is_symbolic()) || !(a[i] == b[i])) return false;
+  return true;
+}
+
 std::string scope_of(const std::string& node_name) {
   size_t slash = node_name.rfind('/');
   return slash == std::string::npos ? std::string() : node_name.substr(0, slash + 1);

@@ -1,5 +1,6 @@
-// Pieces the fusion passes share: op tests, the name scope a fused node inherits, and int32 versions of
-// int64 inputs (ONNX Runtime's contrib ops take int32 ids and masks), made once per model.
+// Pieces the fusion passes share: op tests, shape checks on inferred types, the name scope a fused node
+// inherits, and int32 versions of int64 inputs (ONNX Runtime's contrib ops take int32 ids and masks),
+// made once per model.
 #pragma once
 
 #include <map>
@@ -18,6 +19,12 @@ inline bool is_op(const ir::Node* n, const char* op) {
 }
 
 inline bool is_op(const ir::Node& n, const char* op) { return is_op(&n, op); }
+
+// The inferred tensor type of value v when its shape is known (rank at least), else nullptr.
+const ir::Type* tensor_type_with_shape(const runtime::InferredTypes& types, const std::string& v);
+
+// Same rank and every dim known (static or symbolic) and equal: symbolic dims compare by name.
+bool known_and_equal(const ir::Shape& a, const ir::Shape& b);
 
 // "/encoder/layer.0/attention/self/MatMul" -> "/encoder/layer.0/attention/self/"
 std::string scope_of(const std::string& node_name);

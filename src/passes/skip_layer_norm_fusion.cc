@@ -31,18 +31,6 @@ namespace {
 
 constexpr const char* kPattern = "SkipLayerNormalization";
 
-const ir::Type* type_of(const runtime::InferredTypes& types, const std::string& v) {
-  auto it = types.types.find(v);
-  return it == types.types.end() || !it->second.is_tensor() || !it->second.shape ? nullptr : &it->second;
-}
-
-bool known_and_equal(const ir::Shape& a, const ir::Shape& b) {
-  if (a.rank() != b.rank()) return false;
-  for (size_t i = 0; i < a.rank(); ++i)
-    if (!(a[i].is_static() || a[i].is_symbolic()) || !(a[i] == b[i])) return false;
-  return true;
-}
-
 bool is_vector_of(const ir::Type* t, const ir::Dim& h) {
   return t && t->dtype == ir::DType::kFloat32 && t->shape->rank() == 1 && (*t->shape)[0] == h;
 }
@@ -59,8 +47,8 @@ std::optional<Fusion> match(const ir::Graph& g, int ln_index, const GraphIndex& 
   const ir::Node& ln = g.nodes[ln_index];
   const ir::Node* add = ln.inputs.empty() ? nullptr : index.producer_node(ln.inputs[0]);
   if (!is_op(add, "Add") || add->inputs.size() != 2) return std::nullopt;
-  const ir::Type *x = type_of(types, ln.inputs[0]), *a = type_of(types, add->inputs[0]),
-                 *b = type_of(types, add->inputs[1]);
+  const ir::Type *x = tensor_type_with_shape(types, ln.inputs[0]), *a = tensor_type_with_shape(types, add->inputs[0]),
+                 *b = tensor_type_with_shape(types, add->inputs[1]);
   if (!x || !a || !b) {
     reason = "the shapes of the Add's operands are unknown";
     return std::nullopt;
@@ -90,8 +78,8 @@ std::optional<Fusion> match(const ir::Graph& g, int ln_index, const GraphIndex& 
       return std::nullopt;
     }
   const ir::Dim& h = a->shape->dims.back();
-  if (ln.inputs.size() < 2 || !is_vector_of(type_of(types, ln.inputs[1]), h) ||
-      (ln.inputs.size() > 2 && !ln.inputs[2].empty() && !is_vector_of(type_of(types, ln.inputs[2]), h))) {
+  auto vector_input = [&](size_t i) { return is_vector_of(tensor_type_with_shape(types, ln.inputs[i]), h); };
+  if (ln.inputs.size() < 2 || !vector_input(1) || (ln.inputs.size() > 2 && !ln.inputs[2].empty() && !vector_input(2))) {
     reason = "gamma or beta is not a float32 vector over the last dim";
     return std::nullopt;
   }
@@ -116,7 +104,7 @@ std::optional<Fusion> match(const ir::Graph& g, int ln_index, const GraphIndex& 
     for (int j = 0; j < 2; ++j) {
       const ir::Node* mm = index.producer_node(bias_add->inputs[j]);
       std::optional<ir::Tensor> bias = index.constant(bias_add->inputs[1 - j]);
-      const ir::Type* mt = type_of(types, bias_add->inputs[j]);
+      const ir::Type* mt = tensor_type_with_shape(types, bias_add->inputs[j]);
       if (!is_op(mm, "MatMul") || !bias || bias->dtype() != ir::DType::kFloat32 || bias->rank() != 1 ||
           !h.is_static() || bias->dim(0) != h.value || !mt || !known_and_equal(*mt->shape, *a->shape))
         continue;

@@ -34,7 +34,7 @@ ir::Tensor BufferRecorder::allocate(ir::DType dtype, std::vector<int64_t> shape,
   return ir::Tensor::view(dtype, std::move(dims), std::move(owner), heap.raw());
 }
 
-void BufferRecorder::after_node(size_t node, const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use) {
+void BufferRecorder::after_node(const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use) {
   auto extend = [&](const ir::Tensor& t, size_t last) {
     if (!t.defined() || t.nbytes() == 0) return;
     const auto p = reinterpret_cast<uintptr_t>(t.raw());
@@ -51,7 +51,6 @@ void BufferRecorder::after_node(size_t node, const std::vector<ir::Datum>& outpu
     if (d.is_tensor()) extend(d.tensor, last_use[k]);
     for (const ir::Tensor& t : d.sequence) extend(t, last_use[k]);
   }
-  (void)node;
 }
 
 ArenaLayout BufferRecorder::finish() const {

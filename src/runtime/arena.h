@@ -40,9 +40,9 @@ class BufferRecorder : public ops::TensorAllocator {
   explicit BufferRecorder(size_t num_nodes);
   void begin_node(size_t node) { node_ = node; }
   ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) override;
-  // After node `node` ran: its output k is read last by node last_use[k] (num_nodes: a graph output). An
-  // output that is (a view of) a recorded buffer extends that buffer's life.
-  void after_node(size_t node, const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use);
+  // After the current node ran: its output k is read last by node last_use[k] (num_nodes: a graph
+  // output). An output that is (a view of) a recorded buffer extends that buffer's life.
+  void after_node(const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use);
   ArenaLayout finish() const;
 
  private:

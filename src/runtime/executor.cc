@@ -212,7 +212,7 @@ std::vector<ir::Datum> Executor::run_nodes(const ir::Graph& g, Scope& scope, ops
       if (!n.outputs[k].empty() && !ctx.output_was_set(k))
         fail("[", n.label(), "] produced no value for output \"", n.outputs[k], "\"");
     if (observer_) observer_(n, outs);
-    if (recorder) recorder->after_node(i, outs, p.output_last_use[i]);
+    if (recorder) recorder->after_node(outs, p.output_last_use[i]);
     for (size_t k = 0; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty()) scope.values[n.outputs[k]] = std::move(outs[k]);
     // Release what no later node (or graph output) reads.
