@@ -1,6 +1,6 @@
-// PackedMatMul (oneDNN matmul with weights packed once) against a plain double-accumulated loop, over odd
-// and BERT-sized shapes, every post-op, bias, residual, alpha, strides, the per-M primitive cache and
-// concurrent calls.
+// PackedMatMul (oneDNN matmul, or kiln's panel GEMM, with weights packed once) against a plain
+// double-accumulated loop, over odd and BERT-sized shapes, every post-op, bias, residual, alpha, strides,
+// the per-M primitive cache and concurrent calls. Each numeric test runs every engine this CPU has.
 #include "kernels/cpu/onednn_matmul.h"
 
 #include <gtest/gtest.h>
@@ -13,10 +13,20 @@
 
 #include "common/error.h"
 #include "kernels/cpu/onednn_engine.h"
+#include "kernels/cpu/panel_gemm.h"
 #include "test_util.h"
 
 namespace kiln::kernels::cpu {
 namespace {
+
+// oneDNN always; the panel GEMM where the CPU has AVX2.
+std::vector<GemmEngine> engines() {
+  std::vector<GemmEngine> all = {GemmEngine::kOneDnn};
+  if (panel_gemm_supported()) all.push_back(GemmEngine::kPanel);
+  return all;
+}
+
+const char* engine_name(GemmEngine e) { return e == GemmEngine::kPanel ? "panel" : "onednn"; }
 
 std::vector<float> random_floats(size_t count, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -134,7 +144,7 @@ void expect_matches(const PackedMatMul& mm, const Problem& p, const std::string&
 }
 
 std::string describe(const MatMulSpec& s, int64_t m) {
-  return str("M=", m, " K=", s.k, " N=", s.n, " trans_b=", s.trans_b, " bias=", s.has_bias,
+  return str(engine_name(s.engine), " M=", m, " K=", s.k, " N=", s.n, " trans_b=", s.trans_b, " bias=", s.has_bias,
              " post=", static_cast<int>(s.post), " residual=", s.add_residual, " alpha=", s.alpha);
 }
 
@@ -158,8 +168,12 @@ TEST(OneDnnMatMul, MatchesReferenceOverShapes) {
           spec.trans_b = trans_b;
           spec.has_bias = (index++ % 3) != 0;
           Problem p(spec, m, rng);
-          PackedMatMul mm(spec, p.b.data(), p.bias.data());
-          expect_matches(mm, p, describe(spec, m));
+          for (GemmEngine engine : engines()) {
+            spec.engine = engine;
+            PackedMatMul mm(spec, p.b.data(), p.bias.data());
+            EXPECT_EQ(mm.engine(), engine);
+            expect_matches(mm, p, describe(spec, m));
+          }
         }
       }
     }
@@ -186,8 +200,11 @@ TEST(OneDnnMatMul, PostOpsBiasResidualAlpha) {
           spec.alpha = alpha;
           spec.trans_b = post == PostOp::kGeluTanh;
           Problem p(spec, s.m, rng);
-          PackedMatMul mm(spec, p.b.data(), p.bias.data());
-          expect_matches(mm, p, describe(spec, s.m));
+          for (GemmEngine engine : engines()) {
+            spec.engine = engine;
+            PackedMatMul mm(spec, p.b.data(), p.bias.data());
+            expect_matches(mm, p, describe(spec, s.m));
+          }
         }
       }
     }
@@ -204,8 +221,11 @@ TEST(OneDnnMatMul, LeadingDimensionsLargerThanRows) {
     spec.post = PostOp::kGeluErf;
     spec.add_residual = residual;
     Problem p(spec, 19, rng, /*pad=*/11);
-    PackedMatMul mm(spec, p.b.data(), p.bias.data());
-    expect_matches(mm, p, "padded " + describe(spec, p.m));
+    for (GemmEngine engine : engines()) {
+      spec.engine = engine;
+      PackedMatMul mm(spec, p.b.data(), p.bias.data());
+      expect_matches(mm, p, "padded " + describe(spec, p.m));
+    }
   }
 }
 
@@ -220,6 +240,7 @@ TEST(OneDnnMatMul, WeightRowsOfFourKiB) {
     spec.has_bias = true;
     spec.trans_b = trans_b;
     spec.alpha = 2.0f;
+    spec.engine = GemmEngine::kOneDnn;
     Problem p17(spec, 17, rng);
     Problem p1(spec, 1, rng);
     p1.b = p17.b;
@@ -239,6 +260,7 @@ TEST(OneDnnMatMul, CachesPrimitivesPerRowCountAndEvictsOldest) {
   spec.n = 40;
   spec.has_bias = true;
   spec.post = PostOp::kRelu;
+  spec.engine = GemmEngine::kOneDnn;
   const std::vector<float> b = random_floats(static_cast<size_t>(spec.k * spec.n), rng);
   const std::vector<float> bias = random_floats(static_cast<size_t>(spec.n), rng);
   PackedMatMul mm(spec, b.data(), bias.data());
@@ -280,19 +302,59 @@ TEST(OneDnnMatMul, ConcurrentRunsFromTwoThreads) {
   p2.b = p1.b;
   p2.bias = p1.bias;
   p2.compute_reference();
-  PackedMatMul mm(spec, p1.b.data(), p1.bias.data());
-  const int iterations = testing::kSanitizeBuild ? 5 : 20;
-  auto worker = [&](const Problem& p, std::vector<float>& y) {
-    for (int it = 0; it < iterations; ++it) mm.run(p.m, p.a.data(), p.lda, y.data(), p.ldy, p.residual.data(), p.ldr);
+  for (GemmEngine engine : engines()) {
+    spec.engine = engine;
+    PackedMatMul mm(spec, p1.b.data(), p1.bias.data());
+    const int iterations = testing::kSanitizeBuild ? 5 : 20;
+    auto worker = [&](const Problem& p, std::vector<float>& y) {
+      for (int it = 0; it < iterations; ++it) mm.run(p.m, p.a.data(), p.lda, y.data(), p.ldy, p.residual.data(), p.ldr);
+    };
+    std::vector<float> y1(static_cast<size_t>(p1.m * p1.ldy)), y2(static_cast<size_t>(p2.m * p2.ldy));
+    std::thread t1(worker, std::cref(p1), std::ref(y1));
+    std::thread t2(worker, std::cref(p2), std::ref(y2));
+    t1.join();
+    t2.join();
+    for (auto [p, y] : {std::pair<const Problem*, std::vector<float>*>{&p1, &y1}, {&p2, &y2}}) {
+      for (size_t i = 0; i < p->want.size(); ++i) {
+        ASSERT_LE(std::abs((*y)[i] - p->want[i]), p->bound[i])
+            << engine_name(engine) << " M=" << p->m << " element " << i;
+      }
+    }
+  }
+}
+
+// The panel GEMM's blocking edges: K past one K block (768), so later blocks add to y; row counts that
+// are not a multiple of the micro-kernel's 6 and more rows than one row block (96); a last panel narrower
+// than 16 columns; and products large enough to be split across threads by rows or by panels.
+TEST(OneDnnMatMul, PanelGemmBlockEdges) {
+  if (!panel_gemm_supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(29);
+  struct Shape {
+    int64_t m, k, n;
   };
-  std::vector<float> y1(static_cast<size_t>(p1.m * p1.ldy)), y2(static_cast<size_t>(p2.m * p2.ldy));
-  std::thread t1(worker, std::cref(p1), std::ref(y1));
-  std::thread t2(worker, std::cref(p2), std::ref(y2));
-  t1.join();
-  t2.join();
-  for (auto [p, y] : {std::pair<const Problem*, std::vector<float>*>{&p1, &y1}, {&p2, &y2}}) {
-    for (size_t i = 0; i < p->want.size(); ++i) {
-      ASSERT_LE(std::abs((*y)[i] - p->want[i]), p->bound[i]) << "M=" << p->m << " element " << i;
+  std::vector<Shape> shapes = {{1, 1, 1}, {5, 769, 17}, {7, 3, 15}};
+  if (testing::kSanitizeBuild) {
+    shapes.push_back({101, 800, 40});
+  } else {
+    shapes.push_back({197, 1600, 70});
+    shapes.push_back({13, 2000, 400});
+  }
+  for (const Shape& s : shapes) {
+    for (bool residual : {false, true}) {
+      MatMulSpec spec;
+      spec.k = s.k;
+      spec.n = s.n;
+      spec.has_bias = true;
+      spec.post = residual ? PostOp::kGeluErf : PostOp::kRelu;
+      spec.add_residual = residual;
+      spec.trans_b = residual;
+      spec.engine = GemmEngine::kPanel;
+      Problem p(spec, s.m, rng, /*pad=*/3);
+      PackedMatMul mm(spec, p.b.data(), p.bias.data());
+      EXPECT_EQ(mm.prepare(s.m, p.lda, p.ldy, p.ldr), "kiln:panel_avx2");
+      EXPECT_EQ(mm.cached_primitives(), 0u);
+      EXPECT_GE(mm.packed_bytes(), static_cast<size_t>(s.k * s.n + s.n) * sizeof(float));
+      expect_matches(mm, p, describe(spec, s.m));
     }
   }
 }
@@ -303,19 +365,23 @@ TEST(OneDnnMatMul, RefusesBadArguments) {
   spec.n = 3;
   spec.add_residual = true;
   std::vector<float> b(12, 1.0f), a(8, 1.0f), y(6), r(6);
-  PackedMatMul mm(spec, b.data(), nullptr);
-  EXPECT_THROW(mm.run(2, a.data(), 3, y.data(), 3, r.data()), Error);      // lda < K
-  EXPECT_THROW(mm.run(2, a.data(), 4, y.data(), 2, r.data()), Error);      // ldy < N
-  EXPECT_THROW(mm.run(2, a.data(), 4, y.data(), 3), Error);                // residual missing
-  EXPECT_THROW(mm.run(2, a.data(), 4, y.data(), 3, y.data() + 1), Error);  // residual overlaps y
-  EXPECT_NO_THROW(mm.run(0, a.data(), 4, y.data(), 3, r.data()));          // no rows: nothing to do
-  EXPECT_THROW(PackedMatMul(MatMulSpec{0, 3}, b.data(), nullptr), Error);  // K = 0
-  MatMulSpec with_bias{4, 3, /*has_bias=*/true};
-  EXPECT_THROW(PackedMatMul(with_bias, b.data(), nullptr), Error);  // bias missing
-  try {
-    mm.run(2, a.data(), 3, y.data(), 3, r.data());
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("[PackedMatMul] lda 3 is less than K 4"), std::string::npos) << e.what();
+  for (GemmEngine engine : engines()) {
+    spec.engine = engine;
+    SCOPED_TRACE(engine_name(engine));
+    PackedMatMul mm(spec, b.data(), nullptr);
+    EXPECT_THROW(mm.run(2, a.data(), 3, y.data(), 3, r.data()), Error);      // lda < K
+    EXPECT_THROW(mm.run(2, a.data(), 4, y.data(), 2, r.data()), Error);      // ldy < N
+    EXPECT_THROW(mm.run(2, a.data(), 4, y.data(), 3), Error);                // residual missing
+    EXPECT_THROW(mm.run(2, a.data(), 4, y.data(), 3, y.data() + 1), Error);  // residual overlaps y
+    EXPECT_NO_THROW(mm.run(0, a.data(), 4, y.data(), 3, r.data()));          // no rows: nothing to do
+    EXPECT_THROW(PackedMatMul(MatMulSpec{0, 3}, b.data(), nullptr), Error);  // K = 0
+    MatMulSpec with_bias{4, 3, /*has_bias=*/true};
+    EXPECT_THROW(PackedMatMul(with_bias, b.data(), nullptr), Error);  // bias missing
+    try {
+      mm.run(2, a.data(), 3, y.data(), 3, r.data());
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("[PackedMatMul] lda 3 is less than K 4"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "kernels/cpu/onednn_engine.h"
 #include "kernels/cpu/primitive_lru.h"
+#include "kernels/cpu/thread_buffer.h"
 
 namespace kiln::kernels::cpu {
 namespace {
@@ -143,23 +144,7 @@ struct Entry {
   std::string implementation;
 };
 
-// The calling thread's workspace (scratchpad, then the blocked x and y), grown to the largest any entry on
-// this thread asked for. One per thread, so that concurrent run()s never share one.
-std::byte* thread_workspace(size_t bytes) {
-  struct Buffer {
-    std::byte* data = nullptr;
-    size_t size = 0;
-    ~Buffer() { ::operator delete[](data, std::align_val_t(kAlign)); }
-  };
-  thread_local Buffer buffer;
-  if (bytes > buffer.size) {
-    ::operator delete[](buffer.data, std::align_val_t(kAlign));
-    buffer.data = nullptr;
-    buffer.data = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t(kAlign)));
-    buffer.size = bytes;
-  }
-  return buffer.data;
-}
+// The calling thread's workspace is thread_buffer<PackedConv>: the scratchpad, then the blocked x and y.
 
 // oneDNN's reference implementation ("ref:any"): correct, and an order of magnitude slower than its JIT ones.
 bool is_reference(const dnnl::convolution_forward::primitive_desc& pd) {
@@ -379,7 +364,7 @@ void PackedConv::run(int64_t n, int64_t h, int64_t w, const float* x, float* y, 
   if (z) KILN_CHECK(!overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
   const dnnl::engine& engine = onednn_engine();
   ScopedThreads threads(e->single_thread);
-  std::byte* workspace = thread_workspace(e->workspace_bytes);
+  std::byte* workspace = thread_buffer<PackedConv>(e->workspace_bytes);
   memory scratch;
   if (e->scratch_bytes > 0)
     scratch = memory(memory::desc({static_cast<memory::dim>(e->scratch_bytes)}, memory::data_type::u8, Tag::a), engine,

@@ -1,5 +1,6 @@
 #include "kernels/cpu/onednn_matmul.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -9,7 +10,10 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/onednn_engine.h"
+#include "kernels/cpu/panel_gemm.h"
+#include "kernels/cpu/thread_buffer.h"
 #include "kernels/cpu/primitive_lru.h"
 
 namespace kiln::kernels::cpu {
@@ -44,24 +48,6 @@ struct Entry {
   std::string implementation;
 };
 
-// The calling thread's scratchpad, grown to the largest any primitive on this thread asked for. One per
-// thread, so that concurrent run()s never share one; 64-byte aligned like oneDNN's own buffers.
-std::byte* thread_scratch(size_t bytes) {
-  struct Buffer {
-    std::byte* data = nullptr;
-    size_t size = 0;
-    ~Buffer() { ::operator delete[](data, std::align_val_t(64)); }
-  };
-  thread_local Buffer buffer;
-  if (bytes > buffer.size) {
-    ::operator delete[](buffer.data, std::align_val_t(64));
-    buffer.data = nullptr;
-    buffer.data = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t(64)));
-    buffer.size = bytes;
-  }
-  return buffer.data;
-}
-
 dnnl::algorithm eltwise_algorithm(PostOp post) {
   switch (post) {
     case PostOp::kRelu:
@@ -82,11 +68,44 @@ bool overlap(const float* p, size_t p_count, const float* q, size_t q_count) {
   return before(p, q + q_count) && before(q, p + p_count);
 }
 
+GemmEngine gemm_engine_from_env() {
+  const char* value = std::getenv("KILN_GEMM");
+  const std::string name = value == nullptr ? "" : value;
+  if (name == "onednn") return GemmEngine::kOneDnn;
+  if (name == "panel") {
+    KILN_CHECK(panel_gemm_supported(), "KILN_GEMM=panel: this CPU has no AVX2, which the panel GEMM needs");
+    return GemmEngine::kPanel;
+  }
+  KILN_CHECK(name.empty(), "KILN_GEMM: unknown GEMM engine '", name, "' (known: onednn, panel)");
+  return selected_isa() == Isa::kAvx2 ? GemmEngine::kPanel : GemmEngine::kOneDnn;
+}
+
+}  // namespace
+
+GemmEngine auto_gemm_engine() {
+  static const GemmEngine engine = gemm_engine_from_env();
+  return engine;
+}
+
+namespace {
+
+// The engine a spec runs on.
+GemmEngine resolve_engine(GemmEngine asked) {
+  if (asked == GemmEngine::kAuto) return auto_gemm_engine();
+  KILN_CHECK(asked != GemmEngine::kPanel || panel_gemm_supported(),
+             "[PackedMatMul] the panel GEMM needs AVX2, which this CPU lacks");
+  return asked;
+}
+
 }  // namespace
 
 struct PackedMatMul::Impl {
   MatMulSpec spec;
   memory bias;  // empty without a bias
+
+  // The panel GEMM's weights and bias, when spec.engine is kPanel (then nothing below is used).
+  std::unique_ptr<PanelPackedB> panel;
+  std::vector<float> panel_bias;
 
   mutable std::mutex mutex;
   // Packed weights, one per layout some primitive wanted; [0] is the layout for kLayoutM. Only grows.
@@ -178,6 +197,12 @@ PackedMatMul::PackedMatMul(const MatMulSpec& spec, const float* b, const float* 
   KILN_CHECK(b != nullptr, "[PackedMatMul] no weights");
   KILN_CHECK(!spec.has_bias || bias != nullptr, "[PackedMatMul] has_bias but no bias");
   impl_->spec = spec;
+  impl_->spec.engine = resolve_engine(spec.engine);
+  if (impl_->spec.engine == GemmEngine::kPanel) {
+    impl_->panel = std::make_unique<PanelPackedB>(spec.k, spec.n, b, spec.trans_b, spec.alpha);
+    if (spec.has_bias) impl_->panel_bias.assign(bias, bias + spec.n);
+    return;
+  }
   const dnnl::engine& engine = onednn_engine();
   dnnl::stream& stream = onednn_stream();
   try {
@@ -225,6 +250,20 @@ void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t
     const auto r_count = static_cast<size_t>((m - 1) * g.ldr + spec.n);
     KILN_CHECK(!overlap(y, y_count, residual, r_count), "[PackedMatMul] the residual must not overlap y");
   }
+  if (impl_->panel) {
+    PanelGemmArgs args;
+    args.m = m;
+    args.a = a;
+    args.lda = lda;
+    args.bias = spec.has_bias ? impl_->panel_bias.data() : nullptr;
+    args.post = spec.post;
+    args.residual = residual;
+    args.ld_residual = g.ldr;
+    args.y = y;
+    args.ldy = ldy;
+    panel_gemm(*impl_->panel, args);
+    return;
+  }
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   const dnnl::engine& engine = onednn_engine();
   std::unordered_map<int, memory> args;
@@ -240,7 +279,7 @@ void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t
   if (e->scratch_bytes > 0) {
     args.emplace(DNNL_ARG_SCRATCHPAD,
                  memory(memory::desc({static_cast<memory::dim>(e->scratch_bytes)}, memory::data_type::u8, Tag::a),
-                        engine, thread_scratch(e->scratch_bytes)));
+                        engine, thread_buffer<PackedMatMul>(e->scratch_bytes)));
   }
   try {
     dnnl::stream& stream = onednn_stream();
@@ -254,12 +293,16 @@ void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t
 std::string PackedMatMul::prepare(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual) const {
   const Geometry g = impl_->geometry(m, lda, ldy, ld_residual);
   if (m == 0) return "none";
+  if (impl_->panel) return "kiln:panel_avx2";
   return impl_->entry(g)->implementation;
 }
 
 const MatMulSpec& PackedMatMul::spec() const { return impl_->spec; }
 
+GemmEngine PackedMatMul::engine() const { return impl_->spec.engine; }
+
 size_t PackedMatMul::packed_bytes() const {
+  if (impl_->panel) return impl_->panel->bytes() + impl_->panel_bias.size() * sizeof(float);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   size_t bytes = impl_->bias ? impl_->bias.get_desc().get_size() : 0;
   for (const memory& w : impl_->weights) bytes += w.get_desc().get_size();

@@ -1,5 +1,6 @@
 // PackedMatMul: a float32 matrix product with constant weights, run through oneDNN's matmul primitive,
-// the weights reordered once into the layout the primitive prefers.
+// the weights reordered once into the layout the primitive prefers, or, on AVX2 machines, through kiln's
+// panel GEMM with the weights packed once into its panels (GemmEngine below; what follows is oneDNN's).
 //
 //     y[M,N] = post(alpha * A[M,K] x B[K,N] + bias[N])  (+ residual[M,N] when spec.add_residual)
 //
@@ -44,6 +45,12 @@ enum class PostOp {
   kGeluTanh,  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
 };
 
+// Which GEMM runs the product. kAuto: kiln's panel GEMM (panel_gemm.h) where the kernels run at the AVX2
+// level (selected_isa(); oneDNN 2.6 has no pre-packed path there and repacks the weights on every
+// call), oneDNN elsewhere (its brgemm on pre-packed weights on AVX-512; its reference paths below AVX2).
+// KILN_GEMM=onednn|panel overrides kAuto, to compare the two on one machine.
+enum class GemmEngine { kAuto, kOneDnn, kPanel };
+
 struct MatMulSpec {
   int64_t k = 0, n = 0;  // both >= 1
   bool has_bias = false;
@@ -51,7 +58,12 @@ struct MatMulSpec {
   bool add_residual = false;
   bool trans_b = false;  // B is stored [N,K] row-major (Gemm's transB = 1)
   float alpha = 1.0f;
+  GemmEngine engine = GemmEngine::kAuto;
 };
+
+// The engine kAuto stands for on this machine (KILN_GEMM, read once, then the ISA). Throws kiln::Error
+// when KILN_GEMM holds an unknown name, or names panel on a CPU without AVX2.
+GemmEngine auto_gemm_engine();
 
 class PackedMatMul {
  public:
@@ -71,11 +83,13 @@ class PackedMatMul {
            int64_t ld_residual = 0) const;
 
   // Creates (or finds) the primitive for this geometry now, so that run() on it only executes; call it
-  // when a plan is built. Returns oneDNN's name for the implementation, e.g. "gemm:jit" or
-  // "brg:avx512_core".
+  // when a plan is built. Returns the name of the implementation: oneDNN's, e.g. "gemm:jit" or
+  // "brg:avx512_core", or "kiln:panel_avx2" for the panel GEMM (which has no primitives).
   std::string prepare(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual = 0) const;
 
   const MatMulSpec& spec() const;
+  // The engine that runs it (never kAuto).
+  GemmEngine engine() const;
   // Bytes held for weights (every packed layout) and bias.
   size_t packed_bytes() const;
   // Primitives in the cache now (at most kMaxCachedPrimitives).
