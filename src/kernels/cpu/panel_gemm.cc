@@ -23,19 +23,22 @@ constexpr int64_t kRows = 6;  // rows of y per micro-kernel
 constexpr int64_t kWidth = PanelPackedB::kPanelWidth;
 // K per block: one panel block (kKBlock x 16 floats = 16 KiB) stays in L1 across the row blocks.
 constexpr int64_t kKBlock = 768;
-// Rows of A per block: kRowBlock x kKBlock floats (96 KiB) stay in L2 across the panels of a column block.
-constexpr int64_t kRowBlock = 192;
-// Panels per column block: kKBlock x kPanelsPerBlock x 16 floats (128 KiB) of B stay in L2.
-constexpr int64_t kPanelsPerBlock = 8;
+// A task's tile of y (see Tiling): its rows of A (kTileRows x kKBlock floats, 144 KiB) and its panels
+// (kKBlock x kTilePanels x 16 floats, 192 KiB) stay in L2 while the task runs. kTileRows is a multiple of
+// the micro-kernel's rows.
+constexpr int64_t kTileRows = 48;
+constexpr int64_t kTilePanels = 4;
 // Below this many multiply-adds per thread, another thread costs more than it saves.
 constexpr int64_t kMinMacsPerThread = 1 << 20;
 
 // acc (R rows x 16) = (first ? bias or 0 : y) + A[R rows, kc] x panel[kc, 16]; stored to y, or, for a
 // panel narrower than 16 (cols < 16), through a local tile so that nothing past column N is written.
-// `a` is packed: kc groups of R floats, row i of group k being A[i, k].
+// `a` is packed: kc groups of R floats, row i of group k being A[i, k]. One cache line of `prefetch` per k
+// is fetched into L2 on the way: the next panel, which would otherwise come from memory on its first use
+// (a model's weights are far larger than the caches, so every call streams them from DRAM).
 template <int R>
-KILN_AVX2 void micro_kernel(int64_t kc, const float* a, const float* panel, const float* bias, bool first, float* y,
-                            int64_t ldy, int64_t cols) {
+KILN_AVX2 void micro_kernel(int64_t kc, const float* a, const float* panel, const float* prefetch, const float* bias,
+                            bool first, float* y, int64_t ldy, int64_t cols) {
   __m256 acc0[R], acc1[R];
   float tile[kRows * kWidth];
   float* out = y;
@@ -70,6 +73,7 @@ KILN_AVX2 void micro_kernel(int64_t kc, const float* a, const float* panel, cons
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 p0 = _mm256_load_ps(panel + k * kWidth);
     const __m256 p1 = _mm256_load_ps(panel + k * kWidth + 8);
+    _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * kWidth), _MM_HINT_T1);
 #pragma GCC unroll 6
     for (int i = 0; i < R; ++i) {
       const __m256 x = _mm256_broadcast_ss(a + k * R + i);
@@ -87,7 +91,8 @@ KILN_AVX2 void micro_kernel(int64_t kc, const float* a, const float* panel, cons
   }
 }
 
-using MicroKernel = void (*)(int64_t, const float*, const float*, const float*, bool, float*, int64_t, int64_t);
+using MicroKernel = void (*)(int64_t, const float*, const float*, const float*, const float*, bool, float*, int64_t,
+                             int64_t);
 constexpr MicroKernel kMicroKernels[kRows + 1] = {nullptr,         micro_kernel<1>, micro_kernel<2>, micro_kernel<3>,
                                                   micro_kernel<4>, micro_kernel<5>, micro_kernel<6>};
 
@@ -149,59 +154,58 @@ void pack_a(const float* a, int64_t lda, int64_t rows, int64_t k, float* out) {
   }
 }
 
-// One thread's share: rows [r0, r1) of y, panels [p0, p1). K blocks outermost, so that one K block of a
-// column block of B (kKBlock x kPanelsPerBlock x 16 floats) and of a row block of A (kRowBlock x kKBlock)
-// stay in L2 while every tile they meet uses them; the K blocks after the first add to y.
-void gemm_rectangle(const PanelPackedB& b, const PanelGemmArgs& args, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
-  const int64_t k = b.k(), rows = r1 - r0;
-  auto* packed_a = reinterpret_cast<float*>(thread_buffer<PanelPackedB>(static_cast<size_t>(rows * k) * sizeof(float)));
-  pack_a(args.a + r0 * args.lda, args.lda, rows, k, packed_a);
+// The work of one call, cut into tasks: a task is one tile of y, kTileRows rows (whole micro-kernel
+// groups) by kTilePanels panels, over all of K. The threads take tasks as they finish their last, so a
+// thread slowed by something else on its core holds up no more than one task; consecutive tasks share
+// their panels, so both threads read one part of B at a time.
+struct Tiling {
+  int64_t row_tiles, panel_tiles;
+  int64_t tasks() const { return row_tiles * panel_tiles; }
+};
+
+Tiling tiling(int64_t m, int64_t panels) {
+  return {(m + kTileRows - 1) / kTileRows, (panels + kTilePanels - 1) / kTilePanels};
+}
+
+// A packed, one row tile after another (pack_a's layout within each): row tile i starts at i * kTileRows * K.
+void pack_row_tile(const PanelPackedB& b, const PanelGemmArgs& args, int64_t i, float* packed_a) {
+  const int64_t r0 = i * kTileRows, rows = std::min(kTileRows, args.m - r0);
+  pack_a(args.a + r0 * args.lda, args.lda, rows, b.k(), packed_a + r0 * b.k());
+}
+
+// One task: K blocks outermost, so that one K block of the tile's panels and rows of A stays in L2 while
+// every micro-kernel call that needs it runs; the K blocks after the first add to y.
+void run_task(const PanelPackedB& b, const PanelGemmArgs& args, const Tiling& t, int64_t task, const float* packed_a) {
+  const int64_t i = task % t.row_tiles, j = task / t.row_tiles;
+  const int64_t r0 = i * kTileRows, rows = std::min(kTileRows, args.m - r0);
+  const int64_t p0 = j * kTilePanels, p1 = std::min(b.panels(), p0 + kTilePanels);
+  const int64_t k = b.k();
+  const float* tile_a = packed_a + r0 * k;
   for (int64_t k0 = 0; k0 < k; k0 += kKBlock) {
     const int64_t kc = std::min(kKBlock, k - k0);
-    const float* a_block = packed_a + k0 * rows;
-    for (int64_t pb = p0; pb < p1; pb += kPanelsPerBlock) {
-      const int64_t pe = std::min(p1, pb + kPanelsPerBlock);
-      for (int64_t rb = 0, re = 0; rb < rows; rb = re) {
-        while (re < rows && re - rb < kRowBlock) re += group_rows(rows - re);  // whole groups
-        for (int64_t p = pb; p < pe; ++p) {
-          const float* panel = b.panel(p) + k0 * kWidth;
-          const int64_t c = p * kWidth;
-          const int64_t cols = std::min(kWidth, b.n() - c);
-          const float* bias = args.bias != nullptr && cols == kWidth ? args.bias + c : nullptr;
-          float bias_tile[kWidth] = {};
-          if (args.bias != nullptr && cols < kWidth) {
-            std::memcpy(bias_tile, args.bias + c, static_cast<size_t>(cols) * sizeof(float));
-            bias = bias_tile;
-          }
-          for (int64_t r = rb, g = 0; r < re; r += g) {
-            g = group_rows(rows - r);
-            kMicroKernels[g](kc, a_block + r * kc, panel, bias, k0 == 0, args.y + (r0 + r) * args.ldy + c, args.ldy,
-                             cols);
-          }
-        }
+    const float* a_block = tile_a + k0 * rows;
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* panel = b.panel(p) + k0 * kWidth;
+      const int64_t c = p * kWidth;
+      const int64_t cols = std::min(kWidth, b.n() - c);
+      const float* bias = args.bias != nullptr && cols == kWidth ? args.bias + c : nullptr;
+      float bias_tile[kWidth] = {};
+      if (args.bias != nullptr && cols < kWidth) {
+        std::memcpy(bias_tile, args.bias + c, static_cast<size_t>(cols) * sizeof(float));
+        bias = bias_tile;
+      }
+      // The first group of rows fetches the next panel; the others re-read their own, already in cache.
+      const float* next = p + 1 < b.panels() ? b.panel(p + 1) + k0 * kWidth : panel;
+      for (int64_t r = 0, g = 0; r < rows; r += g) {
+        g = group_rows(rows - r);
+        kMicroKernels[g](kc, a_block + r * kc, panel, r == 0 ? next : panel, bias, k0 == 0,
+                         args.y + (r0 + r) * args.ldy + c, args.ldy, cols);
       }
     }
   }
   if (args.post != PostOp::kNone || args.residual != nullptr) {
-    epilogue(args, r0, r1, p0 * kWidth, std::min(b.n(), p1 * kWidth));
+    epilogue(args, r0, r0 + rows, p0 * kWidth, std::min(b.n(), p1 * kWidth));
   }
-}
-
-// Splits rows (in whole micro-kernel blocks) and panels over `threads` so that the largest share is
-// smallest; returns the number of row parts (the rest of the factor goes to panels).
-int64_t row_parts(int64_t m, int64_t panels, int64_t threads) {
-  const int64_t row_blocks = (m + kRows - 1) / kRows;
-  int64_t best = 1, best_cost = -1;
-  for (int64_t tm = 1; tm <= threads; ++tm) {
-    if (threads % tm != 0) continue;
-    const int64_t tn = threads / tm;
-    const int64_t cost = (row_blocks + tm - 1) / tm * ((panels + tn - 1) / tn);
-    if (best_cost < 0 || cost < best_cost) {
-      best = tm;
-      best_cost = cost;
-    }
-  }
-  return best;
 }
 
 }  // namespace
@@ -227,24 +231,24 @@ bool panel_gemm_supported() { return isa_supported(Isa::kAvx2); }
 
 void panel_gemm(const PanelPackedB& b, const PanelGemmArgs& args) {
   if (args.m == 0) return;
-  const int64_t panels = b.panels();
+  const Tiling t = tiling(args.m, b.panels());
+  // Packed A comes from the calling thread's buffer and is shared by the threads of this call.
+  auto* packed_a =
+      reinterpret_cast<float*>(thread_buffer<PanelPackedB>(static_cast<size_t>(args.m * b.k()) * sizeof(float)));
   const int64_t macs = args.m * b.n() * b.k();
   int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  threads = std::max<int64_t>(1, std::min(threads, macs / kMinMacsPerThread));
+  threads = std::max<int64_t>(1, std::min({threads, macs / kMinMacsPerThread, t.tasks()}));
   if (threads == 1) {
-    gemm_rectangle(b, args, 0, args.m, 0, panels);
+    for (int64_t i = 0; i < t.row_tiles; ++i) pack_row_tile(b, args, i, packed_a);
+    for (int64_t task = 0; task < t.tasks(); ++task) run_task(b, args, t, task, packed_a);
     return;
   }
-  const int64_t tm = row_parts(args.m, panels, threads), tn = threads / tm;
-  const int64_t row_blocks = (args.m + kRows - 1) / kRows;
 #pragma omp parallel num_threads(static_cast <int>(threads))
   {
-    const int64_t t = omp_get_thread_num();
-    const int64_t i = t / tn, j = t % tn;
-    const int64_t r0 = std::min(args.m, row_blocks * i / tm * kRows);
-    const int64_t r1 = std::min(args.m, row_blocks * (i + 1) / tm * kRows);
-    const int64_t p0 = panels * j / tn, p1 = panels * (j + 1) / tn;
-    if (r0 < r1 && p0 < p1) gemm_rectangle(b, args, r0, r1, p0, p1);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < t.row_tiles; ++i) pack_row_tile(b, args, i, packed_a);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < t.tasks(); ++task) run_task(b, args, t, task, packed_a);
   }
 }
 
