@@ -10,19 +10,12 @@
 #include <vector>
 
 #include "kernels/reference/common.h"
+#include "kernels/reference/from_double.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
 
 namespace {
-
-template <class T>
-T from_double(double v) {
-  if constexpr (std::is_same_v<T, double>)
-    return v;
-  else
-    return T(static_cast<float>(v));
-}
 
 // A parameter tensor (scale, bias, mean, ...) read into doubles; any numeric type is accepted.
 std::vector<double> to_doubles(const ir::Tensor& t) {

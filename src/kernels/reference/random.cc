@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/reference/common.h"
+#include "kernels/reference/from_double.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
@@ -48,17 +49,6 @@ class Rng {
  private:
   std::mt19937_64 engine_;
 };
-
-template <class T>
-T from_double(double v) {
-  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) {
-    return T(static_cast<float>(v));
-  } else if constexpr (std::is_same_v<T, bool>) {
-    return v != 0;
-  } else {
-    return static_cast<T>(v);  // only 0/1 or floating types reach here
-  }
-}
 
 ir::DType dtype_attr(const NodeView& node, ir::DType dflt) {
   if (!node.has_attr("dtype")) return dflt;

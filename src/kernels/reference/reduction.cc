@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/reference/common.h"
+#include "kernels/reference/from_double.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
@@ -24,27 +25,6 @@ void register_loss_ops(OpRegistry& r);           // loss.cc
 namespace {
 
 enum class ReduceKind { kSum, kSumSquare, kL1, kL2, kLogSum, kLogSumExp, kMean, kProd, kMax, kMin };
-
-template <class T>
-constexpr bool kIsFloatLike = std::is_floating_point_v<T> || std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>;
-
-// Stores a double into T; integer targets saturate (NaN gives 0) so no out-of-range cast is undefined.
-template <class T>
-T from_double(double v) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return v != 0;
-  } else if constexpr (kIsFloatLike<T>) {
-    if constexpr (std::is_same_v<T, double>)
-      return v;
-    else
-      return T(static_cast<float>(v));
-  } else {
-    if (std::isnan(v)) return T(0);
-    if (v <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
-    if (v >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
-    return static_cast<T>(v);
-  }
-}
 
 // Axes of a reduction, from the `axes` attribute (older opsets) or the optional second input (ReduceSum
 // since 13, the others since 18). nullopt when the axes input exists but its value is not known yet.

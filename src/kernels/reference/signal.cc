@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/reference/common.h"
+#include "kernels/reference/from_double.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
@@ -19,24 +20,6 @@ void register_signal_ops(OpRegistry& r);
 namespace {
 
 using Complex = std::complex<double>;
-
-template <class T>
-T from_double(double v) {
-  if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) {
-    return T(static_cast<float>(v));
-  } else if constexpr (std::is_floating_point_v<T>) {
-    return static_cast<T>(v);
-  } else if constexpr (std::is_same_v<T, bool>) {
-    return v != 0;
-  } else {
-    // Casting an out-of-range double to an integer is undefined; windows only produce values in [0, 1],
-    // but clamp so that no input can reach undefined behaviour.
-    if (std::isnan(v)) return T(0);
-    if (v <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
-    if (v >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
-    return static_cast<T>(v);
-  }
-}
 
 // A scalar integer input's value: the window size, the DFT length, the frame step.
 int64_t int_scalar_input(const KernelContext& ctx, size_t i, const char* what) {
