@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -16,6 +17,8 @@
 #include "bench/latency_stats.h"
 #include "common/error.h"
 #include "io/npy.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "onnx/model_io.h"
 #include "ort_peer.h"
 #include "test_util.h"
@@ -281,6 +284,10 @@ TEST(BenchCli, BertTinyJson) {
   EXPECT_TRUE(contains(r.out, "p50 ms")) << r.out;
   nlohmann::json j = nlohmann::json::parse(read_file(dir.file("out.json")));
   EXPECT_EQ(j["percentile_method"], "nearest-rank");
+  // What ran the kernels, as this process (same environment) would choose it.
+  EXPECT_EQ(j["cpu_isa"], kernels::cpu::isa_name(kernels::cpu::selected_isa()));
+  EXPECT_EQ(j["gemm"], kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine()));
+  EXPECT_TRUE(contains(r.out, str("matmuls: ", j["gemm"].get<std::string>(), " (KILN_GEMM)"))) << r.out;
   ASSERT_EQ(j["results"].size(), 2u) << j.dump(1);
   for (size_t i = 0; i < 2; ++i) {
     const auto& c = j["results"][i];
@@ -294,6 +301,20 @@ TEST(BenchCli, BertTinyJson) {
     EXPECT_EQ(c["per_round"][0]["latencies_ms"].size(), 3u);
   }
   EXPECT_FALSE(j.contains("comparisons"));
+}
+
+TEST(BenchCli, RefusesAnUnknownGemmEngine) {
+  kernels::cpu::auto_gemm_engine();  // this process reads KILN_GEMM once, before the change below
+  const char* user_value = std::getenv("KILN_GEMM");
+  const std::string saved = user_value == nullptr ? "" : user_value;
+  ::setenv("KILN_GEMM", "blas", 1);
+  RunResult r = run_kiln({"bench", kBert, "--iterations", "1", "--warmup", "0", "-q"});
+  if (user_value == nullptr)
+    ::unsetenv("KILN_GEMM");
+  else
+    ::setenv("KILN_GEMM", saved.c_str(), 1);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "KILN_GEMM: unknown GEMM engine 'blas' (known: onednn, panel)")) << r.err;
 }
 
 TEST(BenchCli, ConcurrentCallersShareTheSession) {

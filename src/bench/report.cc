@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/onednn_matmul.h"
 
 namespace kiln::bench {
 
@@ -101,6 +103,10 @@ std::string format_table(const BenchReport& report) {
                 report.model_size_mb, passes::level_name(o.level), o.threads,
                 o.concurrency > 1 ? str(", ", o.concurrency, " concurrent callers").c_str() : "");
   out += buf;
+  std::snprintf(buf, sizeof buf, "kiln kernels: %s (KILN_CPU_ISA), matmuls: %s (KILN_GEMM)\n",
+                kernels::cpu::isa_name(kernels::cpu::selected_isa()),
+                kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine()));
+  out += buf;
   const std::string calls =
       o.duration_s > 0 ? str("timed calls for ", o.duration_s, " s") : str(o.iterations, " timed calls");
   std::snprintf(buf, sizeof buf, "each round: %d warmup + %s; %d round(s)%s; nearest-rank percentiles\n", o.warmup,
@@ -147,6 +153,8 @@ nlohmann::json to_json(const BenchReport& report) {
                       {"model_size_mb", report.model_size_mb},
                       {"level", passes::level_name(o.level)},
                       {"threads", o.threads},
+                      {"cpu_isa", kernels::cpu::isa_name(kernels::cpu::selected_isa())},
+                      {"gemm", kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine())},
                       {"concurrency", o.concurrency},
                       {"warmup", o.warmup},
                       {"iterations", o.duration_s > 0 ? nlohmann::json(nullptr) : nlohmann::json(o.iterations)},

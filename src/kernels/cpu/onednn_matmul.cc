@@ -13,8 +13,8 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/onednn_engine.h"
 #include "kernels/cpu/panel_gemm.h"
-#include "kernels/cpu/thread_buffer.h"
 #include "kernels/cpu/primitive_lru.h"
+#include "kernels/cpu/thread_buffer.h"
 
 namespace kiln::kernels::cpu {
 namespace {
@@ -85,6 +85,18 @@ GemmEngine gemm_engine_from_env() {
 GemmEngine auto_gemm_engine() {
   static const GemmEngine engine = gemm_engine_from_env();
   return engine;
+}
+
+const char* gemm_engine_name(GemmEngine engine) {
+  switch (engine) {
+    case GemmEngine::kOneDnn:
+      return "onednn";
+    case GemmEngine::kPanel:
+      return "panel";
+    case GemmEngine::kAuto:
+      break;
+  }
+  return "auto";
 }
 
 namespace {

@@ -65,6 +65,9 @@ struct MatMulSpec {
 // when KILN_GEMM holds an unknown name, or names panel on a CPU without AVX2.
 GemmEngine auto_gemm_engine();
 
+// "auto", "onednn", "panel": KILN_GEMM's names.
+const char* gemm_engine_name(GemmEngine engine);
+
 class PackedMatMul {
  public:
   static constexpr size_t kMaxCachedPrimitives = 16;
