@@ -93,7 +93,14 @@ void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
     p.output_last_use.push_back(std::move(lu));
   }
   if (&g != &model_.graph && !p.defs.empty()) plannable_ = false;  // a subgraph: its parent is not planned
+  for (const auto& [name, t] : g.initializers) p.initializers.emplace(name, ir::Datum(t));
   prepared_[&g] = std::move(p);
+}
+
+const Executor::PreparedGraph& Executor::prepared(const ir::Graph& g) const {
+  auto it = prepared_.find(&g);
+  if (it == prepared_.end()) fail("internal: graph \"", g.name, "\" was not prepared");
+  return it->second;
 }
 
 std::shared_ptr<Executor::Plan> Executor::find_plan(const std::vector<int64_t>& signature) const {
@@ -123,8 +130,7 @@ std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std:
   Scope scope;
   scope.parent = outer;
   scope.values = std::move(bindings);
-  for (const auto& [name, t] : g.initializers)
-    if (!scope.values.count(name)) scope.values.emplace(name, ir::Datum(t));
+  scope.initializers = &prepared(g).initializers;
   if (&g != &model_.graph || !plannable_ || observer_) return run_nodes(g, scope, nullptr, nullptr, nullptr);
 
   // The signature: every graph input's dtype and shape.
@@ -170,9 +176,7 @@ std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std:
 
 std::vector<ir::Datum> Executor::run_nodes(const ir::Graph& g, Scope& scope, ops::TensorAllocator* allocator,
                                            BufferRecorder* recorder, ArenaAllocator* arena) const {
-  auto it = prepared_.find(&g);
-  if (it == prepared_.end()) fail("internal: graph \"", g.name, "\" was not prepared");
-  const PreparedGraph& p = it->second;
+  const PreparedGraph& p = prepared(g);
 
   ops::KernelContext::SubgraphRunner run_sub = [this, &scope](const ir::Graph& sg, std::vector<ir::Datum> inputs) {
     if (inputs.size() > sg.inputs.size())

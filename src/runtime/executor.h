@@ -14,19 +14,26 @@
 
 #include "ir/graph.h"
 #include "kernels/cpu/fast_kernels.h"
-#include "runtime/arena.h"
 #include "ops/op_def.h"
+#include "runtime/arena.h"
 
 namespace kiln::runtime {
 
-// Values visible to a running graph; lookups fall through to enclosing graphs.
+// Values visible to a running graph: its bindings and computed values, then its initializers (bound
+// once, when the executor prepared the graph, not copied in on every run); lookups fall through to
+// enclosing graphs.
 struct Scope {
   const Scope* parent = nullptr;
   std::unordered_map<std::string, ir::Datum> values;
+  const std::unordered_map<std::string, ir::Datum>* initializers = nullptr;
   const ir::Datum* find(const std::string& name) const {
     for (const Scope* s = this; s; s = s->parent) {
       auto it = s->values.find(name);
       if (it != s->values.end()) return &it->second;
+      if (s->initializers) {
+        auto in = s->initializers->find(name);
+        if (in != s->initializers->end()) return &in->second;
+      }
     }
     return nullptr;
   }
@@ -61,9 +68,9 @@ class Executor {
   // runs in the plan's arena.
   static constexpr size_t kMaxPlans = 8;
   struct PlanStats {
-    size_t plans = 0;           // cached now
-    size_t plans_made = 0;      // since creation (a signature evicted and seen again is planned again)
-    size_t arena_bytes = 0;     // of the most recently used plan
+    size_t plans = 0;        // cached now
+    size_t plans_made = 0;   // since creation (a signature evicted and seen again is planned again)
+    size_t arena_bytes = 0;  // of the most recently used plan
     size_t lower_bound_bytes = 0;
     size_t planned_buffers = 0;
   };
@@ -77,7 +84,9 @@ class Executor {
     std::unordered_map<std::string, size_t> last_use;             // value -> index of the last node reading it
     std::vector<std::vector<size_t>> output_last_use;             // per node and output (nodes.size(): graph output)
     std::vector<std::vector<bool>> absorbed;                      // per node and input: held by its fast kernel
+    std::unordered_map<std::string, ir::Datum> initializers;      // the graph's (sharing storage), after absorption
   };
+  const PreparedGraph& prepared(const ir::Graph& g) const;
   // `releasable`: g itself, when its initializers may be released as fast kernels absorb them.
   void prepare(const ir::Graph& g, ir::Graph* releasable = nullptr);
   // How many readers each initializer of g has (node inputs, subgraph references, graph inputs/outputs).
