@@ -2,13 +2,22 @@
 // and per call, whether they cover a node.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "ir/graph.h"
 #include "ops/op_def.h"
 
 namespace kiln::kernels::cpu {
+
+// The address ranges [p, p + p_count) and [q, q + q_count) overlap; std::less gives a total order over
+// unrelated pointers. For the kernels that refuse an output overlapping an input.
+inline bool ranges_overlap(const float* p, size_t p_count, const float* q, size_t q_count) {
+  std::less<const float*> before;
+  return before(p, q + q_count) && before(q, p + p_count);
+}
 
 // Input i of n when it is a float32 initializer of g (a weight the kernel may pack), else nullptr.
 inline const ir::Tensor* float_constant(const ir::Graph& g, const ir::Node& n, size_t i) {

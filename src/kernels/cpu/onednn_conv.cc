@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_engine.h"
 #include "kernels/cpu/primitive_lru.h"
 #include "kernels/cpu/thread_buffer.h"
@@ -149,12 +150,6 @@ struct Entry {
 // oneDNN's reference implementation ("ref:any"): correct, and an order of magnitude slower than its JIT ones.
 bool is_reference(const dnnl::convolution_forward::primitive_desc& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
-}
-
-// Address ranges [p, p + count) overlap; std::less gives a total order over unrelated pointers.
-bool overlap(const float* p, size_t p_count, const float* q, size_t q_count) {
-  std::less<const float*> before;
-  return before(p, q + q_count) && before(q, p + p_count);
 }
 
 }  // namespace
@@ -361,7 +356,7 @@ void PackedConv::run(int64_t n, int64_t h, int64_t w, const float* x, float* y, 
   if (n == 0) return;
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   const size_t y_count = static_cast<size_t>(n * spec.out_channels * e->oh * e->ow);
-  if (z) KILN_CHECK(!overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
+  if (z) KILN_CHECK(!ranges_overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
   const dnnl::engine& engine = onednn_engine();
   ScopedThreads threads(e->single_thread);
   std::byte* workspace = thread_buffer<PackedConv>(e->workspace_bytes);

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_engine.h"
 #include "kernels/cpu/panel_gemm.h"
 #include "kernels/cpu/primitive_lru.h"
@@ -60,12 +61,6 @@ dnnl::algorithm eltwise_algorithm(PostOp post) {
       break;
   }
   return dnnl::algorithm::undef;
-}
-
-// Address ranges [p, p + bytes) overlap; std::less gives a total order over unrelated pointers.
-bool overlap(const float* p, size_t p_count, const float* q, size_t q_count) {
-  std::less<const float*> before;
-  return before(p, q + q_count) && before(q, p + p_count);
 }
 
 GemmEngine gemm_engine_from_env() {
@@ -260,7 +255,7 @@ void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t
   if (spec.add_residual) {
     const auto y_count = static_cast<size_t>((m - 1) * ldy + spec.n);
     const auto r_count = static_cast<size_t>((m - 1) * g.ldr + spec.n);
-    KILN_CHECK(!overlap(y, y_count, residual, r_count), "[PackedMatMul] the residual must not overlap y");
+    KILN_CHECK(!ranges_overlap(y, y_count, residual, r_count), "[PackedMatMul] the residual must not overlap y");
   }
   if (impl_->panel) {
     PanelGemmArgs args;
