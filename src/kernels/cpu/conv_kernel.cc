@@ -9,6 +9,7 @@
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_conv.h"
 #include "kernels/reference/contrib_common.h"
+#include "kernels/reference/fused_activation.h"
 #include "kernels/reference/nn_common.h"
 #include "ops/node_view.h"
 
@@ -138,35 +139,41 @@ ConvPadding padding_of(ops::nn::AutoPad p) {
   return ConvPadding::kExplicit;
 }
 
+ConvActivation conv_activation(ops::FusedActivationKind kind) {
+  using K = ops::FusedActivationKind;
+  switch (kind) {
+    case K::kIdentity:
+      return ConvActivation::kNone;
+    case K::kRelu:
+      return ConvActivation::kRelu;
+    case K::kTanh:
+      return ConvActivation::kTanh;
+    case K::kSigmoid:
+      return ConvActivation::kSigmoid;
+    case K::kLeakyRelu:
+      return ConvActivation::kLeakyRelu;
+    case K::kClip:
+      return ConvActivation::kClip;
+    case K::kHardSigmoid:
+      return ConvActivation::kHardSigmoid;
+    case K::kHardSwish:
+      return ConvActivation::kHardSwish;
+    case K::kSilu:
+      return ConvActivation::kSilu;
+  }
+  return ConvActivation::kNone;
+}
+
 // FusedConv's activation and activation_params into the spec, as the reference kernel
 // (kernels/reference/contrib_fused_conv.cc) reads them; false for what it would refuse.
 bool read_activation(const ops::NodeView& v, ConvSpec& spec) {
   if (!v.has_attr("activation")) return true;
   const std::string name = v.attr_string("activation");
   const bool kiln_domain = v.node().domain == kKilnDomain;
-  size_t params = 0;
-  if (name == "Relu") {
-    spec.activation = ConvActivation::kRelu;
-  } else if (name == "Tanh") {
-    spec.activation = ConvActivation::kTanh;
-  } else if (name == "Sigmoid") {
-    spec.activation = ConvActivation::kSigmoid;
-  } else if (name == "LeakyRelu") {
-    spec.activation = ConvActivation::kLeakyRelu;
-    params = 1;
-  } else if (name == "Clip") {
-    spec.activation = ConvActivation::kClip;
-    params = 2;
-  } else if (name == "HardSigmoid") {
-    spec.activation = ConvActivation::kHardSigmoid;
-    params = 2;
-  } else if (name == "HardSwish" && kiln_domain) {
-    spec.activation = ConvActivation::kHardSwish;
-  } else if (name == "Silu" && kiln_domain) {
-    spec.activation = ConvActivation::kSilu;
-  } else {
-    return false;
-  }
+  const std::optional<ops::FusedActivationName> found = ops::fused_activation_by_name(name, kiln_domain);
+  if (!found) return false;
+  spec.activation = conv_activation(found->kind);
+  const size_t params = found->params;
   if (params == 0) return true;
   const std::vector<float> p = v.attr_floats("activation_params", {});
   if (p.size() != params) return false;

@@ -19,13 +19,14 @@
 #include <vector>
 
 #include "kernels/reference/contrib_common.h"
+#include "kernels/reference/fused_activation.h"
 
 namespace kiln::ops::contrib {
 namespace {
 
 constexpr const char* kKilnDomain = "ai.kiln";
 
-enum class Activation { kIdentity, kRelu, kTanh, kSigmoid, kLeakyRelu, kClip, kHardSigmoid, kHardSwish, kSilu };
+using Activation = FusedActivationKind;
 
 struct FusedActivation {
   Activation kind = Activation::kIdentity;
@@ -37,32 +38,15 @@ FusedActivation read_activation(const NodeView& node) {
   if (!node.has_attr("activation")) return a;
   std::string name = node.attr_string("activation");
   const bool kiln_domain = node.node().domain == kKilnDomain;
-  size_t nparams = 0;
-  if (name == "Relu") {
-    a.kind = Activation::kRelu;
-  } else if (name == "Tanh") {
-    a.kind = Activation::kTanh;
-  } else if (name == "Sigmoid") {
-    a.kind = Activation::kSigmoid;
-  } else if (name == "LeakyRelu") {
-    a.kind = Activation::kLeakyRelu;
-    nparams = 1;
-  } else if (name == "Clip") {
-    a.kind = Activation::kClip;
-    nparams = 2;
-  } else if (name == "HardSigmoid") {
-    a.kind = Activation::kHardSigmoid;
-    nparams = 2;
-  } else if (name == "HardSwish" && kiln_domain) {
-    a.kind = Activation::kHardSwish;
-  } else if (name == "Silu" && kiln_domain) {
-    a.kind = Activation::kSilu;
-  } else if (kiln_domain) {
+  const std::optional<FusedActivationName> found = fused_activation_by_name(name, kiln_domain);
+  if (!found && kiln_domain) {
     node.fail("unsupported activation \"", name,
               "\" (expected Relu, Tanh, Sigmoid, LeakyRelu, Clip, HardSigmoid, HardSwish or Silu)");
-  } else {
+  } else if (!found) {
     node.fail("unsupported activation \"", name, "\" (expected Relu, Tanh, Sigmoid, LeakyRelu, Clip or HardSigmoid)");
   }
+  a.kind = found->kind;
+  const size_t nparams = found->params;
   if (nparams > 0) {
     if (!node.has_attr("activation_params"))
       node.fail("activation ", name, " needs attribute activation_params with ", nparams, " values");
