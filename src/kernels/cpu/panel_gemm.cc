@@ -21,7 +21,8 @@ namespace {
 
 constexpr int64_t kRows = 6;  // rows of y per micro-kernel
 constexpr int64_t kWidth = PanelPackedB::kPanelWidth;
-// K per block: one panel block (kKBlock x 16 floats = 16 KiB) stays in L1 across the row blocks.
+// K per block. A micro-kernel call reads kKBlock x 16 floats of its panel (48 KiB, from L2): fewer passes
+// over y than 256 or 384 (where the panel block fits L1), measured 4-8 % faster on BERT's shapes.
 constexpr int64_t kKBlock = 768;
 // A task's tile of y (see Tiling): its rows of A (kTileRows x kKBlock floats, 144 KiB) and its panels
 // (kKBlock x kTilePanels x 16 floats, 192 KiB) stay in L2 while the task runs. kTileRows is a multiple of
