@@ -16,7 +16,7 @@ std::string to_string(const Shape& s) {
   return out + "]";
 }
 
-std::string to_string(const std::vector<int64_t>& s) {
+std::string to_string(const Dims& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) {
     if (i) out += ",";

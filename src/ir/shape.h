@@ -1,5 +1,5 @@
 // Shapes as the graph knows them: each dimension is a number, a named symbol ("batch"), or unknown.
-// Concrete tensors carry plain std::vector<int64_t> shapes; this type is for declarations and inference.
+// Concrete tensors carry ir::Dims (ir/dims.h); this type is for declarations and inference.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/dims.h"
 #include "ir/dtype.h"
 
 namespace kiln::ir {
@@ -36,7 +37,7 @@ struct Shape {
 
   Shape() = default;
   Shape(std::vector<Dim> d) : dims(std::move(d)) {}  // NOLINT
-  static Shape of(const std::vector<int64_t>& v) {
+  static Shape of(const Dims& v) {
     Shape s;
     for (int64_t x : v) s.dims.emplace_back(x);
     return s;
@@ -59,7 +60,7 @@ struct Shape {
 
 std::string to_string(const Dim& d);
 std::string to_string(const Shape& s);                 // "[batch,128,768]", "?" for unknown dims
-std::string to_string(const std::vector<int64_t>& s);  // "[1,128,768]"
+std::string to_string(const Dims& s);  // "[1,128,768]"
 
 // The type of a graph value: a tensor, a sequence of tensors, an optional, or unknown.
 struct Type {

@@ -19,7 +19,7 @@ constexpr size_t kMappedStorageBytes = size_t{1} << 20;
 uint64_t tensor_storage_allocations() { return g_storage_allocations.load(std::memory_order_relaxed); }
 
 
-int64_t Tensor::checked_numel(const std::vector<int64_t>& shape) {
+int64_t Tensor::checked_numel(const Dims& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
     KILN_CHECK(d >= 0, "negative dimension ", d, " in shape ", to_string(shape));
@@ -28,7 +28,7 @@ int64_t Tensor::checked_numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(DType dtype, Dims shape) : dtype_(dtype), shape_(std::move(shape)) {
   numel_ = checked_numel(shape_);
   size_t elem = dtype_size(dtype_);
   KILN_CHECK(numel_ <= static_cast<int64_t>(SIZE_MAX / 2 / elem), "tensor of shape ", to_string(shape_),
@@ -60,7 +60,7 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
   data_ = p;
 }
 
-Tensor Tensor::view(DType dtype, std::vector<int64_t> shape, std::shared_ptr<void> owner, void* data) {
+Tensor Tensor::view(DType dtype, Dims shape, std::shared_ptr<void> owner, void* data) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -74,7 +74,7 @@ void Tensor::check_type(DType t) const {
   if (t != dtype_) fail("tensor holds ", dtype_name(dtype_), ", accessed as ", dtype_name(t));
 }
 
-Tensor Tensor::reshaped(std::vector<int64_t> shape) const {
+Tensor Tensor::reshaped(Dims shape) const {
   int64_t n = checked_numel(shape);
   KILN_CHECK(n == numel_, "cannot reshape ", numel_, " elements into ", to_string(shape));
   Tensor t = *this;
@@ -135,7 +135,7 @@ bool Tensor::bitwise_equal(const Tensor& o) const {
   return nbytes() == 0 || std::memcmp(data_, o.data_, nbytes()) == 0;
 }
 
-std::vector<int64_t> strides_of(const std::vector<int64_t>& shape) {
+std::vector<int64_t> strides_of(const Dims& shape) {
   std::vector<int64_t> s(shape.size(), 1);
   for (size_t i = shape.size(); i-- > 1;) s[i - 1] = s[i] * shape[i];
   return s;

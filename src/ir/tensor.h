@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/dims.h"
 #include "ir/dtype.h"
 
 namespace kiln::ir {
@@ -15,9 +16,9 @@ class Tensor {
  public:
   Tensor() = default;
   // Allocates zero-initialized storage (empty strings for kString), 64-byte aligned.
-  Tensor(DType dtype, std::vector<int64_t> shape);
+  Tensor(DType dtype, Dims shape);
   // Wraps memory owned by `owner` (an mmap, an arena); no copy is made.
-  static Tensor view(DType dtype, std::vector<int64_t> shape, std::shared_ptr<void> owner, void* data);
+  static Tensor view(DType dtype, Dims shape, std::shared_ptr<void> owner, void* data);
   template <class T>
   static Tensor scalar(T v) {
     Tensor t(dtype_v<T>, {});
@@ -35,11 +36,14 @@ class Tensor {
 
   bool defined() const { return dtype_ != DType::kUndefined; }
   DType dtype() const { return dtype_; }
-  const std::vector<int64_t>& shape() const { return shape_; }
+  const Dims& shape() const { return shape_; }
   int64_t dim(size_t i) const { return shape_[i]; }
   size_t rank() const { return shape_.size(); }
   int64_t numel() const { return numel_; }
   size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+
+  // How many tensors share this one's storage (0 when it has none).
+  long storage_use_count() const { return holder_.use_count(); }
 
   void* raw() { return data_; }
   const void* raw() const { return data_; }
@@ -55,7 +59,7 @@ class Tensor {
   }
 
   // Same storage, new shape with the same element count.
-  Tensor reshaped(std::vector<int64_t> shape) const;
+  Tensor reshaped(Dims shape) const;
   Tensor clone() const;
   // Element i converted to double / int64 (numeric types and bool).
   double as_double(int64_t i) const;
@@ -66,19 +70,19 @@ class Tensor {
   bool bitwise_equal(const Tensor& other) const;
 
   // Element count of a shape; throws kiln::Error on a negative dim or int64 overflow.
-  static int64_t checked_numel(const std::vector<int64_t>& shape);
+  static int64_t checked_numel(const Dims& shape);
 
  private:
   void check_type(DType t) const;
 
   DType dtype_ = DType::kUndefined;
-  std::vector<int64_t> shape_;
+  Dims shape_;
   int64_t numel_ = 0;
   std::shared_ptr<void> holder_;
   void* data_ = nullptr;
 };
 
-std::vector<int64_t> strides_of(const std::vector<int64_t>& shape);  // row-major, in elements
+std::vector<int64_t> strides_of(const Dims& shape);  // row-major, in elements
 
 // What flows along a graph edge at run time: a tensor, a sequence of tensors, or an empty optional.
 struct Datum {

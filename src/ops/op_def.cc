@@ -18,7 +18,7 @@ const ir::Tensor& KernelContext::input(size_t i) const {
   return d.tensor;
 }
 
-ir::Tensor KernelContext::make_tensor(ir::DType dtype, std::vector<int64_t> shape) const {
+ir::Tensor KernelContext::make_tensor(ir::DType dtype, ir::Dims shape) const {
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) fail("negative dimension ", d, " in output shape ", ir::to_string(shape));
@@ -35,8 +35,9 @@ ir::Tensor KernelContext::make_tensor(ir::DType dtype, std::vector<int64_t> shap
 }
 
 std::vector<ir::Datum> KernelContext::run_subgraph(const ir::Graph& g, std::vector<ir::Datum> inputs) const {
-  if (!run_subgraph_) fail("subgraphs cannot run here");
-  return run_subgraph_(g, std::move(inputs));
+  const SubgraphRunner* run = borrowed_run_subgraph_ ? borrowed_run_subgraph_ : &run_subgraph_;
+  if (!*run) fail("subgraphs cannot run here");
+  return (*run)(g, std::move(inputs));
 }
 
 }  // namespace kiln::ops

@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -69,7 +70,7 @@ class TensorAllocator {
   virtual ~TensorAllocator() = default;
   // A tensor of this dtype and shape (bytes = its size, already checked against the limits), its memory
   // zero-filled when `zero_fill`.
-  virtual ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) = 0;
+  virtual ir::Tensor allocate(ir::DType dtype, ir::Dims shape, size_t bytes, bool zero_fill) = 0;
 };
 
 // Execution of one node by a kernel.
@@ -78,14 +79,32 @@ class KernelContext : public NodeView {
   // Runs a subgraph (If/Loop/Scan bodies) with these inputs; outer-scope values stay visible.
   using SubgraphRunner = std::function<std::vector<ir::Datum>(const ir::Graph&, std::vector<ir::Datum>)>;
 
+  // Owns its input list and output slots (constant folding, tests).
   KernelContext(const ir::Node& node, int64_t opset, std::vector<const ir::Datum*> inputs, const Limits& limits,
                 SubgraphRunner run_subgraph)
       : NodeView(node, opset),
-        inputs_(std::move(inputs)),
-        outputs_(node.outputs.size()),
-        output_set_(node.outputs.size(), false),
+        owned_inputs_(std::move(inputs)),
+        owned_outputs_(node.outputs.size()),
+        owned_output_set_(node.outputs.size(), 0),
+        inputs_(owned_inputs_),
+        outputs_(owned_outputs_),
+        output_set_(owned_output_set_),
         limits_(limits),
         run_subgraph_(std::move(run_subgraph)) {}
+  // Reads its inputs from and writes its outputs into the caller's storage (the executor reuses it
+  // from node to node, so that running a node allocates nothing): `outputs` and `output_set` hold
+  // node.outputs.size() entries, empty and 0 on entry.
+  KernelContext(const ir::Node& node, int64_t opset, std::span<const ir::Datum* const> inputs,
+                std::span<ir::Datum> outputs, std::span<uint8_t> output_set, const Limits& limits,
+                const SubgraphRunner* run_subgraph)
+      : NodeView(node, opset),
+        inputs_(inputs),
+        outputs_(outputs),
+        output_set_(output_set),
+        limits_(limits),
+        borrowed_run_subgraph_(run_subgraph) {}
+  KernelContext(const KernelContext&) = delete;
+  KernelContext& operator=(const KernelContext&) = delete;
 
   size_t num_inputs() const { return inputs_.size(); }
   // True when input i is given (present and not an omitted optional input).
@@ -103,14 +122,14 @@ class KernelContext : public NodeView {
     outputs_[i] = std::move(d);
     output_set_[i] = true;
   }
-  std::vector<ir::Datum>& outputs() { return outputs_; }
+  std::span<ir::Datum> outputs() { return outputs_; }
   // False for an output the kernel never set: a kernel bug when the graph uses it (an empty optional
   // is set explicitly, as a Datum of kind kNone).
   bool output_was_set(size_t i) const { return i < output_set_.size() && output_set_[i]; }
 
   // Allocates an output (or scratch) tensor, enforcing the memory budget with a message naming the node.
   // Its elements are zero unless the executor said the kernel writes every one (set_zero_fill(false)).
-  ir::Tensor make_tensor(ir::DType dtype, std::vector<int64_t> shape) const;
+  ir::Tensor make_tensor(ir::DType dtype, ir::Dims shape) const;
   void set_allocator(TensorAllocator* allocator) { allocator_ = allocator; }
   // Fast kernels write every element of what they allocate, so the executor turns zero-filling off for
   // them (it costs a pass over memory per tensor).
@@ -120,11 +139,15 @@ class KernelContext : public NodeView {
   const Limits& limits() const { return limits_; }
 
  private:
-  std::vector<const ir::Datum*> inputs_;
-  std::vector<ir::Datum> outputs_;
-  std::vector<bool> output_set_;
+  std::vector<const ir::Datum*> owned_inputs_;
+  std::vector<ir::Datum> owned_outputs_;
+  std::vector<uint8_t> owned_output_set_;
+  std::span<const ir::Datum* const> inputs_;
+  std::span<ir::Datum> outputs_;
+  std::span<uint8_t> output_set_;
   const Limits& limits_;
   SubgraphRunner run_subgraph_;
+  const SubgraphRunner* borrowed_run_subgraph_ = nullptr;
   TensorAllocator* allocator_ = nullptr;
   bool zero_fill_ = true;
 };

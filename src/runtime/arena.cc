@@ -17,11 +17,11 @@ struct BufferRecorder::Live {
 BufferRecorder::BufferRecorder(size_t num_nodes)
     : num_nodes_(num_nodes), calls_per_node_(num_nodes, 0), live_(std::make_shared<Live>()) {}
 
-ir::Tensor BufferRecorder::allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) {
+ir::Tensor BufferRecorder::allocate(ir::DType dtype, ir::Dims shape, size_t bytes, bool zero_fill) {
   ir::Tensor heap(dtype, std::move(shape));  // zero-filled: the recorded run is an ordinary run
   if (bytes == 0 || node_ >= num_nodes_) return heap;
   const size_t index = buffers_.size();
-  buffers_.push_back({node_, calls_per_node_[node_]++, bytes, node_, false});
+  buffers_.push_back({node_, calls_per_node_[node_]++, bytes, node_});
   const auto start = reinterpret_cast<uintptr_t>(heap.raw());
   live_->by_address[start] = {start + bytes, index};
   // Keep the heap tensor's storage alive through a holder whose deleter also forgets the address.
@@ -30,11 +30,10 @@ ir::Tensor BufferRecorder::allocate(ir::DType dtype, std::vector<int64_t> shape,
     live->by_address.erase(start);
     storage.reset();
   });
-  std::vector<int64_t> dims = heap.shape();
-  return ir::Tensor::view(dtype, std::move(dims), std::move(owner), heap.raw());
+  return ir::Tensor::view(dtype, heap.shape(), std::move(owner), heap.raw());
 }
 
-void BufferRecorder::after_node(const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use) {
+void BufferRecorder::after_node(std::span<const ir::Datum> outputs, const std::vector<size_t>& last_use) {
   auto extend = [&](const ir::Tensor& t, size_t last) {
     if (!t.defined() || t.nbytes() == 0) return;
     const auto p = reinterpret_cast<uintptr_t>(t.raw());
@@ -43,7 +42,6 @@ void BufferRecorder::after_node(const std::vector<ir::Datum>& outputs, const std
     --it;
     if (p >= it->second.first) return;  // not inside a recorded buffer
     Buffer& b = buffers_[it->second.second];
-    if (last >= num_nodes_) b.escapes = true;
     b.last = std::max(b.last, last);
   };
   for (size_t k = 0; k < outputs.size() && k < last_use.size(); ++k) {
@@ -62,7 +60,6 @@ ArenaLayout BufferRecorder::finish() const {
   for (size_t i = 0; i < buffers_.size(); ++i) {
     const Buffer& b = buffers_[i];
     layout.per_node[b.node][b.seq].bytes = b.bytes;
-    if (b.escapes) continue;
     lifetimes.push_back({b.bytes, b.node, b.last});
     which.push_back(i);
   }
@@ -87,7 +84,7 @@ void ArenaAllocator::begin_node(size_t node) {
   seq_ = 0;
 }
 
-ir::Tensor ArenaAllocator::allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) {
+ir::Tensor ArenaAllocator::allocate(ir::DType dtype, ir::Dims shape, size_t bytes, bool zero_fill) {
   const size_t seq = seq_++;
   if (node_ < layout_.per_node.size() && seq < layout_.per_node[node_].size()) {
     const ArenaLayout::Block& block = layout_.per_node[node_][seq];

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "ir/tensor.h"
@@ -27,7 +28,9 @@ struct ArenaLayout {
   struct Block {
     size_t bytes = 0;
     size_t offset = 0;
-    bool planned = false;  // false: heap (the buffer outlives the run, e.g. a graph output)
+    // Graph outputs are planned too: the executor copies them out of the arena at the end of the run
+    // (into the caller's tensors where it can), so a steady-state run needs no heap at all.
+    bool planned = false;
   };
   std::vector<std::vector<Block>> per_node;  // per node, in make_tensor order
   size_t arena_bytes = 0;
@@ -39,16 +42,15 @@ class BufferRecorder : public ops::TensorAllocator {
  public:
   explicit BufferRecorder(size_t num_nodes);
   void begin_node(size_t node) { node_ = node; }
-  ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) override;
+  ir::Tensor allocate(ir::DType dtype, ir::Dims shape, size_t bytes, bool zero_fill) override;
   // After the current node ran: its output k is read last by node last_use[k] (num_nodes: a graph
   // output). An output that is (a view of) a recorded buffer extends that buffer's life.
-  void after_node(const std::vector<ir::Datum>& outputs, const std::vector<size_t>& last_use);
+  void after_node(std::span<const ir::Datum> outputs, const std::vector<size_t>& last_use);
   ArenaLayout finish() const;
 
  private:
   struct Buffer {
     size_t node = 0, seq = 0, bytes = 0, last = 0;
-    bool escapes = false;
   };
   struct Live;  // the recorded buffers still alive, by address (shared with their deleters)
   size_t num_nodes_;
@@ -63,7 +65,7 @@ class ArenaAllocator : public ops::TensorAllocator {
  public:
   ArenaAllocator(const ArenaLayout& layout, std::shared_ptr<void> arena);
   void begin_node(size_t node);
-  ir::Tensor allocate(ir::DType dtype, std::vector<int64_t> shape, size_t bytes, bool zero_fill) override;
+  ir::Tensor allocate(ir::DType dtype, ir::Dims shape, size_t bytes, bool zero_fill) override;
   // True when t's memory lies in the arena (a graph output must then be copied out before the arena is
   // reused).
   bool owns(const ir::Tensor& t) const;

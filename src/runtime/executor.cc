@@ -1,5 +1,8 @@
 #include "runtime/executor.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "ir/graph_check.h"
 #include "ops/registry.h"
 
@@ -94,7 +97,53 @@ void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
   }
   if (&g != &model_.graph && !p.defs.empty()) plannable_ = false;  // a subgraph: its parent is not planned
   for (const auto& [name, t] : g.initializers) p.initializers.emplace(name, ir::Datum(t));
-  prepared_[&g] = std::move(p);
+  assign_slots(g, prepared_[&g] = std::move(p));
+}
+
+void Executor::assign_slots(const ir::Graph& g, PreparedGraph& p) {
+  auto slot = [&](const std::string& name) { return p.slot_of.emplace(name, p.slot_of.size()).first->second; };
+  for (const auto& in : g.inputs) p.input_slots.push_back(slot(in.name));
+  for (const ir::Node& n : g.nodes) {
+    std::vector<int64_t> outs;
+    for (const auto& o : n.outputs) outs.push_back(o.empty() ? -1 : static_cast<int64_t>(slot(o)));
+    p.node_outputs.push_back(std::move(outs));
+    p.max_node_inputs = std::max(p.max_node_inputs, n.inputs.size());
+    p.max_node_outputs = std::max(p.max_node_outputs, n.outputs.size());
+  }
+  auto ref = [&](const std::string& name, bool absorbed) {
+    ValueRef r;
+    r.name = &name;
+    if (name.empty()) return r;
+    if (auto it = p.slot_of.find(name); it != p.slot_of.end()) {
+      r.kind = ValueRef::Kind::kSlot;
+      r.slot = it->second;
+    } else if (auto in = p.initializers.find(name); in != p.initializers.end()) {
+      r.kind = ValueRef::Kind::kInitializer;
+      r.initializer = &in->second;
+    } else if (!absorbed) {
+      r.kind = ValueRef::Kind::kOuter;
+    }
+    return r;
+  };
+  p.released_after.resize(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& n = g.nodes[i];
+    std::vector<ValueRef> ins;
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      ins.push_back(ref(n.inputs[j], p.absorbed[i][j]));
+      // Released after its last reader; a name read twice by one node is released once.
+      const ValueRef& r = ins.back();
+      if (r.kind != ValueRef::Kind::kSlot || p.last_use.at(n.inputs[j]) != i) continue;
+      auto& rel = p.released_after[i];
+      if (std::find(rel.begin(), rel.end(), r.slot) == rel.end()) rel.push_back(r.slot);
+    }
+    p.node_inputs.push_back(std::move(ins));
+    // An output nothing reads is released at once.
+    for (size_t k = 0; k < n.outputs.size(); ++k)
+      if (p.node_outputs[i][k] >= 0 && !p.last_use.count(n.outputs[k]))
+        p.released_after[i].push_back(static_cast<size_t>(p.node_outputs[i][k]));
+  }
+  for (const auto& o : g.outputs) p.graph_outputs.push_back(ref(o.name, false));
 }
 
 const Executor::PreparedGraph& Executor::prepared(const ir::Graph& g) const {
@@ -103,13 +152,59 @@ const Executor::PreparedGraph& Executor::prepared(const ir::Graph& g) const {
   return it->second;
 }
 
-std::shared_ptr<Executor::Plan> Executor::find_plan(const std::vector<int64_t>& signature) const {
+std::vector<int64_t> Executor::signature_of(const PreparedGraph& p, const RunState& state) {
+  std::vector<int64_t> signature;
+  for (size_t slot : p.input_slots) {
+    const Slot& v = state.slots[slot];
+    if (!v.set || !v.value.is_tensor()) return {};
+    const ir::Tensor& t = v.value.tensor;
+    signature.push_back(static_cast<int64_t>(t.dtype()));
+    signature.push_back(static_cast<int64_t>(t.rank()));
+    signature.insert(signature.end(), t.shape().begin(), t.shape().end());
+  }
+  return signature;
+}
+
+bool Executor::signature_matches(const std::vector<int64_t>& signature, const PreparedGraph& p, const RunState& state) {
+  size_t at = 0;
+  for (size_t slot : p.input_slots) {
+    const Slot& v = state.slots[slot];
+    if (!v.set || !v.value.is_tensor()) return false;
+    const ir::Tensor& t = v.value.tensor;
+    if (at + 2 + t.rank() > signature.size() || signature[at] != static_cast<int64_t>(t.dtype()) ||
+        signature[at + 1] != static_cast<int64_t>(t.rank()) ||
+        !std::equal(t.shape().begin(), t.shape().end(), signature.begin() + static_cast<ptrdiff_t>(at + 2)))
+      return false;
+    at += 2 + t.rank();
+  }
+  return at == signature.size();
+}
+
+std::shared_ptr<Executor::Plan> Executor::find_plan(const PreparedGraph& p, const RunState& state) const {
   for (auto it = plans_.begin(); it != plans_.end(); ++it) {
-    if ((*it)->signature != signature) continue;
+    if (!signature_matches((*it)->signature, p, state)) continue;
     plans_.splice(plans_.begin(), plans_, it);
     return plans_.front();
   }
   return nullptr;
+}
+
+std::unique_ptr<Executor::RunState> Executor::take_state(const PreparedGraph& p) const {
+  {
+    std::lock_guard<std::mutex> lock(states_mutex_);
+    if (!free_states_.empty()) {
+      std::unique_ptr<RunState> state = std::move(free_states_.back());
+      free_states_.pop_back();
+      return state;
+    }
+  }
+  return std::make_unique<RunState>(p);
+}
+
+void Executor::give_back_state(std::unique_ptr<RunState> state) const {
+  for (Slot& s : state->slots) s = Slot();  // drop the run's values (and with them its arena views)
+  std::lock_guard<std::mutex> lock(states_mutex_);
+  free_states_.push_back(std::move(state));
 }
 
 Executor::PlanStats Executor::plan_stats() const {
@@ -125,82 +220,173 @@ Executor::PlanStats Executor::plan_stats() const {
   return s;
 }
 
-std::vector<ir::Datum> Executor::run(const ir::Graph& g, std::unordered_map<std::string, ir::Datum> bindings,
-                                     const Scope* outer) const {
-  Scope scope;
-  scope.parent = outer;
-  scope.values = std::move(bindings);
-  scope.initializers = &prepared(g).initializers;
-  if (&g != &model_.graph || !plannable_ || observer_) return run_nodes(g, scope, nullptr, nullptr, nullptr);
+namespace {
 
-  // The signature: every graph input's dtype and shape.
-  std::vector<int64_t> signature;
-  for (const auto& in : g.inputs) {
-    const ir::Datum* d = scope.find(in.name);
-    if (!d || !d->is_tensor()) return run_nodes(g, scope, nullptr, nullptr, nullptr);
-    signature.push_back(static_cast<int64_t>(d->tensor.dtype()));
-    signature.push_back(static_cast<int64_t>(d->tensor.rank()));
-    signature.insert(signature.end(), d->tensor.shape().begin(), d->tensor.shape().end());
+// Writes a graph output into the caller's result. One in the arena is copied out (the arena is reused by
+// the next run): into the result's own storage when that fits and nothing else shares it, else a clone.
+void deliver(const ir::Datum& value, ir::Datum& result, const ArenaAllocator* arena) {
+  if (!arena) {
+    result = value;
+    return;
   }
+  if (value.is_tensor() && arena->owns(value.tensor)) {
+    const ir::Tensor& t = value.tensor;
+    ir::Tensor& r = result.tensor;
+    if (result.is_tensor() && r.dtype() == t.dtype() && t.dtype() != ir::DType::kString && r.shape() == t.shape() &&
+        r.storage_use_count() == 1 && !arena->owns(r)) {
+      if (t.nbytes()) std::memcpy(r.raw(), t.raw(), t.nbytes());
+      return;
+    }
+    result = ir::Datum(t.clone());
+    return;
+  }
+  result = value;
+  for (ir::Tensor& t : result.sequence)
+    if (arena->owns(t)) t = t.clone();
+}
 
+}  // namespace
+
+std::vector<ir::Datum> Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
+                                     const Scope* outer) const {
+  std::vector<ir::Datum> results;
+  if (&g == &model_.graph && !outer) {
+    run(g, bindings, results);
+    return results;
+  }
+  const PreparedGraph& p = prepared(g);
+  RunState state(p);
+  bind(g, p, state, &bindings, nullptr);
+  run_nodes(g, p, state, outer, nullptr, nullptr, nullptr, results);
+  return results;
+}
+
+std::vector<ir::Datum> Executor::run_subgraph(const ir::Graph& g, std::vector<ir::Datum> inputs, const Scope* outer) const {
+  if (inputs.size() > g.inputs.size())
+    fail("subgraph \"", g.name, "\" takes ", g.inputs.size(), " inputs, given ", inputs.size());
+  const PreparedGraph& p = prepared(g);
+  RunState state(p);
+  bind(g, p, state, nullptr, &inputs);
+  std::vector<ir::Datum> results;
+  run_nodes(g, p, state, outer, nullptr, nullptr, nullptr, results);
+  return results;
+}
+
+void Executor::bind(const ir::Graph& g, const PreparedGraph& p, RunState& state,
+                    const std::unordered_map<std::string, ir::Datum>* bindings, std::vector<ir::Datum>* positional) const {
+  for (size_t k = 0; k < g.inputs.size(); ++k) {
+    Slot& s = state.slots[p.input_slots[k]];
+    const std::string& name = g.inputs[k].name;
+    if (bindings) {
+      if (auto it = bindings->find(name); it != bindings->end()) {
+        s.value = it->second;
+        s.set = true;
+        continue;
+      }
+    } else if (positional && k < positional->size()) {
+      s.value = std::move((*positional)[k]);
+      s.set = true;
+      continue;
+    }
+    if (auto in = p.initializers.find(name); in != p.initializers.end()) {
+      s.value = in->second;
+      s.set = true;
+    }
+  }
+}
+
+void Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
+                   std::vector<ir::Datum>& results) const {
+  const PreparedGraph& p = prepared(g);
+  if (&g != &model_.graph || !plannable_ || observer_) {
+    RunState state(p);
+    bind(g, p, state, &bindings, nullptr);
+    run_nodes(g, p, state, nullptr, nullptr, nullptr, nullptr, results);
+    return;
+  }
+  std::unique_ptr<RunState> state = take_state(p);
+  bind(g, p, *state, &bindings, nullptr);
   std::shared_ptr<Plan> plan;
   {
     std::lock_guard<std::mutex> lock(plans_mutex_);
-    plan = find_plan(signature);
+    plan = find_plan(p, *state);
+  }
+  std::vector<int64_t> signature;
+  if (!plan) signature = signature_of(p, *state);
+  if (!plan && signature.empty()) {  // an input is unbound or not a tensor: not planned
+    run_nodes(g, p, *state, nullptr, nullptr, nullptr, nullptr, results);
+    give_back_state(std::move(state));
+    return;
   }
   if (!plan) {
     BufferRecorder recorder(g.nodes.size());
-    std::vector<ir::Datum> results = run_nodes(g, scope, &recorder, &recorder, nullptr);
+    run_nodes(g, p, *state, nullptr, &recorder, &recorder, nullptr, results);
+    give_back_state(std::move(state));
     plan = std::make_shared<Plan>();
     plan->signature = std::move(signature);
     plan->layout = recorder.finish();
     plan->arenas = std::make_unique<ArenaPool>(plan->layout.arena_bytes);
     std::lock_guard<std::mutex> lock(plans_mutex_);
-    if (!find_plan(plan->signature)) {  // a concurrent first run may have planned it already
+    bool planned = false;
+    for (const auto& q : plans_) planned = planned || q->signature == plan->signature;
+    if (!planned) {  // a concurrent first run may have planned it already
       plans_.push_front(std::move(plan));
       ++plans_made_;
       if (plans_.size() > kMaxPlans) plans_.pop_back();
     }
-    return results;
+    return;
   }
   std::shared_ptr<void> arena_memory = plan->arenas->take();
-  std::vector<ir::Datum> results;
   {
     ArenaAllocator arena(plan->layout, arena_memory);
-    results = run_nodes(g, scope, &arena, nullptr, &arena);
-    scope.values.clear();
+    run_nodes(g, p, *state, nullptr, &arena, nullptr, &arena, results);
+    give_back_state(std::move(state));
   }
   plan->arenas->give_back(std::move(arena_memory));
-  return results;
 }
 
-std::vector<ir::Datum> Executor::run_nodes(const ir::Graph& g, Scope& scope, ops::TensorAllocator* allocator,
-                                           BufferRecorder* recorder, ArenaAllocator* arena) const {
-  const PreparedGraph& p = prepared(g);
-
-  ops::KernelContext::SubgraphRunner run_sub = [this, &scope](const ir::Graph& sg, std::vector<ir::Datum> inputs) {
-    if (inputs.size() > sg.inputs.size())
-      fail("subgraph \"", sg.name, "\" takes ", sg.inputs.size(), " inputs, given ", inputs.size());
-    std::unordered_map<std::string, ir::Datum> b;
-    for (size_t i = 0; i < inputs.size(); ++i) b[sg.inputs[i].name] = std::move(inputs[i]);
-    return run(sg, std::move(b), &scope);
+void Executor::run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& state, const Scope* outer,
+                         ops::TensorAllocator* allocator, BufferRecorder* recorder, ArenaAllocator* arena,
+                         std::vector<ir::Datum>& results) const {
+  Scope scope;
+  scope.parent = outer;
+  scope.slot_of = &p.slot_of;
+  scope.slots = state.slots.data();
+  scope.initializers = &p.initializers;
+  // Captures two pointers: std::function keeps it in place, without allocating.
+  const ops::KernelContext::SubgraphRunner run_sub = [this, &scope](const ir::Graph& sg, std::vector<ir::Datum> inputs) {
+    return run_subgraph(sg, std::move(inputs), &scope);
   };
 
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
-    std::vector<const ir::Datum*> inputs;
-    inputs.reserve(n.inputs.size());
-    for (const auto& name : n.inputs) {
-      if (name.empty()) {
-        inputs.push_back(nullptr);
-        continue;
+    const size_t num_in = n.inputs.size(), num_out = n.outputs.size();
+    for (size_t j = 0; j < num_in; ++j) {
+      const ValueRef& r = p.node_inputs[i][j];
+      const ir::Datum* d = nullptr;
+      switch (r.kind) {
+        case ValueRef::Kind::kAbsent:
+          break;  // omitted, or held by the node's fast kernel
+        case ValueRef::Kind::kSlot:
+          if (state.slots[r.slot].set) d = &state.slots[r.slot].value;
+          break;
+        case ValueRef::Kind::kInitializer:
+          d = r.initializer;
+          break;
+        case ValueRef::Kind::kOuter:
+          d = outer ? outer->find(*r.name) : nullptr;
+          break;
       }
-      const ir::Datum* d = scope.find(name);
-      if (!d && !(i < p.absorbed.size() && p.absorbed[i][inputs.size()]))
-        fail("[", n.label(), "] input \"", name, "\" has no value");
-      inputs.push_back(d);  // null for a released initializer: its fast kernel holds it
+      if (!d && r.kind != ValueRef::Kind::kAbsent) fail("[", n.label(), "] input \"", *r.name, "\" has no value");
+      state.inputs[j] = d;
     }
-    ops::KernelContext ctx(n, opset_of(n), std::move(inputs), limits_, run_sub);
+    for (size_t k = 0; k < num_out; ++k) {
+      state.outputs[k] = ir::Datum();
+      state.output_set[k] = 0;
+    }
+    std::span<ir::Datum> outs(state.outputs.data(), num_out);
+    ops::KernelContext ctx(n, opset_of(n), std::span<const ir::Datum* const>(state.inputs.data(), num_in), outs,
+                           std::span<uint8_t>(state.output_set.data(), num_out), limits_, &run_sub);
     ctx.set_allocator(allocator);
     if (recorder) recorder->begin_node(i);
     if (arena) arena->begin_node(i);
@@ -211,38 +397,30 @@ std::vector<ir::Datum> Executor::run_nodes(const ir::Graph& g, Scope& scope, ops
       ctx.set_zero_fill(true);
     }
     if (!done) p.defs[i]->kernel(ctx);
-    auto& outs = ctx.outputs();
-    for (size_t k = 0; k < n.outputs.size(); ++k)
+    for (size_t k = 0; k < num_out; ++k)
       if (!n.outputs[k].empty() && !ctx.output_was_set(k))
         fail("[", n.label(), "] produced no value for output \"", n.outputs[k], "\"");
     if (observer_) observer_(n, outs);
     if (recorder) recorder->after_node(outs, p.output_last_use[i]);
-    for (size_t k = 0; k < n.outputs.size(); ++k)
-      if (!n.outputs[k].empty()) scope.values[n.outputs[k]] = std::move(outs[k]);
-    // Release what no later node (or graph output) reads.
-    for (const auto& name : n.inputs) {
-      if (name.empty()) continue;
-      auto lu = p.last_use.find(name);
-      if (lu != p.last_use.end() && lu->second == i) scope.values.erase(name);
+    for (size_t k = 0; k < num_out; ++k) {
+      if (p.node_outputs[i][k] < 0) continue;
+      Slot& s = state.slots[static_cast<size_t>(p.node_outputs[i][k])];
+      s.value = std::move(outs[k]);
+      s.set = true;
     }
+    for (size_t slot : p.released_after[i]) state.slots[slot] = Slot();
   }
 
-  std::vector<ir::Datum> results;
-  results.reserve(g.outputs.size());
-  for (const auto& o : g.outputs) {
-    const ir::Datum* d = scope.find(o.name);
-    if (!d) fail("graph output \"", o.name, "\" was not computed");
-    results.push_back(*d);
-    // Outputs leave the run; one in the arena (a kernel allocating differently than when recorded)
-    // is copied out before the arena is reused.
-    if (arena) {
-      ir::Datum& r = results.back();
-      if (r.is_tensor() && arena->owns(r.tensor)) r.tensor = r.tensor.clone();
-      for (ir::Tensor& t : r.sequence)
-        if (arena->owns(t)) t = t.clone();
-    }
+  results.resize(g.outputs.size());
+  for (size_t k = 0; k < g.outputs.size(); ++k) {
+    const ValueRef& r = p.graph_outputs[k];
+    const ir::Datum* d = nullptr;
+    if (r.kind == ValueRef::Kind::kSlot && state.slots[r.slot].set) d = &state.slots[r.slot].value;
+    if (r.kind == ValueRef::Kind::kInitializer) d = r.initializer;
+    if (r.kind == ValueRef::Kind::kOuter && outer) d = outer->find(*r.name);
+    if (!d) fail("graph output \"", g.outputs[k].name, "\" was not computed");
+    deliver(*d, results[k], arena);
   }
-  return results;
 }
 
 }  // namespace kiln::runtime

@@ -8,6 +8,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,17 +20,26 @@
 
 namespace kiln::runtime {
 
-// Values visible to a running graph: its bindings and computed values, then its initializers (bound
-// once, when the executor prepared the graph, not copied in on every run); lookups fall through to
-// enclosing graphs.
+// One value of a running graph: what a node computed or the caller bound (`set`), until its last reader ran.
+struct Slot {
+  ir::Datum value;
+  bool set = false;
+};
+
+// Values visible to a running graph, by name (for subgraphs, which read their enclosing graphs' values):
+// its slots, then its initializers (bound once, when the executor prepared the graph); lookups fall
+// through to enclosing graphs. The graph's own nodes read their inputs by slot index, not by name.
 struct Scope {
   const Scope* parent = nullptr;
-  std::unordered_map<std::string, ir::Datum> values;
+  const std::unordered_map<std::string, size_t>* slot_of = nullptr;
+  const Slot* slots = nullptr;
   const std::unordered_map<std::string, ir::Datum>* initializers = nullptr;
   const ir::Datum* find(const std::string& name) const {
     for (const Scope* s = this; s; s = s->parent) {
-      auto it = s->values.find(name);
-      if (it != s->values.end()) return &it->second;
+      if (s->slot_of) {
+        auto it = s->slot_of->find(name);
+        if (it != s->slot_of->end() && s->slots[it->second].set) return &s->slots[it->second].value;
+      }
       if (s->initializers) {
         auto in = s->initializers->find(name);
         if (in != s->initializers->end()) return &in->second;
@@ -42,7 +52,7 @@ struct Scope {
 class Executor {
  public:
   // Called after each node with its outputs (for checking inferred types, tracing, ...).
-  using NodeObserver = std::function<void(const ir::Node&, const std::vector<ir::Datum>&)>;
+  using NodeObserver = std::function<void(const ir::Node&, std::span<const ir::Datum>)>;
 
   // Resolves every node of the model (and of its subgraphs) to its op declaration once, and with
   // `fast_kernels` prepares the fast kernels (packing weights). Initializers of the main graph that fast
@@ -51,10 +61,15 @@ class Executor {
   Executor(ir::Model& model, ops::Limits limits, bool fast_kernels = false, bool release_absorbed = false);
   ~Executor();
 
-  // Runs g with `bindings` for its inputs (the caller binds graph inputs; initializers are bound here)
-  // and returns g's outputs in order.
-  std::vector<ir::Datum> run(const ir::Graph& g, std::unordered_map<std::string, ir::Datum> bindings,
+  // Runs g with `bindings` for its inputs (by name; an input that is also an initializer may be left
+  // unbound) and returns g's outputs in order.
+  std::vector<ir::Datum> run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
                              const Scope* outer) const;
+  // The same, writing the outputs into `results` (resized to g's outputs). A result that already holds a
+  // tensor of the output's type and shape, with storage nothing else shares, is overwritten in place:
+  // with the same `results` from call to call, a steady-state run of the main graph allocates nothing.
+  void run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
+           std::vector<ir::Datum>& results) const;
 
   void set_observer(NodeObserver observer) { observer_ = std::move(observer); }
   // Nodes of the main graph with a fast kernel prepared (for reports and tests).
@@ -78,6 +93,14 @@ class Executor {
   int64_t opset_of(const ir::Node& n) const { return model_.opset(n.domain); }
 
  private:
+  // Where a node input (or graph output) is read from.
+  struct ValueRef {
+    enum class Kind : uint8_t { kAbsent, kSlot, kInitializer, kOuter };
+    Kind kind = Kind::kAbsent;  // kAbsent: an omitted optional input, or an initializer its fast kernel holds
+    size_t slot = 0;
+    const ir::Datum* initializer = nullptr;
+    const std::string* name = nullptr;  // for kOuter lookups and messages
+  };
   struct PreparedGraph {
     std::vector<const ops::OpDef*> defs;                          // per node
     std::vector<std::unique_ptr<kernels::cpu::FastKernel>> fast;  // per node; null: reference only
@@ -85,10 +108,29 @@ class Executor {
     std::vector<std::vector<size_t>> output_last_use;             // per node and output (nodes.size(): graph output)
     std::vector<std::vector<bool>> absorbed;                      // per node and input: held by its fast kernel
     std::unordered_map<std::string, ir::Datum> initializers;      // the graph's (sharing storage), after absorption
+    std::unordered_map<std::string, size_t> slot_of;  // graph inputs and node outputs -> slot
+    std::vector<size_t> input_slots;                   // per graph input
+    std::vector<std::vector<ValueRef>> node_inputs;    // per node and input
+    std::vector<std::vector<int64_t>> node_outputs;    // per node and output: slot, -1 when unused
+    std::vector<std::vector<size_t>> released_after;   // per node: slots no later node (or output) reads
+    std::vector<ValueRef> graph_outputs;
+    size_t max_node_inputs = 0, max_node_outputs = 0;
+  };
+  // A run's values and the scratch a node's KernelContext uses, kept by a Plan between runs.
+  struct RunState {
+    std::vector<Slot> slots;
+    std::vector<const ir::Datum*> inputs;
+    std::vector<ir::Datum> outputs;
+    std::vector<uint8_t> output_set;
+    explicit RunState(const PreparedGraph& p)
+        : slots(p.slot_of.size()), inputs(p.max_node_inputs), outputs(p.max_node_outputs), output_set(p.max_node_outputs) {}
   };
   const PreparedGraph& prepared(const ir::Graph& g) const;
   // `releasable`: g itself, when its initializers may be released as fast kernels absorb them.
   void prepare(const ir::Graph& g, ir::Graph* releasable = nullptr);
+  // Numbers g's values (graph inputs, node outputs) and resolves every node input to a slot, an
+  // initializer or an enclosing graph's value, so that a run looks nothing up by name.
+  static void assign_slots(const ir::Graph& g, PreparedGraph& p);
   // How many readers each initializer of g has (node inputs, subgraph references, graph inputs/outputs).
   static std::unordered_map<std::string, size_t> initializer_readers(const ir::Graph& g);
   // Marks node's inputs absorbed by k and erases each initializer whose last reader absorbed it.
@@ -99,10 +141,24 @@ class Executor {
     ArenaLayout layout;
     std::unique_ptr<ArenaPool> arenas;  // a run holds the Plan's shared_ptr, so eviction never pulls it away
   };
-  // The plan for this signature, moved to the front of the cache; nullptr when there is none yet.
-  std::shared_ptr<Plan> find_plan(const std::vector<int64_t>& signature) const;
-  std::vector<ir::Datum> run_nodes(const ir::Graph& g, Scope& scope, ops::TensorAllocator* allocator,
-                                   BufferRecorder* recorder, ArenaAllocator* arena) const;
+  // The signature of a run of the main graph: every bound input's dtype, rank and dims; empty when an
+  // input is unbound or not a tensor (such a run is not planned).
+  static std::vector<int64_t> signature_of(const PreparedGraph& p, const RunState& state);
+  static bool signature_matches(const std::vector<int64_t>& signature, const PreparedGraph& p, const RunState& state);
+  // The plan for the signature of the inputs bound in state, moved to the front of the cache; nullptr
+  // when there is none yet.
+  std::shared_ptr<Plan> find_plan(const PreparedGraph& p, const RunState& state) const;
+  std::unique_ptr<RunState> take_state(const PreparedGraph& p) const;
+  void give_back_state(std::unique_ptr<RunState> state) const;
+  // Binds g's inputs into state's slots: by name from `bindings`, else by position from `positional`,
+  // else the initializer of that name.
+  void bind(const ir::Graph& g, const PreparedGraph& p, RunState& state,
+            const std::unordered_map<std::string, ir::Datum>* bindings, std::vector<ir::Datum>* positional) const;
+  // Runs g's nodes with the inputs bound in state and writes g's outputs into results.
+  void run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& state, const Scope* outer,
+                 ops::TensorAllocator* allocator, BufferRecorder* recorder, ArenaAllocator* arena,
+                 std::vector<ir::Datum>& results) const;
+  std::vector<ir::Datum> run_subgraph(const ir::Graph& g, std::vector<ir::Datum> inputs, const Scope* outer) const;
 
   const ir::Model& model_;
   ops::Limits limits_;
@@ -114,6 +170,8 @@ class Executor {
   mutable std::mutex plans_mutex_;
   mutable std::list<std::shared_ptr<Plan>> plans_;  // most recently used first
   mutable size_t plans_made_ = 0;
+  mutable std::mutex states_mutex_;
+  mutable std::vector<std::unique_ptr<RunState>> free_states_;  // of the main graph, one per concurrent run
 };
 
 }  // namespace kiln::runtime

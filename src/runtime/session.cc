@@ -1,5 +1,8 @@
 #include "runtime/session.h"
 
+#include <algorithm>
+#include <string_view>
+
 #include "ir/graph_check.h"
 #include "onnx/model_io.h"
 #include "passes/optimizer.h"
@@ -28,6 +31,20 @@ Session::Session(ir::Model model, SessionOptions options)
 
   for (const auto& v : m.graph.inputs)
     if (!m.graph.initializers.count(v.name)) inputs_.push_back(v);
+  for (const auto& in : inputs_) {
+    std::vector<int> ids;
+    if (in.type.kind == ir::Type::Kind::kTensor && in.type.shape)
+      for (const ir::Dim& d : in.type.shape->dims) {
+        int id = -1;
+        if (d.is_symbolic()) {
+          auto it = std::find(symbols_.begin(), symbols_.end(), d.symbol);
+          id = static_cast<int>(it - symbols_.begin());
+          if (it == symbols_.end()) symbols_.push_back(d.symbol);
+        }
+        ids.push_back(id);
+      }
+    symbol_of_dim_.push_back(std::move(ids));
+  }
   {
     // Scoped: the inferred constants share the initializers' storage, which the executor may release.
     InferredTypes inferred = infer_types(m, m.graph, {}, options_.limits);
@@ -57,9 +74,19 @@ std::string describe(const ir::Datum& d) {
 }  // namespace
 
 void Session::check_feeds(const std::unordered_map<std::string, ir::Datum>& feeds) const {
-  const std::string where = model_->path.empty() ? "model" : model_->path;
-  std::unordered_map<std::string, int64_t> symbols;  // symbolic dim -> value bound by an earlier input
-  for (const auto& in : inputs_) {
+  const std::string_view where = model_->path.empty() ? std::string_view("model") : std::string_view(model_->path);
+  // Symbolic dim -> value bound by an earlier input (-1: none yet); on the stack for the usual few symbols.
+  constexpr size_t kFewSymbols = 16;
+  int64_t few[kFewSymbols];
+  std::vector<int64_t> many;
+  int64_t* bound = few;
+  if (symbols_.size() > kFewSymbols) {
+    many.resize(symbols_.size());
+    bound = many.data();
+  }
+  std::fill(bound, bound + symbols_.size(), int64_t{-1});
+  for (size_t input = 0; input < inputs_.size(); ++input) {
+    const ir::ValueInfo& in = inputs_[input];
     auto it = feeds.find(in.name);
     if (it == feeds.end()) fail(where, ": missing input \"", in.name, "\" (", ir::to_string(in.type), ")");
     const ir::Datum& d = it->second;
@@ -80,10 +107,11 @@ void Session::check_feeds(const std::unordered_map<std::string, ir::Datum>& feed
             fail(where, ": input \"", in.name, "\" must have shape ", ir::to_string(*t.shape), ", got ",
                  ir::to_string(x.shape()), " (dim ", i, ")");
           if (dim.is_symbolic()) {
-            auto [s, inserted] = symbols.emplace(dim.symbol, x.dim(i));
-            if (!inserted && s->second != x.dim(i))
+            int64_t& b = bound[symbol_of_dim_[input][i]];
+            if (b >= 0 && b != x.dim(i))
               fail(where, ": input \"", in.name, "\" has ", dim.symbol, " = ", x.dim(i), " (dim ", i,
-                   "), but an earlier input has ", dim.symbol, " = ", s->second);
+                   "), but an earlier input has ", dim.symbol, " = ", b);
+            b = x.dim(i);
           }
         }
       }
@@ -104,24 +132,32 @@ void Session::check_feeds(const std::unordered_map<std::string, ir::Datum>& feed
 
 size_t Session::fast_kernel_count() const { return executor_->fast_kernel_count(); }
 
+void Session::run(const std::unordered_map<std::string, ir::Datum>& feeds, std::vector<ir::Datum>& outputs) const {
+  if (options_.verify_inference) {
+    outputs = run(feeds);
+    return;
+  }
+  check_feeds(feeds);
+  executor_->run(model_->graph, feeds, outputs);
+}
+
 std::vector<ir::Datum> Session::run(const std::unordered_map<std::string, ir::Datum>& feeds) const {
   check_feeds(feeds);
-  std::unordered_map<std::string, ir::Datum> bindings(feeds.begin(), feeds.end());
-  if (!options_.verify_inference) return executor_->run(model_->graph, std::move(bindings), nullptr);
+  if (!options_.verify_inference) return executor_->run(model_->graph, feeds, nullptr);
 
   std::unordered_map<std::string, ir::Type> concrete;
   for (const auto& [name, d] : feeds)
     if (d.is_tensor()) concrete[name] = ir::Type::tensor(d.tensor.dtype(), ir::Shape::of(d.tensor.shape()));
   InferredTypes inferred = infer_types(*model_, model_->graph, concrete, options_.limits);
   Executor checked(*model_, options_.limits);
-  checked.set_observer([&](const ir::Node& n, const std::vector<ir::Datum>& outs) {
+  checked.set_observer([&](const ir::Node& n, std::span<const ir::Datum> outs) {
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       auto it = inferred.types.find(n.outputs[k]);
       if (n.outputs[k].empty() || it == inferred.types.end()) continue;
       check_matches_inferred(it->second, outs[k], "output \"" + n.outputs[k] + "\" of " + n.label());
     }
   });
-  return checked.run(model_->graph, std::move(bindings), nullptr);
+  return checked.run(model_->graph, feeds, nullptr);
 }
 
 }  // namespace kiln::runtime

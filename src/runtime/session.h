@@ -47,6 +47,10 @@ class Session {
   // Runs the model; outputs come in graph order. Missing, unknown or mistyped inputs are refused with a
   // message naming the input.
   std::vector<ir::Datum> run(const std::unordered_map<std::string, ir::Datum>& feeds) const;
+  // The same, writing the outputs into `outputs`. Pass the same vector from call to call: a tensor there of
+  // the right type and shape that nothing else shares is overwritten in place, so that a steady-state run
+  // (same input shapes as an earlier one) allocates no memory at all.
+  void run(const std::unordered_map<std::string, ir::Datum>& feeds, std::vector<ir::Datum>& outputs) const;
 
  private:
   void check_feeds(const std::unordered_map<std::string, ir::Datum>& feeds) const;
@@ -55,6 +59,9 @@ class Session {
   SessionOptions options_;
   std::vector<ir::ValueInfo> inputs_;
   std::vector<ir::ValueInfo> outputs_;
+  // Per input and dim: the index of its symbol in symbols_ (-1: none), for check_feeds.
+  std::vector<std::vector<int>> symbol_of_dim_;
+  std::vector<std::string> symbols_;
   std::unique_ptr<Executor> executor_;
 };
 

@@ -73,14 +73,14 @@ class ConvKernel : public FastKernel {
     if (x.rank() != 4)
       ctx.fail("weights W of shape ", ir::to_string(w_shape_), " must have the same rank as X ",
                ir::to_string(x.shape()));
-    const std::vector<int64_t>& s = x.shape();
+    const ir::Dims& s = x.shape();
     if (s[1] != spec.in_channels)
       ctx.fail("input has ", s[1], " channels but W ", ir::to_string(w_shape_), " with group ", spec.group, " expects ",
                spec.in_channels);
     // The reference's window arithmetic, which also fails as it does on a kernel larger than the input.
     const int64_t oh = ops::nn::forward_window(ctx, window_, 0, s[2]).out;
     const int64_t ow = ops::nn::forward_window(ctx, window_, 1, s[3]).out;
-    const std::vector<int64_t> out_shape = {s[0], spec.out_channels, oh, ow};
+    const ir::Dims out_shape = {s[0], spec.out_channels, oh, ow};
     const float* z = nullptr;
     if (spec.add_sum) {
       const ir::Tensor& zt = ctx.input(3);

@@ -32,7 +32,7 @@ inline bool is_f32(const ops::KernelContext& ctx, size_t i) {
 }
 
 // The rows of a row-major tensor viewed as [rows, shape.back()].
-inline int64_t rows_of(const std::vector<int64_t>& shape) {
+inline int64_t rows_of(const ir::Dims& shape) {
   int64_t r = 1;
   for (size_t i = 0; i + 1 < shape.size(); ++i) r *= shape[i];
   return r;

@@ -33,18 +33,18 @@ class MatMulKernel : public FastKernel {
     const ir::Tensor& a = ctx.input(0);
     if (a.dtype() != ir::DType::kFloat32)
       ctx.fail("inputs have different element types ", ir::dtype_name(a.dtype()), " and float32");
-    const std::vector<int64_t>& s = a.shape();
+    const ir::Dims& s = a.shape();
     if (gemm_ && s.size() != 2) ctx.fail("A must be 2-D, got ", ir::to_string(s));
     if (s.empty()) ctx.fail("MatMul inputs must have rank >= 1, got scalars");
     if (s.back() != mm_.spec().k)
       ctx.fail("inner dimensions differ: ", ir::to_string(s), " x ", ir::to_string(b_shape_));
-    std::vector<int64_t> out_shape = s;
+    ir::Dims out_shape = s;
     if (s.size() == 1)
       out_shape = {mm_.spec().n};  // [K] x [K, N] -> [N]: one row
     else
       out_shape.back() = mm_.spec().n;
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
-    mm_.run(rows_of(s.size() == 1 ? std::vector<int64_t>{1, s[0]} : s), a.data<float>(), mm_.spec().k,
+    mm_.run(rows_of(s.size() == 1 ? ir::Dims{1, s[0]} : s), a.data<float>(), mm_.spec().k,
             y.data<float>(), mm_.spec().n);
     ctx.set_output(0, std::move(y));
     return true;
@@ -107,7 +107,7 @@ class LayerNormKernel : public FastKernel {
     if (!is_f32(ctx, 0) || !is_f32(ctx, gamma_i)) return false;
     if (ctx.has_output(1) || ctx.has_output(2)) return false;
     const ir::Tensor& x = ctx.input(0);
-    const std::vector<int64_t>& s = x.shape();
+    const ir::Dims& s = x.shape();
     if (s.empty()) return false;
     const int64_t n = s.back();
     if (ctx.input(gamma_i).numel() != n) return false;
@@ -164,7 +164,7 @@ class GeluKernel : public FastKernel {
   bool run(ops::KernelContext& ctx) const override {
     if (!is_f32(ctx, 0)) return false;
     const ir::Tensor& x = ctx.input(0);
-    const std::vector<int64_t>& s = x.shape();
+    const ir::Dims& s = x.shape();
     const int64_t n = s.empty() ? 1 : s.back();
     const float* bias = nullptr;
     if (ctx.has_input(1)) {

@@ -39,7 +39,7 @@ class MaxPoolKernel : public FastKernel {
 
   bool run(ops::KernelContext& ctx) const override {
     if (!is_f32(ctx, 0) || ctx.has_output(1)) return false;
-    const std::vector<int64_t>& s = ctx.input(0).shape();
+    const ir::Dims& s = ctx.input(0).shape();
     if (s.size() != 4) return false;
     ops::nn::AxisWindow wh, ww;
     try {
@@ -132,7 +132,7 @@ class GlobalAveragePoolKernel : public FastKernel {
     const int64_t planes = x.dim(0) * x.dim(1);
     if (planes == 0 || x.numel() == 0) return false;
     const int64_t volume = x.numel() / planes;
-    std::vector<int64_t> out_shape = x.shape();
+    ir::Dims out_shape = x.shape();
     std::fill(out_shape.begin() + 2, out_shape.end(), 1);
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     const float* xp = x.data<float>();

@@ -113,7 +113,7 @@ void fused_matmul_kernel(KernelContext& ctx) {
   check_trans_batch(ctx, at, a.rank(), b.rank());
   std::vector<size_t> pa = effective_perm(a.rank(), at.trans_a, at.trans_batch_a);
   std::vector<size_t> pb = effective_perm(b.rank(), at.trans_b, at.trans_batch_b);
-  std::vector<int64_t> as = permuted(a.shape(), pa), bs = permuted(b.shape(), pb);
+  std::vector<int64_t> as = permuted(a.shape().vec(), pa), bs = permuted(b.shape().vec(), pb);
   std::vector<float> av = transposed(a, pa), bv = transposed(b, pb);
   bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
   if (a_vec) as.insert(as.begin(), 1);

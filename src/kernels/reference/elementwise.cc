@@ -85,7 +85,7 @@ std::vector<DimT> legacy_aligned_shape(const NodeView& node, const std::vector<D
 BinaryOperands binary_operands(const KernelContext& ctx, bool legacy_broadcast) {
   BinaryOperands ops{ctx.input(0), ctx.input(1), {}};
   if (legacy_broadcast_applies(ctx, legacy_broadcast)) {
-    std::vector<int64_t> aligned = legacy_aligned_shape(ctx, ops.a.shape(), ops.b.shape(), ops.b.numel() == 1);
+    std::vector<int64_t> aligned = legacy_aligned_shape(ctx, ops.a.shape().vec(), ops.b.shape().vec(), ops.b.numel() == 1);
     for (size_t i = 0; i < aligned.size(); ++i)
       if (aligned[i] != 1 && aligned[i] != ops.a.dim(i))
         ctx.fail("cannot broadcast B of shape ", ir::to_string(ops.b.shape()), " onto A of shape ",

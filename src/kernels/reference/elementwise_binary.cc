@@ -217,11 +217,11 @@ KernelFn variadic(unsigned set, bool mean, Fn fn) {
       ir::Tensor out = ctx.make_tensor(dtype, out_shape);
       T* po = out.data<T>();
       const T* p0 = ctx.input(0).data<T>();
-      broadcast_loop<1>(out_shape, {&shapes[0]},
+      broadcast_loop<1>(out_shape, {&ctx.input(0).shape()},
                         [&](int64_t i, const std::array<int64_t, 1>& off) { po[i] = p0[off[0]]; });
       for (size_t k = 1; k < n; ++k) {
         const T* pk = ctx.input(k).data<T>();
-        broadcast_loop<1>(out_shape, {&shapes[k]},
+        broadcast_loop<1>(out_shape, {&ctx.input(k).shape()},
                           [&](int64_t i, const std::array<int64_t, 1>& off) { po[i] = fn(po[i], pk[off[0]]); });
       }
       if constexpr (is_float_v<T>) {

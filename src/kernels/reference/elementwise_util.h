@@ -200,7 +200,7 @@ std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_shape, con
 // Calls f(out_index, offsets) for every element of out_shape in row-major order, where offsets[k]
 // is the position in input k (of shape in_shapes[k]) that broadcasts to it.
 template <size_t N, class F>
-void broadcast_loop(const std::vector<int64_t>& out_shape, const std::array<const std::vector<int64_t>*, N>& in_shapes,
+void broadcast_loop(const std::vector<int64_t>& out_shape, const std::array<const ir::Dims*, N>& in_shapes,
                     F&& f) {
   size_t rank = out_shape.size();
   int64_t n = 1;

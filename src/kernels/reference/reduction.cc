@@ -98,7 +98,7 @@ void infer_reduce(InferenceContext& ctx) {
 // Calls f(input_index, output_index) for every input element in row-major order; output_index is the
 // element's position in the output, where the reduced dims are collapsed.
 template <class F>
-void for_each_reduced(const std::vector<int64_t>& in_shape, const std::vector<bool>& reduced, F&& f) {
+void for_each_reduced(const ir::Dims& in_shape, const std::vector<bool>& reduced, F&& f) {
   size_t rank = in_shape.size();
   int64_t n = 1;
   for (int64_t d : in_shape) n *= d;

@@ -347,7 +347,7 @@ void nonzero_kernel(KernelContext& ctx) {
     }
   });
   // A scalar counts as one-dimensional, as numpy does.
-  std::vector<int64_t> shape = x.rank() == 0 ? std::vector<int64_t>{1} : x.shape();
+  std::vector<int64_t> shape = x.rank() == 0 ? std::vector<int64_t>{1} : x.shape().vec();
   auto nnz = static_cast<int64_t>(hits.size());
   Tensor out = ctx.make_tensor(DType::kInt64, {static_cast<int64_t>(shape.size()), nnz});
   int64_t* o = out.data<int64_t>();

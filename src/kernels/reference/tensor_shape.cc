@@ -292,7 +292,7 @@ std::vector<int64_t> unsqueeze_axes_kernel(const KernelContext& ctx) {
 
 void unsqueeze_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  ctx.set_output(0, x.reshaped(unsqueeze_dims(ctx, x.shape(), unsqueeze_axes_kernel(ctx))));
+  ctx.set_output(0, x.reshaped(unsqueeze_dims(ctx, x.shape().vec(), unsqueeze_axes_kernel(ctx))));
 }
 
 void unsqueeze_infer(InferenceContext& ctx) {
