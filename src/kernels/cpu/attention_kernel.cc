@@ -1,14 +1,12 @@
 #include "kernels/cpu/attention_kernel.h"
 
-#include <dnnl.h>
-#include <omp.h>
-
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/attention_tile.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_matmul.h"
-#include "kernels/cpu/vector_kernels.h"
 #include "kernels/reference/attention_mask.h"
 #include "ops/node_view.h"
 
@@ -36,7 +34,7 @@ class AttentionKernel : public FastKernel {
   bool run(ops::KernelContext& ctx) const override {
     const ir::Tensor& x = ctx.input(0);
     if (x.dtype() != ir::DType::kFloat32) ctx.fail("input must be float32, got ", ir::dtype_name(x.dtype()));
-    const std::vector<int64_t>& s = x.shape();
+    const ir::Dims& s = x.shape();
     if (s.size() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(s));
     if (s[2] != qkv_.spec().k)
       ctx.fail("weights of shape ", ir::to_string(w_shape_), " must be 2-D with ", s[2],
@@ -48,7 +46,7 @@ class AttentionKernel : public FastKernel {
     const int32_t* raw_mask = nullptr;
     std::vector<float> full_mask;
     if (ctx.has_input(3) && !unidirectional_ && ctx.input(3).dtype() == ir::DType::kInt32 &&
-        ctx.input(3).shape() == std::vector<int64_t>{batch, seq}) {
+        ctx.input(3).shape() == ir::Dims{batch, seq}) {
       raw_mask = ctx.input(3).data<int32_t>();
     } else if (ctx.has_input(3) || unidirectional_) {
       full_mask = ops::contrib::attention_mask(ctx, batch, seq);
@@ -69,35 +67,35 @@ class AttentionKernel : public FastKernel {
       for (int64_t i = 0; i < batch * seq; ++i) am[i] = raw_mask[i] > 0 ? 0.0f : mask_filter_value_;
     }
     const float scale = scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(hs));
-    const int threads = omp_get_max_threads();
-    ir::Tensor scores = ctx.make_tensor(ir::DType::kFloat32, {threads, seq, seq});
     float* out = y.data<float>();
     const float* base = qkv.data<float>();
-    float* score_base = scores.data<float>();
     const float* mask_base = raw_mask ? add_mask.data<float>() : full_mask.empty() ? nullptr : full_mask.data();
-    const int64_t tasks = batch * heads_;
-#pragma omp parallel for schedule(static) if (tasks > 1 && seq * seq * hs > 4096)
+    // One task per batch row, head and block of queries; each streams its keys tile by tile.
+    const int64_t query_blocks = (seq + kAttentionQueryBlock - 1) / kAttentionQueryBlock;
+    const int64_t tasks = batch * heads_ * query_blocks;
+#pragma omp parallel for schedule(dynamic, 1) if (tasks > 1 && seq * seq * hs > 4096)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t b = t / heads_, h = t % heads_;
-      float* sc = score_base + static_cast<size_t>(omp_get_thread_num()) * seq * seq;
-      const float* q = base + b * seq * hidden3 + h * hs;
-      const float* k = q + d;
-      const float* v = q + 2 * d;
-      dnnl_sgemm('N', 'T', seq, seq, hs, scale, q, hidden3, k, hidden3, 0.0f, sc, seq);
-      SoftmaxArgs sm;
-      sm.rows = seq;
-      sm.n = seq;
-      sm.x = sc;
-      sm.y = sc;
+      const int64_t b = t / (heads_ * query_blocks), h = t / query_blocks % heads_;
+      const int64_t q0 = t % query_blocks * kAttentionQueryBlock;
+      const float* rows = base + b * seq * hidden3 + h * hs;  // this batch row's q of head h; k and v follow
+      AttentionHeadArgs a;
+      a.queries = std::min(kAttentionQueryBlock, seq - q0);
+      a.keys = seq;
+      a.head_size = hs;
+      a.q = rows + q0 * hidden3;
+      a.k = rows + d;
+      a.v = rows + 2 * d;
+      a.ldq = a.ldk = a.ldv = hidden3;
+      a.scale = scale;
       if (raw_mask) {
-        sm.mask = mask_base + b * seq;
-        sm.mask_group = seq;  // every query row reads this batch's one mask row
+        a.mask = mask_base + b * seq;  // one mask row for every query of this batch row
       } else if (mask_base) {
-        sm.mask = mask_base + b * seq * seq;
-        sm.mask_group = 1;  // a mask row per query row
+        a.mask = mask_base + (b * seq + q0) * seq;  // a mask row per query
+        a.mask_stride = seq;
       }
-      softmax_f32(sm);
-      dnnl_sgemm('N', 'N', seq, hs, seq, 1.0f, sc, seq, v, hidden3, 0.0f, out + b * seq * d + h * hs, d);
+      a.out = out + (b * seq + q0) * d + h * hs;
+      a.ldo = d;
+      attention_head(a);
     }
     ctx.set_output(0, std::move(y));
     return true;

@@ -1,8 +1,9 @@
 // The fast kernel for com.microsoft.Attention with packed QKV weights and bias as initializers and no
-// past state or attention_bias: the QKV projection through oneDNN with the weights packed once (and
-// released from the model: the kernel answers every call), then per (batch, head) the scores, the masked
-// softmax and x V. The raw (batch, sequence) mask kiln's optimizer writes is expanded per batch row; any
-// other mask_index (lengths, 3-D) and unidirectional use the reference's mask builder.
+// past state or attention_bias: the QKV projection through PackedMatMul with the weights packed once (and
+// released from the model: the kernel answers every call), then per (batch, head, block of queries) the
+// tiled attention of kernels/cpu/attention_tile.h, which never holds more than one tile of scores. The raw
+// (batch, sequence) mask kiln's optimizer writes is expanded per batch row; any other mask_index (lengths,
+// 3-D) and unidirectional use the reference's mask builder.
 #pragma once
 
 #include <memory>
