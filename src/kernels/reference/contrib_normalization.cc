@@ -215,7 +215,7 @@ const ir::Tensor& embedding_table(const KernelContext& ctx, size_t input, const 
 }
 
 // An int32 (batch, sequence) tensor of this shape.
-const int32_t* id_tensor(const KernelContext& ctx, size_t input, const char* what, const std::vector<int64_t>& shape) {
+const int32_t* id_tensor(const KernelContext& ctx, size_t input, const char* what, const ir::Dims& shape) {
   const ir::Tensor& t = ctx.input(input);
   require_int32(ctx, t.dtype(), what);
   if (t.shape() != shape)
@@ -236,7 +236,7 @@ void embed_layer_norm_kernel(KernelContext& ctx) {
   const ir::Tensor& ids_t = ctx.input(kInputIds);
   require_int32(ctx, ids_t.dtype(), "input_ids");
   if (ids_t.rank() != 2) ctx.fail("input_ids must be 2-D (batch, sequence), got shape ", ir::to_string(ids_t.shape()));
-  const std::vector<int64_t>& ids_shape = ids_t.shape();
+  const ir::Dims& ids_shape = ids_t.shape();
   int64_t batch = ids_shape[0], seq = ids_shape[1];
   const ir::Tensor& word = embedding_table(ctx, kWordEmbedding, "word_embedding", -1);
   int64_t hidden = word.dim(1);

@@ -42,23 +42,32 @@ void gather_kernel(KernelContext& ctx) {
   const Tensor& ind = ctx.input(1);
   if (data.rank() == 0) ctx.fail("data must have rank 1 or more");
   auto axis = static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis", 0), static_cast<int64_t>(data.rank())));
-  std::vector<int64_t> idx = index_values(ctx, ind);
+  // Indices are read where they are (int32 or int64, as the graph gives them), not copied: a Gather runs
+  // on every call of a BERT, and a steady-state run allocates nothing.
+  const int64_t n = ind.numel();
+  std::vector<int64_t> converted;  // other integer types only (index_values refuses non-integers)
+  if (ind.dtype() != ir::DType::kInt32 && ind.dtype() != ir::DType::kInt64) converted = index_values(ctx, ind);
+  auto index_at = [&](int64_t i) -> int64_t {
+    if (ind.dtype() == ir::DType::kInt64) return ind.data<int64_t>()[i];
+    if (ind.dtype() == ir::DType::kInt32) return ind.data<int32_t>()[i];
+    return converted[static_cast<size_t>(i)];
+  };
   int64_t dim = data.dim(axis);
-  for (auto& v : idx) v = checked_index(ctx, v, dim, "index");
-  std::vector<int64_t> out_shape(data.shape().begin(), data.shape().begin() + static_cast<std::ptrdiff_t>(axis));
+  for (int64_t i = 0; i < n; ++i) checked_index(ctx, index_at(i), dim, "index");
+  ir::Dims out_shape(data.shape().begin(), data.shape().begin() + static_cast<std::ptrdiff_t>(axis));
   out_shape.insert(out_shape.end(), ind.shape().begin(), ind.shape().end());
   out_shape.insert(out_shape.end(), data.shape().begin() + static_cast<std::ptrdiff_t>(axis) + 1, data.shape().end());
   Tensor out = ctx.make_tensor(data.dtype(), out_shape);
   int64_t outer = 1, inner = 1;
   for (size_t d = 0; d < axis; ++d) outer *= data.dim(d);
   for (size_t d = axis + 1; d < data.rank(); ++d) inner *= data.dim(d);
-  auto n = static_cast<int64_t>(idx.size());
   visit_storage(data.dtype(), [&]<class S>() {
     const S* in = storage<S>(data);
     S* o = storage<S>(out);
     for (int64_t r = 0; r < outer; ++r)
       for (int64_t i = 0; i < n; ++i) {
-        const S* from = in + (r * dim + idx[static_cast<size_t>(i)]) * inner;
+        const int64_t at = index_at(i);
+        const S* from = in + (r * dim + (at < 0 ? at + dim : at)) * inner;
         std::copy(from, from + inner, o + (r * n + i) * inner);
       }
   });
