@@ -130,6 +130,42 @@ TEST(PlannedRuns, OutputsStayValidAfterLaterRuns) {
   expect_same(first, keep, 0);
 }
 
+// x -> MatMul -> h -> Gelu -> g -> LayerNormalization -> y, with the fast kernels and no fusion: Gelu may
+// write over h and the layer norm over g (FastKernel::in_place_inputs), so all three share one buffer;
+// with `keep_h`, h is read again at the end and Gelu must leave it alone.
+TEST(PlannedRuns, InPlaceOutputsShareTheirInputsBufferOnlyWhenNothingReadsItLater) {
+  for (bool keep_h : {false, true}) {
+    SCOPED_TRACE(keep_h ? "h read later" : "h read by Gelu only");
+    Random rng(5);
+    TestGraph g;
+    g.input("x", rng.floats({4, 8}));
+    g.constant("w", rng.floats({8, 16}));
+    g.constant("gamma", rng.floats({16}));
+    g.constant("beta", rng.floats({16}));
+    g.node("MatMul", {"x", "w"}, {"h"});
+    g.contrib("Gelu", {"h"}, {"g"});
+    g.node("LayerNormalization", {"g", "gamma", "beta"}, {"y"}, {testing::contrib::attr_float("epsilon", 1e-5f)});
+    if (keep_h) {
+      g.node("Add", {"h", "y"}, {"sum"});
+      g.output("sum");
+    } else {
+      g.output("y");
+    }
+    runtime::SessionOptions o;
+    o.optimization = passes::Level::kNone;  // keep the three nodes apart
+    runtime::Session s(g.model(), o);
+    runtime::SessionOptions ref_options = o;
+    ref_options.fast_kernels = false;
+    runtime::Session ref(g.model(), ref_options);
+    std::vector<ir::Datum> recorded = s.run(g.feeds());
+    EXPECT_EQ(s.plan_stats().in_place_buffers, keep_h ? 1u : 2u);
+    // 4 x 16 floats a buffer: one for h, g and y; with keep_h, h and the rest (g and y), and the sum.
+    EXPECT_EQ(s.plan_stats().arena_bytes, keep_h ? 3 * 256u : 256u);
+    expect_same(s.run(g.feeds()), recorded, 0);  // planned, in place: as recorded
+    expect_same(s.run(g.feeds()), ref.run(g.feeds()), 1e-5);
+  }
+}
+
 TEST(PlannedRuns, SteadyStateRunAllocatesOnlyTheOutputsItReturns) {
   ir::Model m = onnx_io::load_model(testing::source_path("tests/data/bert-tiny/model.onnx"));
   runtime::Session s(m);

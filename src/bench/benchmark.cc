@@ -73,9 +73,12 @@ RoundResult kiln_round(const runtime::Session& session, const Feeds& feeds, cons
     progress(str(label, ": ", text...), true);
   };
   if (o.concurrency <= 1) {
+    // The same outputs from call to call: the session writes into them, and a steady-state call allocates
+    // nothing (Session::run).
+    std::vector<ir::Datum> outputs;
     for (int i = 0; i < o.warmup; ++i) {
       tick("warmup ", i + 1, "/", o.warmup);
-      session.run(feeds);
+      session.run(feeds, outputs);
     }
     const auto start = Clock::now();
     for (int64_t i = 0; by_time ? (i == 0 || Clock::now() - start < duration) : i < o.iterations; ++i) {
@@ -84,7 +87,7 @@ RoundResult kiln_round(const runtime::Session& session, const Feeds& feeds, cons
       else
         tick("call ", i + 1, "/", o.iterations);
       const auto t = Clock::now();
-      session.run(feeds);
+      session.run(feeds, outputs);
       r.latencies_ms.push_back(ms_since(t));
     }
     r.wall_ms = ms_since(start);
@@ -108,8 +111,9 @@ RoundResult kiln_round(const runtime::Session& session, const Feeds& feeds, cons
     callers.emplace_back([&, c] {
       try {
         runtime::set_intra_op_threads(per_caller_threads);
+        std::vector<ir::Datum> outputs;
         try {
-          for (int i = 0; i < o.warmup && !stop; ++i) session.run(feeds);
+          for (int i = 0; i < o.warmup && !stop; ++i) session.run(feeds, outputs);
         } catch (...) {
           warmed.count_down();
           throw;
@@ -121,7 +125,7 @@ RoundResult kiln_round(const runtime::Session& session, const Feeds& feeds, cons
           if (stop) break;
           if (by_time ? (!mine.empty() && Clock::now() - start >= duration) : next.fetch_add(1) >= o.iterations) break;
           const auto t = Clock::now();
-          session.run(feeds);
+          session.run(feeds, outputs);
           mine.push_back(ms_since(t));
         }
       } catch (...) {

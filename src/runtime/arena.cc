@@ -51,28 +51,67 @@ void BufferRecorder::after_node(std::span<const ir::Datum> outputs, const std::v
   }
 }
 
+int64_t BufferRecorder::whole_buffer(const ir::Tensor& t) const {
+  if (!t.defined() || t.nbytes() == 0) return -1;
+  auto it = live_->by_address.find(reinterpret_cast<uintptr_t>(t.raw()));
+  if (it == live_->by_address.end() || buffers_[it->second.second].bytes != t.nbytes()) return -1;
+  return static_cast<int64_t>(it->second.second);
+}
+
+void BufferRecorder::note_in_place(const ir::Tensor& output, const ir::Tensor& input) {
+  const int64_t out = whole_buffer(output), in = whole_buffer(input);
+  if (out < 0 || in < 0 || out == in || buffers_[static_cast<size_t>(out)].node != node_) return;
+  in_place_.emplace_back(static_cast<size_t>(out), static_cast<size_t>(in));
+}
+
 ArenaLayout BufferRecorder::finish() const {
   ArenaLayout layout;
   layout.per_node.resize(num_nodes_);
   for (size_t i = 0; i < num_nodes_; ++i) layout.per_node[i].resize(calls_per_node_[i]);
+  // In place: an output joins its input's buffer when nothing read the input after the output's node
+  // (its last reader, views included, is that node). Chains (x -> gelu -> layer norm) share one buffer.
+  std::vector<size_t> root(buffers_.size());
+  for (size_t i = 0; i < root.size(); ++i) root[i] = i;
+  auto find = [&](size_t i) {
+    while (root[i] != i) i = root[i] = root[root[i]];
+    return i;
+  };
+  std::vector<bool> joined(buffers_.size(), false);
+  for (const auto& [out, in] : in_place_) {
+    if (joined[out] || buffers_[in].last != buffers_[out].node) continue;
+    root[find(out)] = find(in);
+    joined[out] = true;
+    ++layout.in_place_buffers;
+  }
+  // One lifetime per group of buffers sharing memory.
   std::vector<BufferLifetime> lifetimes;
-  std::vector<size_t> which;
+  std::vector<size_t> group_of(buffers_.size());
+  std::vector<int64_t> group_index(buffers_.size(), -1);
   for (size_t i = 0; i < buffers_.size(); ++i) {
     const Buffer& b = buffers_[i];
     layout.per_node[b.node][b.seq].bytes = b.bytes;
-    lifetimes.push_back({b.bytes, b.node, b.last});
-    which.push_back(i);
+    const size_t r = find(i);
+    if (group_index[r] < 0) {
+      group_index[r] = static_cast<int64_t>(lifetimes.size());
+      lifetimes.push_back({b.bytes, b.node, b.last});
+    }
+    BufferLifetime& l = lifetimes[static_cast<size_t>(group_index[r])];
+    l.bytes = std::max(l.bytes, b.bytes);
+    l.first = std::min(l.first, b.node);
+    l.last = std::max(l.last, b.last);
+    group_of[i] = static_cast<size_t>(group_index[r]);
   }
   MemoryPlan plan = plan_memory(lifetimes);
-  for (size_t j = 0; j < which.size(); ++j) {
-    const Buffer& b = buffers_[which[j]];
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    const Buffer& b = buffers_[i];
     ArenaLayout::Block& block = layout.per_node[b.node][b.seq];
-    block.offset = plan.offsets[j];
+    block.offset = plan.offsets[group_of[i]];
     block.planned = true;
+    block.in_place = joined[i];
   }
   layout.arena_bytes = plan.arena_bytes;
   layout.lower_bound_bytes = plan.lower_bound_bytes;
-  layout.planned_buffers = which.size();
+  layout.planned_buffers = buffers_.size();
   return layout;
 }
 
@@ -88,7 +127,7 @@ ir::Tensor ArenaAllocator::allocate(ir::DType dtype, ir::Dims shape, size_t byte
   const size_t seq = seq_++;
   if (node_ < layout_.per_node.size() && seq < layout_.per_node[node_].size()) {
     const ArenaLayout::Block& block = layout_.per_node[node_][seq];
-    if (block.planned && bytes <= block.bytes) {
+    if (block.planned && bytes <= block.bytes && (!block.in_place || in_place_allowed_)) {
       char* p = base_ + block.offset;
       if (zero_fill) std::memset(p, 0, bytes);
       return ir::Tensor::view(dtype, std::move(shape), arena_, p);

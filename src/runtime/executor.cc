@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ir/graph_check.h"
+#include "kernels/cpu/thread_buffer.h"
 #include "ops/registry.h"
 
 namespace kiln::runtime {
@@ -71,6 +72,7 @@ void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
            ", opset ", opset_of(n), ")", n.name.empty() ? "" : " at node \"" + n.name + "\"");
     p.defs.push_back(def);
     p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n)) : nullptr);
+    p.in_place.push_back(p.fast.back() ? p.fast.back()->in_place_inputs() : std::vector<size_t>{});
     p.absorbed.emplace_back(n.inputs.size(), false);
     if (releasable && p.fast.back()) absorb(*releasable, i, *p.fast.back(), readers, p.absorbed.back());
     for (const auto& in : n.inputs)
@@ -216,6 +218,7 @@ Executor::PlanStats Executor::plan_stats() const {
     s.arena_bytes = plans_.front()->layout.arena_bytes;
     s.lower_bound_bytes = plans_.front()->layout.lower_bound_bytes;
     s.planned_buffers = plans_.front()->layout.planned_buffers;
+    s.in_place_buffers = plans_.front()->layout.in_place_buffers;
   }
   return s;
 }
@@ -326,6 +329,8 @@ void Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir:
     plan->signature = std::move(signature);
     plan->layout = recorder.finish();
     plan->arenas = std::make_unique<ArenaPool>(plan->layout.arena_bytes);
+    // Every thread gets the scratch this run's kernels asked for now, not in a later run of this shape.
+    kernels::cpu::grow_thread_buffers_on_all_threads();
     std::lock_guard<std::mutex> lock(plans_mutex_);
     bool planned = false;
     for (const auto& q : plans_) planned = planned || q->signature == plan->signature;
@@ -393,10 +398,16 @@ void Executor::run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& s
     bool done = false;
     if (p.fast[i]) {
       ctx.set_zero_fill(false);  // a fast kernel writes every element it allocates
+      if (arena) arena->allow_in_place(true);
       done = p.fast[i]->run(ctx);
+      if (arena) arena->allow_in_place(false);
       ctx.set_zero_fill(true);
     }
     if (!done) p.defs[i]->kernel(ctx);
+    if (recorder && done && num_out > 0 && outs[0].is_tensor())
+      for (size_t j : p.in_place[i])
+        if (j < num_in && state.inputs[j] && state.inputs[j]->is_tensor())
+          recorder->note_in_place(outs[0].tensor, state.inputs[j]->tensor);
     for (size_t k = 0; k < num_out; ++k)
       if (!n.outputs[k].empty() && !ctx.output_was_set(k))
         fail("[", n.label(), "] produced no value for output \"", n.outputs[k], "\"");

@@ -88,6 +88,7 @@ class Executor {
     size_t arena_bytes = 0;  // of the most recently used plan
     size_t lower_bound_bytes = 0;
     size_t planned_buffers = 0;
+    size_t in_place_buffers = 0;  // planned where an input of their node was (FastKernel::in_place_inputs)
   };
   PlanStats plan_stats() const;
   int64_t opset_of(const ir::Node& n) const { return model_.opset(n.domain); }
@@ -104,6 +105,7 @@ class Executor {
   struct PreparedGraph {
     std::vector<const ops::OpDef*> defs;                          // per node
     std::vector<std::unique_ptr<kernels::cpu::FastKernel>> fast;  // per node; null: reference only
+    std::vector<std::vector<size_t>> in_place;                    // per node: its fast kernel's in_place_inputs()
     std::unordered_map<std::string, size_t> last_use;             // value -> index of the last node reading it
     std::vector<std::vector<size_t>> output_last_use;             // per node and output (nodes.size(): graph output)
     std::vector<std::vector<bool>> absorbed;                      // per node and input: held by its fast kernel

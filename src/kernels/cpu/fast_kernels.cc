@@ -141,6 +141,8 @@ class LayerNormKernel : public FastKernel {
     if (sum.defined()) ctx.set_output(3, std::move(sum));
     return true;
   }
+  // layer_norm_f32 writes a row of y after reading that row of x (and skip): y may be either.
+  std::vector<size_t> in_place_inputs() const override { return skip_ ? std::vector<size_t>{0, 1} : std::vector<size_t>{0}; }
 
  private:
   bool skip_;
@@ -176,6 +178,7 @@ class GeluKernel : public FastKernel {
     ctx.set_output(0, std::move(y));
     return true;
   }
+  std::vector<size_t> in_place_inputs() const override { return {0}; }
 
  private:
   GeluKind kind_;

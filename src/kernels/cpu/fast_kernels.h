@@ -32,6 +32,10 @@ class FastKernel {
   // then answers every call itself (failing on invalid input as the reference would) and never
   // declines, so the executor may release these initializers: the weights are not held twice.
   virtual std::vector<size_t> absorbed_inputs() const { return {}; }
+  // Inputs whose memory output 0 may take when nothing reads them afterwards (the memory plan then
+  // gives both one buffer): the kernel reads each element of such an input before it writes the same
+  // element of output 0, and no other element after that. Elementwise and row-wise kernels.
+  virtual std::vector<size_t> in_place_inputs() const { return {}; }
 };
 
 // The fast kernel for node `n` of graph `g` (whose initializers are its constants), or nullptr when there
