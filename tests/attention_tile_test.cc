@@ -95,7 +95,8 @@ TEST(AttentionTile, MatchesATwoPassSoftmaxAcrossBlockEdges) {
   };
   for (Isa isa : isas())
     for (const Case& c : {Case{1, 1, 1, false}, Case{5, 7, 3, true}, Case{48, 256, 64, false}, Case{49, 257, 64, true},
-                          Case{100, 600, 20, true}, Case{13, 300, 16, false}, Case{7, 513, 33, true}}) {
+                          Case{100, 600, 20, true}, Case{13, 300, 16, false}, Case{7, 513, 33, true},
+                          Case{130, 257, 64, true}, Case{300, 40, 8, false}}) {
       SCOPED_TRACE(::testing::Message() << kernels::cpu::isa_name(isa) << " queries " << c.queries << " keys "
                                         << c.keys << " head " << c.head_size << (c.masked ? " masked" : ""));
       HeadData h = random_head(c.queries, c.keys, c.head_size, c.masked, static_cast<uint32_t>(c.keys));

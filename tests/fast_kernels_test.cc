@@ -173,7 +173,7 @@ TEST(FastKernels, AttentionWithEveryMaskFormatAndScale) {
                         Case{3, 17, 2, 8, Mask::kRaw, 0.3f}, Case{1, 33, 4, 16, Mask::kNone, 0.0f},
                         Case{3, 9, 2, 4, Mask::kLengths, 0.0f}, Case{2, 9, 2, 4, Mask::kStartEnd, 0.0f},
                         Case{2, 6, 3, 4, Mask::kPerQuery, 0.0f}, Case{2, 8, 2, 4, Mask::kCausal, 0.0f},
-                        // Past one block of queries (48) and of keys (256): the online softmax across
+                        // Past one block of queries (128) and of keys (256): the online softmax across
                         // key blocks, head sizes with and without a 16-column tail.
                         Case{1, 300, 2, 64, Mask::kRaw, 0.0f}, Case{2, 70, 3, 20, Mask::kPerQuery, 0.0f},
                         Case{1, 530, 1, 16, Mask::kCausal, 0.0f}}) {

@@ -70,16 +70,18 @@ class AttentionKernel : public FastKernel {
     float* out = y.data<float>();
     const float* base = qkv.data<float>();
     const float* mask_base = raw_mask ? add_mask.data<float>() : full_mask.empty() ? nullptr : full_mask.data();
-    // One task per batch row, head and block of queries; each streams its keys tile by tile.
+    // One task per batch row, head and block of queries (equal blocks of at most kAttentionQueryBlock);
+    // each streams its keys tile by tile.
     const int64_t query_blocks = (seq + kAttentionQueryBlock - 1) / kAttentionQueryBlock;
+    const int64_t block = (seq + query_blocks - 1) / std::max<int64_t>(query_blocks, 1);
     const int64_t tasks = batch * heads_ * query_blocks;
 #pragma omp parallel for schedule(dynamic, 1) if (tasks > 1 && seq * seq * hs > 4096)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t b = t / (heads_ * query_blocks), h = t / query_blocks % heads_;
-      const int64_t q0 = t % query_blocks * kAttentionQueryBlock;
+      const int64_t q0 = t % query_blocks * block;
       const float* rows = base + b * seq * hidden3 + h * hs;  // this batch row's q of head h; k and v follow
       AttentionHeadArgs a;
-      a.queries = std::min(kAttentionQueryBlock, seq - q0);
+      a.queries = std::min(block, seq - q0);
       a.keys = seq;
       a.head_size = hs;
       a.q = rows + q0 * hidden3;

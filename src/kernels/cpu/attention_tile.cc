@@ -86,6 +86,43 @@ void product(bool avx2, int64_t rows, int64_t cols, int64_t kc, const float* a, 
     product_scalar(rows, cols - full_cols, kc, a, lda, b + full_cols, ldb, c + full_cols, ldc, alpha, accumulate);
 }
 
+// Row maximum (NaN entries ignored: they make NaN later, through exp) and row sum, 8 lanes at a time.
+KILN_AVX2 float max_avx2(const float* x, int64_t n) {
+  __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + j), m);  // NaN in x: keeps m
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float r = lanes[0];
+  for (int i = 1; i < 8; ++i) r = lanes[i] > r ? lanes[i] : r;
+  for (; j < n; ++j) r = x[j] > r ? x[j] : r;
+  return r;
+}
+
+KILN_AVX2 float sum_avx2(const float* x, int64_t n) {
+  __m256 s = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(x + j));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, s);
+  float r = 0.0f;
+  for (float v : lanes) r += v;
+  for (; j < n; ++j) r += x[j];
+  return r;
+}
+
+float max_scalar(const float* x, int64_t n) {
+  float r = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) r = x[j] > r ? x[j] : r;
+  return r;
+}
+
+float sum_scalar(const float* x, int64_t n) {
+  float r = 0.0f;
+  for (int64_t j = 0; j < n; ++j) r += x[j];
+  return r;
+}
+
 struct Scratch {};  // names this file's thread_buffer
 
 }  // namespace
@@ -116,11 +153,11 @@ void attention_head(const AttentionHeadArgs& x, Isa isa) {
     for (int64_t k0 = 0; k0 < x.keys; k0 += kAttentionKeyBlock) {
       const int64_t kn = std::min(kAttentionKeyBlock, x.keys - k0);
       const int64_t ld_s = (kn + kWidth - 1) / kWidth * kWidth;  // the block's keys, padded to full products
-      for (int64_t t = 0; t < hs; ++t) {
-        float* row = kt + t * ld_s;
-        for (int64_t j = 0; j < kn; ++j) row[j] = x.k[(k0 + j) * x.ldk + t];
-        std::fill(row + kn, row + ld_s, 0.0f);
+      for (int64_t j = 0; j < kn; ++j) {  // K's rows are read in order; kt (<= 64 KiB) takes the scatter
+        const float* kr = x.k + (k0 + j) * x.ldk;
+        for (int64_t t = 0; t < hs; ++t) kt[t * ld_s + j] = kr[t];
       }
+      for (int64_t t = 0; t < hs && kn < ld_s; ++t) std::fill(kt + t * ld_s + kn, kt + (t + 1) * ld_s, 0.0f);
       // scores = scale * Q K^T (+ mask), then the online softmax's update per row.
       product(avx2, qn, ld_s, hs, x.q + q0 * x.ldq, x.ldq, kt, ld_s, s, ld_s, x.scale, false);
       for (int64_t r = 0; r < qn; ++r) {
@@ -129,8 +166,7 @@ void attention_head(const AttentionHeadArgs& x, Isa isa) {
           const float* m = x.mask + (q0 + r) * x.mask_stride + k0;
           for (int64_t j = 0; j < kn; ++j) sr[j] += m[j];
         }
-        float block_max = kNegInf;
-        for (int64_t j = 0; j < kn; ++j) block_max = sr[j] > block_max ? sr[j] : block_max;
+        const float block_max = avx2 ? max_avx2(sr, kn) : max_scalar(sr, kn);
         const float new_max = std::max(row_max[r], block_max);
         if (new_max == kNegInf) {  // nothing here nor before is attended: this block adds nothing
           std::fill(sr, sr + ld_s, 0.0f);
@@ -140,12 +176,12 @@ void attention_head(const AttentionHeadArgs& x, Isa isa) {
         for (int64_t j = 0; j < kn; ++j) sr[j] -= new_max;
         vk.exp(sr, sr, kn);  // NaN and +inf scores make NaN here, and NaN in the row's output
         std::fill(sr + kn, sr + ld_s, 0.0f);
-        float block_sum = 0.0f;
-        for (int64_t j = 0; j < kn; ++j) block_sum += sr[j];
+        const float block_sum = avx2 ? sum_avx2(sr, kn) : sum_scalar(sr, kn);
+        // Until now the row attended nothing (its sum and output are 0), or its maximum did not move.
+        if (row_max[r] != kNegInf && rescale != 1.0f)
+          for (int64_t c = 0; c < hs; ++c) o[r * hs + c] *= rescale;
         row_sum[r] = row_sum[r] * rescale + block_sum;
         row_max[r] = new_max;
-        if (rescale != 1.0f)
-          for (int64_t c = 0; c < hs; ++c) o[r * hs + c] *= rescale;
       }
       // out += P V over this block's keys.
       product(avx2, qn, hs, kn, s, ld_s, x.v + k0 * x.ldv, x.ldv, o, hs, 1.0f, true);

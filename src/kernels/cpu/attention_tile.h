@@ -42,7 +42,9 @@ struct AttentionHeadArgs {
   int64_t ldo = 0;
 };
 
-constexpr int64_t kAttentionQueryBlock = 48;
+// Queries per tile: 128 rows of scores (128 KiB with a full key block) stay in L2; callers split a
+// sequence into equal blocks of at most this many, so that BERT's 128 is one block and K is copied once.
+constexpr int64_t kAttentionQueryBlock = 128;
 constexpr int64_t kAttentionKeyBlock = 256;
 
 // Runs on the calling thread; its scratch is the calling thread's own (grown once, then reused). `isa`
