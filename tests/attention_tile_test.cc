@@ -9,7 +9,8 @@
 #include <random>
 #include <vector>
 
-namespace kiln {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::attention_tile_test {
 namespace {
 
 using kernels::cpu::AttentionHeadArgs;
@@ -129,4 +130,4 @@ TEST(AttentionTile, MaskedKeyBlocksAddNothingAndFullyMaskedRowsAreNaN) {
 }
 
 }  // namespace
-}  // namespace kiln
+}  // namespace kiln::attention_tile_test

@@ -16,6 +16,8 @@
 #define KILN_AVX2 __attribute__((target("avx2,fma")))
 
 namespace kiln::kernels::cpu {
+// Named, so that in a unity build these helpers do not meet panel_gemm.cc's of the same names.
+namespace attention_tile_impl {
 namespace {
 
 constexpr int64_t kRows = 6;    // rows per micro-kernel
@@ -126,8 +128,10 @@ float sum_scalar(const float* x, int64_t n) {
 struct Scratch {};  // names this file's thread_buffer
 
 }  // namespace
+}  // namespace attention_tile_impl
 
 void attention_head(const AttentionHeadArgs& x, Isa isa) {
+  using namespace attention_tile_impl;  // NOLINT: this file's helpers
   const VectorKernelTable* table = vector_kernels_for(isa);
   KILN_CHECK(table, "attention_head: this CPU cannot run ", isa_name(isa));
   const VectorKernelTable& vk = *table;

@@ -9,20 +9,20 @@ namespace kiln::kernels::cpu {
 
 namespace {
 
-struct Registry {
+struct ThreadBufferRegistry {
   std::mutex mutex;
   std::deque<detail::ThreadBufferKind> kinds;  // a deque: registered kinds never move
 };
 
-Registry& registry() {
-  static Registry r;
+ThreadBufferRegistry& thread_buffer_registry() {
+  static ThreadBufferRegistry r;
   return r;
 }
 
 }  // namespace
 
 detail::ThreadBufferKind& detail::register_thread_buffer_kind(void (*grow)(size_t bytes)) {
-  Registry& r = registry();
+  ThreadBufferRegistry& r = thread_buffer_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   ThreadBufferKind& k = r.kinds.emplace_back();
   k.grow = grow;
@@ -30,7 +30,7 @@ detail::ThreadBufferKind& detail::register_thread_buffer_kind(void (*grow)(size_
 }
 
 void grow_thread_buffers_on_all_threads() {
-  Registry& r = registry();
+  ThreadBufferRegistry& r = thread_buffer_registry();
   std::lock_guard<std::mutex> lock(r.mutex);  // kinds registered meanwhile wait for the next call
 #pragma omp parallel
   for (detail::ThreadBufferKind& k : r.kinds) {
