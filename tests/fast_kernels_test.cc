@@ -222,6 +222,25 @@ TEST(FastKernels, AttentionWithEveryMaskFormatAndScale) {
   }
 }
 
+TEST(FastKernels, SoftmaxOverTheLastAxisAndTheReferenceForOthers) {
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t opset, axis;
+  };
+  // The last three are not the last axis alone (an opset-11 softmax flattens from axis 1 on): the kernel
+  // declines and the reference answers.
+  for (const Case& c : {Case{{2, 3, 17}, 17, -1}, Case{{5, 1}, 17, 1}, Case{{4, 1000}, 13, -1}, Case{{3, 40}, 11, 1},
+                        Case{{2, 3, 9}, 17, 1}, Case{{2, 3, 9}, 11, 1}, Case{{6}, 17, 0}}) {
+    SCOPED_TRACE(::testing::Message() << "rank " << c.shape.size() << " opset " << c.opset << " axis " << c.axis);
+    Random rng(static_cast<uint32_t>(c.shape.back()));
+    TestGraph g(c.opset);
+    g.input("x", rng.floats(c.shape, -8.0f, 8.0f));
+    g.node("Softmax", {"x"}, {"y"}, {attr_int("axis", c.axis)});
+    g.output("y");
+    expect_fast_matches_reference(g, 1, 1e-6);
+  }
+}
+
 TEST(FastKernels, LayerNormAndSkipLayerNorm) {
   for (int64_t n : {1, 3, 17, 768}) {
     Random rng(static_cast<uint32_t>(n));
