@@ -204,7 +204,10 @@ std::unique_ptr<Executor::RunState> Executor::take_state(const PreparedGraph& p)
 }
 
 void Executor::give_back_state(std::unique_ptr<RunState> state) const {
-  for (Slot& s : state->slots) s = Slot();  // drop the run's values (and with them its arena views)
+  // Drop the run's values and what the last node left in its unused outputs: views of the arena would
+  // keep the arena from going back to its pool.
+  for (Slot& s : state->slots) s = Slot();
+  for (ir::Datum& d : state->outputs) d = ir::Datum();
   std::lock_guard<std::mutex> lock(states_mutex_);
   free_states_.push_back(std::move(state));
 }
