@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <thread>
 
 #include "contrib_test_util.h"
 #include "ir/allocation_count.h"
@@ -104,6 +105,36 @@ TEST(PlannedRuns, MatchTheRecordedRunAndTheReferenceOncePlannedPerShape) {
     EXPECT_EQ(s.plan_stats().plans_made, 2u);
     EXPECT_EQ(s.plan_stats().plans, 2u);
   }
+}
+
+// Several threads calling one session at once, each alternating two shapes and reusing its outputs (the
+// executor pools run states and arenas, and plans each shape once): every result equals a lone run's.
+TEST(PlannedRuns, ConcurrentCallsOfSeveralShapesMatchLoneRuns) {
+  ir::Model m = onnx_io::load_model(testing::source_path("tests/data/bert-tiny/model.onnx"));
+  runtime::Session s(m);
+  std::vector<Feeds> feeds;
+  std::vector<std::vector<ir::Datum>> expected;
+  for (int64_t seq : {5, 9, 16, 33}) {
+    feeds.push_back(random_feeds(m, {{"batch", 1 + seq % 3}, {"sequence", seq}}, static_cast<uint64_t>(seq)));
+    runtime::Session lone(m);
+    expected.push_back(lone.run(feeds.back()));
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<ir::Datum> out_a, out_b;
+      const size_t a = t, b = (t + 1) % 4;
+      for (int i = 0; i < 6; ++i) {
+        s.run(feeds[a], out_a);
+        s.run(feeds[b], out_b);
+        for (size_t k = 0; k < out_a.size(); ++k) mismatches[t] += !out_a[k].tensor.bitwise_equal(expected[a][k].tensor);
+        for (size_t k = 0; k < out_b.size(); ++k) mismatches[t] += !out_b[k].tensor.bitwise_equal(expected[b][k].tensor);
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < 4; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+  EXPECT_EQ(s.plan_stats().plans_made, 4u);
 }
 
 TEST(PlannedRuns, OutputsStayValidAfterLaterRuns) {
