@@ -107,6 +107,30 @@ TEST(PlannedRuns, MatchTheRecordedRunAndTheReferenceOncePlannedPerShape) {
   }
 }
 
+// An empty tensor among a node's allocations (Split's first part here) was not recorded: the planned run
+// must not count it either, or Split's 4-float part would take the 8-float part's block, which Neg's
+// second output reuses (same size, alive after the 8-float part's last reader) before the Add reads it.
+TEST(PlannedRuns, AnEmptyTensorDoesNotShiftItsNodesBlocks) {
+  Random rng(9);
+  TestGraph g;
+  g.input("x", rng.floats({12}));
+  g.constant("parts", ir::Tensor::from_vector<int64_t>({0, 4, 8}, {3}));
+  g.node("Split", {"x", "parts"}, {"empty", "p", "q"});
+  g.node("Neg", {"q"}, {"q1"});
+  g.node("Neg", {"q1"}, {"q2"});
+  g.node("Add", {"p", "p"}, {"sum"});
+  g.output("sum");
+  g.output("q2");
+  runtime::SessionOptions o;
+  o.optimization = passes::Level::kNone;
+  runtime::Session s(g.model(), o);
+  runtime::SessionOptions ref_options = o;
+  ref_options.fast_kernels = false;
+  std::vector<ir::Datum> want = runtime::Session(g.model(), ref_options).run(g.feeds());
+  s.run(g.feeds());  // recorded
+  for (int i = 0; i < 2; ++i) expect_same(s.run(g.feeds()), want, 0);
+}
+
 // Several threads calling one session at once, each alternating two shapes and reusing its outputs (the
 // executor pools run states and arenas, and plans each shape once): every result equals a lone run's.
 TEST(PlannedRuns, ConcurrentCallsOfSeveralShapesMatchLoneRuns) {

@@ -60,7 +60,9 @@ int64_t BufferRecorder::whole_buffer(const ir::Tensor& t) const {
 
 void BufferRecorder::note_in_place(const ir::Tensor& output, const ir::Tensor& input) {
   const int64_t out = whole_buffer(output), in = whole_buffer(input);
-  if (out < 0 || in < 0 || out == in || buffers_[static_cast<size_t>(out)].node != node_) return;
+  if (out < 0 || in < 0 || out == in || buffers_[static_cast<size_t>(out)].node != node_ ||
+      buffers_[static_cast<size_t>(out)].bytes != buffers_[static_cast<size_t>(in)].bytes)
+    return;
   in_place_.emplace_back(static_cast<size_t>(out), static_cast<size_t>(in));
 }
 
@@ -124,6 +126,10 @@ void ArenaAllocator::begin_node(size_t node) {
 }
 
 ir::Tensor ArenaAllocator::allocate(ir::DType dtype, ir::Dims shape, size_t bytes, bool zero_fill) {
+  // Empty tensors were not recorded (BufferRecorder::allocate): counting them here would hand every later
+  // call of the node the block recorded for the call after it.
+  // (An empty tensor points at the arena's start, so that it needs no memory of its own.)
+  if (bytes == 0) return ir::Tensor::view(dtype, std::move(shape), arena_, base_);
   const size_t seq = seq_++;
   if (node_ < layout_.per_node.size() && seq < layout_.per_node[node_].size()) {
     const ArenaLayout::Block& block = layout_.per_node[node_][seq];
