@@ -116,16 +116,19 @@ TEST(AttentionTile, MatchesATwoPassSoftmaxAcrossBlockEdges) {
 TEST(AttentionTile, MaskedKeyBlocksAddNothingAndFullyMaskedRowsAreNaN) {
   for (Isa isa : isas()) {
     SCOPED_TRACE(kernels::cpu::isa_name(isa));
-    HeadData h = random_head(3, 600, 8, true, 11);
+    HeadData h = random_head(4, 600, 8, true, 11);
     for (float& m : h.mask) m = 0.0f;
     for (int64_t j = 0; j < 300; ++j) h.mask[j] = -kInf;  // row 0: the whole first key block (and more) masked
     for (int64_t j = 0; j < 600; ++j) h.mask[600 + j] = -kInf;  // row 1: everything masked
     h.mask[2 * 600 + 599] = std::numeric_limits<float>::quiet_NaN();  // row 2: one NaN score
+    for (int64_t j = 0; j < 256; ++j)  // row 3: a whole key block NaN, the rest attended
+      h.mask[3 * 600 + j] = std::numeric_limits<float>::quiet_NaN();
     run(h, 0.25f, isa);
     std::vector<double> want = expected_row(h, 0.25f, 0);
     for (int64_t t = 0; t < 8; ++t) EXPECT_NEAR(h.out[t], want[t], 2e-5) << t;
     for (int64_t t = 0; t < 8; ++t) EXPECT_TRUE(std::isnan(h.out[h.ld + t])) << t;
     for (int64_t t = 0; t < 8; ++t) EXPECT_TRUE(std::isnan(h.out[2 * h.ld + t])) << t;
+    for (int64_t t = 0; t < 8; ++t) EXPECT_TRUE(std::isnan(h.out[3 * h.ld + t])) << t;
   }
 }
 

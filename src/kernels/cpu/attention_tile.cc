@@ -142,7 +142,7 @@ void attention_head(const AttentionHeadArgs& x, Isa isa) {
   const int64_t kt_floats = hs * kAttentionKeyBlock, s_floats = kAttentionQueryBlock * kAttentionKeyBlock;
   const int64_t o_floats = kAttentionQueryBlock * hs;
   float* kt = reinterpret_cast<float*>(
-      thread_buffer<Scratch>(sizeof(float) * static_cast<size_t>(kt_floats + s_floats + o_floats + 2 * kAttentionQueryBlock)));
+      worker_thread_buffer<Scratch>(sizeof(float) * static_cast<size_t>(kt_floats + s_floats + o_floats + 2 * kAttentionQueryBlock)));
   float* s = kt + kt_floats;
   float* o = s + s_floats;
   float* row_max = o + o_floats;
@@ -172,7 +172,9 @@ void attention_head(const AttentionHeadArgs& x, Isa isa) {
         }
         const float block_max = avx2 ? max_avx2(sr, kn) : max_scalar(sr, kn);
         const float new_max = std::max(row_max[r], block_max);
-        if (new_max == kNegInf) {  // nothing here nor before is attended: this block adds nothing
+        if (new_max == kNegInf) {  // nothing here nor before is attended: this block adds nothing,
+          for (int64_t j = 0; j < kn; ++j)  // unless it holds a NaN (ignored by the maximum): then the row is NaN
+            if (std::isnan(sr[j])) row_sum[r] = std::numeric_limits<float>::quiet_NaN();
           std::fill(sr, sr + ld_s, 0.0f);
           continue;
         }
