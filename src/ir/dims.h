@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -30,7 +31,7 @@ class Dims {
   Dims(const std::vector<int64_t>& v) { assign(v.data(), v.data() + v.size()); }  // NOLINT: a vector is dims
   Dims(size_t n, int64_t value) { resize(n, value); }
   Dims(const int64_t* first, const int64_t* last) { assign(first, last); }
-  template <class It>
+  template <std::input_iterator It>
   Dims(It first, It last) {
     for (; first != last; ++first) push_back(static_cast<int64_t>(*first));
   }
@@ -94,10 +95,11 @@ class Dims {
     std::rotate(begin() + at, end() - 1, end());
     return begin() + at;
   }
-  template <class It>
+  template <std::input_iterator It>
   iterator insert(const_iterator pos, It first, It last) {
+    const Dims values(first, last);  // first copied: [first, last) may lie in this Dims, which may grow
     size_t at = static_cast<size_t>(pos - begin()), old = size_;
-    for (; first != last; ++first) push_back(static_cast<int64_t>(*first));
+    for (int64_t v : values) push_back(v);
     std::rotate(begin() + at, begin() + old, end());
     return begin() + at;
   }
