@@ -332,8 +332,6 @@ void Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir:
     plan->signature = std::move(signature);
     plan->layout = recorder.finish();
     plan->arenas = std::make_unique<ArenaPool>(plan->layout.arena_bytes);
-    // Every thread gets the scratch this run's kernels asked for now, not in a later run of this shape.
-    kernels::cpu::grow_thread_buffers_on_all_threads();
     std::lock_guard<std::mutex> lock(plans_mutex_);
     bool planned = false;
     for (const auto& q : plans_) planned = planned || q->signature == plan->signature;
@@ -344,6 +342,9 @@ void Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir:
     }
     return;
   }
+  // Every thread of this caller's team gets the worker scratch the kernels have asked for (a no-op unless a
+  // size grew since this thread last did it), so that a steady-state run allocates nothing.
+  kernels::cpu::grow_worker_buffers_if_needed();
   std::shared_ptr<void> arena_memory = plan->arenas->take();
   {
     ArenaAllocator arena(plan->layout, arena_memory);
