@@ -61,6 +61,10 @@ size_t Executor::fast_kernel_count() const {
 
 void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
   PreparedGraph p;
+  // Only needed here: value -> index of the last node reading it (nodes.size(): a graph output), and per
+  // node and input whether its fast kernel holds it.
+  std::unordered_map<std::string, size_t> last_use;
+  std::vector<std::vector<bool>> absorbed;
   const auto& registry = ops::OpRegistry::instance();
   std::unordered_map<std::string, size_t> readers;
   if (releasable && fast_kernels_) readers = initializer_readers(g);
@@ -73,36 +77,37 @@ void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
     p.defs.push_back(def);
     p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n)) : nullptr);
     p.in_place.push_back(p.fast.back() ? p.fast.back()->in_place_inputs() : std::vector<size_t>{});
-    p.absorbed.emplace_back(n.inputs.size(), false);
-    if (releasable && p.fast.back()) absorb(*releasable, i, *p.fast.back(), readers, p.absorbed.back());
+    absorbed.emplace_back(n.inputs.size(), false);
+    if (releasable && p.fast.back()) absorb(*releasable, i, *p.fast.back(), readers, absorbed.back());
     for (const auto& in : n.inputs)
-      if (!in.empty()) p.last_use[in] = i;
+      if (!in.empty()) last_use[in] = i;
     for (const auto& a : n.attributes) {
       std::vector<const ir::Graph*> subs;
       if (a.g) subs.push_back(a.g.get());
       for (const auto& sg : a.graphs) subs.push_back(sg.get());
       for (const ir::Graph* sg : subs) {
-        for (const auto& r : ir::outer_references(*sg)) p.last_use[r] = i;
+        for (const auto& r : ir::outer_references(*sg)) last_use[r] = i;
         prepare(*sg);
       }
     }
   }
   // Graph outputs live to the end.
-  for (const auto& o : g.outputs) p.last_use[o.name] = g.nodes.size();
+  for (const auto& o : g.outputs) last_use[o.name] = g.nodes.size();
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     std::vector<size_t> lu;
     for (const auto& out : g.nodes[i].outputs) {
-      auto it = out.empty() ? p.last_use.end() : p.last_use.find(out);
-      lu.push_back(it == p.last_use.end() ? i : std::max(i, it->second));
+      auto it = out.empty() ? last_use.end() : last_use.find(out);
+      lu.push_back(it == last_use.end() ? i : std::max(i, it->second));
     }
     p.output_last_use.push_back(std::move(lu));
   }
   if (&g != &model_.graph && !p.defs.empty()) plannable_ = false;  // a subgraph: its parent is not planned
   for (const auto& [name, t] : g.initializers) p.initializers.emplace(name, ir::Datum(t));
-  assign_slots(g, prepared_[&g] = std::move(p));
+  assign_slots(g, last_use, absorbed, prepared_[&g] = std::move(p));
 }
 
-void Executor::assign_slots(const ir::Graph& g, PreparedGraph& p) {
+void Executor::assign_slots(const ir::Graph& g, const std::unordered_map<std::string, size_t>& last_use,
+                            const std::vector<std::vector<bool>>& absorbed, PreparedGraph& p) {
   auto slot = [&](const std::string& name) { return p.slot_of.emplace(name, p.slot_of.size()).first->second; };
   for (const auto& in : g.inputs) p.input_slots.push_back(slot(in.name));
   for (const ir::Node& n : g.nodes) {
@@ -132,17 +137,17 @@ void Executor::assign_slots(const ir::Graph& g, PreparedGraph& p) {
     const ir::Node& n = g.nodes[i];
     std::vector<ValueRef> ins;
     for (size_t j = 0; j < n.inputs.size(); ++j) {
-      ins.push_back(ref(n.inputs[j], p.absorbed[i][j]));
+      ins.push_back(ref(n.inputs[j], absorbed[i][j]));
       // Released after its last reader; a name read twice by one node is released once.
       const ValueRef& r = ins.back();
-      if (r.kind != ValueRef::Kind::kSlot || p.last_use.at(n.inputs[j]) != i) continue;
+      if (r.kind != ValueRef::Kind::kSlot || last_use.at(n.inputs[j]) != i) continue;
       auto& rel = p.released_after[i];
       if (std::find(rel.begin(), rel.end(), r.slot) == rel.end()) rel.push_back(r.slot);
     }
     p.node_inputs.push_back(std::move(ins));
     // An output nothing reads is released at once.
     for (size_t k = 0; k < n.outputs.size(); ++k)
-      if (p.node_outputs[i][k] >= 0 && !p.last_use.count(n.outputs[k]))
+      if (p.node_outputs[i][k] >= 0 && !last_use.count(n.outputs[k]))
         p.released_after[i].push_back(static_cast<size_t>(p.node_outputs[i][k]));
   }
   for (const auto& o : g.outputs) p.graph_outputs.push_back(ref(o.name, false));
@@ -256,25 +261,27 @@ void deliver(const ir::Datum& value, ir::Datum& result, const ArenaAllocator* ar
 std::vector<ir::Datum> Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
                                      const Scope* outer) const {
   std::vector<ir::Datum> results;
-  if (&g == &model_.graph && !outer) {
+  if (&g == &model_.graph && !outer)
     run(g, bindings, results);
-    return results;
-  }
+  else
+    run_unplanned(g, &bindings, nullptr, outer, results);
+  return results;
+}
+
+void Executor::run_unplanned(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>* bindings,
+                             std::vector<ir::Datum>* positional, const Scope* outer,
+                             std::vector<ir::Datum>& results) const {
   const PreparedGraph& p = prepared(g);
   RunState state(p);
-  bind(g, p, state, &bindings, nullptr);
+  bind(g, p, state, bindings, positional);
   run_nodes(g, p, state, outer, nullptr, nullptr, nullptr, results);
-  return results;
 }
 
 std::vector<ir::Datum> Executor::run_subgraph(const ir::Graph& g, std::vector<ir::Datum> inputs, const Scope* outer) const {
   if (inputs.size() > g.inputs.size())
     fail("subgraph \"", g.name, "\" takes ", g.inputs.size(), " inputs, given ", inputs.size());
-  const PreparedGraph& p = prepared(g);
-  RunState state(p);
-  bind(g, p, state, nullptr, &inputs);
   std::vector<ir::Datum> results;
-  run_nodes(g, p, state, outer, nullptr, nullptr, nullptr, results);
+  run_unplanned(g, nullptr, &inputs, outer, results);
   return results;
 }
 
@@ -303,13 +310,11 @@ void Executor::bind(const ir::Graph& g, const PreparedGraph& p, RunState& state,
 
 void Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
                    std::vector<ir::Datum>& results) const {
-  const PreparedGraph& p = prepared(g);
   if (&g != &model_.graph || !plannable_ || observer_) {
-    RunState state(p);
-    bind(g, p, state, &bindings, nullptr);
-    run_nodes(g, p, state, nullptr, nullptr, nullptr, nullptr, results);
+    run_unplanned(g, &bindings, nullptr, nullptr, results);
     return;
   }
+  const PreparedGraph& p = prepared(g);
   std::unique_ptr<RunState> state = take_state(p);
   bind(g, p, *state, &bindings, nullptr);
   std::shared_ptr<Plan> plan;

@@ -106,9 +106,7 @@ class Executor {
     std::vector<const ops::OpDef*> defs;                          // per node
     std::vector<std::unique_ptr<kernels::cpu::FastKernel>> fast;  // per node; null: reference only
     std::vector<std::vector<size_t>> in_place;                    // per node: its fast kernel's in_place_inputs()
-    std::unordered_map<std::string, size_t> last_use;             // value -> index of the last node reading it
     std::vector<std::vector<size_t>> output_last_use;             // per node and output (nodes.size(): graph output)
-    std::vector<std::vector<bool>> absorbed;                      // per node and input: held by its fast kernel
     std::unordered_map<std::string, ir::Datum> initializers;      // the graph's (sharing storage), after absorption
     std::unordered_map<std::string, size_t> slot_of;  // graph inputs and node outputs -> slot
     std::vector<size_t> input_slots;                   // per graph input
@@ -132,7 +130,8 @@ class Executor {
   void prepare(const ir::Graph& g, ir::Graph* releasable = nullptr);
   // Numbers g's values (graph inputs, node outputs) and resolves every node input to a slot, an
   // initializer or an enclosing graph's value, so that a run looks nothing up by name.
-  static void assign_slots(const ir::Graph& g, PreparedGraph& p);
+  static void assign_slots(const ir::Graph& g, const std::unordered_map<std::string, size_t>& last_use,
+                           const std::vector<std::vector<bool>>& absorbed, PreparedGraph& p);
   // How many readers each initializer of g has (node inputs, subgraph references, graph inputs/outputs).
   static std::unordered_map<std::string, size_t> initializer_readers(const ir::Graph& g);
   // Marks node's inputs absorbed by k and erases each initializer whose last reader absorbed it.
@@ -156,6 +155,9 @@ class Executor {
   // else the initializer of that name.
   void bind(const ir::Graph& g, const PreparedGraph& p, RunState& state,
             const std::unordered_map<std::string, ir::Datum>* bindings, std::vector<ir::Datum>* positional) const;
+  // A run without a memory plan (subgraphs, observed runs, graphs with subgraphs), in a state of its own.
+  void run_unplanned(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>* bindings,
+                     std::vector<ir::Datum>* positional, const Scope* outer, std::vector<ir::Datum>& results) const;
   // Runs g's nodes with the inputs bound in state and writes g's outputs into results.
   void run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& state, const Scope* outer,
                  ops::TensorAllocator* allocator, BufferRecorder* recorder, ArenaAllocator* arena,
