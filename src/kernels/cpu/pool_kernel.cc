@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/fast_kernel_util.h"
+#include "kernels/cpu/thread_buffer.h"
 #include "kernels/reference/nn_common.h"
 #include "ops/node_view.h"
 
@@ -57,7 +58,10 @@ class MaxPoolKernel : public FastKernel {
     // Per output column: its first input column and the taps inside the input. The interior columns
     // [inner_begin, inner_end), whose every tap is inside, are computed taps-outer, columns-inner: the
     // columns' maxima are then independent (no chain of dependent maxss per output) and pipeline.
-    std::vector<int64_t> col_start(ow), col_lo(ow), col_hi(ow);
+    // In the calling thread's scratch: a steady-state call allocates nothing.
+    int64_t* col_start = reinterpret_cast<int64_t*>(thread_buffer<MaxPoolKernel>(3 * static_cast<size_t>(ow) * sizeof(int64_t)));
+    int64_t* col_lo = col_start + ow;
+    int64_t* col_hi = col_lo + ow;
     int64_t inner_begin = ow, inner_end = ow;
     for (int64_t ox = 0; ox < ow; ++ox) {
       col_start[ox] = ox * sw - ww.pad_begin;
