@@ -37,14 +37,18 @@ demo: build
 	./$(BUILD)/kiln run $(DEMO_DIR)/bert-tiny.onnx --vocab tests/data/tokenizer/vocab.json \
 	  --text "kiln turns a trained model into a fast inference engine." --text "Ça marche!"
 
-# ONNX Runtime from npm (no PyPI here): the peer for the interop tests and, later, `kiln bench --vs ort`.
-# --ignore-scripts: onnxruntime-node's install script downloads GPU binaries and fails; the CPU library
-# is already inside the package.
-PEER_ORT = benchmarks/peers/ort
-peers: $(PEER_ORT)/node_modules/.installed
+# The peers, from PyPI into a venv (Debian's python3-venv): ONNX Runtime and OpenVINO for the interop
+# tests and `kiln bench --vs ort,openvino`, and the onnx package, whose wheel carries ONNX's current
+# backend test suite. Versions pinned in benchmarks/peers/requirements.txt; reinstalled when it changes.
+PEERS = benchmarks/peers
+PEER_VENV = $(PEERS)/.venv
+PEER_PYTHON ?= /usr/bin/python3
+peers: $(PEER_VENV)/.installed
 
-$(PEER_ORT)/node_modules/.installed: $(PEER_ORT)/package.json $(PEER_ORT)/package-lock.json | deps
-	cd $(PEER_ORT) && npm ci --ignore-scripts --no-audit --no-fund && touch node_modules/.installed
+$(PEER_VENV)/.installed: $(PEERS)/requirements.txt | deps
+	@test -x $(PEER_VENV)/bin/python || { rm -rf $(PEER_VENV) && $(PEER_PYTHON) -m venv $(PEER_VENV); }
+	$(PEER_VENV)/bin/pip install --disable-pip-version-check -q -r $(PEERS)/requirements.txt
+	touch $@
 
 test-unit: build peers
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Reproduces the table in BENCHMARKS.md: kiln against ONNX Runtime (benchmarks/peers/ort) on the same
-# models, inputs, shapes and threads, in alternating rounds. Each configuration's figures, per round and
+# Reproduces the table in BENCHMARKS.md: kiln against ONNX Runtime and OpenVINO (benchmarks/peers) on
+# the same models, inputs, shapes and threads, in alternating rounds. Each configuration's figures, per round and
 # summarized, go to $OUT/NAME.json; the tables go to stdout.
 #
-#   make build peers && benchmarks/run.sh            # about 8 minutes on 2 cores
+#   make build peers && benchmarks/run.sh            # about 20 minutes on 2 cores
 #
 # The machine should be otherwise idle: on a shared 2-core machine a concurrent build slows both
 # engines unevenly and the ratios mean little.
@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 KILN=${KILN:-./build/kiln}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-5}  # alternating rounds per engine: on a shared machine, more rounds steady the medians
+VS=${VS:-ort,openvino}  # peers: ONNX Runtime, OpenVINO at f32 and at its default precision
 OUT=${OUT:-benchmarks/results}
 MODELS=${MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln/bench-models}
 mkdir -p "$OUT" "$MODELS"
@@ -29,7 +30,7 @@ bench() {  # NAME, then the kiln bench arguments
   local name=$1
   shift
   echo "== $name"
-  "$KILN" bench "$@" --threads "$THREADS" --vs ort --rounds "$ROUNDS" --json "$OUT/$name.json" -q
+  "$KILN" bench "$@" --threads "$THREADS" --vs "$VS" --rounds "$ROUNDS" --json "$OUT/$name.json" -q
 }
 bench bert-base-b1 --batch 1 --seq 32,128 --iterations 20          # the built-in bert-base
 bench bert-base-b8 --batch 8 --seq 128 --iterations 5

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian packages kiln needs, only those missing. Idempotent; apt only.
+# Installs the Debian packages kiln needs, only those missing. Idempotent; apt only (the Python peers
+# come from PyPI into a venv: `make peers`).
 set -euo pipefail
 
 packages=(
   cmake ninja-build g++ make pkg-config
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libdnnl-dev
+  libdnnl-dev ocl-icd-opencl-dev
   libcli11-dev nlohmann-json3-dev libicu-dev
   libgtest-dev libgmock-dev
+  python3 python3-venv ca-certificates
 )
-
-# Node.js and npm install the ONNX Runtime peer (benchmarks/peers/ort). Machines that already have a
-# Node.js (e.g. from nodesource, which bundles npm) keep it; others get Debian's.
-if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
+# libdnnl-dev's CMake config asks for OpenCL (find_package(OpenCL)) even for the CPU engine: without
+# ocl-icd-opencl-dev, which apt's --no-install-recommends leaves out, cmake stops at configure.
+# python3-venv and ca-certificates: `make peers` makes benchmarks/peers/.venv and pip reaches PyPI over TLS.
 
 missing=()
 for p in "${packages[@]}"; do

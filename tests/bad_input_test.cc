@@ -130,6 +130,18 @@ TEST(BadInput, UnknownOp) {
   expect_refusal({"run", saved(dir, m), "--random"}, {"unsupported op FooBar", "foo_node"});
 }
 
+TEST(BadInput, FutureIrVersion) {
+  TempDir dir("kiln_bad");
+  onnx::ModelProto m = small_model();
+  m.set_ir_version(13);  // the newest kiln reads
+  RunResult ok = run_kiln({"run", saved(dir, m, "ir13.onnx"), "--random"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  m.set_ir_version(99);
+  const std::string path = saved(dir, m, "ir99.onnx");
+  expect_refusal({"inspect", path}, {path, "IR version 99 is newer than kiln supports (up to 13)"});
+  expect_refusal({"run", path, "--random"}, {path, "IR version 99"});
+}
+
 TEST(BadInput, UnknownDomain) {
   TempDir dir("kiln_bad");
   onnx::ModelProto m = new_model();

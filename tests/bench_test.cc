@@ -375,37 +375,50 @@ TEST(BenchCli, ModelWithoutSequenceIgnoresSeq) {
   EXPECT_EQ(j["results"][1]["batch"], 2);
 }
 
-TEST(BenchCli, VsOrt) {
+TEST(BenchCli, VsOrtAndOpenVino) {
   std::string why;
-  if (!ort_available(&why)) GTEST_SKIP() << why;
+  ASSERT_TRUE(ort_available(&why)) << why;  // a missing peer fails: a skipped comparison hides a broken peer
   TempDir dir;
   RunResult r = run_kiln({"bench", kBert, "--batch", "1", "--seq", "8", "--iterations", "3", "--warmup", "1",
-                          "--threads", "1", "--vs", "ort", "--rounds", "1", "--json", dir.file("out.json")},
-                         120);
+                          "--threads", "1", "--vs", "ort,openvino", "--rounds", "1", "--json", dir.file("out.json")},
+                         300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(contains(r.out, "kiln vs onnxruntime")) << r.out;
+  EXPECT_TRUE(contains(r.out, "kiln vs onnxruntime 1.31.1, computing in f32")) << r.out;
+  EXPECT_TRUE(contains(r.out, "kiln vs openvino-f32 2026.4.1")) << r.out;
+  EXPECT_TRUE(contains(r.out, "cpu ")) << r.out;
   nlohmann::json j = nlohmann::json::parse(read_file(dir.file("out.json")));
-  ASSERT_EQ(j["results"].size(), 2u) << j.dump(1);
+  ASSERT_EQ(j["results"].size(), 4u) << j.dump(1);
   EXPECT_EQ(j["results"][0]["engine"], "kiln");
   EXPECT_EQ(j["results"][1]["engine"], "onnxruntime");
+  EXPECT_EQ(j["results"][2]["engine"], "openvino-f32");
+  EXPECT_EQ(j["results"][3]["engine"], "openvino");
+  EXPECT_EQ(j["results"][1]["precision"], "f32");
+  EXPECT_EQ(j["results"][2]["precision"], "f32");
+  // OpenVINO's own choice: bf16 or f16 where the CPU computes in it, else f32; named either way.
+  const std::string native = j["results"][3]["precision"].get<std::string>();
+  EXPECT_TRUE(native == "f32" || native == "bf16" || native == "f16") << native;
   for (const auto& c : j["results"]) {
     expect_sane_result(c);
     EXPECT_EQ(c["iterations"], 3);
     EXPECT_EQ(c["per_round"][0]["latencies_ms"].size(), 3u);
   }
-  // ORT's percentiles are computed by kiln from its latencies, with the same definition.
+  // A peer's percentiles are computed by kiln from its latencies, with the same definition.
   const auto& ort = j["results"][1];
   std::vector<double> lat = ort["per_round"][0]["latencies_ms"].get<std::vector<double>>();
   EXPECT_DOUBLE_EQ(ort["p50_ms"].get<double>(), bench::summarize(lat).p50_ms);
-  ASSERT_EQ(j["comparisons"].size(), 1u);
-  const auto& cmp = j["comparisons"][0];
-  // The JSON's p50s are rounded to 1 us and the ratio is computed before rounding: allow for both halves
-  // of a microsecond (0.3 % on a 0.2 ms call).
-  const double kiln_p50 = j["results"][0]["p50_ms"].get<double>(), ort_p50 = ort["p50_ms"].get<double>();
-  const double ratio = kiln_p50 / ort_p50;
-  EXPECT_NEAR(cmp["p50_ratio_kiln_over_ort"].get<double>(), ratio,
-              1e-6 + ratio * (0.0005 / kiln_p50 + 0.0005 / ort_p50));
-  EXPECT_GT(cmp["throughput_ratio_kiln_over_ort"].get<double>(), 0);
+  ASSERT_EQ(j["comparisons"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& cmp = j["comparisons"][i];
+    const auto& peer = j["results"][i + 1];
+    EXPECT_EQ(cmp["peer"], peer["engine"]);
+    // The JSON's p50s are rounded to 1 us and the ratio is computed before rounding: allow for both halves
+    // of a microsecond (0.3 % on a 0.2 ms call).
+    const double kiln_p50 = j["results"][0]["p50_ms"].get<double>(), peer_p50 = peer["p50_ms"].get<double>();
+    const double ratio = kiln_p50 / peer_p50;
+    EXPECT_NEAR(cmp["p50_ratio_kiln_over_peer"].get<double>(), ratio,
+                1e-6 + ratio * (0.0005 / kiln_p50 + 0.0005 / peer_p50));
+    EXPECT_GT(cmp["throughput_ratio_kiln_over_peer"].get<double>(), 0);
+  }
 }
 
 TEST(BenchCli, Errors) {
@@ -426,6 +439,11 @@ TEST(BenchCli, Errors) {
   r = run_kiln({"bench", kBert, "--vs", "ort", "--concurrency", "2"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "--concurrency")) << r.err;
+
+  r = run_kiln({"bench", kBert, "--vs", "ort,tensorrt"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "unknown peer \"tensorrt\"")) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
 
   r = run_kiln({"bench", kBert, "--iterations", "3", "--duration", "1"});
   EXPECT_EQ(r.exit_code, 2);

@@ -1,6 +1,7 @@
-// kiln against ONNX Runtime, its reference peer (benchmarks/peers/ort, installed by `make peers`): ORT
-// reproduces PyTorch's outputs for the bundled BERT, kiln and ORT agree on it, the peer script exchanges
-// every numeric dtype with kiln's .npy code, and it reports errors as one line with exit status 2.
+// kiln against ONNX Runtime, its reference peer, and OpenVINO (benchmarks/peers/peer.py, installed from
+// PyPI by `make peers`): ORT and OpenVINO (f32) reproduce PyTorch's outputs for the bundled BERT, kiln and
+// ORT agree on it, the peer script exchanges every numeric dtype with kiln's .npy code, and it reports
+// errors as one line with exit status 2.
 // A missing peer FAILS these tests rather than skipping them: a skipped interop test hides a broken peer.
 #include <gtest/gtest.h>
 
@@ -56,8 +57,8 @@ Diff diff(const ir::Tensor& actual, const ir::Tensor& expected, double rtol, dou
 }
 
 OrtRun run_ort_checked(const std::string& model, const std::string& in, const std::string& out,
-                       const std::string& opt_level = "all") {
-  OrtRun r = run_ort(model, in, out, opt_level);
+                       const std::string& opt_level = "all", const std::string& engine = "ort") {
+  OrtRun r = run_ort(model, in, out, opt_level, 300, engine);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return r;
 }
@@ -79,6 +80,23 @@ TEST(OrtInterop, OrtMatchesPyTorchOnBertTiny) {
       EXPECT_EQ(d.outside, 0) << name << ": " << d.outside << " elements beyond rtol 1e-4, atol 1e-5; max abs diff "
                               << d.max_abs;
     }
+  }
+}
+
+// OpenVINO at f32 is the fair peer of `kiln bench --vs openvino`: it must compute the same model.
+TEST(OrtInterop, OpenVinoF32MatchesPyTorchOnBertTiny) {
+  ASSERT_ORT_AVAILABLE();
+  TempDir out("kiln_ov_bert");
+  run_ort_checked(kBert, kBertInputs, out.path().string(), "all", "openvino-f32");
+  ASSERT_EQ(npy_stems(out.path().string()), npy_stems(kBertOutputs));
+  for (const auto& name : npy_stems(kBertOutputs)) {
+    ir::Tensor expected = io::read_npy(kBertOutputs + "/" + name + ".npy");
+    ir::Tensor actual = io::read_npy(out.file(name + ".npy"));
+    ASSERT_EQ(actual.dtype(), expected.dtype()) << name;
+    ASSERT_EQ(actual.shape(), expected.shape()) << name;
+    Diff d = diff(actual, expected, 1e-4, 1e-5);
+    EXPECT_EQ(d.outside, 0) << name << ": " << d.outside << " elements beyond rtol 1e-4, atol 1e-5; max abs diff "
+                            << d.max_abs;
   }
 }
 
@@ -166,6 +184,11 @@ TEST(OrtInterop, BadInputGivesOneLineErrorAndExit2) {
   expect_one_line_error(run_ort(kBert, dir.file("in"), dir.file("out")), "tensor(int64)");
   expect_one_line_error(run_ort(kBert, kBertInputs, dir.file("out"), "fastest"), "--opt-level");
   EXPECT_FALSE(fs::exists(dir.file("out")));
+  // OpenVINO's refusals name it.
+  OrtRun ov = run_ort(dir.file("garbage.onnx"), kBertInputs, dir.file("out"), "all", 300, "openvino-f32");
+  EXPECT_EQ(ov.exit_code, 2) << ov.err;
+  EXPECT_EQ(ov.err.rfind("openvino: error: ", 0), 0u) << ov.err;
+  EXPECT_EQ(count_lines(ov.err), 1) << ov.err;
 }
 
 }  // namespace

@@ -15,12 +15,11 @@
 #include <unordered_map>
 
 #include "bench/bench_inputs.h"
-#include "bench/ort_bench.h"
-#include "runtime/threads.h"
 #include "common/error.h"
 #include "io/npy.h"
 #include "onnx/model_io.h"
 #include "runtime/session.h"
+#include "runtime/threads.h"
 
 namespace kiln::bench {
 
@@ -146,21 +145,22 @@ RoundResult kiln_round(const runtime::Session& session, const Feeds& feeds, cons
   return r;
 }
 
-RoundResult ort_round(const OrtPeer& peer, const BenchOptions& o, const fs::path& input_dir, const fs::path& scratch,
-                      std::string* version) {
-  OrtRoundOptions ro;
-  ro.threads = o.threads;
-  ro.warmup = o.warmup;
-  ro.iterations = o.iterations;
-  ro.duration_s = o.duration_s;
-  OrtRound ort = run_ort_round(peer, o.model, input_dir.string(), scratch.string(), ro);
+RoundResult peer_round(const PeerScript& peer, const PeerEngine& engine, const BenchOptions& o,
+                       const fs::path& input_dir, const fs::path& scratch, EngineResult* result) {
+  PeerRoundOptions po;
+  po.threads = o.threads;
+  po.warmup = o.warmup;
+  po.iterations = o.iterations;
+  po.duration_s = o.duration_s;
+  PeerRound p = run_peer_round(peer, engine, o.model, input_dir.string(), scratch.string(), po);
   RoundResult r;
-  r.latencies_ms = std::move(ort.latencies_ms);
-  r.wall_ms = ort.total_ms;
-  r.load_ms = ort.load_ms;
-  r.first_ms = ort.first_ms;
-  r.peak_rss_mb = ort.peak_rss_mb;
-  *version = ort.version;
+  r.latencies_ms = std::move(p.latencies_ms);
+  r.wall_ms = p.total_ms;
+  r.load_ms = p.load_ms;
+  r.first_ms = p.first_ms;
+  r.peak_rss_mb = p.peak_rss_mb;
+  result->version = p.version;
+  result->precision = p.precision;
   finish_round(r);
   return r;
 }
@@ -182,8 +182,8 @@ void validate(const BenchOptions& o) {
   if (o.concurrency < 1) fail("--concurrency must be >= 1 (got ", o.concurrency, ")");
   if (o.rounds < 1) fail("--rounds must be >= 1 (got ", o.rounds, ")");
   if (!o.inputs_npz.empty() && !o.input_dir.empty()) fail("give --inputs or --input-dir, not both");
-  if (o.vs_ort && o.concurrency > 1)
-    fail("--vs ort measures one caller at a time (its peer runs calls one after another): drop --concurrency");
+  if (!o.peers.empty() && o.concurrency > 1)
+    fail("--vs measures one caller at a time (the peers run calls one after another): drop --concurrency");
 }
 
 }  // namespace
@@ -239,8 +239,8 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
   validate(o);
   BenchReport report;
   report.options = o;
-  std::optional<OrtPeer> peer;
-  if (o.vs_ort) peer = find_ort_peer();  // before the long load: a missing peer fails at once
+  std::optional<PeerScript> peer;
+  if (!o.peers.empty()) peer = find_peer_script();  // before the long load: a missing peer fails at once
   runtime::set_intra_op_threads(o.threads);
   report.model_size_mb = static_cast<double>(fs::file_size(o.model)) / kMiB;
   auto say = [&](const std::string& text) {
@@ -322,19 +322,21 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
         if (in.name == plan.inputs[i].info.name) feeds[in.name] = tensors[i];
 
     std::optional<ScratchDir> scratch;
-    if (o.vs_ort) {
+    if (!o.peers.empty()) {
       scratch.emplace();
       fs::create_directories(scratch->path() / "inputs");
       for (size_t i = 0; i < plan.inputs.size(); ++i)
         io::write_npy((scratch->path() / "inputs" / (io::npy_file_stem(plan.inputs[i].info.name) + ".npy")).string(),
                       tensors[i]);
-      cr.ort.emplace();
-      cr.ort->engine = "onnxruntime";
-      cr.ort->batch = batch;
-      cr.ort->seq = seq;
-      cr.ort->threads = o.threads;
-      cr.ort->concurrency = 1;
-      cr.ort->model_size_mb = report.model_size_mb;
+      for (const PeerEngine& engine : o.peers) {
+        EngineResult& e = cr.peers.emplace_back();
+        e.engine = engine.name;
+        e.batch = batch;
+        e.seq = seq;
+        e.threads = o.threads;
+        e.concurrency = 1;
+        e.model_size_mb = report.model_size_mb;
+      }
     }
 
     say(name + ": first call");
@@ -345,14 +347,15 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
       const std::string round = o.rounds > 1 ? str(" round ", r + 1, "/", o.rounds) : "";
       say(name + ": kiln" + round);
       k.rounds.push_back(kiln_round(*session, feeds, o, name + ": kiln" + round, progress));
-      if (o.vs_ort) {
-        say(name + ": onnxruntime" + round);
-        cr.ort->rounds.push_back(ort_round(*peer, o, scratch->path() / "inputs", scratch->path(), &cr.ort->version));
+      for (size_t p = 0; p < o.peers.size(); ++p) {
+        say(name + ": " + o.peers[p].name + round);
+        EngineResult& e = cr.peers[p];
+        e.rounds.push_back(peer_round(*peer, o.peers[p], o, scratch->path() / "inputs", scratch->path(), &e));
       }
     }
     k.peak_rss_mb = peak_rss_mb();
     k.summarize();
-    if (cr.ort) cr.ort->summarize();
+    for (EngineResult& e : cr.peers) e.summarize();
     report.configs.push_back(std::move(cr));
   }
   return report;

@@ -1,12 +1,12 @@
 // `kiln bench` as a library: for each (batch, seq) configuration, load a Session once, time its first
-// call, then rounds of W warmup + N timed calls (or timed calls for S seconds); with an ONNX Runtime
-// peer, ORT rounds alternate with kiln's (kiln, ORT, kiln, ORT, ...) on the same model file, the same
-// inputs (written once per configuration as .npy) and the same thread count.
+// call, then rounds of W warmup + N timed calls (or timed calls for S seconds); with peers (ONNX Runtime,
+// OpenVINO), their rounds alternate with kiln's (kiln, ORT, OpenVINO, kiln, ORT, OpenVINO, ...) on the
+// same model file, the same inputs (written once per configuration as .npy) and the same thread count.
 //
 // Figures: latencies are per Session::run call (wall clock); throughput is calls / wall time of the
 // timed phase (items/s = batch x that); a summary over rounds is the median of each per-round figure.
 // Peak RSS is VmHWM of /proc/self/status, reset before each configuration's load where the kernel allows
-// (/proc/self/clear_refs); for ORT it is its node process's max RSS. MB are 2^20 bytes.
+// (/proc/self/clear_refs); for a peer it is its own process's VmHWM. MB are 2^20 bytes.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench/latency_stats.h"
+#include "bench/peer_bench.h"
 #include "passes/pass.h"
 
 namespace kiln::bench {
@@ -33,7 +34,7 @@ struct BenchOptions {
   std::string inputs_npz;  // user inputs instead of generated ones (one configuration, their shapes)
   std::string input_dir;
   passes::Level level = passes::Level::kAll;
-  bool vs_ort = false;
+  std::vector<PeerEngine> peers;  // --vs (parse_peer_engines)
   uint64_t seed = 0;
 };
 
@@ -42,13 +43,14 @@ struct RoundResult {
   LatencyStats stats;
   double wall_ms = 0;  // the timed phase
   double inferences_per_s = 0;
-  // ONNX Runtime loads in each round's process; kiln's load and first call are per configuration.
+  // A peer loads in each round's process; kiln's load and first call are per configuration.
   double load_ms = 0, first_ms = 0, peak_rss_mb = 0;
 };
 
 struct EngineResult {
-  std::string engine;   // "kiln" or "onnxruntime"
-  std::string version;  // ORT's version; empty for kiln
+  std::string engine;     // "kiln", or a peer's PeerEngine::name
+  std::string version;    // a peer's version; empty for kiln
+  std::string precision;  // what a peer computed in (f32, bf16, ...); empty for kiln
   int64_t batch = 1;
   std::optional<int64_t> seq;  // none for models without a sequence dim
   int threads = 1;
@@ -56,7 +58,7 @@ struct EngineResult {
   double load_ms = 0, first_ms = 0, peak_rss_mb = 0, model_size_mb = 0;
   std::vector<RoundResult> rounds;
 
-  // Medians across rounds (load and first call too, for ORT); peak RSS is the maximum.
+  // Medians across rounds (load and first call too, for a peer); peak RSS is the maximum.
   LatencyStats summary;
   double iterations = 0;  // timed calls per round (median)
   double inferences_per_s = 0, items_per_s = 0;
@@ -67,11 +69,11 @@ struct ConfigResult {
   int64_t batch = 1;
   std::optional<int64_t> seq;
   EngineResult kiln;
-  std::optional<EngineResult> ort;
-  // kiln / ORT of the medians: > 1 means kiln takes longer (p50, p99) or does more (throughput).
-  double p50_ratio() const { return kiln.summary.p50_ms / ort->summary.p50_ms; }
-  double p99_ratio() const { return kiln.summary.p99_ms / ort->summary.p99_ms; }
-  double throughput_ratio() const { return kiln.inferences_per_s / ort->inferences_per_s; }
+  std::vector<EngineResult> peers;  // in BenchOptions::peers' order
+  // kiln / peer of the medians: > 1 means kiln takes longer (p50, p99) or does more (throughput).
+  double p50_ratio(const EngineResult& peer) const { return kiln.summary.p50_ms / peer.summary.p50_ms; }
+  double p99_ratio(const EngineResult& peer) const { return kiln.summary.p99_ms / peer.summary.p99_ms; }
+  double throughput_ratio(const EngineResult& peer) const { return kiln.inferences_per_s / peer.inferences_per_s; }
 };
 
 struct BenchReport {

@@ -29,6 +29,17 @@ std::string ratio(double v) {
   return buf;
 }
 
+// The CPU's name as the kernel reports it ("model name" in /proc/cpuinfo): every figure names its CPU.
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0)
+      if (size_t colon = line.find(':'); colon != std::string::npos)
+        return line.substr(line.find_first_not_of(" \t", colon + 1));
+  return "unknown CPU";
+}
+
 std::string seq_text(const std::optional<int64_t>& seq) { return seq ? std::to_string(*seq) : "-"; }
 
 std::string row(const EngineResult& e) {
@@ -71,6 +82,7 @@ nlohmann::json engine_json(const EngineResult& e) {
                       {"peak_rss_mb", e.peak_rss_mb},
                       {"model_size_mb", e.model_size_mb}};
   if (!e.version.empty()) j["engine_version"] = e.version;
+  if (!e.precision.empty()) j["precision"] = e.precision;
   j.update(stats_json(e.summary));
   nlohmann::json rounds = nlohmann::json::array();
   for (const auto& r : e.rounds) {
@@ -103,8 +115,8 @@ std::string format_table(const BenchReport& report) {
                 report.model_size_mb, passes::level_name(o.level), o.threads,
                 o.concurrency > 1 ? str(", ", o.concurrency, " concurrent callers").c_str() : "");
   out += buf;
-  std::snprintf(buf, sizeof buf, "kiln kernels: %s (KILN_CPU_ISA), matmuls: %s (KILN_GEMM)\n",
-                kernels::cpu::isa_name(kernels::cpu::selected_isa()),
+  std::snprintf(buf, sizeof buf, "cpu %s; kiln kernels: %s (KILN_CPU_ISA), matmuls: %s (KILN_GEMM)\n",
+                cpu_model_name().c_str(), kernels::cpu::isa_name(kernels::cpu::selected_isa()),
                 kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine()));
   out += buf;
   const std::string calls =
@@ -124,25 +136,30 @@ std::string format_table(const BenchReport& report) {
   out += "\n";
   for (const auto& c : report.configs) {
     out += row(c.kiln);
-    if (c.ort) out += row(*c.ort);
+    for (const auto& p : c.peers) out += row(p);
   }
-  if (report.configs.empty() || !report.configs.front().ort) return out;
+  if (report.configs.empty()) return out;
 
-  const std::string& version = report.configs.front().ort->version;
-  std::snprintf(buf, sizeof buf,
-                "\nkiln vs onnxruntime%s%s (medians of %d round(s); ms, it/s = items/s; ratio = kiln / ORT)\n",
-                version.empty() ? "" : " ", version.c_str(), o.rounds);
-  out += buf;
-  std::snprintf(buf, sizeof buf, "%5s %5s  %9s %9s %8s  %9s %9s %8s  %9s %9s %8s\n", "batch", "seq", "p50 kiln",
-                "p50 ORT", "ratio", "p99 kiln", "p99 ORT", "ratio", "kiln it/s", "ORT it/s", "ratio");
-  out += buf;
-  for (const auto& c : report.configs) {
-    std::snprintf(buf, sizeof buf, "%5lld %5s  %s %s %s  %s %s %s  %s %s %s\n", static_cast<long long>(c.batch),
-                  seq_text(c.seq).c_str(), num(c.kiln.summary.p50_ms).c_str(), num(c.ort->summary.p50_ms).c_str(),
-                  ratio(c.p50_ratio()).c_str(), num(c.kiln.summary.p99_ms).c_str(), num(c.ort->summary.p99_ms).c_str(),
-                  ratio(c.p99_ratio()).c_str(), num(c.kiln.items_per_s).c_str(), num(c.ort->items_per_s).c_str(),
-                  ratio(c.throughput_ratio()).c_str());
+  // One comparison per peer: kiln's medians over the peer's, per configuration.
+  for (size_t pi = 0; pi < report.configs.front().peers.size(); ++pi) {
+    const EngineResult& first = report.configs.front().peers[pi];
+    std::snprintf(buf, sizeof buf,
+                  "\nkiln vs %s %s, computing in %s (medians of %d round(s); ms, it/s = items/s; "
+                  "ratio = kiln / peer)\n",
+                  first.engine.c_str(), first.version.c_str(), first.precision.c_str(), o.rounds);
     out += buf;
+    std::snprintf(buf, sizeof buf, "%5s %5s  %9s %9s %8s  %9s %9s %8s  %9s %9s %8s\n", "batch", "seq", "p50 kiln",
+                  "p50 peer", "ratio", "p99 kiln", "p99 peer", "ratio", "kiln it/s", "peer it/s", "ratio");
+    out += buf;
+    for (const auto& c : report.configs) {
+      const EngineResult& p = c.peers[pi];
+      std::snprintf(buf, sizeof buf, "%5lld %5s  %s %s %s  %s %s %s  %s %s %s\n", static_cast<long long>(c.batch),
+                    seq_text(c.seq).c_str(), num(c.kiln.summary.p50_ms).c_str(), num(p.summary.p50_ms).c_str(),
+                    ratio(c.p50_ratio(p)).c_str(), num(c.kiln.summary.p99_ms).c_str(), num(p.summary.p99_ms).c_str(),
+                    ratio(c.p99_ratio(p)).c_str(), num(c.kiln.items_per_s).c_str(), num(p.items_per_s).c_str(),
+                    ratio(c.throughput_ratio(p)).c_str());
+      out += buf;
+    }
   }
   return out;
 }
@@ -153,6 +170,7 @@ nlohmann::json to_json(const BenchReport& report) {
                       {"model_size_mb", report.model_size_mb},
                       {"level", passes::level_name(o.level)},
                       {"threads", o.threads},
+                      {"cpu", cpu_model_name()},
                       {"cpu_isa", kernels::cpu::isa_name(kernels::cpu::selected_isa())},
                       {"gemm", kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine())},
                       {"concurrency", o.concurrency},
@@ -167,19 +185,23 @@ nlohmann::json to_json(const BenchReport& report) {
   nlohmann::json comparisons = nlohmann::json::array();
   for (const auto& c : report.configs) {
     results.push_back(engine_json(c.kiln));
-    if (!c.ort) continue;
-    results.push_back(engine_json(*c.ort));
-    comparisons.push_back({{"batch", c.batch},
-                           {"seq", c.seq ? nlohmann::json(*c.seq) : nlohmann::json(nullptr)},
-                           {"kiln_p50_ms", us(c.kiln.summary.p50_ms)},
-                           {"onnxruntime_p50_ms", us(c.ort->summary.p50_ms)},
-                           {"kiln_p99_ms", us(c.kiln.summary.p99_ms)},
-                           {"onnxruntime_p99_ms", us(c.ort->summary.p99_ms)},
-                           {"kiln_throughput_items_per_s", c.kiln.items_per_s},
-                           {"onnxruntime_throughput_items_per_s", c.ort->items_per_s},
-                           {"p50_ratio_kiln_over_ort", c.p50_ratio()},
-                           {"p99_ratio_kiln_over_ort", c.p99_ratio()},
-                           {"throughput_ratio_kiln_over_ort", c.throughput_ratio()}});
+    for (const auto& p : c.peers) {
+      results.push_back(engine_json(p));
+      comparisons.push_back({{"batch", c.batch},
+                             {"seq", c.seq ? nlohmann::json(*c.seq) : nlohmann::json(nullptr)},
+                             {"peer", p.engine},
+                             {"peer_version", p.version},
+                             {"peer_precision", p.precision},
+                             {"kiln_p50_ms", us(c.kiln.summary.p50_ms)},
+                             {"peer_p50_ms", us(p.summary.p50_ms)},
+                             {"kiln_p99_ms", us(c.kiln.summary.p99_ms)},
+                             {"peer_p99_ms", us(p.summary.p99_ms)},
+                             {"kiln_throughput_items_per_s", c.kiln.items_per_s},
+                             {"peer_throughput_items_per_s", p.items_per_s},
+                             {"p50_ratio_kiln_over_peer", c.p50_ratio(p)},
+                             {"p99_ratio_kiln_over_peer", c.p99_ratio(p)},
+                             {"throughput_ratio_kiln_over_peer", c.throughput_ratio(p)}});
+    }
   }
   j["results"] = std::move(results);
   if (!comparisons.empty()) j["comparisons"] = std::move(comparisons);

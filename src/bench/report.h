@@ -9,12 +9,12 @@
 
 namespace kiln::bench {
 
-// The readable report: a header, one row per configuration and engine, and with --vs ort the
-// medians side by side with the kiln / ORT ratios.
+// The readable report: a header (CPU, kernels' ISA, settings), one row per configuration and engine,
+// and with --vs each peer's medians side by side with kiln's and the kiln / peer ratios.
 std::string format_table(const BenchReport& report);
 
 // Top level: the run's settings, "notes", "results" (one object per configuration and engine, with
-// its rounds in "per_round") and, with --vs ort, "comparisons" (one per configuration).
+// its rounds in "per_round") and, with --vs, "comparisons" (one per configuration and peer).
 nlohmann::json to_json(const BenchReport& report);
 
 // Writes to_json(report) to `path` through a temporary name (no partial file on failure).

@@ -316,6 +316,9 @@ ir::Model import_model(::onnx::ModelProto& mp, const std::string& base_dir) {
   return m;
 }
 
+// The newest ONNX IR version kiln reads: ONNX 1.22's, and ONNX Runtime 1.31's limit too.
+constexpr int64_t kMaxIrVersion = 13;
+
 // Decides what a byte buffer is, and fails with one sentence when it is not an ONNX model.
 void check_model_proto(bool parsed, const ::onnx::ModelProto& mp, const unsigned char* p, size_t size,
                        const std::string& label) {
@@ -330,6 +333,10 @@ void check_model_proto(bool parsed, const ::onnx::ModelProto& mp, const unsigned
     fail(label, ": not an ONNX model (no ir_version and no graph)");
   }
   KILN_CHECK(mp.ir_version() > 0, label, ": not an ONNX model (ir_version is missing)");
+  // A newer IR may carry what this reader silently drops (as ONNX Runtime refuses it too): refuse it.
+  KILN_CHECK(mp.ir_version() <= kMaxIrVersion, label, ": IR version ", mp.ir_version(),
+             " is newer than kiln supports (up to ", kMaxIrVersion,
+             "); re-export the model with an older ONNX, or use a newer kiln");
   KILN_CHECK(mp.has_graph(), label, ": model has no graph");
   KILN_CHECK(mp.ir_version() < 3 || mp.opset_import_size() > 0, label,
              ": model has no opset_import (the file may be truncated)");

@@ -1,14 +1,15 @@
 // kiln bench: latency percentiles, throughput, memory and size of a model per (batch, seq), optionally
-// side by side with ONNX Runtime (--vs ort). The work is in bench/; this file parses options and prints.
+// side by side with ONNX Runtime and OpenVINO (--vs ort,openvino). The work is in bench/; this file parses options and
+// prints.
 #include <unistd.h>
 
 #include <cstdio>
 
 #include "bench/benchmark.h"
 #include "bench/report.h"
-#include "runtime/threads.h"
 #include "common/error.h"
 #include "export/default_model.h"
+#include "runtime/threads.h"
 #include "tools/commands.h"
 
 namespace kiln::tools {
@@ -24,7 +25,7 @@ struct BenchArgs {
   int iterations = 20;
   double duration = 0;
   int concurrency = 1;
-  int rounds = 0;  // 0: 3 with --vs ort, else 1
+  int rounds = 0;  // 0: 3 with --vs, else 1
   std::string inputs;
   std::string input_dir;
   std::string level = "all";
@@ -69,8 +70,8 @@ int run(const BenchArgs& args) {
   o.iterations = args.iterations;
   o.duration_s = args.duration;
   o.concurrency = args.concurrency;
-  o.vs_ort = args.vs == "ort";
-  o.rounds = args.rounds ? args.rounds : o.vs_ort ? 3 : 1;
+  if (!args.vs.empty()) o.peers = bench::parse_peer_engines(args.vs);
+  o.rounds = args.rounds ? args.rounds : o.peers.empty() ? 1 : 3;
   o.inputs_npz = args.inputs;
   o.input_dir = args.input_dir;
   o.level = passes::parse_level(args.level);
@@ -118,7 +119,7 @@ Command bench_command() {
             auto* c = app.add_subcommand(
                 "bench",
                 "Measure latency percentiles, throughput, peak memory and size for each batch x sequence "
-                "configuration, optionally against ONNX Runtime on the same inputs (--vs ort)");
+                "configuration, optionally against ONNX Runtime and OpenVINO on the same inputs (--vs ort,openvino)");
             c->add_option("model", args->model,
                           "ONNX model file (default: the built-in bert-base with random weights)");
             args->batch_opt =
@@ -138,7 +139,7 @@ Command bench_command() {
                 ->check(CLI::PositiveNumber);
             c->add_option("--concurrency", args->concurrency,
                           "Callers running the one session at once; latency is per call, throughput is the "
-                          "total; the threads are split between callers (not with --vs ort)")
+                          "total; the threads are split between callers (not with --vs)")
                 ->capture_default_str();
             auto* inputs = c->add_option("--inputs", args->inputs,
                                          "Inputs from an .npz archive (np.savez, uncompressed; member NAME.npy per "
@@ -152,11 +153,14 @@ Command bench_command() {
                 ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
             c->add_option("--json", args->json, "Also write every per-round and summary figure to this JSON file");
             c->add_option("--vs", args->vs,
-                          "Compare with a peer: ort runs ONNX Runtime (node benchmarks/peers/ort/run.mjs, "
-                          "installed by `make peers`) in rounds alternating with kiln's")
-                ->check(CLI::IsMember({"ort"}));
+                          "Compare with peers, comma-separated, in rounds alternating with kiln's: ort (ONNX "
+                          "Runtime, all graph optimizations), openvino (OpenVINO twice: openvino-f32 with "
+                          "INFERENCE_PRECISION_HINT=f32, and openvino at its default precision, bf16 where the CPU "
+                          "has it), openvino-f32 or openvino-default for one of the two. They run through "
+                          "benchmarks/peers/peer.py in the venv `make peers` installs; each on the same model file, "
+                          "inputs, shapes and --threads (OpenVINO: INFERENCE_NUM_THREADS, latency hint)");
             c->add_option("--rounds", args->rounds,
-                          "Rounds per engine, each of --warmup + --iterations calls (default: 3 with --vs ort, "
+                          "Rounds per engine, each of --warmup + --iterations calls (default: 3 with --vs, "
                           "else 1)")
                 ->check(CLI::PositiveNumber);
             c->add_option("--seed", args->seed, "Seed for generated inputs")->capture_default_str();
@@ -169,12 +173,14 @@ Command bench_command() {
                 "Figures: load_ms is session creation (read + optimize + compile), first_ms the first call; "
                 "latency percentiles are nearest-rank over one round's timed calls, for both engines; throughput "
                 "is calls / wall time (items/s = batch x inferences/s); peak RSS is the process's VmHWM "
-                "(ORT: its node process); MB = 2^20 bytes. With several rounds each figure is the median across "
+                "(a peer: its own process); MB = 2^20 bytes. With several rounds each figure is the median across "
                 "rounds.\n"
                 "JSON (--json): per configuration and engine: engine, batch, seq, threads, iterations, load_ms, "
                 "first_ms, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, throughput_inferences_per_s, "
-                "throughput_items_per_s, peak_rss_mb, model_size_mb and per_round; with --vs ort also "
-                "comparisons with the kiln/ORT ratios of p50, p99 and throughput.");
+                "throughput_items_per_s, peak_rss_mb, model_size_mb and per_round (a peer also engine_version and "
+                "precision); with --vs also comparisons, one per configuration and peer: peer, peer_version, "
+                "peer_precision, kiln_/peer_ p50_ms, p99_ms and throughput_items_per_s, and the kiln/peer "
+                "ratios p50_ratio_kiln_over_peer, p99_ratio_kiln_over_peer, throughput_ratio_kiln_over_peer.");
             return c;
           },
           [args] { return run(*args); }};
