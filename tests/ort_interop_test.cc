@@ -63,31 +63,8 @@ OrtRun run_ort_checked(const std::string& model, const std::string& in, const st
   return r;
 }
 
-TEST(OrtInterop, OrtMatchesPyTorchOnBertTiny) {
-  ASSERT_ORT_AVAILABLE();
-  // Both ends of ORT's optimizer: the fused graph (all) and the graph as exported (disabled).
-  for (const char* level : {"all", "disabled"}) {
-    SCOPED_TRACE(std::string("--opt-level ") + level);
-    TempDir out("kiln_ort_bert");
-    run_ort_checked(kBert, kBertInputs, out.path().string(), level);
-    ASSERT_EQ(npy_stems(out.path().string()), npy_stems(kBertOutputs));
-    for (const auto& name : npy_stems(kBertOutputs)) {
-      ir::Tensor expected = io::read_npy(kBertOutputs + "/" + name + ".npy");
-      ir::Tensor actual = io::read_npy(out.file(name + ".npy"));
-      ASSERT_EQ(actual.dtype(), expected.dtype()) << name;
-      ASSERT_EQ(actual.shape(), expected.shape()) << name;
-      Diff d = diff(actual, expected, 1e-4, 1e-5);
-      EXPECT_EQ(d.outside, 0) << name << ": " << d.outside << " elements beyond rtol 1e-4, atol 1e-5; max abs diff "
-                              << d.max_abs;
-    }
-  }
-}
-
-// OpenVINO at f32 is the fair peer of `kiln bench --vs openvino`: it must compute the same model.
-TEST(OrtInterop, OpenVinoF32MatchesPyTorchOnBertTiny) {
-  ASSERT_ORT_AVAILABLE();
-  TempDir out("kiln_ov_bert");
-  run_ort_checked(kBert, kBertInputs, out.path().string(), "all", "openvino-f32");
+// The peer's outputs in `out` against PyTorch's for the bundled BERT.
+void expect_matches_pytorch(const TempDir& out) {
   ASSERT_EQ(npy_stems(out.path().string()), npy_stems(kBertOutputs));
   for (const auto& name : npy_stems(kBertOutputs)) {
     ir::Tensor expected = io::read_npy(kBertOutputs + "/" + name + ".npy");
@@ -98,6 +75,25 @@ TEST(OrtInterop, OpenVinoF32MatchesPyTorchOnBertTiny) {
     EXPECT_EQ(d.outside, 0) << name << ": " << d.outside << " elements beyond rtol 1e-4, atol 1e-5; max abs diff "
                             << d.max_abs;
   }
+}
+
+TEST(OrtInterop, OrtMatchesPyTorchOnBertTiny) {
+  ASSERT_ORT_AVAILABLE();
+  // Both ends of ORT's optimizer: the fused graph (all) and the graph as exported (disabled).
+  for (const char* level : {"all", "disabled"}) {
+    SCOPED_TRACE(std::string("--opt-level ") + level);
+    TempDir out("kiln_ort_bert");
+    run_ort_checked(kBert, kBertInputs, out.path().string(), level);
+    expect_matches_pytorch(out);
+  }
+}
+
+// OpenVINO at f32 is the fair peer of `kiln bench --vs openvino`: it must compute the same model.
+TEST(OrtInterop, OpenVinoF32MatchesPyTorchOnBertTiny) {
+  ASSERT_ORT_AVAILABLE();
+  TempDir out("kiln_ov_bert");
+  run_ort_checked(kBert, kBertInputs, out.path().string(), "all", "openvino-f32");
+  expect_matches_pytorch(out);
 }
 
 TEST(OrtInterop, KilnAgreesWithOrtOnBertTiny) {
