@@ -323,6 +323,44 @@ TEST(OneDnnMatMul, ConcurrentRunsFromTwoThreads) {
   }
 }
 
+// Calls of one shape at once share a primitive but never the memory objects it is bound to: each call
+// takes its own set (a second one is made the first time two calls overlap), so each y gets its own A.
+TEST(OneDnnMatMul, ConcurrentRunsOfOneShape) {
+  std::mt19937 rng(23);
+  MatMulSpec spec;
+  spec.k = testing::kSanitizeBuild ? 96 : 256;
+  spec.n = testing::kSanitizeBuild ? 80 : 192;
+  spec.has_bias = true;
+  spec.post = PostOp::kRelu;
+  spec.add_residual = true;
+  Problem p1(spec, 40, rng);
+  Problem p2(spec, 40, rng);
+  p2.b = p1.b;
+  p2.bias = p1.bias;
+  p2.compute_reference();
+  for (GemmEngine engine : engines()) {
+    spec.engine = engine;
+    PackedMatMul mm(spec, p1.b.data(), p1.bias.data());
+    mm.prepare(p1.m, p1.lda, p1.ldy, p1.ldr);
+    const int iterations = testing::kSanitizeBuild ? 10 : 50;
+    auto worker = [&](const Problem& p, std::vector<float>& y) {
+      for (int it = 0; it < iterations; ++it) mm.run(p.m, p.a.data(), p.lda, y.data(), p.ldy, p.residual.data(), p.ldr);
+    };
+    std::vector<float> y1(static_cast<size_t>(p1.m * p1.ldy)), y2(static_cast<size_t>(p2.m * p2.ldy));
+    std::thread t1(worker, std::cref(p1), std::ref(y1));
+    std::thread t2(worker, std::cref(p2), std::ref(y2));
+    t1.join();
+    t2.join();
+    EXPECT_EQ(mm.cached_primitives(), engine == GemmEngine::kPanel ? 0u : 1u);
+    for (auto [p, y] : {std::pair<const Problem*, std::vector<float>*>{&p1, &y1}, {&p2, &y2}}) {
+      for (size_t i = 0; i < p->want.size(); ++i) {
+        ASSERT_LE(std::abs((*y)[i] - p->want[i]), p->bound[i])
+            << engine_name(engine) << " call on y" << (p == &p1 ? 1 : 2) << " element " << i;
+      }
+    }
+  }
+}
+
 // The panel GEMM's blocking edges: K past one K block (768), so later blocks add to y; row counts that
 // are not a multiple of the micro-kernel's 6 and more rows than one row block (96); a last panel narrower
 // than 16 columns; and products large enough to be split across threads by rows or by panels.

@@ -31,6 +31,19 @@ inline bool is_f32(const ops::KernelContext& ctx, size_t i) {
   return ctx.has_input(i) && ctx.input(i).dtype() == ir::DType::kFloat32;
 }
 
+// body(i) for every i in [0, n), split statically across the OpenMP team when `parallel`, else on the
+// calling thread. Not `omp parallel for if (...)`: with a false condition libgomp still opens a region
+// of one thread, and makes and frees a team for it on every call (a heap allocation per call).
+template <class Body>
+void parallel_for_static(bool parallel, int64_t n, const Body& body) {
+  if (!parallel) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
+
 // The rows of a row-major tensor viewed as [rows, shape.back()].
 inline int64_t rows_of(const ir::Dims& shape) {
   int64_t r = 1;

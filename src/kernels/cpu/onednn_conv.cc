@@ -1,5 +1,6 @@
 #include "kernels/cpu/onednn_conv.h"
 
+#include <dnnl_debug.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -7,7 +8,6 @@
 #include <functional>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -131,6 +131,15 @@ void append_activation(dnnl::post_ops& ops, const ConvSpec& s) {
   }
 }
 
+// The memory objects of one running call, made once and rebound to each call's pointers, and the
+// argument lists of its (up to) four oneDNN calls, which name them.
+struct BoundArgs {
+  memory x, y, z;   // the caller's NCHW tensors (z only when it is reordered in)
+  memory src, dst;  // what the convolution reads and writes: x and y, or blocked copies in the workspace
+  memory scratch;   // the workspace's start
+  OneDnnArgs src_in, sum_in, conv, dst_out;
+};
+
 // One input shape's primitive, the reorders around it, and where its buffers go in the thread workspace.
 struct Entry {
   Geometry geometry;
@@ -143,6 +152,7 @@ struct Entry {
   dnnl::reorder src_in, dst_out, sum_in;  // nchw -> src_md; dst_md -> nchw; nchw -> dst_md (z)
   size_t scratch_bytes = 0, src_offset = 0, dst_offset = 0, workspace_bytes = 0;
   std::string implementation;
+  mutable IdlePool<BoundArgs> bound;  // one per call running at once
 };
 
 // The calling thread's workspace is thread_buffer<PackedConv>: the scratchpad, then the blocked x and y.
@@ -294,6 +304,52 @@ struct PackedConv::Impl {
     return cache.find_or_make(g, [&] { return make_entry(g); });
   }
 
+  // A BoundArgs for `e`: an idle one, or a new one when every one made is in use.
+  IdlePool<BoundArgs>::Lease bound_args(const Entry& e) const {
+    return e.bound.take([&] {
+      const dnnl::engine& engine = onednn_engine();
+      auto b = std::make_unique<BoundArgs>();
+      try {
+        b->x = memory(e.user_src_md, engine, DNNL_MEMORY_NONE);
+        b->y = memory(e.user_dst_md, engine, DNNL_MEMORY_NONE);
+        b->src = e.reorder_src ? memory(e.src_md, engine, DNNL_MEMORY_NONE) : b->x;
+        b->dst = e.reorder_dst ? memory(e.dst_md, engine, DNNL_MEMORY_NONE) : b->y;
+        if (e.scratch_bytes > 0) {
+          const memory::desc scratch_md({static_cast<memory::dim>(e.scratch_bytes)}, memory::data_type::u8, Tag::a);
+          b->scratch = memory(scratch_md, engine, DNNL_MEMORY_NONE);
+        }
+        // The reorders run one after another and after / before the convolution, so they share its scratchpad.
+        auto add_scratch = [&](OneDnnArgs& args) {
+          if (b->scratch) args.add(DNNL_ARG_SCRATCHPAD, b->scratch);
+        };
+        if (e.reorder_src) {
+          b->src_in.add(DNNL_ARG_FROM, b->x);
+          b->src_in.add(DNNL_ARG_TO, b->src);
+          add_scratch(b->src_in);
+        }
+        if (spec.add_sum && e.reorder_dst) {
+          b->z = memory(e.user_dst_md, engine, DNNL_MEMORY_NONE);
+          b->sum_in.add(DNNL_ARG_FROM, b->z);
+          b->sum_in.add(DNNL_ARG_TO, b->dst);
+          add_scratch(b->sum_in);
+        }
+        b->conv.add(DNNL_ARG_SRC, b->src);
+        b->conv.add(DNNL_ARG_WEIGHTS, e.weights);
+        if (spec.has_bias) b->conv.add(DNNL_ARG_BIAS, bias);
+        b->conv.add(DNNL_ARG_DST, b->dst);
+        add_scratch(b->conv);
+        if (e.reorder_dst) {
+          b->dst_out.add(DNNL_ARG_FROM, b->dst);
+          b->dst_out.add(DNNL_ARG_TO, b->y);
+          add_scratch(b->dst_out);
+        }
+      } catch (const dnnl::error& err) {
+        fail("[PackedConv] oneDNN cannot make the memory objects for ", describe(e.geometry), ": ", err.what());
+      }
+      return b;
+    });
+  }
+
   Geometry geometry(int64_t n, int64_t h, int64_t w) const {
     KILN_CHECK(n >= 0, "[PackedConv] N must be >= 0, got ", n);
     AxisWindow wh, ww;
@@ -357,50 +413,47 @@ void PackedConv::run(int64_t n, int64_t h, int64_t w, const float* x, float* y, 
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   const size_t y_count = static_cast<size_t>(n * spec.out_channels * e->oh * e->ow);
   if (z) KILN_CHECK(!ranges_overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
-  const dnnl::engine& engine = onednn_engine();
   ScopedThreads threads(e->single_thread);
   std::byte* workspace = thread_buffer<PackedConv>(e->workspace_bytes);
-  memory scratch;
-  if (e->scratch_bytes > 0)
-    scratch = memory(memory::desc({static_cast<memory::dim>(e->scratch_bytes)}, memory::data_type::u8, Tag::a), engine,
-                     workspace);
-  auto with_scratch = [&](std::unordered_map<int, memory> args) {
-    if (scratch) args.emplace(DNNL_ARG_SCRATCHPAD, scratch);
-    return args;
-  };
-  try {
-    dnnl::stream& stream = onednn_stream();
-    memory user_x(e->user_src_md, engine, const_cast<float*>(x));
-    memory user_y(e->user_dst_md, engine, y);
-    memory src = user_x, dst = user_y;
-    if (e->reorder_src) {
-      src = memory(e->src_md, engine, workspace + e->src_offset);
-      e->src_in.execute(stream, with_scratch({{DNNL_ARG_FROM, user_x}, {DNNL_ARG_TO, src}}));
-    }
-    if (e->reorder_dst) dst = memory(e->dst_md, engine, workspace + e->dst_offset);
-    if (z) {
-      // The sum post-op adds what the destination holds.
-      if (e->reorder_dst)
-        e->sum_in.execute(stream, with_scratch({{DNNL_ARG_FROM, memory(e->user_dst_md, engine, const_cast<float*>(z))},
-                                                {DNNL_ARG_TO, dst}}));
-      else
-        std::memcpy(y, z, y_count * sizeof(float));
-    }
-    std::unordered_map<int, memory> args = with_scratch({{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
-    args.emplace(DNNL_ARG_WEIGHTS, e->weights);
-    if (spec.has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
-    e->primitive.execute(stream, args);
-    if (e->reorder_dst) e->dst_out.execute(stream, with_scratch({{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_y}}));
-    stream.wait();
-  } catch (const dnnl::error& err) {
-    fail("[PackedConv] oneDNN convolution ", impl_->describe(g), " failed: ", err.what());
+  const auto b = impl_->bound_args(*e);
+  const char* step = "binding";  // for the error message
+  dnnl_status_t status = onednn_rebind(b->x, x);
+  if (status == dnnl_success) status = onednn_rebind(b->y, y);
+  if (status == dnnl_success && b->z) status = onednn_rebind(b->z, z);
+  if (status == dnnl_success && e->reorder_src) status = onednn_rebind(b->src, workspace + e->src_offset);
+  if (status == dnnl_success && e->reorder_dst) status = onednn_rebind(b->dst, workspace + e->dst_offset);
+  if (status == dnnl_success && b->scratch) status = onednn_rebind(b->scratch, workspace);
+  if (status == dnnl_success && e->reorder_src) {
+    step = "reordering x";
+    status = onednn_execute(e->src_in, b->src_in);
+  }
+  if (status == dnnl_success && z) {
+    // The sum post-op adds what the destination holds.
+    step = "reordering z";
+    if (e->reorder_dst)
+      status = onednn_execute(e->sum_in, b->sum_in);
+    else
+      std::memcpy(y, z, y_count * sizeof(float));
+  }
+  if (status == dnnl_success) {
+    step = "convolving";
+    status = onednn_execute(e->primitive, b->conv);
+  }
+  if (status == dnnl_success && e->reorder_dst) {
+    step = "reordering y";
+    status = onednn_execute(e->dst_out, b->dst_out);
+  }
+  if (status != dnnl_success) {
+    fail("[PackedConv] oneDNN convolution ", impl_->describe(g), " failed ", step, ": ", dnnl_status2str(status));
   }
 }
 
 std::string PackedConv::prepare(int64_t n, int64_t h, int64_t w) const {
   const Geometry g = impl_->geometry(n, h, w);
   if (n == 0) return "none";
-  return impl_->entry(g)->implementation;
+  const std::shared_ptr<const Entry> e = impl_->entry(g);
+  impl_->bound_args(*e);  // one set of memory objects now, so that the first run, too, only executes
+  return e->implementation;
 }
 
 const ConvSpec& PackedConv::spec() const { return impl_->spec; }

@@ -25,6 +25,9 @@
 //   into the destination, which is the "sum, then eltwise" order oneDNN's JIT convolutions fuse.
 // - The scratchpad and the blocked x / y buffers are user-managed: one buffer per calling thread, grown on
 //   first need, so concurrent calls never share one and steady-state calls allocate no scratch.
+// - The memory objects and argument lists of the convolution and its reorders are made once per shape
+//   (one set per call running at once) and rebound to each call's pointers, as PackedMatMul's are; what
+//   still allocates per call is oneDNN 2.6's own bookkeeping inside each execute (see onednn_matmul.h).
 // - Threads: oneDNN runs on OpenMP (omp_set_num_threads), the process's one pool. A convolution under
 //   10 MFLOP (most of MobileNetV3's) runs on the calling thread alone: waking the pool for it and its two
 //   reorders costs more than the second thread gives back.

@@ -1,5 +1,7 @@
 #include "kernels/cpu/onednn_engine.h"
 
+#include "common/error.h"
+
 namespace kiln::kernels::cpu {
 
 const dnnl::engine& onednn_engine() {
@@ -10,6 +12,22 @@ const dnnl::engine& onednn_engine() {
 dnnl::stream& onednn_stream() {
   thread_local dnnl::stream stream(onednn_engine());
   return stream;
+}
+
+void OneDnnArgs::add(int arg, const dnnl::memory& m) {
+  KILN_CHECK(count_ < kMax, "[OneDnnArgs] more than ", kMax, " arguments");
+  args_[static_cast<size_t>(count_++)] = {arg, m.get()};
+}
+
+dnnl_status_t onednn_execute(const dnnl::primitive& p, const OneDnnArgs& args) {
+  dnnl_stream_t stream = onednn_stream().get();
+  dnnl_status_t status = dnnl_primitive_execute(p.get(), stream, args.size(), args.data());
+  if (status == dnnl_success) status = dnnl_stream_wait(stream);
+  return status;
+}
+
+dnnl_status_t onednn_rebind(const dnnl::memory& m, const void* data) {
+  return dnnl_memory_set_data_handle_v2(m.get(), const_cast<void*>(data), nullptr);
 }
 
 std::string onednn_isa_name() {

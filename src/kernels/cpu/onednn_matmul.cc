@@ -1,11 +1,12 @@
 #include "kernels/cpu/onednn_matmul.h"
 
+#include <dnnl_debug.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,13 @@ struct Geometry {
   bool operator==(const Geometry&) const = default;
 };
 
+// The memory objects of one running call, made once and rebound to each call's pointers, and the
+// argument list naming them (with the weights and bias, which never change).
+struct BoundArgs {
+  memory src, dst, residual, scratch;
+  OneDnnArgs args;
+};
+
 struct Entry {
   Geometry geometry;
   dnnl::matmul primitive;
@@ -47,6 +55,7 @@ struct Entry {
   memory::desc src_md, dst_md, residual_md;
   size_t scratch_bytes = 0;
   std::string implementation;
+  mutable IdlePool<BoundArgs> bound;  // one per call running at once
 };
 
 dnnl::algorithm eltwise_algorithm(PostOp post) {
@@ -186,6 +195,36 @@ struct PackedMatMul::Impl {
     return cache.find_or_make(g, [&] { return make_entry(g); });
   }
 
+  // A BoundArgs for `e`: an idle one, or a new one when every one made is in use.
+  IdlePool<BoundArgs>::Lease bound_args(const Entry& e) const {
+    return e.bound.take([&] {
+      const dnnl::engine& engine = onednn_engine();
+      auto b = std::make_unique<BoundArgs>();
+      try {
+        b->src = memory(e.src_md, engine, DNNL_MEMORY_NONE);
+        b->dst = memory(e.dst_md, engine, DNNL_MEMORY_NONE);
+        b->args.add(DNNL_ARG_SRC, b->src);
+        b->args.add(DNNL_ARG_WEIGHTS, e.weights);
+        b->args.add(DNNL_ARG_DST, b->dst);
+        if (spec.has_bias) b->args.add(DNNL_ARG_BIAS, bias);
+        if (spec.add_residual) {
+          b->residual = memory(e.residual_md, engine, DNNL_MEMORY_NONE);
+          const int index = spec.post == PostOp::kNone ? 0 : 1;  // the binary post-op's place in the chain
+          b->args.add(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, b->residual);
+        }
+        if (e.scratch_bytes > 0) {
+          const memory::desc scratch_md({static_cast<memory::dim>(e.scratch_bytes)}, memory::data_type::u8, Tag::a);
+          b->scratch = memory(scratch_md, engine, DNNL_MEMORY_NONE);
+          b->args.add(DNNL_ARG_SCRATCHPAD, b->scratch);
+        }
+      } catch (const dnnl::error& err) {
+        fail("[PackedMatMul] oneDNN cannot make the memory objects for M=", e.geometry.m, " K=", spec.k, " N=", spec.n,
+             ": ", err.what());
+      }
+      return b;
+    });
+  }
+
   Geometry geometry(int64_t m, int64_t lda, int64_t ldy, int64_t ld_residual) const {
     KILN_CHECK(m >= 0, "[PackedMatMul] M must be >= 0, got ", m);
     KILN_CHECK(lda >= spec.k, "[PackedMatMul] lda ", lda, " is less than K ", spec.k);
@@ -272,28 +311,15 @@ void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t
     return;
   }
   const std::shared_ptr<const Entry> e = impl_->entry(g);
-  const dnnl::engine& engine = onednn_engine();
-  std::unordered_map<int, memory> args;
-  args.emplace(DNNL_ARG_SRC, memory(e->src_md, engine, const_cast<float*>(a)));
-  args.emplace(DNNL_ARG_WEIGHTS, e->weights);
-  args.emplace(DNNL_ARG_DST, memory(e->dst_md, engine, y));
-  if (spec.has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
-  if (spec.add_residual) {
-    const int index = spec.post == PostOp::kNone ? 0 : 1;  // the binary post-op's place in the chain
-    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1,
-                 memory(e->residual_md, engine, const_cast<float*>(residual)));
-  }
-  if (e->scratch_bytes > 0) {
-    args.emplace(DNNL_ARG_SCRATCHPAD,
-                 memory(memory::desc({static_cast<memory::dim>(e->scratch_bytes)}, memory::data_type::u8, Tag::a),
-                        engine, thread_buffer<PackedMatMul>(e->scratch_bytes)));
-  }
-  try {
-    dnnl::stream& stream = onednn_stream();
-    e->primitive.execute(stream, args);
-    stream.wait();
-  } catch (const dnnl::error& err) {
-    fail("[PackedMatMul] oneDNN matmul M=", m, " K=", spec.k, " N=", spec.n, " failed: ", err.what());
+  const auto b = impl_->bound_args(*e);
+  dnnl_status_t status = onednn_rebind(b->src, a);
+  if (status == dnnl_success) status = onednn_rebind(b->dst, y);
+  if (status == dnnl_success && spec.add_residual) status = onednn_rebind(b->residual, residual);
+  if (status == dnnl_success && e->scratch_bytes > 0)
+    status = onednn_rebind(b->scratch, thread_buffer<PackedMatMul>(e->scratch_bytes));
+  if (status == dnnl_success) status = onednn_execute(e->primitive, b->args);
+  if (status != dnnl_success) {
+    fail("[PackedMatMul] oneDNN matmul M=", m, " K=", spec.k, " N=", spec.n, " failed: ", dnnl_status2str(status));
   }
 }
 
@@ -301,7 +327,9 @@ std::string PackedMatMul::prepare(int64_t m, int64_t lda, int64_t ldy, int64_t l
   const Geometry g = impl_->geometry(m, lda, ldy, ld_residual);
   if (m == 0) return "none";
   if (impl_->panel) return "kiln:panel_avx2";
-  return impl_->entry(g)->implementation;
+  const std::shared_ptr<const Entry> e = impl_->entry(g);
+  impl_->bound_args(*e);  // one set of memory objects now, so that the first run, too, only executes
+  return e->implementation;
 }
 
 const MatMulSpec& PackedMatMul::spec() const { return impl_->spec; }

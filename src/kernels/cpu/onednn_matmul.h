@@ -22,9 +22,22 @@
 //   activation (eltwise-then-sum falls back to oneDNN's slow reference matmul), so in-place residual
 //   (residual == y) is not offered: residual must not overlap y.
 // - The scratchpad is user-managed: one buffer per calling thread, grown on first need, so concurrent
-//   calls never share it and steady-state calls allocate no scratch. oneDNN itself still makes a few
-//   small allocations per call (its memory-object and argument bookkeeping), and its AVX2 gemm path
-//   mallocs its own packing buffers inside each call.
+//   calls never share it and steady-state calls allocate no scratch.
+// - The memory objects a call binds (A, y, residual, scratchpad) and its argument list are made once per
+//   primitive, by prepare() or the first call, and rebound to each call's pointers with set_data_handle;
+//   one such set per call running at once, so concurrent calls stay safe. The call goes through oneDNN's
+//   C API with that fixed argument array (the C++ execute() copies a map into a new vector each time).
+//   So kiln allocates nothing per call, but oneDNN 2.6 still does, and no public entry point avoids it:
+//   dnnl_primitive_execute converts every argument list into an std::unordered_map (a bucket array and
+//   a node per argument) before it runs, and the brgemm kernels add one or two small blocks (a binary
+//   post-op's argument vector, a parallel loop's closure): 7 to 10 allocations per call, measured on
+//   AVX-512 and AMX (kiln's per-call memory objects and maps added ~18 more before they were made
+//   once). Its other GEMM entry points allocate too (dnnl_sgemm and the packed sgemm_compute malloc
+//   their packing and thread buffers per call, 3 and 5 measured), and its gemm:jit path (CPUs without
+//   AVX-512) mallocs packing buffers inside each call. Only the panel GEMM keeps the steady state free
+//   of the heap; the allocation tests count oneDNN's own apart and hold them to a budget per call
+//   (tests/allocation/). oneDNN 2.6's brgemm kernels, exported but undocumented, would be the way to
+//   a oneDNN GEMM without them; the ukernel API of oneDNN 3.5 and later (experimental), the clean one.
 // - Threads: oneDNN runs on OpenMP (omp_set_num_threads), the process's one pool; nothing here starts
 //   a thread.
 //

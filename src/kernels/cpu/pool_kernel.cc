@@ -59,7 +59,8 @@ class MaxPoolKernel : public FastKernel {
     // [inner_begin, inner_end), whose every tap is inside, are computed taps-outer, columns-inner: the
     // columns' maxima are then independent (no chain of dependent maxss per output) and pipeline.
     // In the calling thread's scratch: a steady-state call allocates nothing.
-    int64_t* col_start = reinterpret_cast<int64_t*>(thread_buffer<MaxPoolKernel>(3 * static_cast<size_t>(ow) * sizeof(int64_t)));
+    int64_t* col_start =
+        reinterpret_cast<int64_t*>(thread_buffer<MaxPoolKernel>(3 * static_cast<size_t>(ow) * sizeof(int64_t)));
     int64_t* col_lo = col_start + ow;
     int64_t* col_hi = col_lo + ow;
     int64_t inner_begin = ow, inner_end = ow;
@@ -72,8 +73,7 @@ class MaxPoolKernel : public FastKernel {
     }
     const float* x = ctx.input(0).data<float>();
     float* out = y.data<float>();
-#pragma omp parallel for schedule(static) if (planes * oh * ow * kh * kw > kParallelWork)
-    for (int64_t p = 0; p < planes; ++p) {
+    parallel_for_static(planes * oh * ow * kh * kw > kParallelWork, planes, [&](int64_t p) {
       const float* plane = x + p * h * w;
       for (int64_t oy = 0; oy < oh; ++oy) {
         const int64_t row_start = oy * sh - wh.pad_begin;
@@ -116,7 +116,7 @@ class MaxPoolKernel : public FastKernel {
           }
         }
       }
-    }
+    });
     ctx.set_output(0, std::move(y));
     return true;
   }
@@ -141,8 +141,7 @@ class GlobalAveragePoolKernel : public FastKernel {
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
-#pragma omp parallel for schedule(static) if (x.numel() > kParallelSum)
-    for (int64_t p = 0; p < planes; ++p) {
+    parallel_for_static(x.numel() > kParallelSum, planes, [&](int64_t p) {
       const float* plane = xp + p * volume;
       // Four running sums: one would be a chain of dependent adds, 4 cycles per element.
       double sum[4] = {0.0, 0.0, 0.0, 0.0};
@@ -151,7 +150,7 @@ class GlobalAveragePoolKernel : public FastKernel {
         for (int k = 0; k < 4; ++k) sum[k] += plane[i + k];
       for (; i < volume; ++i) sum[0] += plane[i];
       yp[p] = static_cast<float>(((sum[0] + sum[1]) + (sum[2] + sum[3])) / static_cast<double>(volume));
-    }
+    });
     ctx.set_output(0, std::move(y));
     return true;
   }
