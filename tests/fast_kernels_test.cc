@@ -280,6 +280,30 @@ TEST(FastKernels, GeluFastGeluBiasGelu) {
   expect_fast_matches_reference(g, 3, 1e-5);
 }
 
+// ONNX's own Gelu (opset 20) reaches the fast GELU in both forms, over the SIMD width sweep; an unknown
+// approximate is left to the reference, which refuses it.
+TEST(FastKernels, OnnxGelu20NoneAndTanh) {
+  for (const char* approximate : {"none", "tanh", ""}) {
+    for (int64_t n : {1, 3, 15, 16, 17, 31, 33, 64, 65}) {
+      Random rng(static_cast<uint32_t>(n));
+      TestGraph g(20);
+      g.input("x", rng.floats({2, n}, -6.0f, 6.0f));
+      std::vector<ir::Attribute> attrs;
+      if (*approximate) attrs.push_back(testing::contrib::attr_string("approximate", approximate));
+      g.node("Gelu", {"x"}, {"y"}, attrs);
+      g.output("y");
+      SCOPED_TRACE(::testing::Message() << "approximate \"" << approximate << "\", n " << n);
+      expect_fast_matches_reference(g, 1, 1e-5);
+    }
+  }
+  TestGraph bad(20);
+  bad.input("x", Random(1).floats({4}));
+  bad.node("Gelu", {"x"}, {"y"}, {testing::contrib::attr_string("approximate", "sigmoid")});
+  bad.output("y");
+  size_t fast_count = 0;
+  EXPECT_THROW(run_session(bad.model(), bad.feeds(), true, &fast_count), Error);
+}
+
 // Whole models, optimized as a Session optimizes them, fast against reference on the same inputs.
 void expect_model_fast_matches_reference(const ir::Model& m, const std::map<std::string, int64_t>& dims,
                                          size_t min_fast) {

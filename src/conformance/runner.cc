@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -30,6 +32,52 @@ const char* status_name(Status s) {
     default:
       return "UNSUPPORTED";
   }
+}
+
+namespace {
+
+constexpr const char* kPeersRelative = "benchmarks/peers";
+
+// onnx/backend/test/data in the peers' venv under `peers` (any python3.* there), or "".
+std::string wheel_data_under(const fs::path& peers) {
+  std::error_code ec;
+  fs::path lib = peers / ".venv" / "lib";
+  if (!fs::is_directory(lib, ec)) return "";
+  for (const auto& e : fs::directory_iterator(lib, ec)) {
+    fs::path data = e.path() / "site-packages" / "onnx" / "backend" / "test" / "data";
+    if (e.path().filename().string().rfind("python3", 0) == 0 && fs::is_directory(data / "node", ec))
+      return data.string();
+  }
+  return "";
+}
+
+std::string search_up(const fs::path& start) {
+  for (fs::path dir = start; !dir.empty(); dir = dir.parent_path()) {
+    if (std::string d = wheel_data_under(dir / kPeersRelative); !d.empty()) return d;
+    if (dir == dir.root_path()) break;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string suite_root(const std::string& suite) {
+  if (suite == kSuiteLibonnxTestdata) return Options{}.root;
+  if (suite != kSuiteOnnx122)
+    fail("unknown suite \"", suite, "\" (known: ", kSuiteLibonnxTestdata, ", ", kSuiteOnnx122, ")");
+  if (const char* env = std::getenv("KILN_PEERS"); env && *env) {
+    if (std::string d = wheel_data_under(env); !d.empty()) return d;
+    fail("suite ", suite, ": $KILN_PEERS is ", env,
+         ", which holds no .venv with the onnx wheel's test data: run `make peers` in the kiln source tree");
+  }
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    if (std::string d = search_up(exe.parent_path()); !d.empty()) return d;
+  if (std::string d = search_up(fs::current_path(ec)); !d.empty()) return d;
+  fail("suite ", suite, ": cannot find ", kPeersRelative,
+       "/.venv/lib/python3*/site-packages/onnx/backend/test/data above the kiln program or the current folder: "
+       "run `make peers` in the kiln source tree");
 }
 
 std::vector<std::string> find_cases(const Options& options) {
@@ -129,8 +177,41 @@ ir::Datum as_declared_bfloat16(ir::Datum d, const ir::Type& declared) {
 }
 
 bool is_unsupported_message(const std::string& m) {
+  // "unknown elem_type": an element type kiln's IR lacks (float8, int4, int2, float4 ...), refused on import.
   return m.find("unsupported") != std::string::npos || m.find("not supported") != std::string::npos ||
-         m.find("unknown domain") != std::string::npos;
+         m.find("unknown domain") != std::string::npos || m.find("unknown elem_type") != std::string::npos;
+}
+
+// Graph inputs that only ever feed the weights of a MatMul, Gemm or Conv (any input but the first) and
+// hold float32. With fast kernels, the runner binds the test's values for them as initializers: the fast
+// matmul and conv kernels take only constant weights (packed once), and ONNX's cases feed them as
+// inputs, so without this those kernels would never meet ONNX's odd shapes and attributes.
+std::set<std::string> weight_inputs(const ir::Graph& g) {
+  // Input name -> whether every reader so far reads it as a weight, and some reader does.
+  std::map<std::string, std::pair<bool, bool>> only_weights;
+  for (const auto& v : g.inputs)
+    if (!g.initializers.count(v.name) && v.type.is_tensor() && v.type.dtype == ir::DType::kFloat32)
+      only_weights[v.name] = {true, false};
+  for (const auto& n : g.nodes) {
+    const bool weighted =
+        ir::is_default_domain(n.domain) && (n.op_type == "MatMul" || n.op_type == "Gemm" || n.op_type == "Conv");
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      auto it = only_weights.find(n.inputs[i]);
+      if (it == only_weights.end()) continue;
+      if (weighted && i > 0)
+        it->second.second = true;
+      else
+        it->second.first = false;
+    }
+    for (const auto& a : n.attributes)
+      if (a.g || !a.graphs.empty()) return {};  // subgraphs may read any input: leave such models alone
+  }
+  for (const auto& o : g.outputs)
+    if (auto it = only_weights.find(o.name); it != only_weights.end()) it->second.first = false;
+  std::set<std::string> names;
+  for (const auto& [name, readers] : only_weights)
+    if (readers.first && readers.second) names.insert(name);
+  return names;
 }
 
 }  // namespace
@@ -140,14 +221,25 @@ CaseResult run_case(const std::string& dir, const std::string& id, const Options
   r.id = id;
   auto start = std::chrono::steady_clock::now();
   try {
-    ir::Model model = onnx_io::load_model((fs::path(dir) / "model.onnx").string());
+    const std::string model_path = (fs::path(dir) / "model.onnx").string();
+    ir::Model model = onnx_io::load_model(model_path);
     std::set<std::string> ops;
     for (const auto& n : model.graph.nodes) ops.insert(n.op_type);
     r.ops.assign(ops.begin(), ops.end());
+    // The inputs a test data set feeds, in order: the graph's inputs that are not initializers.
+    std::vector<ir::ValueInfo> inputs;
+    for (const auto& v : model.graph.inputs)
+      if (!model.graph.initializers.count(v.name)) inputs.push_back(v);
+    const std::set<std::string> weights = options.fast_kernels ? weight_inputs(model.graph) : std::set<std::string>{};
     runtime::SessionOptions so;
     so.verify_inference = true;
-    runtime::Session session(std::move(model), so);
-    const auto& g = session.model().graph;
+    so.fast_kernels = options.fast_kernels;
+    // One session for every data set, unless weights are bound per set (then one per set).
+    std::optional<runtime::Session> shared;
+    if (weights.empty()) {
+      shared.emplace(std::move(model), so);
+      r.fast_nodes = shared->fast_kernel_count();
+    }
 
     std::vector<fs::path> sets;
     for (const auto& e : fs::directory_iterator(dir))
@@ -156,7 +248,6 @@ CaseResult run_case(const std::string& dir, const std::string& id, const Options
     if (sets.empty()) fail("no test_data_set_* folder");
     for (const auto& set : sets) {
       std::unordered_map<std::string, ir::Datum> feeds;
-      const auto& inputs = session.inputs();
       for (size_t i = 0;; ++i) {
         fs::path p = set / ("input_" + std::to_string(i) + ".pb");
         if (!fs::exists(p)) break;
@@ -164,6 +255,20 @@ CaseResult run_case(const std::string& dir, const std::string& id, const Options
         feeds[inputs[i].name] =
             as_declared_bfloat16(onnx_io::load_datum_pb(p.string(), inputs[i].type), inputs[i].type);
       }
+      std::optional<runtime::Session> own;
+      if (!shared) {
+        ir::Model bound = onnx_io::load_model(model_path);
+        for (const auto& name : weights) {
+          auto it = feeds.find(name);
+          if (it == feeds.end() || !it->second.is_tensor()) continue;
+          bound.graph.initializers[name] = it->second.tensor;
+          feeds.erase(it);
+        }
+        own.emplace(std::move(bound), so);
+        r.fast_nodes = std::max(r.fast_nodes, own->fast_kernel_count());
+      }
+      const runtime::Session& session = shared ? *shared : *own;
+      const auto& g = session.model().graph;
       std::vector<ir::Datum> outs = session.run(feeds);
       for (size_t i = 0; i < g.outputs.size(); ++i) {
         fs::path p = set / ("output_" + std::to_string(i) + ".pb");
@@ -193,12 +298,13 @@ CaseResult run_case(const std::string& dir, const std::string& id, const Options
 
 namespace {
 
-// A child's result travels over a pipe as: status char, '\n', ops joined by ' ', '\n', reason.
+// A child's result travels over a pipe as: status char, '\n', seconds, ' ', fast nodes, '\n', ops joined
+// by ' ', '\n', reason.
 std::string encode(const CaseResult& r) {
   std::string ops;
   for (const auto& o : r.ops) ops += (ops.empty() ? "" : " ") + o;
-  return std::string(1, static_cast<char>('0' + static_cast<int>(r.status))) + "\n" + std::to_string(r.seconds) + "\n" +
-         ops + "\n" + r.reason;
+  return std::string(1, static_cast<char>('0' + static_cast<int>(r.status))) + "\n" + std::to_string(r.seconds) + " " +
+         std::to_string(r.fast_nodes) + "\n" + ops + "\n" + r.reason;
 }
 
 CaseResult decode(const std::string& id, const std::string& s) {
@@ -210,7 +316,10 @@ CaseResult decode(const std::string& id, const std::string& s) {
     return r;
   }
   r.status = static_cast<Status>(s[0] - '0');
-  r.seconds = std::atof(s.substr(a + 1, b - a - 1).c_str());
+  std::string times = s.substr(a + 1, b - a - 1);
+  r.seconds = std::atof(times.c_str());
+  if (size_t sp = times.find(' '); sp != std::string::npos)
+    r.fast_nodes = static_cast<size_t>(std::atoll(times.c_str() + sp + 1));
   std::string ops = s.substr(b + 1, c - b - 1);
   for (size_t p = 0; p < ops.size();) {
     size_t q = ops.find(' ', p);

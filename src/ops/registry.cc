@@ -2,6 +2,10 @@
 
 namespace kiln::ops {
 
+namespace ml {
+void register_ops(OpRegistry& r);  // kernels/reference/ml.cc: the ai.onnx.ml ops kiln covers
+}  // namespace ml
+
 namespace {
 std::string canonical_domain(const std::string& d) { return ir::is_default_domain(d) ? "" : d; }
 }  // namespace
@@ -19,6 +23,7 @@ const OpRegistry& OpRegistry::instance() {
     register_control_flow_ops(r);
     register_sequence_ops(r);
     register_contrib_ops(r);
+    ml::register_ops(r);
     return r;
   }();
   return registry;

@@ -24,8 +24,12 @@ class OpRegistry {
   std::vector<OpDef> defs_;
 };
 
-// Highest ai.onnx opset kiln knows the semantics of; models importing a newer one are refused.
-inline constexpr int64_t kMaxOnnxOpset = 21;
+// Highest ai.onnx opset kiln knows the semantics of; models importing a newer one are refused. 27, ONNX
+// 1.22's (ONNX Runtime 1.31 stops at 26): opsets 22 to 25 changed existing ops only by the element types
+// they accept (kiln refuses the types it lacks: float8, int4, float4 ...) and Range (27) by its float16
+// compute type; they added Attention, RMSNormalization, RotaryEmbedding (23), Swish, TensorScatter (24),
+// BitCast, CumProd (26), LinearAttention and CausalConvWithState (27).
+inline constexpr int64_t kMaxOnnxOpset = 27;
 
 // One register function per op family, each in kernels/reference/<family>.cc.
 void register_elementwise_ops(OpRegistry& r);   // arithmetic, math, logic, comparison, activations, Cast

@@ -149,7 +149,8 @@ std::vector<ir::Datum> Session::run(const std::unordered_map<std::string, ir::Da
   for (const auto& [name, d] : feeds)
     if (d.is_tensor()) concrete[name] = ir::Type::tensor(d.tensor.dtype(), ir::Shape::of(d.tensor.shape()));
   InferredTypes inferred = infer_types(*model_, model_->graph, concrete, options_.limits);
-  Executor checked(*model_, options_.limits);
+  // With the options' kernels: the conformance runner checks the fast kernels this way too.
+  Executor checked(*model_, options_.limits, options_.fast_kernels);
   checked.set_observer([&](const ir::Node& n, std::span<const ir::Datum> outs) {
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       auto it = inferred.types.find(n.outputs[k]);

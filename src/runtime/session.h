@@ -18,7 +18,8 @@ namespace kiln::runtime {
 struct SessionOptions {
   ops::Limits limits;
   // After every node, check its outputs against the types inferred for this run's input shapes
-  // (the conformance runner turns this on: inference must never disagree with execution).
+  // (the conformance runner turns this on: inference must never disagree with execution). The check
+  // runs with the kernels fast_kernels picks, so fast kernels are held to inference as well.
   bool verify_inference = false;
   // Graph passes applied when the session is created (passes/optimizer.h); kNone runs the model as given.
   passes::Level optimization = passes::Level::kAll;

@@ -184,6 +184,17 @@ class GeluKernel : public FastKernel {
   GeluKind kind_;
 };
 
+std::unique_ptr<FastKernel> make_gelu(GeluKind kind) { return std::make_unique<GeluKernel>(kind); }
+
+// ONNX Gelu (opset 20): approximate "none" is the erf form, "tanh" the tanh form; one input, no bias.
+std::unique_ptr<FastKernel> make_onnx_gelu(const ir::Node& n, const ir::Graph&, int64_t opset) {
+  if (n.inputs.size() != 1) return nullptr;
+  std::string approximate = ops::NodeView(n, opset).attr_string("approximate", "none");
+  if (approximate == "none") return make_gelu(GeluKind::kErf);
+  if (approximate == "tanh") return make_gelu(GeluKind::kTanh);
+  return nullptr;  // the reference kernel refuses it with its message
+}
+
 // ---- Softmax -------------------------------------------------------------------------------------------
 
 // ONNX Softmax over the last axis: opset 13's per-axis softmax, or an older opset's softmax over the
@@ -215,25 +226,45 @@ class SoftmaxKernel : public FastKernel {
   int64_t axis_;
 };
 
+std::unique_ptr<FastKernel> make_softmax(const ir::Node& n, const ir::Graph&, int64_t opset) {
+  return std::make_unique<SoftmaxKernel>(ops::NodeView(n, opset).attr_int("axis", opset >= 13 ? -1 : 1));
+}
+
 }  // namespace
 
 std::unique_ptr<FastKernel> make_fast_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
-  if (ir::is_default_domain(n.domain)) {
-    if (n.op_type == "MatMul") return make_matmul(n, g);
-    if (n.op_type == "Gemm") return make_gemm(n, g, opset);
-    if (n.op_type == "LayerNormalization") return make_layer_norm(n, opset, false);
-    if (n.op_type == "Conv") return make_conv_kernel(n, g, opset);
-    if (n.op_type == "MaxPool" || n.op_type == "GlobalAveragePool") return make_pool_kernel(n, opset);
-    if (n.op_type == "Softmax")
-      return std::make_unique<SoftmaxKernel>(ops::NodeView(n, opset).attr_int("axis", opset >= 13 ? -1 : 1));
-    return nullptr;
-  }
-  if (n.op_type == "FusedConv") return make_conv_kernel(n, g, opset);  // com.microsoft and ai.kiln
-  if (n.domain != kMs) return nullptr;
-  if (n.op_type == "Attention") return make_attention_kernel(n, g, opset);
-  if (n.op_type == "SkipLayerNormalization") return make_layer_norm(n, opset, true);
-  if (n.op_type == "Gelu" || n.op_type == "BiasGelu") return std::make_unique<GeluKernel>(GeluKind::kErf);
-  if (n.op_type == "FastGelu") return std::make_unique<GeluKernel>(GeluKind::kTanh);
+  // The one list of fast kernels: (domain, op) -> its factory, which may still decline the node
+  // (nullptr) for attributes or constants it does not cover. FusedConv is declared in com.microsoft
+  // and in ai.kiln, one kernel for both.
+  using Factory = std::unique_ptr<FastKernel> (*)(const ir::Node&, const ir::Graph&, int64_t);
+  struct Entry {
+    const char* domain;  // "" : ai.onnx
+    const char* op;
+    Factory make;
+  };
+  static const Entry kTable[] = {
+      {"", "MatMul", [](const ir::Node& n, const ir::Graph& g, int64_t) { return make_matmul(n, g); }},
+      {"", "Gemm", make_gemm},
+      {"", "Conv", make_conv_kernel},
+      {kMs, "FusedConv", make_conv_kernel},
+      {"ai.kiln", "FusedConv", make_conv_kernel},
+      {kMs, "Attention", make_attention_kernel},
+      {"", "LayerNormalization",
+       [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_layer_norm(n, opset, false); }},
+      {kMs, "SkipLayerNormalization",
+       [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_layer_norm(n, opset, true); }},
+      {"", "Gelu", make_onnx_gelu},
+      {kMs, "Gelu", [](const ir::Node&, const ir::Graph&, int64_t) { return make_gelu(GeluKind::kErf); }},
+      {kMs, "BiasGelu", [](const ir::Node&, const ir::Graph&, int64_t) { return make_gelu(GeluKind::kErf); }},
+      {kMs, "FastGelu", [](const ir::Node&, const ir::Graph&, int64_t) { return make_gelu(GeluKind::kTanh); }},
+      {"", "Softmax", make_softmax},
+      {"", "MaxPool", [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_pool_kernel(n, opset); }},
+      {"", "GlobalAveragePool",
+       [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_pool_kernel(n, opset); }},
+  };
+  const bool onnx = ir::is_default_domain(n.domain);
+  for (const Entry& e : kTable)
+    if (n.op_type == e.op && (onnx ? *e.domain == '\0' : n.domain == e.domain)) return e.make(n, g, opset);
   return nullptr;
 }
 

@@ -6,13 +6,15 @@
 //   com.microsoft.Attention (packed QKV)         -> packed QKV projection, then per (batch, head) the
 //                                                   scores, masked softmax and x V, heads in parallel
 //   LayerNormalization, SkipLayerNormalization   -> vector_kernels layer_norm_f32
-//   Gelu, FastGelu, BiasGelu                     -> vector_kernels gelu_f32
+//   Gelu (ONNX 20 and com.microsoft), FastGelu,  -> vector_kernels gelu_f32
+//   BiasGelu
 //   Conv / FusedConv with float32 initializer W  -> oneDNN convolution, W packed once (PackedConv)
 //   MaxPool (2-D, no Indices), GlobalAveragePool -> pool_kernel.cc
 //
 // A fast kernel checks the call (element types, shapes, which optional outputs are read) before it
 // touches anything, and declines what it does not cover; the reference kernel then runs, so a fast
-// kernel never changes what a model can do, only how fast the common cases go.
+// kernel never changes what a model can do, only how fast the common cases go. The (domain, op) ->
+// factory table is make_fast_kernel's, in fast_kernels.cc.
 #pragma once
 
 #include <memory>

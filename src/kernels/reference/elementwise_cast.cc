@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/reference/elementwise_util.h"
 
@@ -235,11 +236,36 @@ void infer_cast_like(InferenceContext& ctx) {
   ctx.set_output(0, to, ctx.input_type(0).shape);
 }
 
+// BitCast (opset 26): the same bits read as another element type of the same width.
+ir::DType bitcast_target(const NodeView& node, ir::DType from) {
+  ir::DType to = dtype_of_code(node, node.attr_int("to"));
+  if (to == ir::DType::kString || from == ir::DType::kString) node.fail("BitCast from or to string is not supported");
+  if (from != ir::DType::kUndefined && ir::dtype_size(from) != ir::dtype_size(to))
+    node.fail("BitCast needs types of one width: ", from, " is ", 8 * ir::dtype_size(from), " bits, ", to, " is ",
+              8 * ir::dtype_size(to));
+  return to;
+}
+
+void infer_bitcast(InferenceContext& ctx) {
+  const ir::Type& x = ctx.input_type(0);
+  ctx.set_output(0, bitcast_target(ctx, x.dtype), x.shape);
+}
+
+void bitcast_kernel(KernelContext& ctx) {
+  const ir::Tensor& x = ctx.input(0);
+  ir::Tensor y = ctx.make_tensor(bitcast_target(ctx, x.dtype()), x.shape());
+  if (x.numel() > 0) std::memcpy(y.raw(), x.raw(), static_cast<size_t>(x.numel()) * ir::dtype_size(x.dtype()));
+  if (y.dtype() == ir::DType::kBool)  // a bool is 0 or 1: normalize any other byte
+    for (int64_t i = 0; i < y.numel(); ++i) y.data<bool>()[i] = reinterpret_cast<const uint8_t*>(x.raw())[i] != 0;
+  ctx.set_output(0, std::move(y));
+}
+
 }  // namespace
 
 void register_cast_ops(OpRegistry& r) {
   r.add(onnx_op("Cast", 1, infer_cast, cast_kernel));
   r.add(onnx_op("CastLike", 15, infer_cast_like, cast_like_kernel));
+  r.add(onnx_op("BitCast", 26, infer_bitcast, bitcast_kernel));
 }
 
 }  // namespace kiln::ops::elementwise

@@ -322,6 +322,13 @@ void register_unary_ops(OpRegistry& r) {
                   if (y > C(1)) y = C(1);
                   return x * y;
                 })));
+  r.add(onnx_op("Swish", 24, floats, [](KernelContext& ctx) {  // x * sigmoid(alpha * x)
+    float alpha = ctx.attr_float("alpha", 1.0f);
+    unary_float(ctx, [alpha](auto x) {
+      using C = decltype(x);
+      return x / (C(1) + std::exp(-C(alpha) * x));
+    });
+  }));
   r.add(onnx_op("LeakyRelu", 1, floats, [](KernelContext& ctx) {
     float alpha = ctx.attr_float("alpha", 0.01f);
     unary_float(ctx, [alpha](auto x) {

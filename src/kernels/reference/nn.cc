@@ -4,6 +4,10 @@
 
 namespace kiln::ops {
 
+namespace onnx_attention {
+void register_ops(OpRegistry& r);  // nn_attention.cc: Attention, RotaryEmbedding (opset 23)
+}  // namespace onnx_attention
+
 void register_nn_ops(OpRegistry& r) {
   nn::register_matmul_ops(r);
   nn::register_conv_ops(r);
@@ -16,6 +20,7 @@ void register_nn_ops(OpRegistry& r) {
   void register_deform_conv_ops(OpRegistry&);  // nn_deform_conv.cc: DeformConv
   register_affine_grid_ops(r);
   register_deform_conv_ops(r);
+  onnx_attention::register_ops(r);
 }
 
 }  // namespace kiln::ops

@@ -161,7 +161,8 @@ void run_grid_sample(KernelContext& ctx) {
         double nx = g[nsp - 1 - i];
         double len = static_cast<double>(dims[i]);
         double v = spec.align_corners ? (nx + 1) / 2 * (len - 1) : ((nx + 1) * len - 1) / 2;
-        if (spec.mode == GridMode::kNearest) v = nsp == 3 ? std::round(v) : std::nearbyint(v);
+        // Ties to even in every rank, as PyTorch and ONNX's reference (np.rint) do since ONNX 1.16.
+        if (spec.mode == GridMode::kNearest) v = std::nearbyint(v);
         if (v < lo[i] || v > hi[i]) {
           if (spec.padding == Padding::kBorder)
             v = std::clamp(v, 0.0, len - 1);

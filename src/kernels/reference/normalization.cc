@@ -1,4 +1,4 @@
-// Normalizations: LayerNormalization, BatchNormalization, InstanceNormalization, GroupNormalization,
+// Normalizations: LayerNormalization, RMSNormalization, BatchNormalization, InstanceNormalization, GroupNormalization,
 // LpNormalization, LRN and MeanVarianceNormalization. Statistics are computed in double with two passes
 // (mean, then the mean of squared deviations), which is at least as accurate as the ONNX reference's
 // float32 and E[x^2] - E[x]^2 formulas; outputs are rounded once on store.
@@ -99,15 +99,27 @@ std::vector<int64_t> param_offsets(const KernelContext& ctx, const ir::Tensor& p
   return broadcast_offsets(p.shape(), x_shape);
 }
 
+// LayerNormalization's and RMSNormalization's rows: X viewed as [outer, inner] at `axis`.
+struct NormRows {
+  int64_t axis = 0, outer = 1, inner = 1;
+  double epsilon = 1e-5;
+};
+
+NormRows norm_rows(KernelContext& ctx, const ir::Tensor& x) {
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  if (rank == 0) ctx.fail("input must have rank >= 1");
+  NormRows r;
+  r.axis = normalize_axis(ctx, ctx.attr_int("axis", -1), rank);
+  r.epsilon = ctx.attr_float("epsilon", 1e-5f);
+  r.outer = product(x.shape(), 0, static_cast<size_t>(r.axis));
+  r.inner = product(x.shape(), static_cast<size_t>(r.axis), x.rank());
+  return r;
+}
+
 void layer_norm_kernel(KernelContext& ctx) {
   const ir::Tensor& x = ctx.input(0);
-  int64_t rank = static_cast<int64_t>(x.rank());
-  if (rank == 0) ctx.fail("input must have rank >= 1");
-  int64_t axis = normalize_axis(ctx, ctx.attr_int("axis", -1), rank);
-  double epsilon = ctx.attr_float("epsilon", 1e-5f);
+  const auto [axis, outer, inner, epsilon] = norm_rows(ctx, x);
   ir::DType stash = stash_dtype(ctx);
-  int64_t outer = product(x.shape(), 0, static_cast<size_t>(axis));
-  int64_t inner = product(x.shape(), static_cast<size_t>(axis), x.rank());
 
   const ir::Tensor& scale_t = ctx.input(1);
   std::vector<double> scale = to_doubles(scale_t);
@@ -323,7 +335,8 @@ void group_norm_kernel(KernelContext& ctx) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// LpNormalization: x / ||x||_p along `axis` (p is 1 or 2); a zero vector gives NaN, as in the reference.
+// LpNormalization: x / ||x||_p along `axis` (p is 1 or 2); a zero vector stays zero, as in ONNX's
+// reference since 1.16 and ONNX Runtime (not 0 / 0 = NaN).
 
 void infer_lp_norm(InferenceContext& ctx) {
   const ir::Type& x = ctx.input_type(0);
@@ -360,7 +373,7 @@ void lp_norm_kernel(KernelContext& ctx) {
         }
         if (p == 2) norm = std::sqrt(norm);
         for (int64_t j = 0; j < len; ++j)
-          out[base + j * inner] = from_double<T>(static_cast<double>(in[base + j * inner]) / norm);
+          out[base + j * inner] = from_double<T>(norm == 0 ? 0.0 : static_cast<double>(in[base + j * inner]) / norm);
       }
   });
   ctx.set_output(0, std::move(y));
@@ -479,12 +492,53 @@ void mvn_kernel(KernelContext& ctx) {
   ctx.set_output(0, std::move(y));
 }
 
+// ---------------------------------------------------------------------------------------------------
+// RMSNormalization (opset 23): X / sqrt(mean(X^2 over dims [axis, rank)) + epsilon) * Scale, Scale
+// broadcast to X.
+
+void infer_rms_norm(InferenceContext& ctx) {
+  const ir::Type& x = ctx.input_type(0);
+  ctx.set_output_type(0, x);
+  stash_dtype(ctx);
+  if (x.shape) {
+    int64_t rank = static_cast<int64_t>(x.shape->rank());
+    if (rank == 0) ctx.fail("input must have rank >= 1");
+    normalize_axis(ctx, ctx.attr_int("axis", -1), rank);
+  }
+}
+
+void rms_norm_kernel(KernelContext& ctx) {
+  const ir::Tensor& x = ctx.input(0);
+  const auto [axis, outer, inner, epsilon] = norm_rows(ctx, x);
+  stash_dtype(ctx);
+  const ir::Tensor& scale_t = ctx.input(1);
+  std::vector<double> scale = to_doubles(scale_t);
+  std::vector<int64_t> scale_off = param_offsets(ctx, scale_t, "Scale", x.shape());
+  ir::Tensor y = ctx.make_tensor(x.dtype(), x.shape());
+  ir::visit_float_dtype(x.dtype(), [&]<class T>() {
+    const T* in = x.data<T>();
+    T* out = y.data<T>();
+    for (int64_t o = 0; o < outer; ++o) {
+      const T* row = in + o * inner;
+      double sq = 0;
+      for (int64_t j = 0; j < inner; ++j) sq += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+      double inv = 1.0 / std::sqrt(sq / static_cast<double>(inner) + epsilon);
+      for (int64_t j = 0; j < inner; ++j) {
+        size_t e = static_cast<size_t>(o * inner + j);
+        out[e] = from_double<T>(static_cast<double>(row[j]) * inv * scale[static_cast<size_t>(scale_off[e])]);
+      }
+    }
+  });
+  ctx.set_output(0, std::move(y));
+}
+
 }  // namespace
 
 void register_normalization_ops(OpRegistry& r) {
   // From opset 1, not 17: ONNX Runtime registers LayerNormalization in the onnx domain as a contrib op
   // from version 1 and its optimizer writes it into older models (opset 14); the semantics are the same.
   r.add(OpDef{"", "LayerNormalization", 1, kMaxOnnxOpset, infer_layer_norm, layer_norm_kernel});
+  r.add(OpDef{"", "RMSNormalization", 23, kMaxOnnxOpset, infer_rms_norm, rms_norm_kernel});
   r.add(OpDef{"", "BatchNormalization", 1, kMaxOnnxOpset, infer_batch_norm, batch_norm_kernel});
   r.add(OpDef{"", "InstanceNormalization", 1, kMaxOnnxOpset, infer_channel_norm, instance_norm_kernel});
   r.add(OpDef{"", "GroupNormalization", 18, kMaxOnnxOpset, infer_channel_norm, group_norm_kernel});

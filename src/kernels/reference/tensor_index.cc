@@ -1,8 +1,10 @@
 // Ops that pick, place or order elements by index or value: Gather, GatherElements, GatherND, Scatter,
-// ScatterElements, ScatterND, NonZero, Compress, OneHot, TopK, Unique, CumSum.
+// ScatterElements, ScatterND, NonZero, Compress, OneHot, TopK, Unique, CumSum, CumProd.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
+#include <string>
 
 #include "kernels/reference/tensor_util.h"
 
@@ -703,9 +705,10 @@ void unique_infer(InferenceContext& ctx) {
   ctx.set_output(3, DType::kInt64, Shape({Dim()}));
 }
 
-// ---- CumSum ----
+// ---- CumSum, CumProd (opset 26) ----
 
-void cumsum_kernel(KernelContext& ctx) {
+template <bool kProduct>
+void cumulative_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   if (x.rank() == 0) ctx.fail("input must have rank 1 or more");
   auto axis =
@@ -723,15 +726,16 @@ void cumsum_kernel(KernelContext& ctx) {
       T* o = out.data<T>();
       for (int64_t r = 0; r < outer; ++r)
         for (int64_t c = 0; c < inner; ++c) {
-          T acc = static_cast<T>(0);
+          T acc = static_cast<T>(kProduct ? 1 : 0);
+          auto step = [&](T v) { return kProduct ? static_cast<T>(acc * v) : static_cast<T>(acc + v); };
           for (int64_t s = 0; s < dim; ++s) {
             int64_t i = reverse ? dim - 1 - s : s;
             int64_t off = (r * dim + i) * inner + c;
             if (exclusive) {
               o[off] = acc;
-              acc = static_cast<T>(acc + in[off]);
+              acc = step(in[off]);
             } else {
-              acc = static_cast<T>(acc + in[off]);
+              acc = step(in[off]);
               o[off] = acc;
             }
           }
@@ -745,6 +749,56 @@ void cumsum_infer(InferenceContext& ctx) {
   check_index_dtype(ctx, ctx.input_type(1).dtype, "axis");
   const ir::Type& in = ctx.input_type(0);
   ctx.set_output(0, in.dtype, in.shape);
+}
+
+// ---- TensorScatter (opset 24) ----
+// A KV-cache update: update's rows along `axis` are written into a copy of past_cache from
+// write_indices[batch] on (wrapping around the cache in mode "circular").
+
+void tensor_scatter_infer(InferenceContext& ctx) {
+  const ir::Type& past = ctx.input_type(0);
+  ctx.set_output(0, past.dtype, past.shape);
+}
+
+void tensor_scatter_kernel(KernelContext& ctx) {
+  const Tensor& past = ctx.input(0);
+  const Tensor& update = ctx.input(1);
+  std::string mode = ctx.attr_string("mode", "linear");
+  if (mode != "linear" && mode != "circular") ctx.fail("mode must be \"linear\" or \"circular\", got \"", mode, "\"");
+  if (past.rank() < 2) ctx.fail("past_cache must have rank >= 2, got ", ir::to_string(past.shape()));
+  if (update.dtype() != past.dtype()) ctx.fail("update is ", update.dtype(), ", past_cache ", past.dtype());
+  if (past.dtype() == DType::kString) ctx.fail("string tensors are not supported");
+  auto axis = static_cast<size_t>(normalize_axis(ctx, ctx.attr_int("axis", -2), static_cast<int64_t>(past.rank())));
+  if (axis == 0) ctx.fail("axis must not be the batch axis 0");
+  bool ok = update.rank() == past.rank();
+  for (size_t i = 0; ok && i < past.rank(); ++i)
+    ok = i == axis ? update.dim(i) <= past.dim(i) : update.dim(i) == past.dim(i);
+  if (!ok) ctx.fail("update ", ir::to_string(update.shape()), " does not fit past_cache ", ir::to_string(past.shape()));
+  const int64_t batch = past.dim(0), max_len = past.dim(axis), len = update.dim(axis);
+  std::vector<int64_t> write(static_cast<size_t>(batch), 0);
+  if (ctx.has_input(2)) {
+    const Tensor& w = ctx.input(2);
+    if (w.numel() != batch) ctx.fail("write_indices must have ", batch, " values, got ", ir::to_string(w.shape()));
+    for (int64_t b = 0; b < batch; ++b) write[static_cast<size_t>(b)] = w.as_int64(b);
+  }
+  int64_t outer = 1, inner = 1;  // dims between batch and axis; dims after axis
+  for (size_t d = 1; d < axis; ++d) outer *= past.dim(d);
+  for (size_t d = axis + 1; d < past.rank(); ++d) inner *= past.dim(d);
+  Tensor out = past.clone();
+  const size_t bytes = ir::dtype_size(past.dtype()) * static_cast<size_t>(inner);
+  auto* dst = static_cast<uint8_t*>(out.raw());
+  const auto* src = static_cast<const uint8_t*>(update.raw());
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t s = 0; s < len; ++s) {
+        int64_t pos = write[static_cast<size_t>(b)] + s;
+        if (mode == "circular") pos = ((pos % max_len) + max_len) % max_len;
+        if (pos < 0 || pos >= max_len)
+          ctx.fail("write index ", pos, " of batch ", b, " is outside the cache's ", max_len, " rows");
+        std::memcpy(dst + static_cast<size_t>((b * outer + o) * max_len + pos) * bytes,
+                    src + static_cast<size_t>((b * outer + o) * len + s) * bytes, bytes);
+      }
+  ctx.set_output(0, std::move(out));
 }
 
 }  // namespace
@@ -761,7 +815,9 @@ void register_index_ops(OpRegistry& r) {
   r.add(OpDef{"", "OneHot", 9, kMaxOnnxOpset, onehot_infer, onehot_kernel});
   r.add(OpDef{"", "TopK", 1, kMaxOnnxOpset, topk_infer, topk_kernel});
   r.add(OpDef{"", "Unique", 11, kMaxOnnxOpset, unique_infer, unique_kernel});
-  r.add(OpDef{"", "CumSum", 11, kMaxOnnxOpset, cumsum_infer, cumsum_kernel});
+  r.add(OpDef{"", "CumSum", 11, kMaxOnnxOpset, cumsum_infer, cumulative_kernel<false>});
+  r.add(OpDef{"", "TensorScatter", 24, kMaxOnnxOpset, tensor_scatter_infer, tensor_scatter_kernel});
+  r.add(OpDef{"", "CumProd", 26, kMaxOnnxOpset, cumsum_infer, cumulative_kernel<true>});
 }
 
 }  // namespace kiln::ops::tensor_detail

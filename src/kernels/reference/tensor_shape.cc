@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/reference/nn_common.h"
 #include "kernels/reference/tensor_util.h"
 
 namespace kiln::ops::tensor_detail {
@@ -482,7 +483,9 @@ void constant_of_shape_infer(InferenceContext& ctx) {
 
 // ---- Range ----
 
-bool range_dtype_ok(DType t) {
+// Opset 27 added float16 and bfloat16, computed in stash_type (float32 by default) and rounded on store.
+bool range_dtype_ok(const NodeView& node, DType t) {
+  if ((t == DType::kFloat16 || t == DType::kBFloat16) && node.opset() >= 27) return true;
   return t == DType::kFloat32 || t == DType::kFloat64 || t == DType::kInt16 || t == DType::kInt32 || t == DType::kInt64;
 }
 
@@ -494,7 +497,7 @@ int64_t range_count(const NodeView& node, const Tensor& start, const Tensor& lim
       node.fail("start, limit and delta must have one type, got ", ir::dtype_name(start.dtype()), " and ",
                 ir::dtype_name(t->dtype()));
   }
-  if (!range_dtype_ok(start.dtype())) node.fail("unsupported element type ", ir::dtype_name(start.dtype()));
+  if (!range_dtype_ok(node, start.dtype())) node.fail("unsupported element type ", ir::dtype_name(start.dtype()));
   constexpr double kMax = 9.2e18;
   if (ir::is_float(start.dtype())) {
     double s = start.as_double(0), l = limit.as_double(0), d = delta.as_double(0);
@@ -520,6 +523,19 @@ void range_kernel(KernelContext& ctx) {
   const Tensor &start = ctx.input(0), &limit = ctx.input(1), &delta = ctx.input(2);
   int64_t n = range_count(ctx, start, limit, delta);
   Tensor out = ctx.make_tensor(start.dtype(), {n});
+  if (start.dtype() == DType::kFloat16 || start.dtype() == DType::kBFloat16) {
+    const int64_t stash = ctx.attr_int("stash_type", 1);
+    if (stash != 1 && stash != 11) ctx.fail("stash_type must be 1 (float) or 11 (double), got ", stash);
+    std::vector<double> v(static_cast<size_t>(n));
+    double s = start.as_double(0), d = delta.as_double(0);
+    for (int64_t i = 0; i < n; ++i)
+      v[static_cast<size_t>(i)] =
+          stash == 1 ? static_cast<double>(static_cast<float>(s) + static_cast<float>(i) * static_cast<float>(d))
+                     : s + static_cast<double>(i) * d;
+    ops::nn::store_doubles(out, v.data());
+    ctx.set_output(0, out);
+    return;
+  }
   visit_numeric_dtype(start.dtype(), [&]<class T>() {
     T* o = out.data<T>();
     if constexpr (std::is_floating_point_v<T>) {
@@ -540,7 +556,7 @@ void range_infer(InferenceContext& ctx) {
     if (t != DType::kUndefined && u != DType::kUndefined && u != t)
       ctx.fail("start, limit and delta must have one type, got ", ir::dtype_name(t), " and ", ir::dtype_name(u));
   }
-  if (t != DType::kUndefined && !range_dtype_ok(t)) ctx.fail("unsupported element type ", ir::dtype_name(t));
+  if (t != DType::kUndefined && !range_dtype_ok(ctx, t)) ctx.fail("unsupported element type ", ir::dtype_name(t));
   const Tensor *s = ctx.input_value(0), *l = ctx.input_value(1), *d = ctx.input_value(2);
   if (s && l && d)
     ctx.set_output(0, t, Shape({Dim(range_count(ctx, *s, *l, *d))}));
