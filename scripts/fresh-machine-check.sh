@@ -85,10 +85,17 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "fresh-machine-check: needs root (debootstrap, mount, chroot); run it with sudo" >&2
   exit 2
 fi
-WORK=$(mkdir -p "$WORK" && cd "$WORK" && pwd)
+# The physical path (pwd -P): the unmount and kill logic compares it with /proc's, which never holds
+# symlinks; a logical path through one would find no mount and let rm -rf meet the host's /dev.
+WORK=$(mkdir -p "$WORK" && cd "$WORK" && pwd -P)
+if [ "$WORK" = / ]; then
+  echo "fresh-machine-check: --dir / would put the chroot at /root: choose a folder of its own" >&2
+  exit 2
+fi
 exec 9>"$WORK/.lock"
 flock -n 9 || { echo "fresh-machine-check: another check is using $WORK (--dir to use another folder)" >&2; exit 2; }
 ROOT=$WORK/root
+MARKER=.kiln-fresh-check-root
 CACHE=$WORK/cache
 ARCH=$(dpkg --print-architecture)
 TARBALL=$CACHE/$SUITE-minbase-$ARCH.tar.gz
@@ -163,6 +170,8 @@ unmount_all() {
 # Removes the chroot, never while anything is mounted under it (that would delete the host's /dev).
 remove_root() {
   [ -e "$ROOT" ] || return 0
+  # Only a folder this script unpacked (it leaves a marker there) is ever removed.
+  [ -e "$ROOT/$MARKER" ] || { echo "fresh-machine-check: not removing $ROOT: no $MARKER in it, not made here" >&2; return 1; }
   unmount_all || { echo "fresh-machine-check: not removing $ROOT while mounts remain" >&2; return 1; }
   rm -rf --one-file-system "$ROOT"
 }
@@ -250,6 +259,7 @@ fi
 
 phase "unpack the pristine root"
 mkdir -p "$ROOT"
+touch "$ROOT/$MARKER"
 tar -C "$ROOT" --numeric-owner --xattrs -xzf "$TARBALL"
 echo "fresh root at $ROOT ($(du -sh --one-file-system "$ROOT" | cut -f1)) from $TARBALL"
 

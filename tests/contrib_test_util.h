@@ -96,6 +96,8 @@ class TestGraph {
     model_.opset_imports["com.microsoft"] = 1;
   }
 
+  void import_opset(const std::string& domain, int64_t version) { model_.opset_imports[domain] = version; }
+
   std::string input(const std::string& name, const ir::Tensor& value) {
     model_.graph.inputs.push_back({name, ir::Type::tensor(value.dtype(), ir::Shape::of(value.shape())), ""});
     feeds_[name] = value;

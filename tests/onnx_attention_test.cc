@@ -91,5 +91,18 @@ TEST(OnnxAttention, RefusesHeadCountsThatDoNotDivide) {
   EXPECT_NE(testing::contrib::error_of(g).find("not a multiple"), std::string::npos) << testing::contrib::error_of(g);
 }
 
+// 4-D K and V carry their own head count, which may be 0: one error, not a division by zero.
+TEST(OnnxAttention, RefusesKeysWithNoHeads) {
+  Random rng(26);
+  TestGraph g(23);
+  g.input("q", rng.floats({1, 2, 3, 4}));
+  g.input("k", rng.floats({1, 0, 3, 4}));
+  g.input("v", rng.floats({1, 0, 3, 4}));
+  g.node("Attention", {"q", "k", "v"}, {"y"}, {});
+  g.output("y");
+  const std::string error = testing::contrib::error_of(g);
+  EXPECT_NE(error.find("0 heads"), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace kiln

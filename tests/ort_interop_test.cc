@@ -158,6 +158,37 @@ TEST(OrtInterop, NpyExchangeKeepsEveryDtype) {
   }
 }
 
+// Both peers name output files by the graph's output names, even where a tensor has two (OpenVINO merges
+// an Identity's input and output names), and find input files under kiln's file-name rule, which works
+// on the UTF-8 bytes ("xé" is x__.npy).
+TEST(OrtInterop, PeersUseTheGraphsNamesAndKilnsFileNames) {
+  ASSERT_ORT_AVAILABLE();
+  TempDir dir("kiln_peer_names");
+  onnx::ModelProto m = new_model(17);
+  auto* g = m.mutable_graph();
+  add_input(g, "x\xc3\xa9", onnx::TensorProto::FLOAT, {2});
+  add_node(g, "Relu", {"x\xc3\xa9"}, {"a"}, "relu");
+  add_node(g, "Identity", {"a"}, {"y"}, "id");
+  add_output(g, "y", onnx::TensorProto::FLOAT, {2});
+  save(m, dir.file("m.onnx"));
+  fs::create_directories(dir.path() / "in");
+  ir::Tensor x(ir::DType::kFloat32, {2});
+  x.data<float>()[0] = -1.0f;
+  x.data<float>()[1] = 2.0f;
+  io::write_npy((dir.path() / "in" / (io::npy_file_stem("x\xc3\xa9") + ".npy")).string(), x);
+  for (const char* engine : {"ort", "openvino-f32"}) {
+    SCOPED_TRACE(engine);
+    const std::string out = dir.file(std::string("out-") + engine);
+    run_ort_checked(dir.file("m.onnx"), dir.file("in"), out, "all", engine);
+    EXPECT_EQ(npy_stems(out), std::vector<std::string>{"y"});
+    if (fs::exists(out + "/y.npy")) {
+      ir::Tensor y = io::read_npy(out + "/y.npy");
+      EXPECT_EQ(y.data<float>()[0], 0.0f);
+      EXPECT_EQ(y.data<float>()[1], 2.0f);
+    }
+  }
+}
+
 void expect_one_line_error(const OrtRun& r, const std::string& part) {
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_EQ(r.err.rfind("ort: error: ", 0), 0u) << r.err;

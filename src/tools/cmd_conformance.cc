@@ -58,6 +58,9 @@ std::map<std::string, std::string> read_known_failures(const std::string& path) 
 
 int run(const ConformanceArgs& args) {
   conformance::Options o = args.options;
+  // Read before the run, so that a mistyped path fails at once rather than after every case.
+  std::map<std::string, std::string> known;
+  if (!args.known_failures_file.empty()) known = read_known_failures(args.known_failures_file);
   if (!args.suite.empty()) o.root = conformance::suite_root(args.suite);
   if (!args.dir.empty()) o.root = args.dir;
   if (o.jobs <= 0) o.jobs = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
@@ -133,7 +136,6 @@ int run(const ConformanceArgs& args) {
     }
   }
   if (!args.known_failures_file.empty()) {
-    std::map<std::string, std::string> known = read_known_failures(args.known_failures_file);
     int unexplained = 0;
     for (const auto& r : results)
       if (r.status != conformance::Status::kPass && !known.count(r.id)) {
@@ -160,14 +162,16 @@ Command conformance_command() {
   return {[args](CLI::App& app) {
             auto* c = app.add_subcommand(
                 "conformance", "Run ONNX's backend test cases through the reference runtime (or the fast kernels)");
-            c->add_option("dir", args->dir,
-                          "Folder of test cases, or of suites (node, pytorch-converted, pytorch-operator, simple)")
-                ->capture_default_str();
+            auto* dir = c->add_option("dir", args->dir,
+                                      "Folder of test cases, or of suites (node, pytorch-converted, pytorch-operator, "
+                                      "simple)")
+                            ->capture_default_str();
             args->options.root = "/usr/share/libonnx-testdata/data";
             c->add_option("--suite", args->suite,
                           "A known copy of ONNX's suite instead of dir: libonnx-testdata (the default data, ONNX "
                           "1.12) or onnx-1.22 (the onnx wheel's test data in benchmarks/peers/.venv, `make peers`)")
-                ->check(CLI::IsMember({conformance::kSuiteLibonnxTestdata, conformance::kSuiteOnnx122}));
+                ->check(CLI::IsMember({conformance::kSuiteLibonnxTestdata, conformance::kSuiteOnnx122}))
+                ->excludes(dir);
             c->add_flag("--fast-kernels", args->options.fast_kernels,
                         "Run with the fast kernels on where they cover a node (default: reference kernels only)");
             c->add_option("--filter", args->options.filter, "Only cases whose id (suite/test_name) matches this regex");

@@ -287,7 +287,14 @@ Forest read_forest(const NodeView& node) {
     check_index(f.false_ids[i], f.false_leafs[i] ? f.leaf_weights.size() : n, "node");
     check_index(f.features[i], std::numeric_limits<size_t>::max(), "feature");
   }
-  for (int64_t r : f.roots) check_index(r, n, "tree root");
+  for (int64_t r : f.roots) {
+    check_index(r, n, "tree root");
+    // A root whose both branches are the same leaf is a tree that is a single leaf: ONNX's reference reads
+    // the leaf arrays at the root's own index, which must then be a leaf too.
+    const auto ri = static_cast<size_t>(r);
+    if (f.true_leafs[ri] && f.false_leafs[ri] && f.true_ids[ri] == f.false_ids[ri])
+      check_index(r, f.leaf_weights.size(), "single-leaf tree root (as a leaf)");
+  }
   return f;
 }
 

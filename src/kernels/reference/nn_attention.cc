@@ -272,7 +272,9 @@ void attention_kernel(KernelContext& ctx) {
   std::vector<double> y(static_cast<size_t>(B * Hq * Sq * Dv)), qk_out;
   if (ctx.has_output(3)) qk_out.resize(static_cast<size_t>(B * Hq * Sq * T));
   std::vector<double> raw(static_cast<size_t>(T)), biased(static_cast<size_t>(T));
-  const int64_t group = Hq / Hkv;
+  // K and V may come with 0 heads (4-D inputs carry their own count): refuse rather than divide by it.
+  if (Hq > 0 && (Hkv <= 0 || Hq % Hkv != 0)) ctx.fail("K and V have ", Hkv, " heads, which do not divide Q's ", Hq);
+  const int64_t group = Hkv > 0 ? Hq / Hkv : 1;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < Hq; ++h) {
       const int64_t kh = h / group;
@@ -521,7 +523,9 @@ void linear_attention_kernel(KernelContext& ctx) {
   }
   const double scale_attr = ctx.attr_float("scale", 0.0f);
   const double scale = scale_attr == 0 ? 1.0 / std::sqrt(static_cast<double>(Dk)) : scale_attr;
-  const int64_t group = Hq / Hkv;
+  // K and V may come with 0 heads (4-D inputs carry their own count): refuse rather than divide by it.
+  if (Hq > 0 && (Hkv <= 0 || Hq % Hkv != 0)) ctx.fail("K and V have ", Hkv, " heads, which do not divide Q's ", Hq);
+  const int64_t group = Hkv > 0 ? Hq / Hkv : 1;
   std::vector<double> out(static_cast<size_t>(B * T * Hq * Dv)), vt(static_cast<size_t>(Dv));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
@@ -695,7 +699,9 @@ void flex_attention_kernel(KernelContext& ctx) {
   const double scale = ctx.has_attr("scale") ? ctx.attr_float("scale") : 1.0 / std::sqrt(static_cast<double>(E));
   const ir::DType compute = flex_compute_dtype(ctx, q_t.dtype());
   const std::vector<double> q = to_doubles(q_t), k = to_doubles(k_t), v = to_doubles(v_t);
-  const int64_t group = Hq / Hkv;
+  // K and V may come with 0 heads (4-D inputs carry their own count): refuse rather than divide by it.
+  if (Hq > 0 && (Hkv <= 0 || Hq % Hkv != 0)) ctx.fail("K and V have ", Hkv, " heads, which do not divide Q's ", Hq);
+  const int64_t group = Hkv > 0 ? Hq / Hkv : 1;
   const std::vector<int64_t> score_shape{B, Hq, L, S};
   std::vector<double> p(static_cast<size_t>(B * Hq * L * S));
   for (int64_t b = 0; b < B; ++b)
