@@ -177,7 +177,7 @@ ir::Datum as_declared_bfloat16(ir::Datum d, const ir::Type& declared) {
 }
 
 bool is_unsupported_message(const std::string& m) {
-  // "unknown elem_type": an element type kiln's IR lacks (float8, int4, int2, float4 ...), refused on import.
+  // "unknown elem_type": an element type code kiln's IR lacks (one newer than ONNX 1.22's), refused on import.
   return m.find("unsupported") != std::string::npos || m.find("not supported") != std::string::npos ||
          m.find("unknown domain") != std::string::npos || m.find("unknown elem_type") != std::string::npos;
 }

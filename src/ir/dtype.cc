@@ -29,6 +29,16 @@ constexpr DTypeInfo kDTypes[] = {
     {DType::kComplex64, 8, "complex64", "complex64"},
     {DType::kComplex128, 16, "complex128", "complex128"},
     {DType::kBFloat16, 2, "bfloat16", "bfloat16"},
+    {DType::kFloat8E4M3FN, 1, "float8e4m3fn", "float8e4m3fn"},
+    {DType::kFloat8E4M3FNUZ, 1, "float8e4m3fnuz", "float8e4m3fnuz"},
+    {DType::kFloat8E5M2, 1, "float8e5m2", "float8e5m2"},
+    {DType::kFloat8E5M2FNUZ, 1, "float8e5m2fnuz", "float8e5m2fnuz"},
+    {DType::kUInt4, 1, "uint4", "uint4"},
+    {DType::kInt4, 1, "int4", "int4"},
+    {DType::kFloat4E2M1, 1, "float4e2m1", "float4e2m1"},
+    {DType::kFloat8E8M0, 1, "float8e8m0", "float8e8m0"},
+    {DType::kUInt2, 1, "uint2", "uint2"},
+    {DType::kInt2, 1, "int2", "int2"},
 };
 
 const DTypeInfo* find(DType t) {
@@ -38,13 +48,10 @@ const DTypeInfo* find(DType t) {
 }
 }  // namespace
 
-bool dtype_is_valid(int32_t code) { return code >= 1 && code <= 16; }
+bool dtype_is_valid(int32_t code) { return code >= 1 && code <= 26; }
 
 std::string onnx_type_code_name(int64_t code) {
-  if (code >= 1 && code <= 16) return std::string(dtype_name(static_cast<DType>(code)));
-  static constexpr std::string_view kBeyond[] = {"float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz",
-                                                 "uint4",        "int4",           "float4e2m1"};
-  if (code >= 17 && code < 17 + static_cast<int64_t>(std::size(kBeyond))) return std::string(kBeyond[code - 17]);
+  if (code >= 1 && code <= 26) return std::string(dtype_name(static_cast<DType>(code)));
   return "type #" + std::to_string(code);
 }
 
@@ -94,6 +101,40 @@ bool is_signed(DType t) {
       return true;
     default:
       return is_float(t);
+  }
+}
+
+bool is_narrow_float(DType t) {
+  switch (t) {
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+    case DType::kFloat8E8M0:
+    case DType::kFloat4E2M1:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_narrow_integer(DType t) {
+  return t == DType::kInt4 || t == DType::kUInt4 || t == DType::kInt2 || t == DType::kUInt2;
+}
+
+bool is_narrow(DType t) { return is_narrow_float(t) || is_narrow_integer(t); }
+
+int dtype_bits(DType t) {
+  switch (t) {
+    case DType::kInt4:
+    case DType::kUInt4:
+    case DType::kFloat4E2M1:
+      return 4;
+    case DType::kInt2:
+    case DType::kUInt2:
+      return 2;
+    default:
+      return 8 * static_cast<int>(dtype_size(t));
   }
 }
 

@@ -30,21 +30,43 @@ enum class DType : int32_t {
   kComplex64 = 14,
   kComplex128 = 15,
   kBFloat16 = 16,
+  // The narrow types (opsets 19 to 25). None has a C++ storage type: each element takes one byte in
+  // memory (see is_narrow), and the numeric visitors below do not visit them.
+  kFloat8E4M3FN = 17,
+  kFloat8E4M3FNUZ = 18,
+  kFloat8E5M2 = 19,
+  kFloat8E5M2FNUZ = 20,
+  kUInt4 = 21,
+  kInt4 = 22,
+  kFloat4E2M1 = 23,
+  kFloat8E8M0 = 24,
+  kUInt2 = 25,
+  kInt2 = 26,
 };
 
-// Bytes per element; for kString the size of std::string (strings are stored as std::string objects).
+// Bytes per element in memory; for kString the size of std::string (strings are stored as std::string
+// objects); 1 for every narrow type, the sub-byte ones included (ONNX packs those only in TensorProto).
 size_t dtype_size(DType t);
-// numpy-style names: "float32", "int64", "bool", "string", "bfloat16".
+// numpy-style names: "float32", "int64", "bool", "string", "bfloat16"; ONNX's lower-cased for the narrow
+// types: "float8e4m3fn", "int4", "float4e2m1".
 std::string_view dtype_name(DType t);
 // Accepts the numpy-style names and ONNX's names ("float", "double", ...); throws kiln::Error otherwise.
 DType dtype_from_name(std::string_view name);
 bool dtype_is_valid(int32_t code);
-// Name of any ONNX TensorProto.DataType code, including those kiln has no storage for (float8, int4,
-// float4): "float32", "float8e4m3fn", "int4"; "type #N" for codes ONNX does not define.
+// Name of any ONNX TensorProto.DataType code: "float32", "float8e4m3fn", "int4"; "type #N" for codes
+// ONNX does not define.
 std::string onnx_type_code_name(int64_t code);
 bool is_float(DType t);    // float16, bfloat16, float32, float64
 bool is_integer(DType t);  // signed or unsigned integers (not bool)
 bool is_signed(DType t);   // signed integers and floats
+// The float8, float4 and 2/4-bit integer types. In memory each element is one byte: a float's bit
+// pattern (low bits for float4e2m1), an integer's value (int4/int2 sign-extended to int8). Packed
+// two or four to a byte only in TensorProto (onnx/tensor_proto.cc). Conversions: ir/narrow_types.h.
+bool is_narrow(DType t);
+bool is_narrow_float(DType t);    // float8 (all five) and float4e2m1
+bool is_narrow_integer(DType t);  // int4, uint4, int2, uint2
+// Bits per element in ONNX's serialized form: 8, 4 or 2 for the narrow types, 8 * dtype_size otherwise.
+int dtype_bits(DType t);
 
 std::ostream& operator<<(std::ostream& out, DType t);
 

@@ -61,7 +61,8 @@ class Tensor {
   // Same storage, new shape with the same element count.
   Tensor reshaped(Dims shape) const;
   Tensor clone() const;
-  // Element i converted to double / int64 (numeric types and bool).
+  // Element i converted to double / int64 (numeric types, bool and the narrow types; a narrow float's
+  // NaN or infinity reads as int64 0).
   double as_double(int64_t i) const;
   int64_t as_int64(int64_t i) const;
   // All elements as int64 (for shape-like inputs: Reshape's shape, Slice's starts, ...).

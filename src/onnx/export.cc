@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "ir/narrow_types.h"
 #include "onnx/model_io.h"
 #include "onnx/proto_convert.h"
 
@@ -54,7 +55,16 @@ struct ExternalWriter {
     }
     int64_t start = offset;
     ++tensors;
-    write_all(t.raw(), t.nbytes());
+    size_t length = t.nbytes();
+    if (ir::is_narrow(t.dtype())) {  // ONNX's packed form: two or four sub-byte elements to a byte
+      std::string packed(ir::narrow_packed_bytes(t.dtype(), t.numel()), '\0');
+      ir::pack_narrow(t.dtype(), static_cast<const uint8_t*>(t.raw()), t.numel(),
+                      reinterpret_cast<uint8_t*>(packed.data()));
+      length = packed.size();
+      write_all(packed.data(), length);
+    } else {
+      write_all(t.raw(), length);
+    }
     p->set_data_type(static_cast<int32_t>(t.dtype()));
     for (int64_t d : t.shape()) p->add_dims(d);
     p->set_data_location(::onnx::TensorProto::EXTERNAL);
@@ -65,7 +75,7 @@ struct ExternalWriter {
     };
     entry("location", location);
     entry("offset", std::to_string(start));
-    entry("length", std::to_string(t.nbytes()));
+    entry("length", std::to_string(length));
   }
 };
 

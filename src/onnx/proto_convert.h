@@ -26,7 +26,8 @@ void type_to_proto(const ir::Type& t, ::onnx::TypeProto* tp);
 void read_external_data(const ::onnx::TensorProto& p, const std::string& what, const std::string& base_dir, void* dst,
                         size_t nbytes);
 
-// Byte size of a dense tensor of `numel` elements of `dtype` (strings: not applicable, returns 0);
+// Byte size of a dense tensor of `numel` elements of `dtype` as TensorProto stores it (packed for the
+// sub-byte types; strings: not applicable, returns 0);
 // throws on overflow.
 size_t checked_nbytes(ir::DType dtype, int64_t numel, const std::string& what);
 

@@ -3,6 +3,7 @@
 #include <complex>
 #include <cstring>
 
+#include "ir/narrow_types.h"
 #include "onnx/proto_convert.h"
 
 namespace kiln::onnx_io::detail {
@@ -14,6 +15,7 @@ using ir::DType;
 
 size_t checked_nbytes(DType dtype, int64_t numel, const std::string& what) {
   if (dtype == DType::kString) return 0;
+  if (ir::is_narrow(dtype)) return ir::narrow_packed_bytes(dtype, numel);  // numel fits: one byte or less each
   int64_t bytes = 0;
   if (__builtin_mul_overflow(numel, static_cast<int64_t>(ir::dtype_size(dtype)), &bytes))
     fail(what, ": byte size of ", numel, " elements of ", ir::dtype_name(dtype), " overflows int64");
@@ -56,6 +58,30 @@ ir::Tensor tensor_from_proto(::onnx::TensorProto& p, const std::string& what, co
     fail(what, ": ", e.what());
   }
   size_t nbytes = checked_nbytes(dt, numel, what);
+
+  // The narrow types (float8, float4, 4/2-bit integers): ONNX's packed bytes, unpacked to one per element.
+  if (ir::is_narrow(dt)) {
+    std::string packed;
+    if (p.data_location() == ::onnx::TensorProto::EXTERNAL) {
+      packed.resize(nbytes);
+      read_external_data(p, what, base_dir, packed.data(), nbytes);
+    } else if (p.has_raw_data()) {
+      KILN_CHECK(p.raw_data().size() == nbytes, "raw_data of ", what, " has ", p.raw_data().size(), " bytes, shape ",
+                 shape_str(shape), " of ", ir::dtype_name(dt), " needs ", nbytes);
+      packed.swap(*p.mutable_raw_data());
+    } else {
+      // int32_data holds one packed byte per value (for float8, one element).
+      int64_t got = p.int32_data_size();
+      if (got != static_cast<int64_t>(nbytes))
+        count_mismatch(what, "int32_data", got, static_cast<int64_t>(nbytes), shape, dt);
+      packed.resize(nbytes);
+      for (size_t i = 0; i < nbytes; ++i)
+        packed[i] = static_cast<char>(static_cast<uint8_t>(p.int32_data(static_cast<int>(i))));
+    }
+    ir::Tensor t(dt, shape);
+    ir::unpack_narrow(dt, reinterpret_cast<const uint8_t*>(packed.data()), numel, static_cast<uint8_t*>(t.raw()));
+    return t;
+  }
 
   if (p.data_location() == ::onnx::TensorProto::EXTERNAL) {
     KILN_CHECK(dt != DType::kString, what, ": string tensors cannot use external data");
@@ -184,6 +210,13 @@ void tensor_to_proto(const ir::Tensor& t, ::onnx::TensorProto* p) {
   if (t.dtype() == DType::kString) {
     const auto* s = static_cast<const std::string*>(t.raw());
     for (int64_t i = 0; i < t.numel(); ++i) p->add_string_data(s[i]);
+    return;
+  }
+  if (ir::is_narrow(t.dtype())) {
+    std::string packed(ir::narrow_packed_bytes(t.dtype(), t.numel()), '\0');
+    ir::pack_narrow(t.dtype(), static_cast<const uint8_t*>(t.raw()), t.numel(),
+                    reinterpret_cast<uint8_t*>(packed.data()));
+    p->set_raw_data(std::move(packed));
     return;
   }
   p->set_raw_data(t.raw(), t.nbytes());

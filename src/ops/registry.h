@@ -25,10 +25,13 @@ class OpRegistry {
 };
 
 // Highest ai.onnx opset kiln knows the semantics of; models importing a newer one are refused. 27, ONNX
-// 1.22's (ONNX Runtime 1.31 stops at 26): opsets 22 to 25 changed existing ops only by the element types
-// they accept (kiln refuses the types it lacks: float8, int4, float4 ...) and Range (27) by its float16
-// compute type; they added Attention, RMSNormalization, RotaryEmbedding (23), Swish, TensorScatter (24),
-// BitCast, CumProd (26), LinearAttention and CausalConvWithState (27).
+// 1.22's (ONNX Runtime 1.31 stops at 26). Opsets 22 to 27 changed existing ops by the element types they
+// accept (the narrow types, float8, int4, float4, int2 ...: Cast, CastLike, QuantizeLinear and
+// DequantizeLinear convert them, data movement ops move their bytes, arithmetic refuses them), by
+// attributes (QuantizeLinear's precision and DequantizeLinear's output_dtype, 23; Cast's round_mode for
+// float8e8m0, 24) and Range's float16 compute type (27); they added Attention, RMSNormalization,
+// RotaryEmbedding (23), Swish, TensorScatter (24), BitCast, CumProd (26), LinearAttention and
+// CausalConvWithState (27).
 inline constexpr int64_t kMaxOnnxOpset = 27;
 
 // One register function per op family, each in kernels/reference/<family>.cc.

@@ -1,13 +1,16 @@
 // Cast and CastLike: between all numeric types, bool and string. Numbers become strings as numpy
 // prints them (the shortest digits that read back to the same value: "0.039187793", "1e+20"), and
 // strings become numbers by parsing decimal or scientific notation and "NaN", "INF", "+INF", "-INF"
-// in any case. The float8 and 4-bit types of opsets 19 and 21 are not supported.
+// in any case. The narrow types (float8 of opsets 19 and 24, int4/uint4/float4e2m1 of 21 and 23, int2/uint2
+// of 25) convert through double (exact for all their values), with ONNX's `saturate` and `round_mode`;
+// casting a narrow type to string is not supported.
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
+#include "ir/narrow_types.h"
 #include "kernels/reference/elementwise_util.h"
 
 namespace kiln::ops::elementwise {
@@ -16,13 +19,12 @@ namespace {
 
 constexpr unsigned kCastTypes = kNumberBoolTypes | kStringType;
 
-// ONNX element types Cast cannot produce: complex (no conversion is defined) and the 4/8-bit formats
-// kiln has no storage type for.
-bool cast_target_unsupported(int64_t code) { return code == 14 || code == 15 || (code >= 17 && code <= 23); }
+// ONNX element types Cast cannot produce: complex (no conversion is defined).
+bool cast_target_unsupported(int64_t code) { return code == 14 || code == 15; }
 
 ir::DType dtype_of_code(const NodeView& node, int64_t code) {
   if (cast_target_unsupported(code)) node.fail("casting to ", ir::onnx_type_code_name(code), " is not supported");
-  if (code < 1 || code > 16 || !ir::dtype_is_valid(static_cast<int32_t>(code)))
+  if (!ir::dtype_is_valid(static_cast<int32_t>(code)))
     node.fail("attribute \"to\" is not a known element type code: ", code);
   return static_cast<ir::DType>(code);
 }
@@ -175,10 +177,84 @@ To parse_value(const NodeView& node, const std::string& text) {
   return convert_number<To>(d);
 }
 
+// ---- Narrow types ---------------------------------------------------------------------------------
+
+// How a value becomes a narrow float: `saturate` (opset 19) and float8e8m0's `round_mode` (opset 24).
+struct NarrowCastMode {
+  bool saturate = true;
+  ir::E8M0Rounding rounding = ir::E8M0Rounding::kUp;
+};
+
+// A numeric or bool value as narrow type `to`. Integers reach narrow integers through int64 (so that
+// wide values wrap exactly), everything else through double.
+template <class F>
+uint8_t narrow_cast_from(F v, ir::DType to, const NarrowCastMode& mode) {
+  if constexpr (std::is_same_v<F, bool>) {
+    return ir::narrow_from_double(to, v ? 1.0 : 0.0, mode.saturate, mode.rounding);
+  } else if constexpr (is_int_v<F>) {
+    if (ir::is_narrow_integer(to)) return ir::narrow_int_from_int64(to, static_cast<int64_t>(v));
+    return ir::narrow_from_double(to, static_cast<double>(v), mode.saturate, mode.rounding);
+  } else {
+    return ir::narrow_from_double(to, static_cast<double>(static_cast<compute_t<F>>(v)), mode.saturate, mode.rounding);
+  }
+}
+
+// Cast where the input or the target (or both) is a narrow type.
+ir::Tensor cast_narrow_tensor(const KernelContext& ctx, const ir::Tensor& x, ir::DType to, const NarrowCastMode& mode) {
+  ir::DType from = x.dtype();
+  ir::Tensor out = ctx.make_tensor(to, x.shape());
+  const int64_t n = x.numel();
+  if (ir::is_narrow(from)) {
+    if (to == ir::DType::kString) ctx.fail("casting ", ir::dtype_name(from), " to string is not supported");
+    const auto* in = static_cast<const uint8_t*>(x.raw());
+    if (ir::is_narrow(to)) {
+      auto* po = static_cast<uint8_t*>(out.raw());
+      for (int64_t i = 0; i < n; ++i) {
+        double d = ir::narrow_to_double(from, in[i]);
+        po[i] = ir::is_narrow_integer(from) && ir::is_narrow_integer(to)
+                    ? ir::narrow_int_from_int64(to, static_cast<int64_t>(d))
+                    : ir::narrow_from_double(to, d, mode.saturate, mode.rounding);
+      }
+      return out;
+    }
+    visit_numbers_bool(ctx, to, [&]<class To>() {
+      To* po = out.data<To>();
+      for (int64_t i = 0; i < n; ++i) {
+        double d = ir::narrow_to_double(from, in[i]);
+        po[i] = ir::is_narrow_integer(from) ? convert_number<To>(static_cast<int64_t>(d)) : convert_number<To>(d);
+      }
+    });
+    return out;
+  }
+  auto* po = static_cast<uint8_t*>(out.raw());
+  if (from == ir::DType::kString) {
+    const auto* in = x.data<std::string>();
+    for (int64_t i = 0; i < n; ++i) {
+      double d = parse_value<double>(ctx, in[i]);
+      po[i] = ir::narrow_from_double(to, d, mode.saturate, mode.rounding);
+    }
+    return out;
+  }
+  visit_numbers_bool(ctx, from, [&]<class F>() {
+    const F* in = x.data<F>();
+    for (int64_t i = 0; i < n; ++i) po[i] = narrow_cast_from(in[i], to, mode);
+  });
+  return out;
+}
+
 // ---- Kernels --------------------------------------------------------------------------------------
 
-ir::Tensor cast_tensor(const KernelContext& ctx, const ir::Tensor& x, ir::DType to) {
+ir::Tensor cast_tensor(const KernelContext& ctx, const ir::Tensor& x, ir::DType to, const NarrowCastMode& mode) {
   ir::DType from = x.dtype();
+  if (ir::is_narrow(from) && from == to) {
+    ir::Tensor out = ctx.make_tensor(to, x.shape());
+    if (x.nbytes()) std::memcpy(out.raw(), x.raw(), x.nbytes());
+    return out;
+  }
+  if (ir::is_narrow(from) || ir::is_narrow(to)) {
+    if (!ir::is_narrow(from)) check_dtype(ctx, "input", from, kCastTypes);
+    return cast_narrow_tensor(ctx, x, to, mode);
+  }
   check_dtype(ctx, "input", from, kCastTypes);
   if (from == to) {
     ir::Tensor out = ctx.make_tensor(to, x.shape());
@@ -201,27 +277,39 @@ ir::Tensor cast_tensor(const KernelContext& ctx, const ir::Tensor& x, ir::DType 
   });
 }
 
-void check_saturate(const NodeView& node) {
-  // `saturate` (opset 19) only affects float8 targets, which are refused anyway.
+// `saturate` (opset 19) affects float8 targets only; `round_mode` (opset 24) float8e8m0 only.
+NarrowCastMode narrow_cast_mode(const NodeView& node) {
   int64_t saturate = node.attr_int("saturate", 1);
   if (saturate != 0 && saturate != 1) node.fail("attribute \"saturate\" must be 0 or 1, got ", saturate);
+  NarrowCastMode mode;
+  mode.saturate = saturate == 1;
+  try {
+    mode.rounding = ir::e8m0_rounding_from_name(node.attr_string("round_mode", "up"));
+  } catch (const Error& e) {
+    node.fail(e.what());
+  }
+  return mode;
 }
 
 void cast_kernel(KernelContext& ctx) {
-  check_saturate(ctx);
-  ctx.set_output(0, cast_tensor(ctx, ctx.input(0), cast_target(ctx)));
+  NarrowCastMode mode = narrow_cast_mode(ctx);
+  ctx.set_output(0, cast_tensor(ctx, ctx.input(0), cast_target(ctx), mode));
+}
+
+void check_cast_type(const NodeView& node, const char* what, ir::DType t) {
+  if (!ir::is_narrow(t)) check_dtype(node, what, t, kCastTypes);
 }
 
 void cast_like_kernel(KernelContext& ctx) {
-  check_saturate(ctx);
+  NarrowCastMode mode = narrow_cast_mode(ctx);
   ir::DType to = ctx.input(1).dtype();
-  check_dtype(ctx, "target_type", to, kCastTypes);
-  ctx.set_output(0, cast_tensor(ctx, ctx.input(0), to));
+  check_cast_type(ctx, "target_type", to);
+  ctx.set_output(0, cast_tensor(ctx, ctx.input(0), to, mode));
 }
 
 void check_cast_input(const InferenceContext& ctx) {
   const ir::Type& t = ctx.input_type(0);
-  if (t.is_tensor() && t.dtype != ir::DType::kUndefined) check_dtype(ctx, "input", t.dtype, kCastTypes);
+  if (t.is_tensor() && t.dtype != ir::DType::kUndefined) check_cast_type(ctx, "input", t.dtype);
 }
 
 void infer_cast(InferenceContext& ctx) {
@@ -232,7 +320,7 @@ void infer_cast(InferenceContext& ctx) {
 void infer_cast_like(InferenceContext& ctx) {
   check_cast_input(ctx);
   ir::DType to = ctx.input_type(1).dtype;
-  if (to != ir::DType::kUndefined) check_dtype(ctx, "target_type", to, kCastTypes);
+  if (to != ir::DType::kUndefined) check_cast_type(ctx, "target_type", to);
   ctx.set_output(0, to, ctx.input_type(0).shape);
 }
 
@@ -240,6 +328,9 @@ void infer_cast_like(InferenceContext& ctx) {
 ir::DType bitcast_target(const NodeView& node, ir::DType from) {
   ir::DType to = dtype_of_code(node, node.attr_int("to"));
   if (to == ir::DType::kString || from == ir::DType::kString) node.fail("BitCast from or to string is not supported");
+  for (ir::DType t : {from, to})  // in memory they take a byte each; their bits are not a byte's
+    if (t != ir::DType::kUndefined && ir::dtype_bits(t) < 8)
+      node.fail("BitCast of the sub-byte type ", ir::dtype_name(t), " is not supported");
   if (from != ir::DType::kUndefined && ir::dtype_size(from) != ir::dtype_size(to))
     node.fail("BitCast needs types of one width: ", from, " is ", 8 * ir::dtype_size(from), " bits, ", to, " is ",
               8 * ir::dtype_size(to));

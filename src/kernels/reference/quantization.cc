@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/narrow_types.h"
 #include "kernels/reference/common.h"
 #include "ops/registry.h"
 
@@ -52,6 +53,10 @@ int64_t product(const std::vector<int64_t>& v, size_t begin = 0) {
 
 std::vector<double> values_as_double(const Tensor& t) {
   std::vector<double> v(static_cast<size_t>(t.numel()));
+  if (ir::is_narrow(t.dtype())) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = t.as_double(static_cast<int64_t>(i));
+    return v;
+  }
   ir::visit_numeric_dtype(t.dtype(), [&]<class T>() {
     const T* p = t.data<T>();
     for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(p[i]);
@@ -61,25 +66,27 @@ std::vector<double> values_as_double(const Tensor& t) {
 
 const Tensor* optional_input(const KernelContext& ctx, size_t i) { return ctx.has_input(i) ? &ctx.input(i) : nullptr; }
 
-// The integer types kiln quantizes to. float8/float4 and 4-bit integers are valid ONNX but not supported.
+// The types kiln quantizes to: ONNX's, 8- and 16-bit integers, the 4- and 2-bit integers, float8 (not
+// e8m0, a scale type) and float4e2m1.
 void check_quantized_type(const NodeView& ctx, int64_t code, const char* what) {
   switch (code) {
     case static_cast<int64_t>(DType::kUInt8):
     case static_cast<int64_t>(DType::kInt8):
     case static_cast<int64_t>(DType::kUInt16):
     case static_cast<int64_t>(DType::kInt16):
+    case static_cast<int64_t>(DType::kUInt4):
+    case static_cast<int64_t>(DType::kInt4):
+    case static_cast<int64_t>(DType::kUInt2):
+    case static_cast<int64_t>(DType::kInt2):
+    case static_cast<int64_t>(DType::kFloat8E4M3FN):
+    case static_cast<int64_t>(DType::kFloat8E4M3FNUZ):
+    case static_cast<int64_t>(DType::kFloat8E5M2):
+    case static_cast<int64_t>(DType::kFloat8E5M2FNUZ):
+    case static_cast<int64_t>(DType::kFloat4E2M1):
       return;
-    case 17:
-    case 18:
-    case 19:
-    case 20:
-    case 23:
-      ctx.fail(what, " has type ", ir::onnx_type_code_name(code), ": float8/float4 quantization is not supported");
-    case 21:
-    case 22:
-      ctx.fail(what, " has type ", ir::onnx_type_code_name(code), ": 4-bit quantization is not supported");
     default:
-      ctx.fail(what, " has type ", ir::onnx_type_code_name(code), ", expected uint8, int8, uint16 or int16");
+      ctx.fail(what, " has type ", ir::onnx_type_code_name(code),
+               ", expected an 8/16/4/2-bit integer, float8 (not e8m0) or float4e2m1 type");
   }
 }
 
@@ -210,17 +217,53 @@ void quantize_linear(KernelContext& ctx) {
     zps = zp->to_int64_vector();
   }
   std::vector<double> xs = values_as_double(x), ss = values_as_double(scale);
-  // numpy divides in float32 unless an operand is wider, and in float16 when both are float16.
+  // numpy divides in float32 unless an operand is wider, and in float16 when both are float16; opset 23's
+  // `precision` names the type both are cast to first.
   bool wide = xt == DType::kFloat64 || xt == DType::kInt32 || scale.dtype() == DType::kFloat64;
   DType narrow = xt == scale.dtype() ? xt : DType::kFloat32;
+  if (int64_t precision = ctx.opset() >= 23 ? ctx.attr_int("precision", 0) : 0; precision != 0) {
+    const auto p = static_cast<DType>(precision);
+    if (p != DType::kFloat32 && p != DType::kFloat16 && p != DType::kBFloat16 && p != DType::kFloat64)
+      ctx.fail("precision must be float, float16, bfloat16 or double, got ", ir::onnx_type_code_name(precision));
+    wide = p == DType::kFloat64;
+    narrow = p;
+  }
   Tensor y = ctx.make_tensor(out_type, x.shape());
+  auto quotient = [&](int64_t i) {
+    double xv = xs[static_cast<size_t>(i)], sv = ss[static_cast<size_t>(sm.index(i))];
+    return wide ? xv / sv
+                : static_cast<double>(round_to(
+                      narrow, round_to(narrow, static_cast<float>(xv)) / round_to(narrow, static_cast<float>(sv))));
+  };
+  if (ir::is_narrow_integer(out_type)) {
+    const auto lo = static_cast<double>(ir::narrow_int_min(out_type));
+    const auto hi = static_cast<double>(ir::narrow_int_max(out_type));
+    auto* out = static_cast<uint8_t*>(y.raw());
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      double v = round_half_even(quotient(i)) + static_cast<double>(zps[static_cast<size_t>(zm.index(i))]);
+      out[i] = ir::narrow_int_from_int64(out_type, std::isnan(v) ? 0 : static_cast<int64_t>(std::clamp(v, lo, hi)));
+    }
+    ctx.set_output(0, std::move(y));
+    return;
+  }
+  if (ir::is_narrow_float(out_type)) {
+    // float8: x / scale, converted (the zero point is zero); float4e2m1: plus the zero point's value.
+    const bool saturate = ctx.opset() < 19 || ctx.attr_int("saturate", 1) != 0;
+    std::vector<double> zvals = zp && out_type == DType::kFloat4E2M1 ? values_as_double(*zp) : std::vector<double>{0};
+    if (zvals.size() == 1) zm = AxisParam();
+    auto* out = static_cast<uint8_t*>(y.raw());
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      double q = quotient(i), z = zvals[static_cast<size_t>(zm.index(i))];
+      if (z != 0) q = wide ? q + z : static_cast<double>(static_cast<float>(q) + static_cast<float>(z));
+      out[i] = ir::narrow_float_from_double(out_type, q, saturate);
+    }
+    ctx.set_output(0, std::move(y));
+    return;
+  }
   visit_quantized(ctx, out_type, "the quantized output", [&]<class Q>() {
     Q* out = y.data<Q>();
-    for (int64_t i = 0; i < x.numel(); ++i) {
-      double xv = xs[static_cast<size_t>(i)], sv = ss[static_cast<size_t>(sm.index(i))];
-      double q = wide ? xv / sv : round_to(narrow, static_cast<float>(xv) / static_cast<float>(sv));
-      out[i] = saturate<Q>(round_half_even(q) + static_cast<double>(zps[static_cast<size_t>(zm.index(i))]));
-    }
+    for (int64_t i = 0; i < x.numel(); ++i)
+      out[i] = saturate<Q>(round_half_even(quotient(i)) + static_cast<double>(zps[static_cast<size_t>(zm.index(i))]));
   });
   ctx.set_output(0, std::move(y));
 }
@@ -230,13 +273,22 @@ void check_dequantize_input(const NodeView& ctx, DType t) {
   check_quantized_type(ctx, static_cast<int64_t>(t), "x");
 }
 
+// DequantizeLinear's output type: x_scale's, unless opset 23's output_dtype names another float type.
+DType dequantize_output_type(const NodeView& ctx, DType scale) {
+  if (!ir::is_float(scale)) ctx.fail("x_scale must be a float tensor, got ", ir::dtype_name(scale));
+  const int64_t code = ctx.opset() >= 23 ? ctx.attr_int("output_dtype", 0) : 0;
+  if (code == 0) return scale;
+  const auto out = static_cast<DType>(code);
+  if (out != DType::kFloat32 && out != DType::kFloat16 && out != DType::kBFloat16 && out != DType::kFloat64)
+    ctx.fail("output_dtype must be float, float16, bfloat16 or double, got ", ir::onnx_type_code_name(code));
+  return out;
+}
+
 void infer_dequantize_linear(InferenceContext& ctx) {
   const ir::Type& x = ctx.input_type(0);
   check_dequantize_input(ctx, x.dtype);
   if (ctx.has_input(2)) check_same_type(ctx, ctx.input_type(2).dtype, x.dtype, "x_zero_point", "x");
-  DType out = ctx.input_type(1).dtype;
-  if (!ir::is_float(out)) ctx.fail("x_scale must be a float tensor, got ", ir::dtype_name(out));
-  ctx.set_output(0, out, x.shape);
+  ctx.set_output(0, dequantize_output_type(ctx, ctx.input_type(1).dtype), x.shape);
 }
 
 void dequantize_linear(KernelContext& ctx) {
@@ -244,21 +296,25 @@ void dequantize_linear(KernelContext& ctx) {
   const Tensor& scale = ctx.input(1);
   const Tensor* zp = optional_input(ctx, 2);
   check_dequantize_input(ctx, x.dtype());
-  if (!ir::is_float(scale.dtype())) ctx.fail("x_scale must be a float tensor, got ", ir::dtype_name(scale.dtype()));
+  const DType out_type = dequantize_output_type(ctx, scale.dtype());
   int64_t axis = quant_axis(ctx), block = quant_block_size(ctx);
   AxisParam sm = axis_param(ctx, "x_scale", x.shape(), scale, axis, block);
   AxisParam zm;
   std::vector<int64_t> zps{0};
+  // A float8 or float4 zero point is zero (ONNX's reference ignores it).
   if (zp) {
     check_same_type(ctx, zp->dtype(), x.dtype(), "x_zero_point", "x");
-    zm = axis_param(ctx, "x_zero_point", x.shape(), *zp, axis, block);
-    zps = zp->to_int64_vector();
+    if (!ir::is_narrow_float(x.dtype())) {
+      zm = axis_param(ctx, "x_zero_point", x.shape(), *zp, axis, block);
+      zps = zp->to_int64_vector();
+    }
   }
   std::vector<double> xs = values_as_double(x), ss = values_as_double(scale);
   // ONNX's reference casts x to float32 first; int32 minus an int32 zero point then goes to float64.
   bool wide = scale.dtype() == DType::kFloat64 || (x.dtype() == DType::kInt32 && zp);
-  Tensor y = ctx.make_tensor(scale.dtype(), x.shape());
-  ir::visit_float_dtype(scale.dtype(), [&]<class T>() {
+  // Computed as in x_scale's type (above), then converted to the output type, as ONNX's reference does.
+  Tensor y = ctx.make_tensor(out_type, x.shape());
+  ir::visit_float_dtype(out_type, [&]<class T>() {
     T* out = y.data<T>();
     for (int64_t i = 0; i < x.numel(); ++i) {
       double dx = static_cast<double>(static_cast<float>(xs[static_cast<size_t>(i)])) -
