@@ -6,12 +6,11 @@
 # checked too; no build folders, no benchmarks/peers/.venv), and runs `make demo` there as root via chroot
 # with a clean environment. Nothing from this machine's installed packages leaks in.
 #
-# How long it takes, measured on 2 cores shared with other builds: the first run debootstraps (1m06s) and
-# caches the pristine root as a tarball (0m24s); later runs unpack it (~5 s). Installing make takes 5 s,
-# then `make demo` 15m35s (install-deps.sh's apt install ~2 min, the Release build of kiln and its tests
-# most of the rest, the demo itself seconds): 17m13s in all for the first run, ~16 min after. --test adds
-# the peers from PyPI (~1 min), the tests and the sanitizer build (tens of minutes more). Each phase's
-# time is printed at the end.
+# How long it takes, on 2 cores: the first run debootstraps (1m06s) and caches the pristine root as a
+# tarball (0m24s); later runs unpack it (~5 s). Then `make demo` (install-deps.sh's apt install, the
+# Release build of the kiln program, the demo): 3m38s on an idle machine (2026-12-05), 3m43s in all;
+# up to ~16 min while other builds share the cores. --test adds the peers from PyPI, the tests and the
+# sanitizer build (tens of minutes more). Each phase's time is printed at the end.
 #
 # Needs root (debootstrap, mount, chroot) and network access to Debian's mirror (and PyPI for --test).
 set -euo pipefail
