@@ -75,8 +75,7 @@ class AttentionKernel : public FastKernel {
     const int64_t query_blocks = (seq + kAttentionQueryBlock - 1) / kAttentionQueryBlock;
     const int64_t block = (seq + query_blocks - 1) / std::max<int64_t>(query_blocks, 1);
     const int64_t tasks = batch * heads_ * query_blocks;
-#pragma omp parallel for schedule(dynamic, 1) if (tasks > 1 && seq * seq * hs > 4096)
-    for (int64_t t = 0; t < tasks; ++t) {
+    parallel_for_dynamic(tasks > 1 && seq * seq * hs > 4096, tasks, [&](int64_t t) {
       const int64_t b = t / (heads_ * query_blocks), h = t / query_blocks % heads_;
       const int64_t q0 = t % query_blocks * block;
       const float* rows = base + b * seq * hidden3 + h * hs;  // this batch row's q of head h; k and v follow
@@ -98,7 +97,7 @@ class AttentionKernel : public FastKernel {
       a.out = out + (b * seq + q0) * d + h * hs;
       a.ldo = d;
       attention_head(a);
-    }
+    });
     ctx.set_output(0, std::move(y));
     return true;
   }

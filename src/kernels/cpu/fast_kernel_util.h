@@ -31,9 +31,10 @@ inline bool is_f32(const ops::KernelContext& ctx, size_t i) {
   return ctx.has_input(i) && ctx.input(i).dtype() == ir::DType::kFloat32;
 }
 
-// body(i) for every i in [0, n), split statically across the OpenMP team when `parallel`, else on the
-// calling thread. Not `omp parallel for if (...)`: with a false condition libgomp still opens a region
-// of one thread, and makes and frees a team for it on every call (a heap allocation per call).
+// body(i) for every i in [0, n), split across the OpenMP team when `parallel` (statically, or one i at a
+// time to whichever thread is free), else on the calling thread. Not `omp parallel for if (...)`: with a
+// false condition libgomp still opens a region of one thread, and makes and frees a team for it on every
+// call (a heap allocation per call).
 template <class Body>
 void parallel_for_static(bool parallel, int64_t n, const Body& body) {
   if (!parallel) {
@@ -41,6 +42,16 @@ void parallel_for_static(bool parallel, int64_t n, const Body& body) {
     return;
   }
 #pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+template <class Body>
+void parallel_for_dynamic(bool parallel, int64_t n, const Body& body) {
+  if (!parallel) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < n; ++i) body(i);
 }
 
