@@ -1,4 +1,4 @@
-// The fast MaxPool and GlobalAveragePool kernels (kernels/cpu/pool_kernel.h) against the reference ones:
+// The fast MaxPool and GlobalAveragePool kernels (kernels/cpu/pool_kernel.cc) against the reference ones:
 // odd sizes, strides, pads, dilations, ceil_mode, auto_pad, windows over padding only, NaNs, batch > 1,
 // and the calls they leave to the reference (Indices, other ranks and types).
 #include <gtest/gtest.h>

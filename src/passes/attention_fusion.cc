@@ -65,7 +65,7 @@
 #include "passes/graph_index.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -123,7 +123,7 @@ struct MaskValue {
 
 class Matcher {
  public:
-  Matcher(const ir::Graph& g, const GraphIndex& index, const runtime::InferredTypes& types, int64_t opset)
+  Matcher(const ir::Graph& g, const GraphIndex& index, const analysis::InferredTypes& types, int64_t opset)
       : g_(g), index_(index), types_(types), opset_(opset) {}
 
   // The block whose Q.K^T MatMul is node `qk`; nullopt when it is no attention candidate at all; throws
@@ -565,7 +565,7 @@ class Matcher {
 
   const ir::Graph& g_;
   const GraphIndex& index_;
-  const runtime::InferredTypes& types_;
+  const analysis::InferredTypes& types_;
   int64_t opset_;
 };
 
@@ -596,7 +596,7 @@ ir::Tensor pack_bias(const GraphIndex& index, const Head& q, const Head& k, cons
 }  // namespace
 
 bool fuse_attention(ir::Graph& g, PassContext& ctx) {
-  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  analysis::InferredTypes types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
   GraphIndex index(g);
   Matcher matcher(g, index, types, ctx.opset());
   std::vector<Match> matches;

@@ -14,7 +14,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -25,7 +25,7 @@ struct Candidate {
 };
 
 // Which operand of `add` is the bias, or a reason why neither is.
-std::optional<Candidate> split_bias(const ir::Node& add, const GraphIndex& index, const runtime::InferredTypes& types,
+std::optional<Candidate> split_bias(const ir::Node& add, const GraphIndex& index, const analysis::InferredTypes& types,
                                     std::string& reason) {
   for (int k = 0; k < 2; ++k) {
     std::optional<ir::Tensor> b = index.constant(add.inputs[k]);
@@ -54,7 +54,7 @@ std::optional<Candidate> split_bias(const ir::Node& add, const GraphIndex& index
 }  // namespace
 
 bool fuse_bias_gelu(ir::Graph& g, PassContext& ctx) {
-  std::optional<runtime::InferredTypes> types;
+  std::optional<analysis::InferredTypes> types;
   GraphIndex index(g);
   std::vector<int> removed;
   for (int i = 0; i < static_cast<int>(g.nodes.size()); ++i) {
@@ -73,7 +73,7 @@ bool fuse_bias_gelu(ir::Graph& g, PassContext& ctx) {
       ctx.rejected(pattern, add, "the sum is also read elsewhere");
       continue;
     }
-    if (!types) types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+    if (!types) types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
     std::string reason;
     std::optional<Candidate> c = split_bias(add, index, *types, reason);
     if (!c) {

@@ -29,7 +29,7 @@
 #include "passes/graph_index.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -201,7 +201,7 @@ class Canonicalizer {
       : g_(g),
         ctx_(ctx),
         index_(g),
-        types_(runtime::infer_types(ctx.model(), g, {}, ctx.options().limits)),
+        types_(analysis::infer_types(ctx.model(), g, {}, ctx.options().limits)),
         exact_only_(static_cast<int>(ctx.options().level) < static_cast<int>(Level::kExtended)) {}
 
   bool run() {
@@ -354,7 +354,7 @@ class Canonicalizer {
   ir::Graph& g_;
   PassContext& ctx_;
   const GraphIndex index_;
-  const runtime::InferredTypes types_;
+  const analysis::InferredTypes types_;
   const bool exact_only_;
   std::map<std::string, std::string> made_;  // "<constant>|<what>" -> the initializer made from it
 };

@@ -20,7 +20,7 @@
 #include "passes/graph_index.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -39,7 +39,7 @@ bool is_float32_conv(const ir::Graph& g, const ir::Node& conv) {
 
 bool fuse_conv_add_activation(ir::Graph& g, PassContext& ctx) {
   GraphIndex index(g);
-  std::optional<runtime::InferredTypes> types;
+  std::optional<analysis::InferredTypes> types;
   std::vector<int> removed;
   std::vector<bool> taken(g.nodes.size(), false);
   const size_t original = g.nodes.size();
@@ -55,7 +55,7 @@ bool fuse_conv_add_activation(ir::Graph& g, PassContext& ctx) {
         ctx.rejected(kPattern, conv, "the Conv output has readers besides the Add");
         continue;
       }
-      if (!types) types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+      if (!types) types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
       const ir::Type* y = tensor_type_with_shape(*types, add.inputs[k]);
       const ir::Type* z = tensor_type_with_shape(*types, add.inputs[1 - k]);
       if (!y || !z || !known_and_equal(*y->shape, *z->shape) || z->dtype != ir::DType::kFloat32) {

@@ -35,7 +35,7 @@
 #include "passes/graph_index.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -68,7 +68,7 @@ struct Match {
 
 class Matcher {
  public:
-  Matcher(const ir::Graph& g, const GraphIndex& index, const runtime::InferredTypes& types, int64_t opset)
+  Matcher(const ir::Graph& g, const GraphIndex& index, const analysis::InferredTypes& types, int64_t opset)
       : g_(g), index_(index), types_(types), opset_(opset) {}
 
   std::optional<Match> match(int ln_index) {
@@ -300,14 +300,14 @@ class Matcher {
 
   const ir::Graph& g_;
   const GraphIndex& index_;
-  const runtime::InferredTypes& types_;
+  const analysis::InferredTypes& types_;
   int64_t opset_;
 };
 
 }  // namespace
 
 bool fuse_embed_layer_norm(ir::Graph& g, PassContext& ctx) {
-  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  analysis::InferredTypes types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
   GraphIndex index(g);
   Matcher matcher(g, index, types, ctx.opset());
   std::vector<Match> matches;

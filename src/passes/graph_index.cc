@@ -1,5 +1,6 @@
 #include "passes/graph_index.h"
 
+#include "analysis/constant_nodes.h"
 #include "ir/graph_check.h"
 
 namespace kiln::passes {
@@ -47,23 +48,9 @@ int GraphIndex::only_consumer(const std::string& value) const {
   return u.empty() ? -1 : u[0].node;
 }
 
-std::optional<ir::Tensor> constant_node_value(const ir::Node& n) {
-  if (n.op_type != "Constant" || !ir::is_default_domain(n.domain) || n.attributes.size() != 1) return std::nullopt;
-  const ir::Attribute& a = n.attributes[0];
-  using K = ir::Attribute::Kind;
-  if (a.name == "value" && a.kind == K::kTensor) return a.t;
-  if (a.name == "value_float" && a.kind == K::kFloat) return ir::Tensor::scalar<float>(a.f);
-  if (a.name == "value_int" && a.kind == K::kInt) return ir::Tensor::scalar<int64_t>(a.i);
-  if (a.name == "value_floats" && a.kind == K::kFloats)
-    return ir::Tensor::from_vector<float>(a.floats, {static_cast<int64_t>(a.floats.size())});
-  if (a.name == "value_ints" && a.kind == K::kInts)
-    return ir::Tensor::from_vector<int64_t>(a.ints, {static_cast<int64_t>(a.ints.size())});
-  return std::nullopt;
-}
-
 std::optional<ir::Tensor> GraphIndex::constant(const std::string& value) const {
   if (value.empty()) return std::nullopt;
-  if (int p = producer(value); p >= 0) return constant_node_value(g_.nodes[p]);
+  if (int p = producer(value); p >= 0) return analysis::constant_node_value(g_.nodes[p]);
   // An initializer that is also a graph input is a default the caller may override: not a constant.
   if (graph_inputs_.count(value)) return std::nullopt;
   if (const ir::Tensor* t = g_.find_initializer(value)) return *t;

@@ -50,7 +50,4 @@ class GraphIndex {
   std::vector<Use> no_uses_;
 };
 
-// A Constant node's value from whichever attribute holds it (value, value_float, value_ints ...).
-std::optional<ir::Tensor> constant_node_value(const ir::Node& n);
-
 }  // namespace kiln::passes

@@ -10,7 +10,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -27,7 +27,7 @@ bool same_known_shape(const ir::Type& a, const ir::Type& b) {
 }
 
 // What kind of pass-through `n` is, or nullptr.
-const char* pass_through_kind(const ir::Node& n, const runtime::InferredTypes& types, const GraphIndex& index) {
+const char* pass_through_kind(const ir::Node& n, const analysis::InferredTypes& types, const GraphIndex& index) {
   if (!ir::is_default_domain(n.domain) || n.inputs.empty() || n.inputs[0].empty() || n.outputs.empty()) return nullptr;
   auto type_of = [&](const std::string& v) -> const ir::Type* {
     auto it = types.types.find(v);
@@ -60,7 +60,7 @@ const char* pass_through_kind(const ir::Node& n, const runtime::InferredTypes& t
 }  // namespace
 
 bool eliminate_identities(ir::Graph& g, PassContext& ctx) {
-  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  analysis::InferredTypes types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
   bool changed = false;
   std::optional<GraphIndex> index(std::in_place, g);
   std::vector<int> removed;

@@ -30,7 +30,7 @@
 #include "passes/graph_index.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -54,7 +54,7 @@ std::string join(const std::vector<int64_t>& v) {
 // The matcher: one candidate, anchored at a Sqrt, walked outwards.
 class Matcher {
  public:
-  Matcher(const ir::Model& model, const ir::Graph& g, const GraphIndex& index, const runtime::InferredTypes& types)
+  Matcher(const ir::Model& model, const ir::Graph& g, const GraphIndex& index, const analysis::InferredTypes& types)
       : model_(model), g_(g), index_(index), types_(types) {}
 
   struct Result {
@@ -292,7 +292,7 @@ class Matcher {
   const ir::Model& model_;
   const ir::Graph& g_;
   const GraphIndex& index_;
-  const runtime::InferredTypes& types_;
+  const analysis::InferredTypes& types_;
   const ir::Node* anchor_ = nullptr;
 };
 
@@ -306,7 +306,7 @@ std::string fused_name(const ir::Node& anchor) {
 }  // namespace
 
 bool fuse_layer_norm(ir::Graph& g, PassContext& ctx) {
-  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  analysis::InferredTypes types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
   GraphIndex index(g);
   Matcher matcher(ctx.model(), g, index, types);
   std::vector<bool> taken(g.nodes.size(), false);

@@ -6,12 +6,12 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
 bool fuse_matmul_add_into_gemm(ir::Graph& g, PassContext& ctx) {
-  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  analysis::InferredTypes types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
   auto rank_of = [&](const std::string& v) -> int64_t {
     auto it = types.types.find(v);
     if (it == types.types.end() || !it->second.is_tensor() || !it->second.shape) return -1;

@@ -4,7 +4,7 @@
 
 namespace kiln::passes {
 
-const ir::Type* tensor_type_with_shape(const runtime::InferredTypes& types, const std::string& v) {
+const ir::Type* tensor_type_with_shape(const analysis::InferredTypes& types, const std::string& v) {
   auto it = types.types.find(v);
   return it == types.types.end() || !it->second.is_tensor() || !it->second.shape ? nullptr : &it->second;
 }
@@ -21,7 +21,7 @@ std::string scope_of(const std::string& node_name) {
   return slash == std::string::npos ? std::string() : node_name.substr(0, slash + 1);
 }
 
-Int32Casts::Int32Casts(const ir::Graph& g, const runtime::InferredTypes& types, PassContext& ctx)
+Int32Casts::Int32Casts(const ir::Graph& g, const analysis::InferredTypes& types, PassContext& ctx)
     : types_(types), ctx_(ctx) {
   for (const ir::Node& n : g.nodes)
     if (is_op(&n, "Cast") && !n.inputs.empty() &&

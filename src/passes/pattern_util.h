@@ -9,7 +9,7 @@
 
 #include "ir/graph.h"
 #include "passes/pass.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -21,7 +21,7 @@ inline bool is_op(const ir::Node* n, const char* op) {
 inline bool is_op(const ir::Node& n, const char* op) { return is_op(&n, op); }
 
 // The inferred tensor type of value v when its shape is known (rank at least), else nullptr.
-const ir::Type* tensor_type_with_shape(const runtime::InferredTypes& types, const std::string& v);
+const ir::Type* tensor_type_with_shape(const analysis::InferredTypes& types, const std::string& v);
 
 // Same rank and every dim known (static or symbolic) and equal: symbolic dims compare by name.
 bool known_and_equal(const ir::Shape& a, const ir::Shape& b);
@@ -33,11 +33,11 @@ std::string scope_of(const std::string& node_name);
 // a new Cast appended to `added` (and shared by every later request for the same value).
 class Int32Casts {
  public:
-  Int32Casts(const ir::Graph& g, const runtime::InferredTypes& types, PassContext& ctx);
+  Int32Casts(const ir::Graph& g, const analysis::InferredTypes& types, PassContext& ctx);
   std::string of(const std::string& value, std::vector<ir::Node>& added);
 
  private:
-  const runtime::InferredTypes& types_;
+  const analysis::InferredTypes& types_;
   PassContext& ctx_;
   std::map<std::string, std::string> cast_of_;
 };

@@ -1,7 +1,7 @@
 // Shape arithmetic on static dims: where graph-level inference knows a value before the model runs (a
 // Shape of a tensor whose dims are static, a Gather of such a shape, a Concat of those ...), the value
 // becomes an initializer and the node that computed it goes. Inference has already done the arithmetic
-// (runtime/shape_inference.h folds small constant subexpressions); this pass keeps the result.
+// (analysis/shape_inference.h folds small constant subexpressions); this pass keeps the result.
 //
 //   x: float[batch, 128]    Shape(x) -> s; Gather(s, 1) -> d     =>   d = 128 (initializer); Shape stays
 #include <unordered_set>
@@ -9,7 +9,7 @@
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -17,7 +17,7 @@ namespace {
 
 // The value of `v` when inference knows it: a folded value, or shape values whose dims are all static
 // (a Gather of dim 1 of a [batch, 128] shape is 128 even though the shape as a whole is not known).
-std::optional<ir::Tensor> known_value(const runtime::InferredTypes& types, const std::string& v) {
+std::optional<ir::Tensor> known_value(const analysis::InferredTypes& types, const std::string& v) {
   if (auto it = types.values.find(v); it != types.values.end()) return it->second;
   auto dims = types.dim_values.find(v);
   auto type = types.types.find(v);
@@ -39,7 +39,7 @@ std::optional<ir::Tensor> known_value(const runtime::InferredTypes& types, const
 }  // namespace
 
 bool fold_shapes(ir::Graph& g, PassContext& ctx) {
-  runtime::InferredTypes types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+  analysis::InferredTypes types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
   GraphIndex index(g);
   bool changed = false;
   std::vector<int> removed;

@@ -23,7 +23,7 @@
 #include "passes/graph_index.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::passes {
 
@@ -43,7 +43,7 @@ struct Fusion {
 
 // nullopt with a reason: the candidate is left alone.
 std::optional<Fusion> match(const ir::Graph& g, int ln_index, const GraphIndex& index,
-                            const runtime::InferredTypes& types, int64_t opset, std::string& reason) {
+                            const analysis::InferredTypes& types, int64_t opset, std::string& reason) {
   const ir::Node& ln = g.nodes[ln_index];
   const ir::Node* add = ln.inputs.empty() ? nullptr : index.producer_node(ln.inputs[0]);
   if (!is_op(add, "Add") || add->inputs.size() != 2) return std::nullopt;
@@ -121,7 +121,7 @@ std::optional<Fusion> match(const ir::Graph& g, int ln_index, const GraphIndex& 
 }  // namespace
 
 bool fuse_skip_layer_norm(ir::Graph& g, PassContext& ctx) {
-  std::optional<runtime::InferredTypes> types;
+  std::optional<analysis::InferredTypes> types;
   GraphIndex index(g);
   std::vector<bool> taken(g.nodes.size(), false);
   std::vector<int> removed;
@@ -130,7 +130,7 @@ bool fuse_skip_layer_norm(ir::Graph& g, PassContext& ctx) {
   for (int i = 0; i < static_cast<int>(g.nodes.size()); ++i) {
     const ir::Node& ln = g.nodes[i];
     if (!is_op(&ln, "LayerNormalization")) continue;
-    if (!types) types = runtime::infer_types(ctx.model(), g, {}, ctx.options().limits);
+    if (!types) types = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
     std::string reason;
     std::optional<Fusion> f = match(g, i, index, *types, ctx.opset(), reason);
     if (!f) {

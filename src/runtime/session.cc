@@ -3,24 +3,17 @@
 #include <algorithm>
 #include <string_view>
 
-#include "ir/graph_check.h"
+#include "analysis/model_preparation.h"
+#include "analysis/shape_inference.h"
 #include "onnx/model_io.h"
 #include "passes/optimizer.h"
-#include "runtime/gradient_expansion.h"
-#include "runtime/inline_functions.h"
-#include "runtime/model_check.h"
 
 namespace kiln::runtime {
 
 Session::Session(ir::Model model, SessionOptions options)
     : model_(std::make_unique<ir::Model>(std::move(model))), options_(options) {
   ir::Model& m = *model_;
-  const std::string where = m.path.empty() ? "model" : m.path;
-  inline_functions(m);
-  expand_gradients(m);
-  check_supported(m);
-  ir::check_and_sort_graph(m.graph, {}, where);
-  if (m.graph.nodes.empty() && m.graph.outputs.empty()) fail(where, ": the graph is empty (no nodes, no outputs)");
+  analysis::prepare_model(m);
   if (options_.optimization != passes::Level::kNone) {
     passes::OptimizeOptions po;
     po.level = options_.optimization;
@@ -47,7 +40,7 @@ Session::Session(ir::Model model, SessionOptions options)
   }
   {
     // Scoped: the inferred constants share the initializers' storage, which the executor may release.
-    InferredTypes inferred = infer_types(m, m.graph, {}, options_.limits);
+    analysis::InferredTypes inferred = analysis::infer_types(m, m.graph, {}, options_.limits);
     for (const auto& o : m.graph.outputs) {
       ir::ValueInfo v = o;
       auto it = inferred.types.find(o.name);
@@ -148,14 +141,14 @@ std::vector<ir::Datum> Session::run(const std::unordered_map<std::string, ir::Da
   std::unordered_map<std::string, ir::Type> concrete;
   for (const auto& [name, d] : feeds)
     if (d.is_tensor()) concrete[name] = ir::Type::tensor(d.tensor.dtype(), ir::Shape::of(d.tensor.shape()));
-  InferredTypes inferred = infer_types(*model_, model_->graph, concrete, options_.limits);
+  analysis::InferredTypes inferred = analysis::infer_types(*model_, model_->graph, concrete, options_.limits);
   // With the options' kernels: the conformance runner checks the fast kernels this way too.
   Executor checked(*model_, options_.limits, options_.fast_kernels);
   checked.set_observer([&](const ir::Node& n, std::span<const ir::Datum> outs) {
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       auto it = inferred.types.find(n.outputs[k]);
       if (n.outputs[k].empty() || it == inferred.types.end()) continue;
-      check_matches_inferred(it->second, outs[k], "output \"" + n.outputs[k] + "\" of " + n.label());
+      analysis::check_matches_inferred(it->second, outs[k], "output \"" + n.outputs[k] + "\" of " + n.label());
     }
   });
   return checked.run(model_->graph, feeds, nullptr);

@@ -11,7 +11,7 @@
 #include "ops/op_def.h"
 #include "passes/pass.h"
 #include "runtime/executor.h"
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 namespace kiln::runtime {
 

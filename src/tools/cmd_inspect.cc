@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "onnx/model_io.h"
-#include "runtime/model_summary.h"
-#include "runtime/shape_inference.h"
+#include "analysis/model_summary.h"
+#include "analysis/shape_inference.h"
 #include "tools/commands.h"
 #include "tools/parse_util.h"
 
@@ -58,7 +58,7 @@ int run(const InspectArgs& args) {
   ir::Model model = onnx_io::load_model(args.model);
   if (args.types) {
     // Every node's outputs with the types inferred from the declared inputs: where shapes get lost.
-    runtime::InferredTypes inferred = runtime::infer_types(model, model.graph, {}, ops::Limits{});
+    analysis::InferredTypes inferred = analysis::infer_types(model, model.graph, {}, ops::Limits{});
     for (const auto& n : model.graph.nodes)
       for (const auto& o : n.outputs) {
         if (o.empty()) continue;
@@ -68,7 +68,7 @@ int run(const InspectArgs& args) {
       }
     return 0;
   }
-  runtime::ModelSummary s = runtime::summarize(model, parse_dims(args.dims));
+  analysis::ModelSummary s = analysis::summarize(model, parse_dims(args.dims));
   if (args.json) {
     nlohmann::json j;
     j["model"] = args.model;

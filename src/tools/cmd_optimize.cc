@@ -2,10 +2,11 @@
 #include <cstdio>
 #include <fstream>
 
+#include "analysis/model_preparation.h"
+#include "analysis/shape_inference.h"
 #include "common/error.h"
 #include "onnx/model_io.h"
 #include "passes/optimizer.h"
-#include "runtime/session.h"
 #include "tools/commands.h"
 
 namespace kiln::tools {
@@ -26,12 +27,11 @@ int run(const OptimizeArgs& args) {
   passes::OptimizeOptions options;
   options.level = passes::parse_level(args.level);
   options.target = passes::parse_target(args.target);
-  // The model is checked and its types inferred the way a Session does, so that an invalid model fails
-  // here with the same message rather than half-way through a pass.
-  runtime::SessionOptions as_given;
-  as_given.optimization = passes::Level::kNone;
-  as_given.fast_kernels = false;  // nothing runs here, and the model must keep every weight
-  ir::Model model = runtime::Session::load(args.input, as_given).model();
+  // The model is prepared, checked and its types inferred the way a Session does, so that an invalid model
+  // fails here with the same message rather than half-way through a pass.
+  ir::Model model = onnx_io::load_model(args.input);
+  analysis::prepare_model(model);
+  analysis::infer_types(model, model.graph, {}, ops::Limits{});
   passes::OptimizationReport report = passes::optimize(model, options);
   onnx_io::save_model(model, args.output);
   if (args.report) std::fputs(report.to_text().c_str(), stdout);

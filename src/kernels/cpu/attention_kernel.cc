@@ -1,4 +1,10 @@
-#include "kernels/cpu/attention_kernel.h"
+// The fast kernel for com.microsoft.Attention with packed QKV weights and bias as initializers and no
+// past state or attention_bias: the QKV projection through PackedMatMul with the weights packed once (and
+// released from the model: the kernel answers every call), then per (batch, head, block of queries) the
+// tiled attention of kernels/cpu/attention_tile.h, which never holds more than one tile of scores. The raw
+// (batch, sequence) mask kiln's optimizer writes is expanded per batch row; any other mask_index (lengths,
+// 3-D) and unidirectional use the reference's mask builder.
+#include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>
 #include <cmath>
@@ -30,6 +36,10 @@ class AttentionKernel : public FastKernel {
   // The weights and bias live packed here; every call is answered (make_attention_kernel leaves past
   // state and attention_bias to the reference), bad inputs with the reference's messages.
   std::vector<size_t> absorbed_inputs() const override { return {1, 2}; }
+  // The QKV projection's engine; the attention itself runs at kiln's selected ISA.
+  std::string implementation() const override {
+    return gemm_engine_implementation(qkv_.engine()) + " + " + FastKernel::implementation();
+  }
 
   bool run(ops::KernelContext& ctx) const override {
     const ir::Tensor& x = ctx.input(0);
@@ -111,8 +121,6 @@ class AttentionKernel : public FastKernel {
   std::vector<int64_t> w_shape_;  // for messages
 };
 
-}  // namespace
-
 std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   ops::NodeView v(n, opset);
   int64_t heads = v.attr_int("num_heads", 0);
@@ -133,6 +141,15 @@ std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::G
   return std::make_unique<AttentionKernel>(spec, w->data<float>(), bias->data<float>(), heads,
                                            v.attr_float("scale", 0.0f), v.attr_float("mask_filter_value", -10000.0f),
                                            v.attr_int("unidirectional", 0) != 0, w->shape());
+}
+
+}  // namespace
+
+std::span<const FastKernelEntry> attention_kernel_entries() {
+  static const FastKernelEntry kEntries[] = {
+      {"com.microsoft", "Attention", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_attention_kernel},
+  };
+  return kEntries;
 }
 
 }  // namespace kiln::kernels::cpu

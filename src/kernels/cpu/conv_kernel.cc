@@ -1,4 +1,9 @@
-#include "kernels/cpu/conv_kernel.h"
+// The fast kernel for 2-D float32 convolutions with constant weights: ONNX Conv, com.microsoft.FusedConv
+// and ai.kiln.FusedConv (Conv, an optional residual Z added, then an activation) through PackedConv, the
+// weights (and bias) packed once when the kernel is made. The kernel absorbs W and B (the session then
+// releases them, so the weights are held once) and answers every call: an invalid one fails with the
+// reference kernel's message.
+#include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>
 #include <cmath>
@@ -55,6 +60,7 @@ float activate(const ConvSpec& s, float x) {
 // initializers and hold the weights once.
 class ConvKernel : public FastKernel {
  public:
+  std::string implementation() const override { return "onednn"; }
   ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
              ops::nn::WindowAttrs window, bool fused)
       : conv_(spec, w, bias),
@@ -182,8 +188,6 @@ bool read_activation(const ops::NodeView& v, ConvSpec& spec) {
   return true;
 }
 
-}  // namespace
-
 std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   const bool fused = n.op_type == "FusedConv" && (n.domain == kMsDomain || n.domain == kKilnDomain);
   if (!fused && !(n.op_type == "Conv" && ir::is_default_domain(n.domain))) return nullptr;
@@ -230,6 +234,17 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
   spec.has_bias = b != nullptr;
   return std::make_unique<ConvKernel>(spec, w->data<float>(), b ? b->data<float>() : nullptr, w->shape(),
                                       std::move(window), fused);
+}
+
+}  // namespace
+
+std::span<const FastKernelEntry> conv_kernel_entries() {
+  static const FastKernelEntry kEntries[] = {
+      {"", "Conv", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_conv_kernel},
+      {kMsDomain, "FusedConv", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_conv_kernel},
+      {kKilnDomain, "FusedConv", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_conv_kernel},
+  };
+  return kEntries;
 }
 
 }  // namespace kiln::kernels::cpu

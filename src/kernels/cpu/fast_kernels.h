@@ -1,23 +1,16 @@
-// Fast kernels for the nodes a transformer spends its time in, prepared once per node when a Session is
-// created (weights packed for oneDNN, attributes read) and used by the executor instead of the
-// reference kernel whenever they cover the call:
-//
-//   MatMul / Gemm with a float32 initializer B   -> oneDNN matmul, B packed once (PackedMatMul)
-//   com.microsoft.Attention (packed QKV)         -> packed QKV projection, then per (batch, head) the
-//                                                   scores, masked softmax and x V, heads in parallel
-//   LayerNormalization, SkipLayerNormalization   -> vector_kernels layer_norm_f32
-//   Gelu (ONNX 20 and com.microsoft), FastGelu,  -> vector_kernels gelu_f32
-//   BiasGelu
-//   Conv / FusedConv with float32 initializer W  -> oneDNN convolution, W packed once (PackedConv)
-//   MaxPool (2-D, no Indices), GlobalAveragePool -> pool_kernel.cc
+// Fast kernels: prepared once per node when a Session is created (weights packed, attributes read) and
+// used by the executor instead of the reference kernel whenever they cover the call. Which ops have one,
+// at which opsets and element types, is the table in fast_kernel_table.h, whose entries sit beside each
+// kernel (matmul_kernel.cc, conv_kernel.cc, attention_kernel.cc, layer_norm_kernel.cc, gelu_kernel.cc,
+// softmax_kernel.cc, pool_kernel.cc).
 //
 // A fast kernel checks the call (element types, shapes, which optional outputs are read) before it
 // touches anything, and declines what it does not cover; the reference kernel then runs, so a fast
-// kernel never changes what a model can do, only how fast the common cases go. The (domain, op) ->
-// factory table is make_fast_kernel's, in fast_kernels.cc.
+// kernel never changes what a model can do, only how fast the common cases go.
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ir/graph.h"
@@ -38,6 +31,15 @@ class FastKernel {
   // gives both one buffer): the kernel reads each element of such an input before it writes the same
   // element of output 0, and no other element after that. Elementwise and row-wise kernels.
   virtual std::vector<size_t> in_place_inputs() const { return {}; }
+
+  // For profiles: the kernel's name in the fast-kernel table ("matmul", "layer_norm", ...), and the code
+  // that runs it on this machine ("avx512", "onednn brg:avx512_core", ...; by default kiln's selected ISA).
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  virtual std::string implementation() const;
+
+ private:
+  std::string name_;
 };
 
 // The fast kernel for node `n` of graph `g` (whose initializers are its constants), or nullptr when there

@@ -103,6 +103,11 @@ const char* gemm_engine_name(GemmEngine engine) {
   return "auto";
 }
 
+std::string gemm_engine_implementation(GemmEngine engine) {
+  if (engine != GemmEngine::kPanel) return gemm_engine_name(engine);
+  return std::string("panel ") + isa_name(selected_isa());
+}
+
 namespace {
 
 // The engine a spec runs on.

@@ -81,6 +81,9 @@ GemmEngine auto_gemm_engine();
 // "auto", "onednn", "panel": KILN_GEMM's names.
 const char* gemm_engine_name(GemmEngine engine);
 
+// For profiles: "onednn", or "panel avx2" / "panel avx512" (the panel GEMM at kiln's selected ISA).
+std::string gemm_engine_implementation(GemmEngine engine);
+
 class PackedMatMul {
  public:
   static constexpr size_t kMaxCachedPrimitives = 16;

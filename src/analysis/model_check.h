@@ -4,8 +4,8 @@
 
 #include "ir/graph.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 void check_supported(const ir::Model& model);
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

@@ -9,10 +9,10 @@
 
 #include "ir/graph.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 // Returns the number of Gradient nodes expanded. Fails naming the node when an op on the path from
 // xs to y has no gradient rule here.
 int expand_gradients(ir::Model& model);
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

@@ -1,10 +1,10 @@
-#include "runtime/gradient_expansion.h"
+#include "analysis/gradient_expansion.h"
 
 #include <functional>
 #include <set>
 #include <unordered_map>
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 namespace {
 
@@ -135,4 +135,4 @@ int expand_gradients(ir::Model& model) {
   return expanded;
 }
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

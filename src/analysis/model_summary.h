@@ -9,7 +9,7 @@
 
 #include "ir/graph.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 struct ModelSummary {
   int64_t ir_version = 0;
@@ -19,7 +19,7 @@ struct ModelSummary {
   std::vector<ir::ValueInfo> outputs;           // with inferred types where known
   int64_t node_count = 0;                       // main graph
   std::map<std::string, int64_t> op_histogram;  // "MatMul", "com.microsoft.Attention"
-  int64_t parameter_count = 0;                  // elements of all initializers
+  int64_t parameter_count = 0;                  // elements of all initializers and Constant nodes
   int64_t parameter_bytes = 0;
   int64_t file_bytes = 0;                       // size of the model file (external data not included)
   int64_t flops = -1;                           // -1 when shapes are not known enough
@@ -34,4 +34,4 @@ ModelSummary summarize(const ir::Model& model, const std::map<std::string, int64
 int64_t estimate_node_flops(const ir::Node& n, const std::vector<const ir::Type*>& inputs,
                             const std::vector<const ir::Type*>& outputs);
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

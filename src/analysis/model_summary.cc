@@ -1,11 +1,13 @@
-#include "runtime/model_summary.h"
+#include "analysis/model_summary.h"
 
 #include <filesystem>
+#include <optional>
 
+#include "analysis/constant_nodes.h"
+#include "analysis/shape_inference.h"
 #include "ops/registry.h"
-#include "runtime/shape_inference.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 namespace {
 
@@ -75,10 +77,14 @@ ModelSummary summarize(const ir::Model& model, const std::map<std::string, int64
   s.node_count = static_cast<int64_t>(g.nodes.size());
   for (const auto& n : g.nodes)
     s.op_histogram[ir::is_default_domain(n.domain) ? n.op_type : n.domain + "." + n.op_type]++;
-  for (const auto& [name, t] : g.initializers) {
+  auto count = [&s](const ir::Tensor& t) {
     s.parameter_count += t.numel();
     if (t.dtype() != ir::DType::kString) s.parameter_bytes += static_cast<int64_t>(t.nbytes());
-  }
+  };
+  for (const auto& [name, t] : g.initializers) count(t);
+  // Weights some exporters (paddle2onnx among them) write as Constant nodes: parameters all the same.
+  for (const auto& n : g.nodes)
+    if (std::optional<ir::Tensor> t = constant_node_value(n)) count(*t);
   if (!model.path.empty()) {
     std::error_code ec;
     auto size = std::filesystem::file_size(model.path, ec);
@@ -147,4 +153,4 @@ ModelSummary summarize(const ir::Model& model, const std::map<std::string, int64
   return s;
 }
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

@@ -1,8 +1,8 @@
-#include "runtime/model_check.h"
+#include "analysis/model_check.h"
 
 #include "ops/registry.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 namespace {
 
@@ -47,4 +47,4 @@ void check_supported(const ir::Model& model) {
   check_nodes(model, model.graph, where);
 }
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

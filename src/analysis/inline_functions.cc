@@ -1,8 +1,8 @@
-#include "runtime/inline_functions.h"
+#include "analysis/inline_functions.h"
 
 #include <unordered_map>
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 namespace {
 
@@ -125,4 +125,4 @@ int inline_functions(ir::Model& model) {
   return inlined;
 }
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

@@ -1,10 +1,10 @@
-#include "runtime/shape_inference.h"
+#include "analysis/shape_inference.h"
 
 #include <algorithm>
 
 #include "ops/registry.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 namespace {
 
@@ -281,4 +281,4 @@ void check_matches_inferred(const ir::Type& inferred, const ir::Datum& actual, c
   }
 }
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

@@ -9,7 +9,7 @@
 #include "ir/graph.h"
 #include "ops/op_def.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 struct InferredTypes {
   std::unordered_map<std::string, ir::Type> types;     // every value whose type is known
@@ -27,4 +27,4 @@ InferredTypes infer_types(const ir::Model& model, const ir::Graph& g,
 // Fails when `actual` contradicts `inferred` (dtype, rank or a static dim); `what` names the value.
 void check_matches_inferred(const ir::Type& inferred, const ir::Datum& actual, const std::string& what);
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

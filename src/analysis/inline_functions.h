@@ -4,10 +4,10 @@
 
 #include "ir/graph.h"
 
-namespace kiln::runtime {
+namespace kiln::analysis {
 
 // Inlines every call in the main graph and in subgraphs, recursively (calls inside function bodies
 // too, up to a depth that catches recursion). Returns the number of calls inlined.
 int inline_functions(ir::Model& model);
 
-}  // namespace kiln::runtime
+}  // namespace kiln::analysis

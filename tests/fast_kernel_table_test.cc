@@ -1,0 +1,289 @@
+// Every entry of the fast-kernel table (kernels/cpu/fast_kernel_table.h) against the reference kernel:
+// each (domain, op) has cases here, on odd sizes and broadcasts, at its first opset and at the newest one
+// it covers, in every element type it declares. An entry without cases fails the test, so a kernel cannot
+// join the table untested. (tests/fast_kernels_test.cc and the per-kernel tests go deeper per kernel.)
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+
+#include "contrib_test_util.h"
+#include "kernels/cpu/fast_kernel_table.h"
+#include "runtime/session.h"
+
+namespace kiln {
+namespace {
+
+using kernels::cpu::FastKernelEntry;
+using testing::contrib::attr_float;
+using testing::contrib::attr_int;
+using testing::contrib::attr_ints;
+using testing::contrib::attr_string;
+using testing::contrib::max_abs_diff;
+using testing::contrib::Random;
+using testing::contrib::TestGraph;
+
+// A case: a graph whose every node of the entry's op should get its fast kernel.
+struct Case {
+  std::string what;
+  TestGraph graph;
+  double tolerance = 1e-4;
+};
+
+// Builds the cases for one entry at one opset (of the entry's domain).
+using CaseMaker = std::function<std::vector<Case>(const FastKernelEntry& e, int64_t opset)>;
+
+// A graph importing `opset` for the entry's domain (ai.onnx otherwise at 17, or `opset` when the entry is
+// ai.onnx's), with a node of the entry's op.
+TestGraph graph_for(const FastKernelEntry& e, int64_t opset) {
+  const bool onnx = *e.domain == '\0';
+  TestGraph g(onnx ? opset : 17);
+  if (!onnx) g.import_opset(e.domain, opset);
+  return g;
+}
+
+void add_node(TestGraph& g, const FastKernelEntry& e, std::vector<std::string> ins, std::vector<ir::Attribute> attrs = {}) {
+  g.node(e.op, std::move(ins), {"y"}, std::move(attrs), e.domain);
+  g.output("y");
+}
+
+std::vector<Case> matmul_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (std::vector<int64_t> a_shape : {std::vector<int64_t>{7}, {3, 7}, {2, 5, 7}}) {
+    Random rng(static_cast<uint32_t>(a_shape.size()));
+    TestGraph g = graph_for(e, opset);
+    g.input("a", rng.floats(a_shape));
+    g.constant("b", rng.floats({7, 33}));
+    add_node(g, e, {"a", "b"});
+    cases.push_back({"A rank " + std::to_string(a_shape.size()), std::move(g)});
+  }
+  return cases;
+}
+
+std::vector<Case> gemm_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (int64_t trans_b : {0, 1}) {
+    Random rng(static_cast<uint32_t>(trans_b));
+    TestGraph g = graph_for(e, opset);
+    g.input("a", rng.floats({9, 17}));
+    g.constant("b", rng.floats(trans_b ? std::vector<int64_t>{13, 17} : std::vector<int64_t>{17, 13}));
+    g.constant("c", rng.floats({13}));
+    add_node(g, e, {"a", "b", "c"}, {attr_int("transB", trans_b), attr_float("alpha", 0.5f), attr_float("beta", 2.0f)});
+    cases.push_back({"transB " + std::to_string(trans_b), std::move(g)});
+  }
+  return cases;
+}
+
+std::vector<Case> conv_cases(const FastKernelEntry& e, int64_t opset) {
+  struct Shape {
+    const char* what;
+    int64_t in_channels, out_channels, group, kernel, stride;
+    std::vector<int64_t> pads;
+  };
+  const std::vector<Shape> shapes = {
+      {"3x3 stride 2, asymmetric pads", 3, 8, 1, 3, 2, {1, 0, 2, 1}},
+      {"depthwise 3x3", 6, 6, 6, 3, 1, {1, 1, 1, 1}},
+      {"grouped 1x1", 4, 6, 2, 1, 1, {0, 0, 0, 0}},
+  };
+  const bool fused = std::string(e.op) == "FusedConv";
+  std::vector<Case> cases;
+  for (const Shape& s : shapes) {
+    Random rng(static_cast<uint32_t>(s.out_channels));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({2, s.in_channels, 9, 11}));
+    g.constant("w", rng.floats({s.out_channels, s.in_channels / s.group, s.kernel, s.kernel}));
+    g.constant("b", rng.floats({s.out_channels}));
+    std::vector<ir::Attribute> attrs = {attr_int("group", s.group), attr_ints("strides", {s.stride, s.stride}),
+                                        attr_ints("pads", s.pads)};
+    if (fused)
+      attrs.push_back(std::string(e.domain) == "ai.kiln" ? attr_string("activation", "HardSwish")
+                                                         : attr_string("activation", "Relu"));
+    add_node(g, e, {"x", "w", "b"}, attrs);
+    cases.push_back({s.what, std::move(g)});
+  }
+  return cases;
+}
+
+std::vector<Case> attention_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (bool mask : {false, true}) {
+    Random rng(mask ? 3 : 4);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({2, 5, 12}));
+    g.constant("w", rng.floats({12, 36}));
+    g.constant("bias", rng.floats({36}));
+    std::vector<std::string> ins = {"x", "w", "bias"};
+    if (mask) {
+      ir::Tensor m(ir::DType::kInt32, {2, 5});
+      for (int64_t i = 0; i < m.numel(); ++i) m.data<int32_t>()[i] = i % 5 == 4 ? 0 : 1;
+      ins.push_back(g.input("mask", m));
+    }
+    add_node(g, e, ins, {attr_int("num_heads", 3)});
+    cases.push_back({mask ? "raw mask" : "no mask", std::move(g)});
+  }
+  return cases;
+}
+
+std::vector<Case> layer_norm_cases(const FastKernelEntry& e, int64_t opset) {
+  Random rng(6);
+  TestGraph g = graph_for(e, opset);
+  const bool skip = std::string(e.op) == "SkipLayerNormalization";
+  g.input("x", rng.floats({3, 5, 19}));
+  if (skip) g.input("skip", rng.floats({3, 5, 19}));
+  g.constant("gamma", rng.floats({19}));
+  g.constant("beta", rng.floats({19}));
+  if (skip) {
+    g.constant("bias", rng.floats({19}));
+    add_node(g, e, {"x", "skip", "gamma", "beta", "bias"});
+  } else {
+    add_node(g, e, {"x", "gamma", "beta"});
+  }
+  std::vector<Case> cases;
+  cases.push_back({"[3, 5, 19]", std::move(g)});
+  return cases;
+}
+
+std::vector<Case> gelu_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  const std::string op = e.op;
+  const bool onnx = *e.domain == '\0';
+  for (const char* approximate : {"none", "tanh"}) {
+    if (!onnx && std::string(approximate) == "tanh") break;  // the contrib GELUs have no attribute
+    Random rng(7);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({3, 37}));
+    std::vector<std::string> ins = {"x"};
+    if (op == "BiasGelu" || op == "FastGelu") ins.push_back(g.constant("bias", rng.floats({37})));
+    std::vector<ir::Attribute> attrs;
+    if (onnx) attrs.push_back(attr_string("approximate", approximate));
+    add_node(g, e, ins, attrs);
+    cases.push_back({std::string("approximate ") + approximate, std::move(g), 1e-5});
+  }
+  return cases;
+}
+
+std::vector<Case> softmax_cases(const FastKernelEntry& e, int64_t opset) {
+  Random rng(8);
+  TestGraph g = graph_for(e, opset);
+  g.input("x", rng.floats({2, 3, 41}));
+  // The last axis: opset 13's default, and before 13 the axis from which the dims are flattened.
+  add_node(g, e, {"x"}, {attr_int("axis", opset >= 13 ? -1 : 2)});
+  std::vector<Case> cases;
+  cases.push_back({"last axis", std::move(g), 1e-6});
+  return cases;
+}
+
+std::vector<Case> pool_cases(const FastKernelEntry& e, int64_t opset) {
+  Random rng(9);
+  TestGraph g = graph_for(e, opset);
+  g.input("x", rng.floats({2, 3, 10, 9}));
+  if (std::string(e.op) == "MaxPool") {
+    add_node(g, e, {"x"}, {attr_ints("kernel_shape", {3, 3}), attr_ints("strides", {2, 2}), attr_ints("pads", {1, 1, 1, 0})});
+  } else {
+    add_node(g, e, {"x"});
+  }
+  std::vector<Case> cases;
+  cases.push_back({"[2, 3, 10, 9]", std::move(g), 1e-6});
+  return cases;
+}
+
+// (domain, op) -> its cases. A new table entry needs a line here.
+const std::map<std::string, CaseMaker>& case_makers() {
+  static const std::map<std::string, CaseMaker> makers = {
+      {":MatMul", matmul_cases},
+      {":Gemm", gemm_cases},
+      {":Conv", conv_cases},
+      {"com.microsoft:FusedConv", conv_cases},
+      {"ai.kiln:FusedConv", conv_cases},
+      {"com.microsoft:Attention", attention_cases},
+      {":LayerNormalization", layer_norm_cases},
+      {"com.microsoft:SkipLayerNormalization", layer_norm_cases},
+      {":Gelu", gelu_cases},
+      {"com.microsoft:Gelu", gelu_cases},
+      {"com.microsoft:BiasGelu", gelu_cases},
+      {"com.microsoft:FastGelu", gelu_cases},
+      {":Softmax", softmax_cases},
+      {":MaxPool", pool_cases},
+      {":GlobalAveragePool", pool_cases},
+  };
+  return makers;
+}
+
+std::string key(const FastKernelEntry& e) { return std::string(e.domain) + ":" + e.op; }
+
+// The newest opset kiln runs for the entry's domain, capped by the entry's range.
+int64_t newest_opset(const FastKernelEntry& e) {
+  const int64_t newest = *e.domain == '\0' ? 23 : 1;
+  return std::min(e.until_opset, std::max(newest, e.since_opset));
+}
+
+size_t fast_nodes(const ir::Model& m) {
+  runtime::Session s(m);
+  return s.fast_kernel_count();
+}
+
+TEST(FastKernelTable, EveryEntryMatchesTheReferenceAtItsOpsets) {
+  ASSERT_FALSE(kernels::cpu::fast_kernel_table().empty());
+  for (const FastKernelEntry& e : kernels::cpu::fast_kernel_table()) {
+    auto maker = case_makers().find(key(e));
+    ASSERT_NE(maker, case_makers().end()) << key(e) << " has no cases in fast_kernel_table_test.cc";
+    ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32)) << key(e) << ": cases are float32 only";
+    for (int64_t opset : std::set<int64_t>{e.since_opset, newest_opset(e)}) {
+      for (Case& c : maker->second(e, opset)) {
+        SCOPED_TRACE(::testing::Message() << key(e) << " opset " << opset << ": " << c.what);
+        runtime::SessionOptions fast, ref;
+        fast.optimization = ref.optimization = passes::Level::kNone;
+        ref.fast_kernels = false;
+        runtime::Session fast_session(c.graph.model(), fast), ref_session(c.graph.model(), ref);
+        EXPECT_EQ(fast_session.fast_kernel_count(), 1u);
+        std::vector<ir::Datum> got = fast_session.run(c.graph.feeds()), want = ref_session.run(c.graph.feeds());
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+          ASSERT_EQ(got[i].tensor.shape(), want[i].tensor.shape());
+          EXPECT_LE(max_abs_diff(got[i].tensor, want[i].tensor), c.tolerance);
+        }
+      }
+    }
+  }
+}
+
+TEST(FastKernelTable, NoEntryOutsideItsOpsets) {
+  for (const FastKernelEntry& e : kernels::cpu::fast_kernel_table()) {
+    SCOPED_TRACE(key(e));
+    EXPECT_LE(e.since_opset, e.until_opset);
+    EXPECT_EQ(kernels::cpu::find_fast_kernel_entry(e.domain, e.op, e.since_opset), &e);
+    if (e.since_opset > 1) {
+      // A graph at the opset before: no fast kernel (the op meant something else, or did not exist).
+      const kernels::cpu::FastKernelEntry* before = kernels::cpu::find_fast_kernel_entry(e.domain, e.op, e.since_opset - 1);
+      EXPECT_TRUE(before == nullptr || before->until_opset < e.since_opset);
+    }
+    for (const FastKernelEntry& other : kernels::cpu::fast_kernel_table())
+      if (&other != &e && key(other) == key(e)) {
+        EXPECT_TRUE(other.until_opset < e.since_opset || e.until_opset < other.since_opset) << "overlapping entries";
+      }
+  }
+  // Gemm 6 (with its broadcast attribute) has none, and FusedConv is no ai.onnx op.
+  EXPECT_EQ(kernels::cpu::find_fast_kernel_entry("", "Gemm", 6), nullptr);
+  EXPECT_NE(kernels::cpu::find_fast_kernel_entry("ai.onnx", "Gemm", 7), nullptr);
+  EXPECT_EQ(kernels::cpu::find_fast_kernel_entry("", "FusedConv", 1), nullptr);
+}
+
+TEST(FastKernelTable, APreparedKernelIsNamedAfterItsEntry) {
+  Random rng(1);
+  TestGraph g;
+  g.input("a", rng.floats({2, 3}));
+  g.constant("b", rng.floats({3, 4}));
+  g.node("MatMul", {"a", "b"}, {"y"});
+  g.output("y");
+  ir::Model m = g.model();
+  std::unique_ptr<kernels::cpu::FastKernel> k = kernels::cpu::make_fast_kernel(m.graph.nodes[0], m.graph, 17);
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(k->name(), "MatMul");
+  EXPECT_FALSE(k->implementation().empty());
+  EXPECT_EQ(fast_nodes(m), 1u);
+}
+
+}  // namespace
+}  // namespace kiln
