@@ -2,13 +2,18 @@
 // scalar), against kiln's reference ops run through a Session (LayerNormalization, SkipLayerNormalization,
 // Gelu, FastGelu, BiasGelu, Softmax, Add, Mul) or, for what no op computes (a masked, scaled softmax;
 // strided rows), a double-precision loop; over odd and BERT-sized rows, with NaN and infinity. The vector
-// math (exp, erf, tanh) is checked directly against the C library in double.
+// math (exp, erf, tanh) is checked directly against the C library in double. Every kernel also runs on
+// rows of every length up to two AVX-512 vectors and more, ending at an inaccessible page, against the
+// portable build.
 #include "kernels/cpu/vector_kernels.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <random>
@@ -522,6 +527,125 @@ TEST(VectorKernels, AddAndMulMatchTheReferenceBitForBitForSameShapeRowAndScalarO
                 outputs[2 * j + k] + " with b of " + std::to_string(bs[j].numel()) + " " + shape_name(*t, rows, n));
           }
         }
+      }
+    }
+  }
+}
+
+// ---- row tails ---------------------------------------------------------------------------------------
+
+// `count` floats that end where an inaccessible page begins: a kernel that reads or writes past the end of
+// its data faults, where a heap buffer's slack would let it pass.
+class PageEndFloats {
+ public:
+  explicit PageEndFloats(int64_t count) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + page - 1) / page * page;
+    size_ = bytes + page;
+    void* base = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    KILN_CHECK(base != MAP_FAILED, "PageEndFloats: mmap of ", size_, " bytes failed");
+    base_ = static_cast<char*>(base);
+    KILN_CHECK(mprotect(base_ + bytes, page, PROT_NONE) == 0, "PageEndFloats: mprotect failed");
+    data_ = reinterpret_cast<float*>(base_ + bytes) - count;
+  }
+  PageEndFloats(const PageEndFloats&) = delete;
+  PageEndFloats& operator=(const PageEndFloats&) = delete;
+  ~PageEndFloats() { munmap(base_, size_); }
+  float* data() { return data_; }
+
+ private:
+  char* base_ = nullptr;
+  size_t size_ = 0;
+  float* data_ = nullptr;
+};
+
+TEST(VectorKernels, EveryKernelKeepsToItsRowsAtEveryTailLengthAndMatchesThePortableBuild) {
+  // Up to two AVX-512 vectors and one more: every tail length of both SIMD builds, with and without
+  // whole vectors before it. Two rows, the second ending at a page end; the first's tail would read the
+  // second's values, and change its result, if a kernel read past its row.
+  constexpr int64_t kWidestVector = 16;
+  const int64_t rows = 2;
+  const VectorKernelTable& plain = *kernels::cpu::vector_kernels_for(Isa::kScalar);
+  std::mt19937 gen(61);
+  std::normal_distribution<float> d(0, 3);
+  for (int64_t n = 0; n <= 2 * kWidestVector + 1; ++n) {
+    const int64_t count = rows * n;
+    PageEndFloats x(count), other(count), mask(count), bias(n), gamma(n), beta(n);
+    for (PageEndFloats* p : {&x, &other, &mask, &bias, &gamma, &beta})
+      for (int64_t i = 0; i < (p == &bias || p == &gamma || p == &beta ? n : count); ++i) p->data()[i] = d(gen);
+    for (const VectorKernelTable* t : tables()) {
+      const std::string what = shape_name(*t, rows, n);
+      // Runs `run` on the portable build and on t, each writing `count` floats; compares them.
+      auto check = [&](const std::string& name, double abs_tol, double rel_tol,
+                       const std::function<void(const VectorKernelTable&, float*)>& run) {
+        std::vector<float> want(static_cast<size_t>(count));
+        PageEndFloats got(count);
+        run(plain, want.data());
+        run(*t, got.data());
+        expect_close(got.data(), want.data(), count, abs_tol, rel_tol, name + " " + what);
+      };
+      check("exp", 0, 1e-6, [&](const VectorKernelTable& k, float* y) { k.exp(x.data(), y, count); });
+      check("erf", 2e-7, 2e-7, [&](const VectorKernelTable& k, float* y) { k.erf(x.data(), y, count); });
+      check("tanh", 1e-7, 3e-7, [&](const VectorKernelTable& k, float* y) { k.tanh(x.data(), y, count); });
+      for (GeluKind kind : {GeluKind::kErf, GeluKind::kTanh}) {
+        for (const float* b : {static_cast<const float*>(nullptr), static_cast<const float*>(bias.data())}) {
+          check(
+              std::string(kind == GeluKind::kErf ? "Gelu" : "FastGelu") + (b ? " with bias" : ""), 1e-6, 1e-6,
+              [&](const VectorKernelTable& k, float* y) { kernels::cpu::gelu_f32(kind, x.data(), b, y, rows, n, k); });
+        }
+      }
+      for (BinaryOp op : {BinaryOp::kAdd, BinaryOp::kMul}) {
+        for (int64_t b_len : {int64_t{1}, n, count}) {
+          if (b_len == 0) continue;
+          check(std::string(op == BinaryOp::kAdd ? "Add" : "Mul") + " b_len " + std::to_string(b_len), 0, 0,
+                [&](const VectorKernelTable& k, float* y) {
+                  kernels::cpu::binary_f32(op, x.data(), other.data(), b_len, y, count, k);
+                });
+        }
+      }
+      auto layer_norm = [&](bool skip) {
+        LayerNormArgs a;
+        a.rows = rows;
+        a.n = n;
+        a.x = x.data();
+        a.gamma = gamma.data();
+        a.beta = beta.data();
+        if (skip) {
+          a.skip = other.data();
+          a.bias = bias.data();
+        }
+        return a;
+      };
+      check("LayerNorm", 1e-5, 1e-5, [&](const VectorKernelTable& k, float* y) {
+        LayerNormArgs a = layer_norm(false);
+        a.y = y;
+        kernels::cpu::layer_norm_f32(a, k);
+      });
+      check("SkipLayerNorm", 1e-5, 1e-5, [&](const VectorKernelTable& k, float* y) {
+        LayerNormArgs a = layer_norm(true);
+        a.y = y;
+        kernels::cpu::layer_norm_f32(a, k);
+      });
+      check("SkipLayerNorm sum", 0, 0, [&](const VectorKernelTable& k, float* sum) {
+        PageEndFloats y(count);
+        LayerNormArgs a = layer_norm(true);
+        a.y = y.data();
+        a.sum = sum;
+        kernels::cpu::layer_norm_f32(a, k);
+      });
+      for (bool masked : {false, true}) {
+        check(masked ? "scaled, masked softmax" : "Softmax", 1e-6, 0, [&](const VectorKernelTable& k, float* y) {
+          SoftmaxArgs a;
+          a.rows = rows;
+          a.n = n;
+          a.x = x.data();
+          a.y = y;
+          if (masked) {
+            a.scale = 0.3f;
+            a.mask = mask.data();
+          }
+          kernels::cpu::softmax_f32(a, k);
+        });
       }
     }
   }

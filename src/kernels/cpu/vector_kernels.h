@@ -4,8 +4,10 @@
 // their two common shapes (same shape; a row vector or a scalar broadcast over rows).
 //
 // Each kernel has three builds: AVX-512 (vector_kernels_avx512.cc), AVX2 + FMA (vector_kernels_avx2.cc)
-// and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The ISA files are
-// compiled with per-function target attributes, so nothing in them runs unless the CPU check in
+// and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The two SIMD builds are
+// one set of algorithms (vector_kernels_simd.h) instantiated over each ISA's vector type (simd_avx512.h,
+// simd_avx2.h); the portable build is their plain twin, written apart with the C library's math. The ISA
+// files are compiled with per-function target attributes, so nothing in them runs unless the CPU check in
 // cpu_features.h chose them. The drivers split rows (or elements) across OpenMP threads once the work
 // exceeds kParallelMinElements, and run serially below that or when called inside a parallel region.
 //

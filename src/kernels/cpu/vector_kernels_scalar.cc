@@ -1,5 +1,8 @@
 // The portable build of vector_kernels.h (plain loops, the C library's exp / erf / tanh, statistics in
-// double), the choice of table, and the drivers that split the work across OpenMP threads.
+// double), the choice of table, and the drivers that split the work across OpenMP threads. The kernels
+// here stay written apart from the SIMD algorithms (vector_kernels_simd.h) rather than instantiated over a
+// one-lane vector type: they are the plain twin the SIMD builds are tested against, and a one-lane erf
+// would have no register of pieces to look its polynomial up in.
 #include <omp.h>
 
 #include <algorithm>
@@ -66,10 +69,8 @@ void softmax_rows(const SoftmaxArgs& a, int64_t begin, int64_t end) {
   }
 }
 
-float gelu_erf(float v) {
-  float half_v = 0.5f * v;
-  return half_v + half_v * std::erf(v * 0.70710678118654752f);
-}
+// 1 + erf(z) as erfc(-z): for very negative v, where 1 + erf cancels to a few bits, erfc keeps them.
+float gelu_erf(float v) { return 0.5f * v * std::erfc(v * -0.70710678118654752f); }
 
 float gelu_tanh(float v) {
   float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);

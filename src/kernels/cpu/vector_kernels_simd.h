@@ -1,0 +1,501 @@
+// The SIMD algorithms of vector_kernels.h, written once over a vector type V of V::kLanes floats
+// (avx2::F32x8 in simd_avx2.h, avx512::F32x16 in simd_avx512.h, which state what V provides) and
+// instantiated per ISA by vector_kernels_avx2.cc and vector_kernels_avx512.cc.
+//
+// Include it only from such an ISA file, after the ISA's vector type header and after defining
+// KILN_SIMD_TARGET as that ISA's target attribute: every function here carries it, so that GCC inlines the
+// vector type's intrinsics into them, and all of it has internal linkage, so that no instantiation compiled
+// for one ISA is shared with a caller built for another.
+//
+// The math:
+//   exp(x) = 2^k * e^r, k = round(x / ln 2), r = x - k ln 2 (two-constant Cody-Waite with FMA), e^r by
+//   Cephes' degree-6 polynomial; 2^k applied so that results down to the smallest denormal round once
+//   (V::pow2). About 1 ulp; +inf above 88.72, 0 below -103.97, NaN in, NaN out.
+//   erf(x) = sign(x) P_i(s - i), s = |x| * pieces / 4, on as many pieces of [0, 4) as V has lanes, P_i a
+//   Chebyshev fit picked per lane by a table lookup (the coefficients of one power for all pieces fill one
+//   register); +-1 beyond (erf rounds to +-1 from 3.92). 16 pieces of degree 6 or 8 of degree 7 (the width
+//   of a register sets the pieces; the degree is what the wider piece needs): within 7e-8 absolute,
+//   relative near 0.
+//   tanh(x) = Cephes' odd polynomial for |x| < 0.625, else sign(x) * (1 - 2 / (exp(2|x|) + 1)).
+//   FastGelu uses 0.5 v (1 + tanh(u)) = v sigmoid(2u): one exp and one division.
+#pragma once
+
+#ifndef KILN_SIMD_TARGET
+#error "vector_kernels_simd.h: define KILN_SIMD_TARGET and include the ISA's simd_*.h first"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/vector_kernels.h"
+
+namespace kiln::kernels::cpu {
+namespace {
+namespace simd {
+
+// ---- math --------------------------------------------------------------------------------------------
+
+template <class V>
+KILN_SIMD_TARGET inline V exp_ps(V x) {
+  // max/min return their second operand when either is NaN: written this way round, a NaN passes.
+  x = max(V(-104.0f), x);
+  x = min(V(89.0f), x);
+  // k in [-150, 128], r = x - k ln 2 in [-ln 2 / 2, ln 2 / 2].
+  V k = round_nearest(x * V(1.44269504088896341f));
+  const typename V::Pow2 scale = V::pow2(k);
+  V r = fnma(k, V(0.693147182464599609375f), x);
+  r = fnma(k, V(-1.904654291e-9f), r);
+  V p(1.9875691500e-4f);
+  p = fma(p, r, V(1.3981999507e-3f));
+  p = fma(p, r, V(8.3334519073e-3f));
+  p = fma(p, r, V(4.1665795894e-2f));
+  p = fma(p, r, V(1.6666665459e-1f));
+  p = fma(p, r, V(5.0000001201e-1f));
+  p = fma(p, r * r, r);
+  return scale.times(p + V(1.0f));
+}
+
+// erf on [0, 4) in kPieces pieces: erf((i + t) * 4 / kPieces) = sum_d kC[d][i] t^d, t in [0, 1), i the
+// piece. Piece 0 is t * Q(t), exact at 0 and relative near it.
+template <int kPieces>
+struct ErfPieces;
+
+template <>
+struct ErfPieces<16> {
+  static constexpr int kDegree = 6;
+  alignas(64) static constexpr float kC[kDegree + 1][16] = {
+      {0.000000000e+00f, 2.763263901e-01f, 5.204998779e-01f, 7.111556338e-01f, 8.427007930e-01f, 9.229001283e-01f,
+       9.661051464e-01f, 9.866716712e-01f, 9.953222650e-01f, 9.985372834e-01f, 9.995930480e-01f, 9.998993781e-01f,
+       9.999779095e-01f, 9.999956972e-01f, 9.999992569e-01f, 9.999998863e-01f},
+      {2.820947925e-01f, 2.650035374e-01f, 2.196956353e-01f, 1.607327537e-01f, 1.037768668e-01f, 5.913028120e-02f,
+       2.973257672e-02f, 1.319375270e-02f, 5.166747841e-03f, 1.785579732e-03f, 5.445705688e-04f, 1.465689139e-04f,
+       3.481305726e-05f, 7.297175931e-06f, 1.349831477e-06f, 2.203515197e-07f},
+      {-5.381642248e-08f, -1.656280280e-02f, -2.746180600e-02f, -3.013717544e-02f, -2.594409674e-02f, -1.847822143e-02f,
+       -1.114978512e-02f, -5.772324876e-03f, -2.583397427e-03f, -1.004388337e-03f, -3.403491031e-04f, -1.007600157e-04f,
+       -2.610663774e-05f, -5.927724892e-06f, -1.180717631e-06f, -2.064801723e-07f},
+      {-5.876345269e-03f, -4.830281207e-03f, -2.289379986e-03f, 4.172627072e-04f, 2.161276448e-03f, 2.617790754e-03f,
+       2.168421273e-03f, 1.409068122e-03f, 7.536320375e-04f, 3.394457588e-04f, 1.304234528e-04f, 4.309252264e-05f,
+       1.230962533e-05f, 3.051640014e-06f, 6.583832031e-07f, 1.238795837e-07f},
+      {-2.700609396e-06f, 4.944540773e-04f, 7.176088382e-04f, 5.923769256e-04f, 2.724248432e-04f, -2.414245163e-05f,
+       -1.754080740e-04f, -1.889411067e-04f, -1.349875075e-04f, -7.454981824e-05f, -3.354856379e-05f, -1.261569694e-05f,
+       -4.021240827e-06f, -1.096308925e-06f, -2.572080821e-07f, -5.215718398e-08f},
+      {1.154508332e-04f, 8.073852972e-05f, 3.746881829e-06f, -5.751542474e-05f, -7.088924673e-05f, -4.607188569e-05f,
+       -1.279530674e-05f, 8.027290967e-06f, 1.345894095e-05f, 1.043353233e-05f, 5.782033024e-06f, 2.524932829e-06f,
+       9.040802863e-07f, 2.710085194e-07f, 6.886692957e-08f, 1.495780611e-08f},
+      {-4.752781576e-06f, -1.215823688e-05f, -1.004941422e-05f, -2.543405377e-06f, 3.753059759e-06f, 5.382054616e-06f,
+       3.515338734e-06f, 1.011741792e-06f, -4.354620217e-07f, -7.562999967e-07f, -5.483025130e-07f, -2.792394546e-07f,
+       -1.111707639e-07f, -3.611109207e-08f, -9.785256789e-09f, -2.241676587e-09f},
+  };
+};
+
+template <>
+struct ErfPieces<8> {
+  static constexpr int kDegree = 7;
+  alignas(64) static constexpr float kC[kDegree + 1][8] = {
+      {0.000000000e+00f, 5.204998774e-01f, 8.427007936e-01f, 9.661051464e-01f, 9.953222649e-01f, 9.995930480e-01f,
+       9.999779095e-01f, 9.999992569e-01f},
+      {5.641895873e-01f, 4.393913400e-01f, 2.075536609e-01f, 5.946515104e-02f, 1.033350927e-02f, 1.089141203e-03f,
+       6.962517582e-05f, 2.699511798e-06f},
+      {-3.681189791e-07f, -1.098489084e-01f, -1.037750274e-01f, -4.459898633e-02f, -1.033384331e-02f, -1.361409147e-03f,
+       -1.044112704e-04f, -4.720216080e-06f},
+      {-4.700998248e-02f, -1.829890033e-02f, 1.728133533e-02f, 1.734491248e-02f, 6.030709325e-03f, 1.043623705e-03f,
+       9.840686287e-05f, 5.251908680e-06f},
+      {-3.400281219e-05f, 1.140435452e-02f, 4.382408729e-03f, -2.790265004e-03f, -2.164180005e-03f, -5.384300365e-04f,
+       -6.435164846e-05f, -4.089537857e-06f},
+      {3.618713674e-03f, 3.188917628e-04f, -2.286965144e-03f, -4.612470293e-04f, 4.340353454e-04f, 1.904369949e-04f,
+       2.973854715e-05f, 2.242276368e-06f},
+      {-1.229049222e-04f, -9.060640768e-04f, 2.197829041e-04f, 3.040146737e-04f, -2.385443698e-05f, -4.347752290e-05f,
+       -9.013390517e-06f, -7.894433821e-07f},
+      {-1.411693104e-04f, 1.402019208e-04f, 2.915821155e-05f, -4.646133698e-05f, -5.593202606e-06f, 4.976328146e-06f,
+       1.353120665e-06f, 1.331812149e-07f},
+  };
+};
+
+template <class V>
+KILN_SIMD_TARGET inline V erf_ps(V x) {
+  using Pieces = ErfPieces<V::kLanes>;
+  V ax = abs(x);
+  V s = ax * V(V::kLanes / 4.0f);
+  // min returns its second operand when either is NaN: a NaN passes (and then reads piece 0).
+  V piece = min(V(V::kLanes - 1.0f), floor(s));
+  V t = s - piece;
+  const typename V::Index i = V::index(piece);
+  V p = V::lookup(Pieces::kC[Pieces::kDegree], i);
+#pragma GCC unroll 8
+  for (int d = Pieces::kDegree - 1; d >= 0; --d) p = fma(p, t, V::lookup(Pieces::kC[d], i));
+  // erf rounds to 1 from 3.92 on.
+  p = select(ax >= V(4.0f), V(1.0f), p);
+  return with_sign_of(p, x);
+}
+
+template <class V>
+KILN_SIMD_TARGET inline V tanh_ps(V x) {
+  const V one(1.0f);
+  V ax = abs(x);
+  V s = x * x;
+  V p(-5.70498872745e-3f);
+  p = fma(p, s, V(2.06390887954e-2f));
+  p = fma(p, s, V(-5.37397155531e-2f));
+  p = fma(p, s, V(1.33314422036e-1f));
+  p = fma(p, s, V(-3.33332819422e-1f));
+  V small = fma(p * s, x, x);
+  V e = exp_ps(ax + ax);
+  V large = one - V(2.0f) / (e + one);
+  // tanh is odd: the sign of x, -0 included.
+  return with_sign_of(select(ax < V(0.625f), small, large), x);
+}
+
+// y = f(x) over count floats, the tail under a mask.
+template <class V, V (*F)(V)>
+KILN_SIMD_TARGET void map(const float* x, float* y, int64_t count) {
+  int64_t i = 0;
+  for (; i + V::kLanes <= count; i += V::kLanes) F(V::load(x + i)).store(y + i);
+  if (i < count) {
+    const typename V::Mask m = V::first(count - i);
+    F(V::load(x + i, m)).store(y + i, m);
+  }
+}
+
+template <class V>
+KILN_SIMD_TARGET void exp_f32(const float* x, float* y, int64_t count) {
+  map<V, exp_ps<V>>(x, y, count);
+}
+template <class V>
+KILN_SIMD_TARGET void erf_f32(const float* x, float* y, int64_t count) {
+  map<V, erf_ps<V>>(x, y, count);
+}
+template <class V>
+KILN_SIMD_TARGET void tanh_f32(const float* x, float* y, int64_t count) {
+  map<V, tanh_ps<V>>(x, y, count);
+}
+
+// ---- GELU --------------------------------------------------------------------------------------------
+
+template <class V>
+KILN_SIMD_TARGET inline V gelu_erf_ps(V v) {
+  V half_v = v * V(0.5f);
+  return fma(half_v, erf_ps(v * V(0.70710678118654752f)), half_v);
+}
+
+template <class V>
+KILN_SIMD_TARGET inline V gelu_tanh_ps(V v) {
+  // u = sqrt(2/pi) (v + 0.044715 v^3); 0.5 v (1 + tanh u) = v sigmoid(2u), taken with e = exp(-2|u|) <= 1
+  // so that nothing overflows: v / (1 + e) for u >= 0, v e / (1 + e) for u < 0.
+  V u = v * fma(v * v, V(0.0356774081363001f), V(0.7978845608028654f));
+  V e = exp_ps(abs(u) * V(-2.0f));
+  V num = select(u < V::zero(), v * e, v);
+  return fast_divide(num, e + V(1.0f));
+}
+
+// y = gelu(x + bias) over `count` elements; bias may be null. Always inlined: with a short bias (n of a
+// few vectors) a call per span costs as much as the span (GCC 12 keeps it out of line for AVX-512).
+template <class V, V (*F)(V)>
+[[gnu::always_inline]] KILN_SIMD_TARGET inline void gelu_span(const float* x, const float* bias, float* y,
+                                                              int64_t count) {
+  int64_t i = 0;
+  if (bias) {
+    for (; i + V::kLanes <= count; i += V::kLanes) F(V::load(x + i) + V::load(bias + i)).store(y + i);
+  } else {
+    for (; i + V::kLanes <= count; i += V::kLanes) F(V::load(x + i)).store(y + i);
+  }
+  if (i < count) {
+    const typename V::Mask m = V::first(count - i);
+    V v = V::load(x + i, m);
+    if (bias) v = v + V::load(bias + i, m);
+    F(v).store(y + i, m);
+  }
+}
+
+template <class V, V (*F)(V)>
+KILN_SIMD_TARGET void gelu_range(const float* x, const float* bias, int64_t n, float* y, int64_t begin, int64_t end) {
+  if (!bias) return gelu_span<V, F>(x + begin, nullptr, y + begin, end - begin);
+  for (int64_t i = begin; i < end;) {
+    int64_t col = i % n;
+    int64_t len = std::min(n - col, end - i);
+    gelu_span<V, F>(x + i, bias + col, y + i, len);
+    i += len;
+  }
+}
+
+template <class V>
+KILN_SIMD_TARGET void gelu(GeluKind kind, const float* x, const float* bias, int64_t n, float* y, int64_t begin,
+                           int64_t end) {
+  if (kind == GeluKind::kErf)
+    gelu_range<V, gelu_erf_ps<V>>(x, bias, n, y, begin, end);
+  else
+    gelu_range<V, gelu_tanh_ps<V>>(x, bias, n, y, begin, end);
+}
+
+// ---- Add, Mul ----------------------------------------------------------------------------------------
+
+template <BinaryOp kOp, class V>
+KILN_SIMD_TARGET inline V apply(V a, V b) {
+  if constexpr (kOp == BinaryOp::kAdd)
+    return a + b;
+  else
+    return a * b;
+}
+
+// y = a op b over count elements of both.
+template <class V, BinaryOp kOp>
+KILN_SIMD_TARGET void binary_span(const float* a, const float* b, float* y, int64_t count) {
+  constexpr int64_t kLanes = V::kLanes;
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= count; i += 4 * kLanes) {
+    V y0 = apply<kOp>(V::load(a + i), V::load(b + i));
+    V y1 = apply<kOp>(V::load(a + i + kLanes), V::load(b + i + kLanes));
+    V y2 = apply<kOp>(V::load(a + i + 2 * kLanes), V::load(b + i + 2 * kLanes));
+    V y3 = apply<kOp>(V::load(a + i + 3 * kLanes), V::load(b + i + 3 * kLanes));
+    y0.store(y + i);
+    y1.store(y + i + kLanes);
+    y2.store(y + i + 2 * kLanes);
+    y3.store(y + i + 3 * kLanes);
+  }
+  for (; i + kLanes <= count; i += kLanes) apply<kOp>(V::load(a + i), V::load(b + i)).store(y + i);
+  if (i < count) {
+    const typename V::Mask m = V::first(count - i);
+    apply<kOp>(V::load(a + i, m), V::load(b + i, m)).store(y + i, m);
+  }
+}
+
+// y = a op b over count elements of a, b one value.
+template <class V, BinaryOp kOp>
+KILN_SIMD_TARGET void binary_scalar(const float* a, float b, float* y, int64_t count) {
+  const V vb(b);
+  int64_t i = 0;
+  for (; i + V::kLanes <= count; i += V::kLanes) apply<kOp>(V::load(a + i), vb).store(y + i);
+  if (i < count) {
+    const typename V::Mask m = V::first(count - i);
+    apply<kOp>(V::load(a + i, m), vb).store(y + i, m);
+  }
+}
+
+template <class V, BinaryOp kOp>
+KILN_SIMD_TARGET void binary_range(const float* a, const float* b, int64_t b_len, float* y, int64_t begin,
+                                   int64_t end) {
+  if (b_len == 1) return binary_scalar<V, kOp>(a + begin, b[0], y + begin, end - begin);
+  for (int64_t i = begin; i < end;) {
+    int64_t col = i % b_len;
+    int64_t len = std::min(b_len - col, end - i);
+    binary_span<V, kOp>(a + i, b + col, y + i, len);
+    i += len;
+  }
+}
+
+template <class V>
+KILN_SIMD_TARGET void binary(BinaryOp op, const float* a, const float* b, int64_t b_len, float* y, int64_t begin,
+                             int64_t end) {
+  if (op == BinaryOp::kAdd)
+    binary_range<V, BinaryOp::kAdd>(a, b, b_len, y, begin, end);
+  else
+    binary_range<V, BinaryOp::kMul>(a, b, b_len, y, begin, end);
+}
+
+// ---- LayerNorm ---------------------------------------------------------------------------------------
+
+// Sum of (s - pivot) over n floats.
+template <class V>
+KILN_SIMD_TARGET inline float centred_sum(const float* s, int64_t n, V pivot) {
+  constexpr int64_t kLanes = V::kLanes;
+  V acc0 = V::zero(), acc1 = V::zero(), acc2 = V::zero(), acc3 = V::zero();
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    acc0 = acc0 + (V::load(s + i) - pivot);
+    acc1 = acc1 + (V::load(s + i + kLanes) - pivot);
+    acc2 = acc2 + (V::load(s + i + 2 * kLanes) - pivot);
+    acc3 = acc3 + (V::load(s + i + 3 * kLanes) - pivot);
+  }
+  for (; i + kLanes <= n; i += kLanes) acc0 = acc0 + (V::load(s + i) - pivot);
+  if (i < n) {
+    const typename V::Mask m = V::first(n - i);
+    acc1 = acc1 + keep(m, V::load(s + i, m) - pivot);
+  }
+  return reduce_add((acc0 + acc1) + (acc2 + acc3));
+}
+
+// s = x + skip (+ bias) at i, stored to dst.
+template <class V>
+KILN_SIMD_TARGET inline V skip_sum_at(const float* x, const float* skip, const float* bias, float* dst, int64_t i) {
+  V v = V::load(x + i) + V::load(skip + i);
+  if (bias) v = v + V::load(bias + i);
+  v.store(dst + i);
+  return v;
+}
+
+// s = x + skip (+ bias) written to dst; returns the sum of (s - pivot).
+template <class V>
+KILN_SIMD_TARGET inline float form_skip_sum(const float* x, const float* skip, const float* bias, float* dst, int64_t n,
+                                            V pivot) {
+  constexpr int64_t kLanes = V::kLanes;
+  V acc0 = V::zero(), acc1 = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+    acc0 = acc0 + (skip_sum_at<V>(x, skip, bias, dst, i) - pivot);
+    acc1 = acc1 + (skip_sum_at<V>(x, skip, bias, dst, i + kLanes) - pivot);
+  }
+  if (i + kLanes <= n) {
+    acc0 = acc0 + (skip_sum_at<V>(x, skip, bias, dst, i) - pivot);
+    i += kLanes;
+  }
+  if (i < n) {
+    const typename V::Mask m = V::first(n - i);
+    V v = V::load(x + i, m) + V::load(skip + i, m);
+    if (bias) v = v + V::load(bias + i, m);
+    v.store(dst + i, m);
+    acc1 = acc1 + keep(m, v - pivot);
+  }
+  return reduce_add(acc0 + acc1);
+}
+
+// Sum of d^2, d = (s - pivot) - shift.
+template <class V>
+KILN_SIMD_TARGET inline float centred_squares(const float* s, int64_t n, V pivot, V shift) {
+  constexpr int64_t kLanes = V::kLanes;
+  V acc0 = V::zero(), acc1 = V::zero(), acc2 = V::zero(), acc3 = V::zero();
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    V d0 = (V::load(s + i) - pivot) - shift;
+    V d1 = (V::load(s + i + kLanes) - pivot) - shift;
+    V d2 = (V::load(s + i + 2 * kLanes) - pivot) - shift;
+    V d3 = (V::load(s + i + 3 * kLanes) - pivot) - shift;
+    acc0 = fma(d0, d0, acc0);
+    acc1 = fma(d1, d1, acc1);
+    acc2 = fma(d2, d2, acc2);
+    acc3 = fma(d3, d3, acc3);
+  }
+  for (; i + kLanes <= n; i += kLanes) {
+    V d = (V::load(s + i) - pivot) - shift;
+    acc0 = fma(d, d, acc0);
+  }
+  if (i < n) {
+    const typename V::Mask m = V::first(n - i);
+    V d = keep(m, (V::load(s + i, m) - pivot) - shift);
+    acc1 = fma(d, d, acc1);
+  }
+  return reduce_add((acc0 + acc1) + (acc2 + acc3));
+}
+
+template <class V>
+KILN_SIMD_TARGET void layer_norm_rows(const LayerNormArgs& a, int64_t begin, int64_t end) {
+  constexpr int64_t kLanes = V::kLanes;
+  const int64_t n = a.n;
+  for (int64_t r = begin; r < end; ++r) {
+    const float* x = a.x + r * a.x_stride;
+    float* y = a.y + r * a.y_stride;
+    // Statistics are taken about the row's first element: centred that way, rows with a large common
+    // offset keep their precision in float32.
+    const float* s = x;
+    float pivot_value;
+    float shifted_sum;
+    if (a.skip) {
+      const float* k = a.skip + (r % a.skip_rows) * a.skip_stride;
+      float* dst = a.sum ? a.sum + r * a.sum_stride : y;  // y holds s until it is overwritten below
+      pivot_value = x[0] + k[0];
+      if (a.bias) pivot_value += a.bias[0];
+      shifted_sum = form_skip_sum(x, k, a.bias, dst, n, V(pivot_value));
+      s = dst;
+    } else {
+      pivot_value = x[0];
+      shifted_sum = centred_sum(x, n, V(pivot_value));
+    }
+    const V pivot(pivot_value);
+    const float shift_value = shifted_sum / static_cast<float>(n);
+    const V shift(shift_value);
+    const float var = centred_squares(s, n, pivot, shift) / static_cast<float>(n);
+    const float inv_value = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + a.epsilon));
+    const V inv(inv_value);
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      V t = ((V::load(s + i) - pivot) - shift) * inv;
+      V g = V::load(a.gamma + i);
+      (a.beta ? fma(t, g, V::load(a.beta + i)) : t * g).store(y + i);
+    }
+    if (i < n) {
+      const typename V::Mask m = V::first(n - i);
+      V t = ((V::load(s + i, m) - pivot) - shift) * inv;
+      V g = V::load(a.gamma + i, m);
+      (a.beta ? fma(t, g, V::load(a.beta + i, m)) : t * g).store(y + i, m);
+    }
+    if (a.mean) a.mean[r] = pivot_value + shift_value;
+    if (a.inv_std) a.inv_std[r] = inv_value;
+  }
+}
+
+// ---- softmax -----------------------------------------------------------------------------------------
+
+// scale * x + mask, as the kernel forms it in both passes (bit-identical each time).
+template <class V>
+struct SoftmaxInput {
+  const float* x;
+  const float* mask;  // may be null
+  V scale;
+  bool scaled;
+  KILN_SIMD_TARGET V at(int64_t i) const {
+    V v = V::load(x + i);
+    if (mask) return fma(v, scale, V::load(mask + i));
+    return scaled ? v * scale : v;
+  }
+  KILN_SIMD_TARGET V at(int64_t i, typename V::Mask m) const {
+    V v = V::load(x + i, m);
+    if (mask) return fma(v, scale, V::load(mask + i, m));
+    return scaled ? v * scale : v;
+  }
+};
+
+template <class V>
+KILN_SIMD_TARGET void softmax_rows(const SoftmaxArgs& a, int64_t begin, int64_t end) {
+  constexpr int64_t kLanes = V::kLanes;
+  const int64_t n = a.n;
+  const int64_t full = n - n % kLanes;
+  const bool has_tail = full < n;
+  const typename V::Mask tail = V::first(n - full);
+  const V neg_inf(-INFINITY);
+  for (int64_t r = begin; r < end; ++r) {
+    const SoftmaxInput<V> in{a.x + r * a.x_stride, a.mask ? a.mask + (r / a.mask_group) * a.mask_stride : nullptr,
+                             V(a.scale), a.scale != 1.0f};
+    float* y = a.y + r * a.y_stride;
+    V mx0 = neg_inf, mx1 = neg_inf;
+    int64_t i = 0;
+    for (; i + 2 * kLanes <= full; i += 2 * kLanes) {
+      mx0 = max(mx0, in.at(i));
+      mx1 = max(mx1, in.at(i + kLanes));
+    }
+    if (i < full) mx0 = max(mx0, in.at(i));
+    if (has_tail) mx1 = select(tail, max(mx1, in.at(full, tail)), mx1);
+    const V mx(reduce_max(max(mx0, mx1)));
+    V sum0 = V::zero(), sum1 = V::zero();
+    for (i = 0; i + 2 * kLanes <= full; i += 2 * kLanes) {
+      V e0 = exp_ps(in.at(i) - mx);
+      V e1 = exp_ps(in.at(i + kLanes) - mx);
+      e0.store(y + i);
+      e1.store(y + i + kLanes);
+      sum0 = sum0 + e0;
+      sum1 = sum1 + e1;
+    }
+    if (i < full) {
+      V e = exp_ps(in.at(i) - mx);
+      e.store(y + i);
+      sum0 = sum0 + e;
+    }
+    if (has_tail) {
+      V e = exp_ps(in.at(full, tail) - mx);
+      e.store(y + full, tail);
+      sum1 = select(tail, sum1 + e, sum1);
+    }
+    const V inv(1.0f / reduce_add(sum0 + sum1));
+    for (i = 0; i < full; i += kLanes) (V::load(y + i) * inv).store(y + i);
+    if (has_tail) (V::load(y + full, tail) * inv).store(y + full, tail);
+  }
+}
+
+// ---- the table ---------------------------------------------------------------------------------------
+
+template <class V>
+constexpr VectorKernelTable vector_kernel_table(Isa isa) {
+  return {isa, layer_norm_rows<V>, softmax_rows<V>, gelu<V>, binary<V>, exp_f32<V>, erf_f32<V>, tanh_f32<V>};
+}
+
+}  // namespace simd
+}  // namespace
+}  // namespace kiln::kernels::cpu
