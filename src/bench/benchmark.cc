@@ -182,6 +182,7 @@ void validate(const BenchOptions& o) {
   if (o.concurrency < 1) fail("--concurrency must be >= 1 (got ", o.concurrency, ")");
   if (o.rounds < 1) fail("--rounds must be >= 1 (got ", o.rounds, ")");
   if (!o.inputs_npz.empty() && !o.input_dir.empty()) fail("give --inputs or --input-dir, not both");
+  if (o.profile_runs < 0) fail("the number of profiled calls must be >= 0 (got ", o.profile_runs, ")");
   if (!o.peers.empty() && o.concurrency > 1)
     fail("--vs measures one caller at a time (the peers run calls one after another): drop --concurrency");
 }
@@ -236,6 +237,7 @@ bool reset_peak_rss() {
 }
 
 BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
+  const Clock::time_point started = Clock::now();  // time 0 of the profiles
   validate(o);
   BenchReport report;
   report.options = o;
@@ -354,6 +356,16 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
       }
     }
     k.peak_rss_mb = peak_rss_mb();
+    if (o.profile_runs > 0) {
+      // After every timed figure: the profile's overhead and storage touch none of them.
+      say(name + ": kiln, profiled");
+      auto profiler = std::make_shared<runtime::Profiler>(static_cast<size_t>(o.profile_runs), started);
+      session->set_profiler(profiler.get());
+      std::vector<ir::Datum> outputs;
+      for (int i = 0; i < o.profile_runs; ++i) session->run(feeds, outputs);
+      session->set_profiler(nullptr);
+      cr.profile = std::move(profiler);
+    }
     k.summarize();
     for (EngineResult& e : cr.peers) e.summarize();
     report.configs.push_back(std::move(cr));

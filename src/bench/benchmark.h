@@ -3,6 +3,9 @@
 // OpenVINO), their rounds alternate with kiln's (kiln, ORT, OpenVINO, kiln, ORT, OpenVINO, ...) on the
 // same model file, the same inputs (written once per configuration as .npy) and the same thread count.
 //
+// With a profile asked for, kiln's timed rounds are followed by that many profiled calls (not timed rounds:
+// a profile's overhead never reaches the figures).
+//
 // Figures: latencies are per Session::run call (wall clock); throughput is calls / wall time of the
 // timed phase (items/s = batch x that); a summary over rounds is the median of each per-round figure.
 // Peak RSS is VmHWM of /proc/self/status, reset before each configuration's load where the kernel allows
@@ -11,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +22,7 @@
 #include "bench/latency_stats.h"
 #include "bench/peer_bench.h"
 #include "passes/pass.h"
+#include "runtime/profiler.h"
 
 namespace kiln::bench {
 
@@ -36,6 +41,9 @@ struct BenchOptions {
   passes::Level level = passes::Level::kAll;
   std::vector<PeerEngine> peers;  // --vs (parse_peer_engines)
   uint64_t seed = 0;
+  // --profile: after each configuration's rounds, this many more calls of kiln by one caller, profiled
+  // (runtime/profiler.h); 0: none. Profiling adds overhead, so these calls are in no other figure.
+  int profile_runs = 0;
 };
 
 struct RoundResult {
@@ -70,6 +78,9 @@ struct ConfigResult {
   std::optional<int64_t> seq;
   EngineResult kiln;
   std::vector<EngineResult> peers;  // in BenchOptions::peers' order
+  // With BenchOptions::profile_runs: kiln's profiled calls. The profilers of all configurations share one
+  // time origin (the benchmark's start), so their traces can go into one file.
+  std::shared_ptr<const runtime::Profiler> profile;
   // kiln / peer of the medians: > 1 means kiln takes longer (p50, p99) or does more (throughput).
   double p50_ratio(const EngineResult& peer) const { return kiln.summary.p50_ms / peer.summary.p50_ms; }
   double p99_ratio(const EngineResult& peer) const { return kiln.summary.p99_ms / peer.summary.p99_ms; }

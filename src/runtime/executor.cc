@@ -36,15 +36,21 @@ std::unordered_map<std::string, size_t> Executor::initializer_readers(const ir::
 }
 
 void Executor::absorb(ir::Graph& g, size_t node, const kernels::cpu::FastKernel& k,
-                      std::unordered_map<std::string, size_t>& readers, std::vector<bool>& absorbed) {
+                      std::unordered_map<std::string, size_t>& readers, std::vector<bool>& absorbed,
+                      std::vector<std::pair<size_t, ProfiledValue>>& held) {
   const ir::Node& n = g.nodes[node];
   for (size_t j : k.absorbed_inputs()) {
     if (j >= n.inputs.size() || n.inputs[j].empty()) continue;
     auto r = readers.find(n.inputs[j]);
     if (r == readers.end()) continue;  // not an initializer
     absorbed[j] = true;
-    if (--r->second > 0) continue;
     auto it = g.initializers.find(n.inputs[j]);
+    ProfiledValue type;
+    type.kind = ProfiledValue::Kind::kTensor;
+    type.dtype = it->second.dtype();
+    type.shape.assign(it->second.shape().begin(), it->second.shape().end());
+    held.emplace_back(j, std::move(type));
+    if (--r->second > 0) continue;
     ++released_initializers_;
     released_bytes_ += it->second.nbytes();
     g.initializers.erase(it);  // the last reader holds it packed: free it now, before the next is packed
@@ -78,7 +84,9 @@ void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
     p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n)) : nullptr);
     p.in_place.push_back(p.fast.back() ? p.fast.back()->in_place_inputs() : std::vector<size_t>{});
     absorbed.emplace_back(n.inputs.size(), false);
-    if (releasable && p.fast.back()) absorb(*releasable, i, *p.fast.back(), readers, absorbed.back());
+    p.held_inputs.emplace_back();
+    if (releasable && p.fast.back())
+      absorb(*releasable, i, *p.fast.back(), readers, absorbed.back(), p.held_inputs.back());
     for (const auto& in : n.inputs)
       if (!in.empty()) last_use[in] = i;
     for (const auto& a : n.attributes) {
@@ -308,8 +316,37 @@ void Executor::bind(const ir::Graph& g, const PreparedGraph& p, RunState& state,
   }
 }
 
+void Executor::set_profiler(Profiler* profiler) {
+  profiler_ = profiler;
+  if (!profiler) return;
+  const ir::Graph& g = model_.graph;
+  const PreparedGraph& p = prepared(g);
+  std::vector<ProfiledNode> nodes(g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& n = g.nodes[i];
+    ProfiledNode& d = nodes[i];
+    d.op_type = ir::is_default_domain(n.domain) ? n.op_type : n.domain + "." + n.op_type;
+    d.name = n.name.empty() ? str(n.op_type, "#", i) : n.name;
+    // implementation() may ask oneDNN what it picked: once here, never per call.
+    if (p.fast[i]) d.fast_kernel = p.fast[i]->name() + " " + p.fast[i]->implementation();
+    d.held_inputs = p.held_inputs[i];
+  }
+  profiler->attach(std::move(nodes), fast_kernels_);
+}
+
 void Executor::run(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
                    std::vector<ir::Datum>& results) const {
+  if (profiler_ && &g == &model_.graph) {
+    profiler_->begin_run();
+    run_main(g, bindings, results);
+    profiler_->end_run();  // not reached when the run fails: a failed run has no "run" record
+    return;
+  }
+  run_main(g, bindings, results);
+}
+
+void Executor::run_main(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
+                        std::vector<ir::Datum>& results) const {
   if (&g != &model_.graph || !plannable_ || observer_) {
     run_unplanned(g, &bindings, nullptr, nullptr, results);
     return;
@@ -371,6 +408,8 @@ void Executor::run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& s
   const ops::KernelContext::SubgraphRunner run_sub = [this, &scope](const ir::Graph& sg, std::vector<ir::Datum> inputs) {
     return run_subgraph(sg, std::move(inputs), &scope);
   };
+  // Only the main graph's nodes are profiled: a subgraph's time is part of the node that ran it.
+  Profiler* const profiler = &g == &model_.graph ? profiler_ : nullptr;
 
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
@@ -404,15 +443,28 @@ void Executor::run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& s
     ctx.set_allocator(allocator);
     if (recorder) recorder->begin_node(i);
     if (arena) arena->begin_node(i);
-    bool done = false;
-    if (p.fast[i]) {
-      ctx.set_zero_fill(false);  // a fast kernel writes every element it allocates
-      if (arena) arena->allow_in_place(true);
-      done = p.fast[i]->run(ctx);
-      if (arena) arena->allow_in_place(false);
-      ctx.set_zero_fill(true);
+    // The node's fast kernel if it answers, else its reference kernel; true when the fast one answered.
+    auto run_kernel = [&] {
+      bool fast = false;
+      if (p.fast[i]) {
+        ctx.set_zero_fill(false);  // a fast kernel writes every element it allocates
+        if (arena) arena->allow_in_place(true);
+        fast = p.fast[i]->run(ctx);
+        if (arena) arena->allow_in_place(false);
+        ctx.set_zero_fill(true);
+      }
+      if (!fast) p.defs[i]->kernel(ctx);
+      return fast;
+    };
+    bool done;
+    if (!profiler) [[likely]] {  // the one test an unprofiled run pays per node
+      done = run_kernel();
+    } else {
+      const Profiler::Clock::time_point start = Profiler::Clock::now();
+      done = run_kernel();
+      const Profiler::Clock::time_point end = Profiler::Clock::now();
+      profiler->record(i, start, end, done, std::span<const ir::Datum* const>(state.inputs.data(), num_in), outs);
     }
-    if (!done) p.defs[i]->kernel(ctx);
     if (recorder && done && num_out > 0 && outs[0].is_tensor())
       for (size_t j : p.in_place[i])
         if (j < num_in && state.inputs[j] && state.inputs[j]->is_tensor())

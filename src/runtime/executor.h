@@ -1,7 +1,8 @@
 // Runs a graph node by node, in topological order, with the reference kernels or, where one covers the
 // node and the call, a fast kernel prepared here once (kernels/cpu/fast_kernels.h). Values are released
 // after their last use. Subgraphs (If/Loop/Scan bodies) run through the same executor and see the
-// values of their enclosing graphs.
+// values of their enclosing graphs. With a profiler attached (set_profiler), each node of the main graph is
+// timed (runtime/profiler.h); without one, a run pays one predictable branch per node for it.
 #pragma once
 
 #include <functional>
@@ -17,6 +18,7 @@
 #include "kernels/cpu/fast_kernels.h"
 #include "ops/op_def.h"
 #include "runtime/arena.h"
+#include "runtime/profiler.h"
 
 namespace kiln::runtime {
 
@@ -72,6 +74,9 @@ class Executor {
            std::vector<ir::Datum>& results) const;
 
   void set_observer(NodeObserver observer) { observer_ = std::move(observer); }
+  // Times every node of the main graph's following runs into `profiler` (describing the nodes to it now);
+  // nullptr stops. Not while a run is in progress; one caller at a time while it is attached.
+  void set_profiler(Profiler* profiler);
   // Nodes of the main graph with a fast kernel prepared (for reports and tests).
   size_t fast_kernel_count() const;
   // Initializers erased because fast kernels hold them packed, and their bytes.
@@ -115,6 +120,8 @@ class Executor {
     std::vector<std::vector<size_t>> released_after;   // per node: slots no later node (or output) reads
     std::vector<ValueRef> graph_outputs;
     size_t max_node_inputs = 0, max_node_outputs = 0;
+    // Per node: the types of the inputs its fast kernel holds packed, released from the graph (for profiles).
+    std::vector<std::vector<std::pair<size_t, ProfiledValue>>> held_inputs;
   };
   // A run's values and the scratch a node's KernelContext uses, kept by a Plan between runs.
   struct RunState {
@@ -134,9 +141,11 @@ class Executor {
                            const std::vector<std::vector<bool>>& absorbed, PreparedGraph& p);
   // How many readers each initializer of g has (node inputs, subgraph references, graph inputs/outputs).
   static std::unordered_map<std::string, size_t> initializer_readers(const ir::Graph& g);
-  // Marks node's inputs absorbed by k and erases each initializer whose last reader absorbed it.
+  // Marks node's inputs absorbed by k (noting their types in `held`) and erases each initializer whose last
+  // reader absorbed it.
   void absorb(ir::Graph& g, size_t node, const kernels::cpu::FastKernel& k,
-              std::unordered_map<std::string, size_t>& readers, std::vector<bool>& absorbed);
+              std::unordered_map<std::string, size_t>& readers, std::vector<bool>& absorbed,
+              std::vector<std::pair<size_t, ProfiledValue>>& held);
   struct Plan {
     std::vector<int64_t> signature;
     ArenaLayout layout;
@@ -158,6 +167,9 @@ class Executor {
   // A run without a memory plan (subgraphs, observed runs, graphs with subgraphs), in a state of its own.
   void run_unplanned(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>* bindings,
                      std::vector<ir::Datum>* positional, const Scope* outer, std::vector<ir::Datum>& results) const;
+  // A run of the main graph (Executor::run without the profiler's bracket).
+  void run_main(const ir::Graph& g, const std::unordered_map<std::string, ir::Datum>& bindings,
+                std::vector<ir::Datum>& results) const;
   // Runs g's nodes with the inputs bound in state and writes g's outputs into results.
   void run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& state, const Scope* outer,
                  ops::TensorAllocator* allocator, BufferRecorder* recorder, ArenaAllocator* arena,
@@ -169,6 +181,7 @@ class Executor {
   bool fast_kernels_;
   std::unordered_map<const ir::Graph*, PreparedGraph> prepared_;
   NodeObserver observer_;
+  Profiler* profiler_ = nullptr;
   size_t released_initializers_ = 0, released_bytes_ = 0;
   bool plannable_ = true;  // false for graphs with subgraphs: what an If returns may alias differently per run
   mutable std::mutex plans_mutex_;

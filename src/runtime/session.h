@@ -44,6 +44,10 @@ class Session {
   size_t fast_kernel_count() const;
   // The memory plans made so far (one per input-shape signature; Executor::PlanStats).
   Executor::PlanStats plan_stats() const { return executor_->plan_stats(); }
+  // Times every node of the following runs into `profiler` (runtime/profiler.h), which must outlive its
+  // use; nullptr stops. Not while a run is in progress, and one caller at a time while attached. Runs with
+  // options.verify_inference (a checking executor of their own) are not profiled.
+  void set_profiler(Profiler* profiler) { executor_->set_profiler(profiler); }
 
   // Runs the model; outputs come in graph order. Missing, unknown or mistyped inputs are refused with a
   // message naming the input.

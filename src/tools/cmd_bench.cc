@@ -9,6 +9,7 @@
 #include "bench/report.h"
 #include "common/error.h"
 #include "export/default_model.h"
+#include "runtime/profile_report.h"
 #include "runtime/threads.h"
 #include "tools/commands.h"
 
@@ -33,6 +34,9 @@ struct BenchArgs {
   std::string vs;
   uint64_t seed = 0;
   bool quiet = false;
+  bool profile = false;
+  std::string profile_json;
+  int profile_top = 30;
   CLI::Option* batch_opt = nullptr;
   CLI::Option* seq_opt = nullptr;
 };
@@ -76,6 +80,10 @@ int run(const BenchArgs& args) {
   o.input_dir = args.input_dir;
   o.level = passes::parse_level(args.level);
   o.seed = args.seed;
+  const bool profile = args.profile || !args.profile_json.empty();
+  if (profile) o.profile_runs = args.iterations;
+  // Before the benchmark: an unwritable trace path fails now, not after minutes of timing.
+  if (!args.profile_json.empty()) runtime::check_trace_path(args.profile_json, "--profile-json");
 
   o.model = args.model;
   if (o.model.empty()) {
@@ -104,6 +112,24 @@ int run(const BenchArgs& args) {
   }
   if (line_open) std::fprintf(stderr, "\r\033[K");
   std::fputs(bench::format_table(report).c_str(), stdout);
+  if (profile) {
+    std::vector<runtime::TraceSection> sections;
+    for (const auto& c : report.configs) {
+      if (!c.profile) continue;
+      const std::string config = c.seq ? str("batch ", c.batch, ", seq ", *c.seq) : str("batch ", c.batch);
+      std::printf(
+          "\nprofile of kiln, %s: %d more calls after the timed ones, one caller (profiling adds overhead: "
+          "these times are not the benchmark's figures)\n",
+          config.c_str(), o.profile_runs);
+      std::fputs(runtime::format_profile(runtime::summarize(*c.profile), static_cast<size_t>(args.profile_top)).c_str(),
+                 stdout);
+      sections.push_back({c.profile.get(), config});
+    }
+    if (!args.profile_json.empty()) {
+      runtime::write_trace(args.profile_json, sections, "--profile-json");
+      std::printf("\nwrote the profile trace %s (chrome://tracing, ui.perfetto.dev)\n", args.profile_json.c_str());
+    }
+  }
   if (!args.json.empty()) {
     bench::write_json(report, args.json);
     std::printf("\nwrote %s\n", args.json.c_str());
@@ -165,6 +191,18 @@ Command bench_command() {
                 ->check(CLI::PositiveNumber);
             c->add_option("--seed", args->seed, "Seed for generated inputs")->capture_default_str();
             c->add_flag("-q,--quiet", args->quiet, "No progress on stderr");
+            c->add_flag("--profile", args->profile,
+                        "Profile kiln per node: after each configuration's timed rounds, --iterations more calls "
+                        "(20 with --duration; one caller), timed node by node; tables per node and per op type follow the figures, "
+                        "which these calls are not part of");
+            c->add_option("--profile-json", args->profile_json,
+                          "With --profile (implied): also write the profiled calls as a Chrome trace (JSON, for "
+                          "chrome://tracing or ui.perfetto.dev) to this file; every configuration in the one file, "
+                          "each run event naming its configuration");
+            c->add_option("--profile-top", args->profile_top,
+                          "Rows per profile table (the rest summed in one line); 0 lists all")
+                ->capture_default_str()
+                ->check(CLI::NonNegativeNumber);
             c->footer(
                 "Generated inputs: the first symbolic dim is the batch; a dim named like seq/sequence/length (else "
                 "the second symbolic dim) is the sequence. Token ids are uniform in [0, vocab), vocab being the row "
@@ -180,7 +218,13 @@ Command bench_command() {
                 "throughput_items_per_s, peak_rss_mb, model_size_mb and per_round (a peer also engine_version and "
                 "precision); with --vs also comparisons, one per configuration and peer: peer, peer_version, "
                 "peer_precision, kiln_/peer_ p50_ms, p99_ms and throughput_items_per_s, and the kiln/peer "
-                "ratios p50_ratio_kiln_over_peer, p99_ratio_kiln_over_peer, throughput_ratio_kiln_over_peer.");
+                "ratios p50_ratio_kiln_over_peer, p99_ratio_kiln_over_peer, throughput_ratio_kiln_over_peer.\n"
+                "Profile (--profile): per node and per op type, total and mean ms per call, % of the time spent "
+                "in nodes, and the kernel that answered (a fast kernel's name and implementation, or reference), "
+                "then the share of reference kernels. Nodes inside If/Loop/Scan bodies count in the node that ran "
+                "them. Trace (--profile-json): ONNX Runtime's trace-event format, one \"ph\": \"X\" event per "
+                "node call (cat Node; args op_name, kernel, input_type_shape, output_type_shape) and per run "
+                "(cat Session, name run; args config), ts and dur in microseconds since the benchmark started.");
             return c;
           },
           [args] { return run(*args); }};

@@ -1,11 +1,15 @@
-// kiln run: one inference, outputs to .npy files and a one-line summary per output.
+// kiln run: one inference, outputs to .npy files and a one-line summary per output; with --profile, its
+// time node by node (runtime/profile_report.h).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 #include "export/default_model.h"
 #include "io/npy.h"
+#include "runtime/profile_report.h"
+#include "runtime/profiler.h"
 #include "runtime/random_inputs.h"
 #include "runtime/session.h"
 #include "runtime/threads.h"
@@ -37,6 +41,9 @@ struct RunArgs {
   bool cased = false;
   std::string level = "all";
   int threads = runtime::default_threads();
+  bool profile = false;
+  std::string profile_json;
+  int profile_top = 30;
 };
 
 std::string summary(const ir::Tensor& t) {
@@ -112,6 +119,8 @@ void add_text_feeds(const RunArgs& args, const runtime::Session& session,
 }
 
 int run(const RunArgs& args) {
+  const bool profile = args.profile || !args.profile_json.empty();
+  if (!args.profile_json.empty()) runtime::check_trace_path(args.profile_json, "--profile-json");
   std::string model = args.model;
   const bool builtin = model.empty();
   if (builtin) {
@@ -152,7 +161,13 @@ int run(const RunArgs& args) {
     fail(model, ": missing input \"", in.name, "\" (", ir::to_string(in.type), "); give it with --input ", in.name,
          "=FILE.npy or --input-dir DIR, or generate it with --random");
   }
+  std::optional<runtime::Profiler> profiler;
+  if (profile) {
+    profiler.emplace();
+    session.set_profiler(&*profiler);
+  }
   std::vector<ir::Datum> outs = session.run(feeds);
+  session.set_profiler(nullptr);
 
   if (!args.output_dir.empty()) fs::create_directories(args.output_dir);
   int mismatches = 0;
@@ -198,6 +213,17 @@ int run(const RunArgs& args) {
     std::printf("%-24s %s\n", name.c_str(), line.c_str());
   }
   if (!args.output_dir.empty()) std::printf("outputs written to %s\n", args.output_dir.c_str());
+  if (profile) {
+    std::printf(
+        "\nprofile of the run (a session's first run also plans its memory; kiln bench --profile shows "
+        "steady-state runs):\n%s",
+        runtime::format_profile(runtime::summarize(*profiler), static_cast<size_t>(args.profile_top)).c_str());
+    if (!args.profile_json.empty()) {
+      const runtime::TraceSection section{&*profiler, ""};
+      runtime::write_trace(args.profile_json, std::span(&section, 1), "--profile-json");
+      std::printf("wrote the profile trace %s (chrome://tracing, ui.perfetto.dev)\n", args.profile_json.c_str());
+    }
+  }
   if (mismatches) {
     std::fprintf(stderr, "kiln: %d output(s) differ from the reference beyond rtol %g, atol %g\n", mismatches,
                  args.rtol, args.atol);
@@ -240,6 +266,18 @@ Command run_command() {
                           "number of cores)")
                 ->capture_default_str()
                 ->check(CLI::PositiveNumber);
+            c->add_flag("--profile", args->profile,
+                        "Time the run node by node: tables per node and per op type (total and mean ms, % of the "
+                        "time in nodes, the kernel that answered: a fast kernel's name and implementation, or "
+                        "reference; shapes), then the share of reference kernels. Nodes inside If/Loop/Scan bodies "
+                        "count in the node that ran them");
+            c->add_option("--profile-json", args->profile_json,
+                          "With --profile (implied): also write the run as a Chrome trace (ONNX Runtime's "
+                          "trace-event format, for chrome://tracing or ui.perfetto.dev) to this file");
+            c->add_option("--profile-top", args->profile_top,
+                          "Rows per profile table (the rest summed in one line); 0 lists all")
+                ->capture_default_str()
+                ->check(CLI::NonNegativeNumber);
             return c;
           },
           [args] { return run(*args); }};
