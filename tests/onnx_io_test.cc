@@ -643,6 +643,26 @@ TEST(OnnxIo, BadTensorsRefused) {
   }
 }
 
+// paddle2onnx writes dim_value -1 and dim_param "?" for unknown dims (the corpus's ppocr-cls): each read as
+// an unknown dim of its own, as ORT does.
+TEST(OnnxIo, DimValueMinusOneAndDimParamQuestionMarkAreUnknown) {
+  auto p = minimal_proto();
+  auto* shape = p.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  shape->clear_dim();
+  shape->add_dim()->set_dim_value(-1);
+  shape->add_dim()->set_dim_value(3);
+  shape->add_dim()->set_dim_param("?");
+  shape->add_dim()->set_dim_param("?");
+  ir::Model m = parse(p);
+  const ir::Shape& s = *m.graph.inputs[0].type.shape;
+  ASSERT_EQ(s.rank(), 4u);
+  for (size_t i : {0, 2, 3}) {
+    EXPECT_FALSE(s.dims[i].is_static()) << i;
+    EXPECT_FALSE(s.dims[i].is_symbolic()) << i;
+  }
+  EXPECT_EQ(s.dims[1].value, 3);
+}
+
 TEST(OnnxIo, BadFilesRefused) {
   TempDir dir;
   auto load = [](const std::string& path) { return [path] { onnx_io::load_model(path); }; };

@@ -231,7 +231,11 @@ ir::Type type_from_proto(const ::onnx::TypeProto& tp, const std::string& what) {
     ir::Shape s;
     for (int i = 0; i < sp.dim_size(); ++i) {
       const auto& d = sp.dim(i);
-      if (d.has_dim_value()) {
+      if ((d.has_dim_value() && d.dim_value() == -1) || (d.has_dim_param() && d.dim_param() == "?")) {
+        // paddle2onnx (and some other exporters) write -1, or the name "?", for a dim they do not know: an
+        // unknown dim each, as ONNX Runtime reads them (not one symbol "?" that every such dim must share).
+        s.dims.emplace_back();
+      } else if (d.has_dim_value()) {
         KILN_CHECK(d.dim_value() >= 0, what, ": dim ", i, " has negative value ", d.dim_value());
         s.dims.emplace_back(d.dim_value());
       } else if (d.has_dim_param() && !d.dim_param().empty()) {
