@@ -161,6 +161,30 @@ TEST(BenchInputs, SequenceDimFoundByName) {
   EXPECT_EQ(bench::bench_shape(plan, plan.inputs[0], 2, 9), (std::vector<int64_t>{9, 2, 4}));
 }
 
+// Unnamed dims at one axis of two inputs are only guessed to be one size: given inputs that differ there
+// (silero-vad: audio [1, 512], state [2, 1, 128]) are taken as they are; named ones must agree.
+TEST(BenchInputs, GivenInputsMayDifferInUnnamedDims) {
+  ir::Graph g;
+  g.inputs = {tensor_input("input", ir::DType::kFloat32, {ir::Dim(), ir::Dim()}),
+              tensor_input("state", ir::DType::kFloat32, {2, ir::Dim(), 128})};
+  bench::InputPlan plan = bench::plan_inputs(g);
+  std::vector<ir::Tensor> given = {ir::Tensor(ir::DType::kFloat32, {1, 512}), ir::Tensor(ir::DType::kFloat32, {2, 1, 128})};
+  EXPECT_NO_THROW(bench::bound_sizes(plan, given));
+
+  g.inputs = {tensor_input("a", ir::DType::kFloat32, {ir::Dim::symbolic("n"), 4}),
+              tensor_input("b", ir::DType::kFloat32, {ir::Dim::symbolic("n"), 4})};
+  plan = bench::plan_inputs(g);
+  given = {ir::Tensor(ir::DType::kFloat32, {2, 4}), ir::Tensor(ir::DType::kFloat32, {3, 4})};
+  try {
+    bench::bound_sizes(plan, given);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input \"b\" has n = 3 (dim 0), but an earlier input has n = 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(BenchInputs, ImageModelHasNoSequence) {
   ir::Graph g;
   g.inputs = {tensor_input("pixel_values", ir::DType::kFloat32,

@@ -284,9 +284,13 @@ std::pair<int64_t, std::optional<int64_t>> bound_sizes(const InputPlan& plan, co
       std::string k = dim_key(dims[a], a);
       std::optional<int64_t>* slot = k == plan.batch_dim ? &batch : k == plan.seq_dim ? &seq : nullptr;
       if (!slot) continue;
-      if (*slot && **slot != t.dim(a))
+      if (*slot && **slot != t.dim(a)) {
+        // Unnamed dims at one axis of two inputs are only guessed to be one size (silero-vad's state and
+        // audio differ at axis 1): the first input's is the one reported.
+        if (!dims[a].is_symbolic()) continue;
         fail("input \"", plan.inputs[i].info.name, "\" has ", k, " = ", t.dim(a), " (dim ", a,
              "), but an earlier input has ", k, " = ", **slot);
+      }
       *slot = t.dim(a);
     }
   }
