@@ -59,6 +59,12 @@ std::vector<Case> matmul_cases(const FastKernelEntry& e, int64_t opset) {
     add_node(g, e, {"a", "b"});
     cases.push_back({"A rank " + std::to_string(a_shape.size()), std::move(g)});
   }
+  Random rng(4);
+  TestGraph g = graph_for(e, opset);
+  g.input("a", rng.floats({2, 3, 5, 7}));
+  g.input("b", rng.floats({3, 7, 4}));
+  add_node(g, e, {"a", "b"});
+  cases.push_back({"B computed, batched and broadcast", std::move(g)});
   return cases;
 }
 
@@ -73,6 +79,13 @@ std::vector<Case> gemm_cases(const FastKernelEntry& e, int64_t opset) {
     add_node(g, e, {"a", "b", "c"}, {attr_int("transB", trans_b), attr_float("alpha", 0.5f), attr_float("beta", 2.0f)});
     cases.push_back({"transB " + std::to_string(trans_b), std::move(g)});
   }
+  Random rng(3);
+  TestGraph g = graph_for(e, opset);
+  g.input("a", rng.floats({17, 9}));
+  g.input("b", rng.floats({13, 17}));
+  g.input("c", rng.floats({9, 1}));
+  add_node(g, e, {"a", "b", "c"}, {attr_int("transA", 1), attr_int("transB", 1), attr_float("beta", 0.5f)});
+  cases.push_back({"transA and transB, B computed, C a column", std::move(g)});
   return cases;
 }
 

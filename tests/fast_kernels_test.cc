@@ -81,23 +81,70 @@ TEST(FastKernels, GemmWithTransBAlphaBetaAndRowBias) {
   }
 }
 
+TEST(FastKernels, MatMulOfTwoComputedOperandsBatchedAndBroadcast) {
+  struct Shapes {
+    std::vector<int64_t> a, b;
+  };
+  const std::vector<Shapes> cases = {
+      {{1, 2, 5, 8}, {1, 2, 8, 5}},  // attention's Q x K^T per head
+      {{2, 3, 5, 7}, {3, 7, 4}},     // B broadcast over the leading batch dim
+      {{4, 6}, {2, 6, 5}},           // A broadcast
+      {{2, 1, 3, 9}, {1, 4, 9, 2}},  // both broadcast
+      {{3, 17}, {17, 33}},           // plain 2-D
+      {{2, 3, 0}, {2, 0, 4}},        // K = 0: zeros
+      {{2, 0, 3}, {2, 3, 4}},        // M = 0: empty
+  };
+  for (const Shapes& c : cases) {
+    Random rng(static_cast<uint32_t>(c.a.size() * 10 + c.b.size()));
+    TestGraph g;
+    g.input("a", rng.floats(c.a));
+    g.input("b", rng.floats(c.b));
+    g.node("MatMul", {"a", "b"}, {"y"});
+    g.output("y");
+    SCOPED_TRACE(::testing::Message() << ir::to_string(c.a) << " x " << ir::to_string(c.b));
+    expect_fast_matches_reference(g, 1);
+  }
+}
+
+TEST(FastKernels, GemmInEveryTransposeWithComputedBAndEveryBiasShape) {
+  const int64_t m = 5, k = 7, n = 6;
+  for (int64_t trans_a : {0, 1}) {
+    for (int64_t trans_b : {0, 1}) {
+      for (std::vector<int64_t> c_shape : {std::vector<int64_t>{}, {1}, {n}, {m, 1}, {1, n}, {m, n}}) {
+        Random rng(static_cast<uint32_t>(trans_a * 100 + trans_b * 10 + c_shape.size()));
+        TestGraph g;
+        g.input("a", rng.floats(trans_a ? std::vector<int64_t>{k, m} : std::vector<int64_t>{m, k}));
+        g.input("b", rng.floats(trans_b ? std::vector<int64_t>{n, k} : std::vector<int64_t>{k, n}));
+        g.input("c", rng.floats(c_shape));
+        g.node("Gemm", {"a", "b", "c"}, {"y"},
+               {attr_int("transA", trans_a), attr_int("transB", trans_b), attr_float("alpha", 0.5f),
+                attr_float("beta", 2.0f)});
+        g.output("y");
+        SCOPED_TRACE(::testing::Message() << "transA " << trans_a << ", transB " << trans_b << ", C "
+                                          << ir::to_string(c_shape));
+        expect_fast_matches_reference(g, 1);
+      }
+    }
+  }
+  // Without C, and with a constant B and transA.
+  Random rng(9);
+  TestGraph g;
+  g.input("a", rng.floats({k, m}));
+  g.constant("b", rng.floats({k, n}));
+  g.node("Gemm", {"a", "b"}, {"y"}, {attr_int("transA", 1)});
+  g.output("y");
+  expect_fast_matches_reference(g, 1);
+}
+
 TEST(FastKernels, LeavesWhatTheyDoNotCoverToTheReference) {
   Random rng(5);
-  // B fed at run time: no packed weights, no fast kernel.
+  // B fed at run time with a 1-D A: the batched MatMul is prepared but declines vectors.
   TestGraph fed;
-  fed.input("a", rng.floats({3, 4}));
+  fed.input("a", rng.floats({4}));
   fed.input("b", rng.floats({4, 2}));
   fed.node("MatMul", {"a", "b"}, {"y"});
   fed.output("y");
-  expect_fast_matches_reference(fed, 0);
-  // Gemm with transA and a full [M, N] C: prepared (or not) but answered by the reference.
-  TestGraph gemm;
-  gemm.input("a", rng.floats({4, 3}));
-  gemm.constant("b", rng.floats({4, 5}));
-  gemm.constant("c", rng.floats({3, 5}));
-  gemm.node("Gemm", {"a", "b", "c"}, {"y"}, {attr_int("transA", 1)});
-  gemm.output("y");
-  expect_fast_matches_reference(gemm, 0);
+  expect_fast_matches_reference(fed, 1);
   // A 1-D A: [K] x [K, N] -> [N], answered by the fast MatMul (it holds B, so it declines nothing).
   TestGraph vec;
   vec.input("a", rng.floats({4}));

@@ -1,9 +1,10 @@
 // MatMul with a constant B, and Gemm with a constant B (and row-bias C): B packed once into a PackedMatMul
-// (oneDNN or kiln's panel GEMM, onednn_matmul.h), A read in place.
+// (oneDNN or kiln's panel GEMM, onednn_matmul.h), A read in place. The others go to dynamic_gemm_kernel.h.
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/dynamic_gemm_kernel.h"
 #include "kernels/cpu/fast_kernel_table.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_matmul.h"
@@ -53,7 +54,8 @@ class MatMulKernel : public FastKernel {
 
 std::unique_ptr<FastKernel> make_matmul(const ir::Node& n, const ir::Graph& g) {
   const ir::Tensor* b = float_constant(g, n, 1);
-  if (!b || b->shape().size() != 2 || b->numel() == 0) return nullptr;
+  if (!b || b->shape().size() != 2) return make_batched_matmul_kernel();
+  if (b->numel() == 0) return nullptr;
   MatMulSpec spec;
   spec.k = b->shape()[0];
   spec.n = b->shape()[1];
@@ -62,11 +64,15 @@ std::unique_ptr<FastKernel> make_matmul(const ir::Node& n, const ir::Graph& g) {
 
 std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   ops::NodeView v(n, opset);
-  if (v.attr_int("transA", 0) != 0) return nullptr;
+  const bool trans_a = v.attr_int("transA", 0) != 0, trans_b = v.attr_int("transB", 0) != 0;
+  auto dynamic = [&] {
+    return make_dynamic_gemm_kernel(trans_a, trans_b, v.attr_float("alpha", 1.0f), v.attr_float("beta", 1.0f));
+  };
   const ir::Tensor* b = float_constant(g, n, 1);
-  if (!b || b->shape().size() != 2 || b->numel() == 0) return nullptr;
+  if (trans_a || !b || b->shape().size() != 2) return dynamic();
+  if (b->numel() == 0) return nullptr;
   MatMulSpec spec;
-  spec.trans_b = v.attr_int("transB", 0) != 0;
+  spec.trans_b = trans_b;
   spec.k = b->shape()[spec.trans_b ? 1 : 0];
   spec.n = b->shape()[spec.trans_b ? 0 : 1];
   spec.alpha = v.attr_float("alpha", 1.0f);
@@ -75,7 +81,7 @@ std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int
     const ir::Tensor* c = float_constant(g, n, 2);
     // A row bias only: C of [N] or [1, N] (a full [M, N] C depends on M; the reference handles it).
     if (!c || c->numel() != spec.n || (c->shape().size() == 2 && c->shape()[0] != 1) || c->shape().size() > 2)
-      return nullptr;
+      return dynamic();
     float beta = v.attr_float("beta", 1.0f);
     bias.resize(static_cast<size_t>(spec.n));
     for (int64_t i = 0; i < spec.n; ++i) bias[i] = beta * c->data<float>()[i];
