@@ -4,7 +4,8 @@
 //       ->  com.microsoft.FusedConv(x, W, B, activation=..., activation_params=...)
 //   HardSwish(Conv(x, W, B))                       ->  ai.kiln.FusedConv(x, W, B, activation="HardSwish")
 //
-//   x * Sigmoid(x) (SiLU) on the Conv output, the Mul's operands either way round:
+//   x * Sigmoid(x) (SiLU) on the Conv output, the Mul's operands either way round, and the same with
+//   HardSigmoid(alpha 1/6, beta 1/2) as the gate (HardSwish below opset 14):
 //
 //        Conv -----.
 //          |       |
@@ -17,6 +18,8 @@
 // only with Target::kKiln, and with Target::kOnnxRuntime they are reported and left alone. Clip's bounds
 // must be constants. For SiLU the Conv output must be read by exactly the Sigmoid and the Mul, and the
 // Sigmoid output by the Mul only: any other reader still needs the unfused values.
+#include <cmath>
+
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
@@ -53,38 +56,47 @@ struct Fusion {
   std::vector<int> absorbed;  // the last one writes the fused node's output
 };
 
-// x * Sigmoid(x) on the Conv output `y`: the Sigmoid and the Mul, or nothing. Rejects (with a reason) a
-// SiLU that other readers of its values keep from fusing.
-std::optional<Fusion> match_silu(const ir::Graph& g, const GraphIndex& index, PassContext& ctx, const ir::Node& conv) {
+// x * Sigmoid(x) (SiLU), or x * HardSigmoid(x) with alpha 1/6 and beta 1/2 (HardSwish, as fuse_hard_swish
+// writes it below opset 14), on the Conv output `y`: the gate and the Mul, or nothing. Rejects (with a
+// reason) one that other readers of its values keep from fusing.
+std::optional<Fusion> match_gated(const ir::Graph& g, const GraphIndex& index, PassContext& ctx, const ir::Node& conv) {
   const std::string& y = conv.outputs[0];
-  int sigmoid = -1, mul = -1;
+  int gate = -1, mul = -1;
   for (const Use& u : index.uses(y)) {
     const ir::Node& n = g.nodes[u.node];
-    if (!is_op(n, "Sigmoid") || n.outputs.empty()) continue;
+    if (n.outputs.empty()) continue;
+    if (is_op(n, "HardSigmoid")) {
+      if (std::abs(attr_or(n, "alpha", 0.2f) - 1.0f / 6.0f) > 1e-6f || std::abs(attr_or(n, "beta", 0.5f) - 0.5f) > 1e-6f)
+        continue;
+    } else if (!is_op(n, "Sigmoid")) {
+      continue;
+    }
     for (const Use& v : index.uses(n.outputs[0])) {
       const ir::Node& m = g.nodes[v.node];
       if (!is_op(m, "Mul") || m.inputs.size() != 2) continue;
       if (m.inputs[1 - v.input] == y) {
-        sigmoid = u.node;
+        gate = u.node;
         mul = v.node;
       }
     }
   }
   if (mul < 0) return std::nullopt;
-  const std::string& s = g.nodes[sigmoid].outputs[0];
+  const bool silu = g.nodes[gate].op_type == "Sigmoid";
+  const std::string gate_op = g.nodes[gate].op_type, what = "x * " + gate_op + "(x)";
+  const std::string& s = g.nodes[gate].outputs[0];
   if (index.use_count(y) != 2) {
-    ctx.rejected(kPattern, conv, "x * Sigmoid(x): the Conv output has readers besides the Sigmoid and the Mul");
+    ctx.rejected(kPattern, conv, what + ": the Conv output has readers besides the " + gate_op + " and the Mul");
     return std::nullopt;
   }
   if (index.only_consumer(s) != mul) {
-    ctx.rejected(kPattern, conv, "x * Sigmoid(x): the Sigmoid output has readers besides the Mul");
+    ctx.rejected(kPattern, conv, what + ": the " + gate_op + " output has readers besides the Mul");
     return std::nullopt;
   }
   if (ctx.options().target != Target::kKiln) {
-    ctx.rejected(kPattern, conv, not_for_ort("x * Sigmoid(x)"));
+    ctx.rejected(kPattern, conv, not_for_ort(what));
     return std::nullopt;
   }
-  return Fusion{kKilnDomain, "Silu", {}, {sigmoid, mul}};
+  return Fusion{kKilnDomain, silu ? "Silu" : "HardSwish", {}, {gate, mul}};
 }
 
 // An activation that is the only reader of the Conv output, or nothing.
@@ -149,7 +161,7 @@ bool fuse_conv_activation(ir::Graph& g, PassContext& ctx) {
   for (size_t i = 0; i < original; ++i) {
     if (!is_op(g.nodes[i], "Conv") || g.nodes[i].outputs.empty() || !is_float32_conv(g, g.nodes[i])) continue;
     std::optional<Fusion> f = match_activation(g, index, ctx, g.nodes[i]);
-    if (!f) f = match_silu(g, index, ctx, g.nodes[i]);
+    if (!f) f = match_gated(g, index, ctx, g.nodes[i]);
     if (!f) continue;
     ir::Node fused = g.nodes[i];
     fused.domain = f->domain;
