@@ -7,6 +7,7 @@
 #include "analysis/model_preparation.h"
 #include "analysis/model_summary.h"
 #include "contrib_test_util.h"
+#include "runtime/profiler.h"
 #include "runtime/session.h"
 
 namespace kiln {
@@ -56,7 +57,16 @@ TEST(ConstantNodes, BecomeInitializersAndReachTheFastKernels) {
   runtime::SessionOptions as_given;
   as_given.optimization = passes::Level::kNone;
   runtime::Session fast(g.model(), as_given);
-  EXPECT_EQ(fast.fast_kernel_count(), 1u);  // the MatMul, its B now a constant it packs
+  EXPECT_EQ(fast.fast_kernel_count(), 2u);  // the MatMul and the Add
+  // The MatMul's B is now a constant it packs (and holds, the graph's copy released).
+  runtime::Profiler profiler;
+  fast.set_profiler(&profiler);
+  fast.run(g.feeds());
+  fast.set_profiler(nullptr);
+  bool packed = false;
+  for (const runtime::ProfiledNode& n : profiler.nodes())
+    if (n.op_type == "MatMul") packed = n.held_inputs.size() == 1 && n.held_inputs[0].first == 1;
+  EXPECT_TRUE(packed);
   as_given.fast_kernels = false;
   runtime::Session ref(g.model(), as_given);
   EXPECT_LE(max_abs_diff(fast.run(g.feeds())[0].tensor, ref.run(g.feeds())[0].tensor), 1e-5);

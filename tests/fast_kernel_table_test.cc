@@ -203,6 +203,54 @@ std::vector<Case> pool_cases(const FastKernelEntry& e, int64_t opset) {
 }
 
 // (domain, op) -> its cases. A new table entry needs a line here.
+// Reductions over a block of axes: a global pool in NCHW and NHWC, the last axis, all axes; keepdims both ways.
+std::vector<Case> reduce_cases(const FastKernelEntry& e, int64_t opset) {
+  const bool axes_input = opset >= (std::string(e.op) == "ReduceSum" ? 13 : 18);
+  std::vector<Case> cases;
+  struct Shape {
+    std::vector<int64_t> x, axes;
+    int64_t keepdims;
+  };
+  for (const Shape& c : {Shape{{2, 3, 7, 5}, {2, 3}, 1}, Shape{{2, 7, 5, 300}, {1, 2}, 1}, Shape{{3, 1, 33}, {-1}, 0},
+                         Shape{{4, 6}, {}, 1}, Shape{{2, 1, 9, 4}, {1, 2}, 0}}) {
+    Random rng(static_cast<uint32_t>(c.x.size() + c.axes.size()));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats(c.x));
+    std::vector<ir::Attribute> attrs = {attr_int("keepdims", c.keepdims)};
+    std::vector<std::string> ins = {"x"};
+    if (axes_input) {
+      if (!c.axes.empty()) ins.push_back(g.constant("axes", ir::Tensor::from_vector<int64_t>(c.axes, {static_cast<int64_t>(c.axes.size())})));
+    } else if (!c.axes.empty()) {
+      attrs.push_back(attr_ints("axes", c.axes));
+    }
+    add_node(g, e, ins, attrs);
+    cases.push_back({"x " + ir::to_string(c.x) + " axes " + ir::to_string(c.axes), std::move(g)});
+  }
+  return cases;
+}
+
+// Broadcasts of every kind: equal shapes, a scalar either side, per-channel in NCHW and NHWC, an outer
+// product, ranks that differ, odd sizes.
+std::vector<Case> binary_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  struct Shapes {
+    std::vector<int64_t> a, b;
+  };
+  for (const Shapes& c : {Shapes{{3, 17}, {3, 17}}, Shapes{{2, 3, 5}, {}}, Shapes{{1}, {4, 7}},
+                          Shapes{{2, 3, 4, 5}, {3, 1, 1}}, Shapes{{1, 6, 5, 19}, {1, 1, 1, 19}},
+                          Shapes{{4, 1, 6}, {1, 5, 1}}, Shapes{{7}, {3, 2, 7}}, Shapes{{2, 1, 3, 1}, {2, 4, 3, 5}},
+                          Shapes{{1, 70000}, {1, 70000}}}) {
+    Random rng(static_cast<uint32_t>(c.a.size() * 7 + c.b.size()));
+    TestGraph g = graph_for(e, opset);
+    g.input("a", rng.floats(c.a));
+    // Divisors away from 0.
+    g.input("b", std::string(e.op) == "Div" ? rng.floats(c.b, 0.5f, 2.0f) : rng.floats(c.b));
+    add_node(g, e, {"a", "b"});
+    cases.push_back({ir::to_string(c.a) + " and " + ir::to_string(c.b), std::move(g)});
+  }
+  return cases;
+}
+
 const std::map<std::string, CaseMaker>& case_makers() {
   static const std::map<std::string, CaseMaker> makers = {
       {":MatMul", matmul_cases},
@@ -220,6 +268,13 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Softmax", softmax_cases},
       {":MaxPool", pool_cases},
       {":GlobalAveragePool", pool_cases},
+      {":ReduceMean", reduce_cases},
+      {":Add", binary_cases},
+      {":Sub", binary_cases},
+      {":Mul", binary_cases},
+      {":Div", binary_cases},
+      {":ReduceSum", reduce_cases},
+      {":ReduceMax", reduce_cases},
   };
   return makers;
 }

@@ -47,6 +47,8 @@ std::span<const FastKernelEntry> layer_norm_kernel_entries();  // layer_norm_ker
 std::span<const FastKernelEntry> gelu_kernel_entries();        // gelu_kernel.cc
 std::span<const FastKernelEntry> softmax_kernel_entries();     // softmax_kernel.cc
 std::span<const FastKernelEntry> pool_kernel_entries();        // pool_kernel.cc
+std::span<const FastKernelEntry> reduce_kernel_entries();      // reduce_kernel.cc
+std::span<const FastKernelEntry> binary_elementwise_kernel_entries();  // binary_elementwise_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();

@@ -1,0 +1,152 @@
+// ReduceMean, ReduceSum and ReduceMax over float32, when the reduced axes, once size-1 dims are dropped
+// and neighbours merged, form one block: x viewed as [outer, reduced, inner]. That covers a global pool
+// in either layout (axes [2, 3] of NCHW: inner 1; axes [1, 2] of NHWC, what push_transposes writes for
+// GlobalAveragePool: outer N, inner C), a LayerNorm-style mean over the last axis, and a sum over tokens.
+// Sums and means accumulate in double and a NaN wins a max, as in the reference; other axis sets go to the reference.
+#include "kernels/cpu/fast_kernel_table.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/fast_kernel_util.h"
+#include "ops/node_view.h"
+
+namespace kiln::kernels::cpu {
+
+namespace {
+
+enum class Reduction { kMean, kSum, kMax };
+
+constexpr int64_t kParallelWork = 1 << 16;
+
+class ReduceKernel : public FastKernel {
+ public:
+  ReduceKernel(Reduction kind, bool axes_input, std::vector<int64_t> axes, bool keepdims, bool noop_with_empty_axes)
+      : kind_(kind),
+        axes_input_(axes_input),
+        axes_(std::move(axes)),
+        keepdims_(keepdims),
+        noop_with_empty_axes_(noop_with_empty_axes) {}
+
+  bool run(ops::KernelContext& ctx) const override {
+    if (!is_f32(ctx, 0)) return false;
+    const ir::Tensor& x = ctx.input(0);
+    const ir::Dims& s = x.shape();
+    const auto rank = static_cast<int64_t>(s.size());
+    std::vector<int64_t> axes = axes_;
+    if (axes_input_ && ctx.has_input(1)) {
+      const ir::Tensor& a = ctx.input(1);
+      if (a.dtype() != ir::DType::kInt64 || a.rank() != 1) return false;
+      axes.assign(a.data<int64_t>(), a.data<int64_t>() + a.numel());
+    }
+    if (axes.empty() && noop_with_empty_axes_) return false;  // identity: the reference copies
+    std::vector<bool> reduced(s.size(), axes.empty());
+    for (int64_t a : axes) {
+      if (a < -rank || a >= rank) return false;  // the reference says why
+      reduced[static_cast<size_t>(a < 0 ? a + rank : a)] = true;
+    }
+    // [outer, r, inner]: the reduced dims (size-1 ones aside) must be contiguous.
+    int64_t outer = 1, r = 1, inner = 1;
+    int stage = 0;  // 0: before the reduced block, 1: in it, 2: after it
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == 1) continue;
+      if (reduced[i]) {
+        if (stage == 2) return false;
+        stage = 1;
+        r *= s[i];
+      } else {
+        if (stage == 1) stage = 2;
+        (stage == 0 ? outer : inner) *= s[i];
+      }
+    }
+    if (x.numel() == 0) return false;
+    ir::Dims out_shape;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (!reduced[i])
+        out_shape.push_back(s[i]);
+      else if (keepdims_)
+        out_shape.push_back(1);
+    }
+    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    const bool parallel = x.numel() >= kParallelWork && omp_get_max_threads() > 1 && !omp_in_parallel();
+    if (inner == 1) {
+      // Each output a contiguous run of r values.
+      parallel_for_static(parallel && outer > 1, outer, [&](int64_t o) { yp[o] = reduce_run(xp + o * r, r); });
+    } else {
+      // Rows of `inner` values, r of them per output row: accumulate row by row (vectorizes over inner).
+      const int64_t chunk = 256;
+      const int64_t chunks = (inner + chunk - 1) / chunk;
+      parallel_for_static(parallel && outer * chunks > 1, outer * chunks, [&](int64_t task) {
+        const int64_t o = task / chunks, i0 = task % chunks * chunk, n = std::min(chunk, inner - i0);
+        reduce_rows(xp + o * r * inner + i0, r, inner, n, yp + o * inner + i0);
+      });
+    }
+    ctx.set_output(0, std::move(y));
+    return true;
+  }
+
+ private:
+  // max with NaN propagating, as the reference (and numpy's maximum) does.
+  static float larger(float a, float b) { return a >= b || a != a ? a : b; }
+
+  float reduce_run(const float* p, int64_t n) const {
+    if (kind_ == Reduction::kMax) {
+      float m = p[0];
+      for (int64_t k = 1; k < n; ++k) m = larger(m, p[k]);
+      return m;
+    }
+    double acc = 0;
+    for (int64_t k = 0; k < n; ++k) acc += p[k];
+    return static_cast<float>(kind_ == Reduction::kMean ? acc / static_cast<double>(n) : acc);
+  }
+
+  // y[j] = reduction over k < r of x[k * stride + j], j < n.
+  void reduce_rows(const float* x, int64_t r, int64_t stride, int64_t n, float* y) const {
+    if (kind_ == Reduction::kMax) {
+      std::copy_n(x, n, y);
+      for (int64_t k = 1; k < r; ++k)
+        for (int64_t j = 0; j < n; ++j) y[j] = larger(y[j], x[k * stride + j]);
+      return;
+    }
+    double acc[256];
+    std::fill_n(acc, n, 0.0);
+    for (int64_t k = 0; k < r; ++k)
+      for (int64_t j = 0; j < n; ++j) acc[j] += x[k * stride + j];
+    const double scale = kind_ == Reduction::kMean ? 1.0 / static_cast<double>(r) : 1.0;
+    for (int64_t j = 0; j < n; ++j) y[j] = static_cast<float>(kind_ == Reduction::kMean ? acc[j] * scale : acc[j]);
+  }
+
+  Reduction kind_;
+  bool axes_input_;
+  std::vector<int64_t> axes_;
+  bool keepdims_, noop_with_empty_axes_;
+};
+
+// `axes_input_since`: the opset from which axes is an input rather than an attribute.
+template <Reduction kKind, int64_t kAxesInputSince>
+std::unique_ptr<FastKernel> make_reduce(const ir::Node& n, const ir::Graph&, int64_t opset) {
+  ops::NodeView v(n, opset);
+  const bool axes_input = opset >= kAxesInputSince;
+  std::vector<int64_t> axes = axes_input ? std::vector<int64_t>{} : v.attr_ints("axes");
+  const bool noop = axes_input && v.attr_int("noop_with_empty_axes", 0) != 0;
+  return std::make_unique<ReduceKernel>(kKind, axes_input, std::move(axes), v.attr_int("keepdims", 1) != 0, noop);
+}
+
+}  // namespace
+
+std::span<const FastKernelEntry> reduce_kernel_entries() {
+  constexpr uint64_t kF32 = dtype_set({ir::DType::kFloat32});
+  static const FastKernelEntry kEntries[] = {
+      {"", "ReduceMean", 1, kLatestOpset, kF32, make_reduce<Reduction::kMean, 18>},
+      {"", "ReduceSum", 1, kLatestOpset, kF32, make_reduce<Reduction::kSum, 13>},
+      {"", "ReduceMax", 1, kLatestOpset, kF32, make_reduce<Reduction::kMax, 18>},
+  };
+  return kEntries;
+}
+
+}  // namespace kiln::kernels::cpu
