@@ -19,21 +19,21 @@ namespace kiln::kernels::cpu {
 
 namespace {
 
-enum class BinaryOp { kAdd, kSub, kMul, kDiv };
+enum class ArithOp { kAdd, kSub, kMul, kDiv };
 
 constexpr size_t kMaxDims = 8;
 constexpr int64_t kParallelElements = 1 << 16;
 
-template <BinaryOp kOp>
+template <ArithOp kOp>
 inline float apply(float a, float b) {
-  if constexpr (kOp == BinaryOp::kAdd) return a + b;
-  if constexpr (kOp == BinaryOp::kSub) return a - b;
-  if constexpr (kOp == BinaryOp::kMul) return a * b;
+  if constexpr (kOp == ArithOp::kAdd) return a + b;
+  if constexpr (kOp == ArithOp::kSub) return a - b;
+  if constexpr (kOp == ArithOp::kMul) return a * b;
   return a / b;
 }
 
 // y[j] = a[j * sa] op b[j * sb] for j < n, sa and sb each 0 or 1.
-template <BinaryOp kOp>
+template <ArithOp kOp>
 void run_inner(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
   if (sa && sb) {
     for (int64_t j = 0; j < n; ++j) y[j] = apply<kOp>(a[j], b[j]);
@@ -113,7 +113,7 @@ bool plan_broadcast(const ir::Dims& as, const ir::Dims& bs, ir::Dims& out, Plan&
   return true;
 }
 
-template <BinaryOp kOp>
+template <ArithOp kOp>
 class BinaryKernel : public FastKernel {
  public:
   bool run(ops::KernelContext& ctx) const override {
@@ -163,7 +163,7 @@ class BinaryKernel : public FastKernel {
   std::vector<size_t> in_place_inputs() const override { return {0, 1}; }
 };
 
-template <BinaryOp kOp>
+template <ArithOp kOp>
 std::unique_ptr<FastKernel> make_binary(const ir::Node&, const ir::Graph&, int64_t) {
   return std::make_unique<BinaryKernel<kOp>>();
 }
@@ -174,10 +174,10 @@ std::span<const FastKernelEntry> binary_elementwise_kernel_entries() {
   constexpr uint64_t kF32 = dtype_set({ir::DType::kFloat32});
   // From opset 7 on: numpy broadcasting (before it, the `broadcast` and `axis` attributes).
   static const FastKernelEntry kEntries[] = {
-      {"", "Add", 7, kLatestOpset, kF32, make_binary<BinaryOp::kAdd>},
-      {"", "Sub", 7, kLatestOpset, kF32, make_binary<BinaryOp::kSub>},
-      {"", "Mul", 7, kLatestOpset, kF32, make_binary<BinaryOp::kMul>},
-      {"", "Div", 7, kLatestOpset, kF32, make_binary<BinaryOp::kDiv>},
+      {"", "Add", 7, kLatestOpset, kF32, make_binary<ArithOp::kAdd>},
+      {"", "Sub", 7, kLatestOpset, kF32, make_binary<ArithOp::kSub>},
+      {"", "Mul", 7, kLatestOpset, kF32, make_binary<ArithOp::kMul>},
+      {"", "Div", 7, kLatestOpset, kF32, make_binary<ArithOp::kDiv>},
   };
   return kEntries;
 }

@@ -23,7 +23,7 @@ namespace {
 
 // Work per call below which one thread is faster than waking the others (with OMP_WAIT_POLICY=passive a
 // wake-up costs tens of microseconds): MaxPool window taps, GlobalAveragePool elements.
-constexpr int64_t kParallelWork = 1 << 14;
+constexpr int64_t kPoolParallelWork = 1 << 14;
 constexpr int64_t kParallelSum = 1 << 18;
 
 // Kernel taps j in [0, k) whose position start + j * d lies in [0, size), as a half-open range (the
@@ -78,7 +78,7 @@ class MaxPoolKernel : public FastKernel {
     }
     const float* x = ctx.input(0).data<float>();
     float* out = y.data<float>();
-    parallel_for_static(planes * oh * ow * kh * kw > kParallelWork, planes, [&](int64_t p) {
+    parallel_for_static(planes * oh * ow * kh * kw > kPoolParallelWork, planes, [&](int64_t p) {
       const float* plane = x + p * h * w;
       for (int64_t oy = 0; oy < oh; ++oy) {
         const int64_t row_start = oy * sh - wh.pad_begin;

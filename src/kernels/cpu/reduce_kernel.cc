@@ -20,7 +20,7 @@ namespace {
 
 enum class Reduction { kMean, kSum, kMax };
 
-constexpr int64_t kParallelWork = 1 << 16;
+constexpr int64_t kReduceParallelWork = 1 << 16;
 
 class ReduceKernel : public FastKernel {
  public:
@@ -73,7 +73,7 @@ class ReduceKernel : public FastKernel {
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
-    const bool parallel = x.numel() >= kParallelWork && omp_get_max_threads() > 1 && !omp_in_parallel();
+    const bool parallel = x.numel() >= kReduceParallelWork && omp_get_max_threads() > 1 && !omp_in_parallel();
     if (inner == 1) {
       // Each output a contiguous run of r values.
       parallel_for_static(parallel && outer > 1, outer, [&](int64_t o) { yp[o] = reduce_run(xp + o * r, r); });
