@@ -4,6 +4,7 @@
 # summarized, go to $OUT/NAME.json; the tables go to stdout.
 #
 #   make build peers && benchmarks/run.sh            # about 20 minutes on 2 cores
+#   make corpus && CORPUS=1 benchmarks/run.sh        # and the model corpus (22 models vs ORT, +25 minutes)
 #
 # The machine should be otherwise idle: on a shared 2-core machine a concurrent build slows both
 # engines unevenly and the ratios mean little.
@@ -38,3 +39,11 @@ bench vit-base-b1 "$MODELS/vit-base.onnx" --batch 1 --iterations 20
 bench bert-tiny-b1 tests/data/bert-tiny/model.onnx --batch 1 --seq 128 --iterations 300
 bench resnet50-b1 "$MODELS/resnet50.onnx" --batch 1 --iterations 20
 bench mobilenetv3-b1 "$MODELS/mobilenetv3.onnx" --batch 1 --iterations 100
+
+# The model corpus (benchmarks/corpus): every built model on its own inputs against ORT, with each model's
+# reference-kernel share from kiln's profiler; the table goes to stdout and $OUT/corpus/.
+if [ "${CORPUS:-0}" = 1 ]; then
+  echo "== corpus"
+  python3 benchmarks/corpus/bench.py --kiln "$KILN" --threads "$THREADS" --rounds "${CORPUS_ROUNDS:-3}" \
+    --out "$OUT/corpus" --profile
+fi

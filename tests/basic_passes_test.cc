@@ -118,6 +118,57 @@ TEST(ConstantFolding, FoldsWeightTransposesAndShapeArithmetic) {
   EXPECT_FALSE(opt.graph.initializers.count("w"));  // nothing reads the original any more
 }
 
+// An If whose branches compute their weights from Constant nodes (as silero-vad's do, one model per sample
+// rate): folded inside each branch, so that the branch's MatMul reads an initializer of its own graph.
+TEST(ConstantFolding, FoldsInsideSubgraphs) {
+  ir::Model m = new_ir_model();
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("cond", ir::DType::kBool, {}));
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(3)}));
+  auto branch = [](float scale, const std::string& out) {
+    auto body = std::make_shared<ir::Graph>();
+    body->name = out + "_body";
+    GraphBuilder bb(*body);
+    std::string w = bb.constant(ir::Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
+    std::string ws = bb.add("Mul", {w, bb.constant_float(scale)});
+    std::string wt = bb.add("Transpose", {ws}, {ints_attr("perm", {1, 0})});
+    bb.add_named("MatMul", {"x", wt}, out);  // x from the enclosing graph
+    body->outputs.push_back(tensor_value(out, ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(2)}));
+    return body;
+  };
+  ir::Attribute then_branch, else_branch;
+  then_branch.name = "then_branch";
+  then_branch.kind = ir::Attribute::Kind::kGraph;
+  then_branch.g = branch(2.0f, "t");
+  else_branch.name = "else_branch";
+  else_branch.kind = ir::Attribute::Kind::kGraph;
+  else_branch.g = branch(-1.0f, "e");
+  ir::Node n;
+  n.name = "if";
+  n.op_type = "If";
+  n.inputs = {"cond"};
+  n.outputs = {"y"};
+  n.attributes = {then_branch, else_branch};
+  m.graph.nodes.push_back(std::move(n));
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(2)}));
+  for (bool cond : {true, false}) {
+    testing::Feeds feeds = testing::random_feeds(m, {{"n", 3}}, 1);
+    feeds["cond"] = ir::Datum(ir::Tensor::scalar<bool>(cond));
+    passes::OptimizeOptions options;
+    options.level = passes::Level::kBasic;
+    testing::Optimized o = testing::optimize_and_compare(m, options, feeds, 1e-6);
+    ASSERT_EQ(o.model.graph.nodes.size(), 1u);
+    for (const ir::Attribute& a : o.model.graph.nodes[0].attributes) {
+      const ir::Graph& body = *a.g;
+      ASSERT_EQ(body.nodes.size(), 1u) << a.name;  // the MatMul alone
+      EXPECT_EQ(body.nodes[0].op_type, "MatMul");
+      ASSERT_TRUE(body.initializers.count(body.nodes[0].inputs[1])) << a.name;
+      EXPECT_EQ(body.initializers.at(body.nodes[0].inputs[1]).shape(), (std::vector<int64_t>{3, 2}));
+      EXPECT_EQ(body.initializers.size(), 1u) << a.name;  // the unfolded weights are gone
+    }
+  }
+}
+
 TEST(ConstantFolding, LeavesRandomOpsBigOutputsAndInputs) {
   ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);

@@ -3,6 +3,10 @@
 // shape arithmetic on static shapes, a Cast of a constant. Left alone: random ops (a new draw per run),
 // ops with subgraphs, nodes whose outputs would exceed the byte budget (folding must not bloat the
 // model), and nodes whose kernel fails (the failure belongs to run time, where it names the input).
+// Subgraphs (If/Loop/Scan bodies) are folded too, each on its own constants: exporters that build a model
+// per branch (silero-vad: one per sample rate) compute the branch's weights there, and a fast kernel
+// inside the branch packs only what is an initializer of its graph. A body's value from an enclosing
+// graph counts as not constant (a conservative choice: it is usually a runtime input).
 #include <set>
 
 #include "common/error.h"
@@ -97,6 +101,11 @@ bool fold_constants(ir::Graph& g, PassContext& ctx) {
     changed = true;
   }
   remove_nodes(g, removed);
+  for (ir::Node& n : g.nodes)
+    for (ir::Attribute& a : n.attributes) {
+      if (a.g) changed |= fold_constants(*a.g, ctx);
+      for (auto& sub : a.graphs) changed |= fold_constants(*sub, ctx);
+    }
   return changed;
 }
 

@@ -1,5 +1,6 @@
 // Dead-code elimination: removes nodes none of whose outputs is read (by a node, a subgraph or as a graph
-// output), repeatedly, and initializers nothing reads.
+// output), repeatedly, and initializers nothing reads; in subgraphs (If/Loop/Scan bodies) too, where
+// constant folding leaves the folded nodes' inputs behind.
 #include <unordered_set>
 
 #include "passes/graph_edit.h"
@@ -36,6 +37,11 @@ bool eliminate_dead_code(ir::Graph& g, PassContext& ctx) {
     changed = true;
   }
   g.initializer_names = std::move(kept);
+  for (ir::Node& n : g.nodes)
+    for (ir::Attribute& a : n.attributes) {
+      if (a.g) changed |= eliminate_dead_code(*a.g, ctx);
+      for (auto& sub : a.graphs) changed |= eliminate_dead_code(*sub, ctx);
+    }
   return changed;
 }
 
