@@ -80,7 +80,8 @@ ir::Tensor random_ids(std::vector<int64_t> shape, int64_t below, uint64_t seed) 
 
 struct BlockOptions {
   int64_t heads = 2, head = 4;
-  bool symbolic = true;       // [batch, sequence, hidden] inputs; else static [1, 2, hidden]
+  bool symbolic = true;       // [batch, sequence, hidden] inputs; else static [static_batch, static_seq, hidden]
+  int64_t static_batch = 1, static_seq = 2;
   bool shape_targets = true;  // Reshape targets from Shape/Gather/Concat; else constants [0,0,N,H]
   enum class Mask {
     kAdditive,  // torch: (1 - Cast(Unsqueeze(Unsqueeze(mask)))) * C
@@ -94,6 +95,10 @@ struct BlockOptions {
     kCausalConstant,    // a constant upper triangle of -inf (static shapes only)
     kCausalWhere,       // Where(Slice(bool tril buffer), 0, C)
     kScoresWhere,       // GPT-2: Where(Slice(bool tril buffer), scores, C), no Add
+    // transformers 5 (static shapes, folded): Where(Expand(And(all-true [1,1,S,1], Reshape(Gather(
+    // Flatten(Cast(mask, bool)), b * S + k), [B,1,1,S]))), 0, lowest); reversed: it gathers b * S + S-1-k.
+    kGatheredAnd,
+    kGatheredReversed,
   } mask = Mask::kAdditive;
   float mask_constant = -10000.0f;
   enum class Scale { kDivSqrt, kMulInvSqrt, kDivOther, kDivInput, kNone } scale = Scale::kDivSqrt;
@@ -119,7 +124,7 @@ ir::Model attention_block(const BlockOptions& o) {
   GraphBuilder b(m.graph);
   const int64_t hidden = o.heads * o.head;
   std::vector<ir::Dim> dims = o.symbolic ? std::vector<ir::Dim>{ir::Dim::symbolic("batch"), ir::Dim::symbolic("seq")}
-                                         : std::vector<ir::Dim>{ir::Dim(1), ir::Dim(2)};
+                                         : std::vector<ir::Dim>{ir::Dim(o.static_batch), ir::Dim(o.static_seq)};
   auto with = [&](std::vector<ir::Dim> d, std::vector<ir::Dim> more) {
     d.insert(d.end(), more.begin(), more.end());
     return d;
@@ -159,7 +164,8 @@ ir::Model attention_block(const BlockOptions& o) {
   };
   const bool mask_input = o.mask == Mask::kAdditive || o.mask == Mask::kSdpaWhere || o.mask == Mask::kSdpaMul ||
                           o.mask == Mask::kBoolWhere || o.mask == Mask::kNotInverted ||
-                          o.mask == Mask::kInfTimesInverted;
+                          o.mask == Mask::kInfTimesInverted || o.mask == Mask::kGatheredAnd ||
+                          o.mask == Mask::kGatheredReversed;
   if (mask_input) m.graph.inputs.push_back(tensor_value("attention_mask", ir::DType::kInt64, dims));
   std::string mask;
   switch (o.mask) {
@@ -205,6 +211,23 @@ ir::Model attention_block(const BlockOptions& o) {
     case Mask::kCausalWhere:
       mask = b.add("Where", {tril(), float1(0.0f), float1(o.mask_constant)});
       break;
+    case Mask::kGatheredAnd:
+    case Mask::kGatheredReversed: {
+      const int64_t batch = dims[0].value, seq = dims[1].value;
+      std::string flat = b.add("Flatten", {cast("attention_mask", ir::DType::kBool)}, {int_attr("axis", 2)});
+      ir::Tensor index(ir::DType::kInt64, {batch, 1, 1, seq});
+      for (int64_t i = 0; i < batch; ++i)
+        for (int64_t k = 0; k < seq; ++k)
+          index.data<int64_t>()[i * seq + k] = i * seq + (o.mask == Mask::kGatheredAnd ? k : seq - 1 - k);
+      std::string gathered = b.add("Gather", {flat, b.constant(index)}, {int_attr("axis", 0)});
+      std::string padding = b.add("Reshape", {gathered, b.constant_ints({batch, 1, 1, seq})});
+      ir::Tensor all(ir::DType::kBool, {1, 1, seq, 1});
+      for (int64_t i = 0; i < seq; ++i) all.data<bool>()[i] = true;
+      std::string both = b.add("And", {b.constant(all), padding});
+      mask = b.add("Where", {b.add("Expand", {both, b.constant_ints({batch, 1, seq, seq})}), b.constant_float(0.0f),
+                             b.constant_float(std::numeric_limits<float>::lowest())});
+      break;
+    }
   }
   if (o.scale == BlockOptions::Scale::kDivInput) m.graph.inputs.push_back(tensor_value("d", ir::DType::kFloat32, {}));
   uint64_t seed = 10;
@@ -432,6 +455,34 @@ ir::Model fuse_one_and_compare(const ir::Model& m) {
   expect_same_outputs(m, opt, block_feeds(m, 1, 1), kTol);
   expect_ort_agrees(m, opt, block_feeds(m, 4, 7));
   return opt;
+}
+
+// transformers 5 builds the padding mask by indexing the flattened mask (a vmap traced into Gather), on
+// static shapes: followed element by element, it is the [B,1,1,S] padding mask, and fuses; gathered in
+// another order it is not, and says so.
+TEST(AttentionFusion, Transformers5GatheredPaddingMask) {
+  BlockOptions o;
+  o.symbolic = false;
+  o.static_batch = 4;
+  o.static_seq = 7;
+  o.shape_targets = false;
+  o.mask = BlockOptions::Mask::kGatheredAnd;
+  ir::Model m = attention_block(o);
+  auto [opt, report] = run_passes(m, {passes::fuse_attention, passes::eliminate_dead_code});
+  EXPECT_EQ(report.changes["Attention"], 1);
+  for (const auto& r : report.rejections) ADD_FAILURE() << r.pattern << " at " << r.node << ": " << r.reason;
+  const ir::Node* att = find_op(opt, "Attention");
+  ASSERT_NE(att, nullptr);
+  EXPECT_EQ(attr_float(*att, "mask_filter_value", 0), std::numeric_limits<float>::lowest());
+  EXPECT_EQ(count_ops(opt, "Gather"), 0);  // the mask's arithmetic went with the block
+  expect_same_outputs(m, opt, block_feeds(m, 4, 7), kTol);
+  expect_ort_agrees(m, opt, block_feeds(m, 4, 7));
+
+  o.mask = BlockOptions::Mask::kGatheredReversed;
+  auto [kept, why] = run_passes(attention_block(o), {passes::fuse_attention});
+  EXPECT_EQ(count_ops(kept, "com.microsoft.Attention"), 0);
+  EXPECT_NE(find_rejection(why, "And node \"/And\" reads the mask in no [batch, ..., sequence] layout"), nullptr)
+      << (why.rejections.empty() ? "no rejection" : why.rejections[0].reason);
 }
 
 // torch's scaled_dot_product_attention export (transformers' BertSdpaSelfAttention): Q and K^T each

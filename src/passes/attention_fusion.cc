@@ -33,7 +33,11 @@
 //   (1 - Cast(Unsqueeze(Unsqueeze(mask)))) * C, transformers' SDPA mask Where(Cast(inv, bool), lowest,
 //   inv) with inv = 1 - Cast(Expand(Unsqueeze(Unsqueeze(mask)))), and torch's bool-mask Where(mask, 0,
 //   -inf) all match, and a form that computes something else (NaN from 0 * -inf, C where the mask is 1)
-//   does not.
+//   does not. And/Or count as arithmetic, and a constant holding one value throughout acts as a scalar.
+// - On static shapes the mask's elements may also be moved (Flatten, Reshape, Squeeze, Unsqueeze, Gather
+//   with constant indices): transformers 5 indexes the flattened mask at b * S + k and And-s it with an
+//   all-true [1,1,S,1]. The matcher follows which mask element each element holds and accepts the result
+//   where it is the [B,1,1,S] (or expanded) layout again.
 // - No mask at all (ViT) and no scaling at all (scale 1, written) are fine too.
 // Attention takes the raw 2-D mask and builds mask_filter_value where mask <= 0 and 0 where mask > 0
 // itself, which is the same for a 0/1 mask. The Cast to int32 is written once and read by every layer.
@@ -82,6 +86,18 @@ std::string number(double v) {
   return s.str();
 }
 
+int64_t element_count(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<int64_t> row_major_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;) strides[i - 1] = strides[i] * shape[i];
+  return strides;
+}
+
 // Thrown inside the matcher to reject a candidate with a reason; caught per candidate.
 struct Reject {
   std::string reason;
@@ -119,6 +135,9 @@ struct MaskValue {
   float on = 0, off = 0;
   std::string raw;
   int64_t rank = 0, batch_axis = 0, key_axis = 1;
+  // Set when the mask's elements were moved (Flatten, Reshape, Gather) into no [.., batch, .., key] layout
+  // yet: which mask element (b * S + k) each element of the value holds, and the value's shape.
+  std::vector<int64_t> held, held_shape;
 };
 
 class Matcher {
@@ -257,6 +276,7 @@ class Matcher {
     const std::string& additive = add.inputs[0] == scores ? add.inputs[1] : add.inputs[0];
     MaskValue v = eval_mask(additive, 0);
     if (v.raw.empty()) reject_mask(quoted(additive) + " is a constant");
+    if (!v.held.empty()) reject_mask(quoted(v.raw) + "'s elements end in no [batch, ..., sequence] layout");
     if (v.rank != 4 || v.batch_axis != 0 || v.key_axis != 3)
       reject_mask(quoted(v.raw) + " is not laid out as [batch, 1, 1, sequence] (its dims land at " +
                   std::to_string(v.batch_axis) + " and " + std::to_string(v.key_axis) + " of " +
@@ -272,7 +292,9 @@ class Matcher {
     constexpr int kMaxDepth = 24;
     if (depth > kMaxDepth) reject_mask("its arithmetic is more than " + std::to_string(kMaxDepth) + " nodes deep");
     if (std::optional<ir::Tensor> t = index_.constant(value)) {
-      if (t->numel() != 1) reject_mask(quoted(value) + " is a constant " + ir::to_string(t->shape()) + " tensor");
+      // One value repeated (transformers 5's all-true bidirectional mask, And-ed with the padding mask) acts
+      // as a scalar that broadcasts; anything else (a causal triangle) is no padding mask.
+      if (!uniform(*t)) reject_mask(quoted(value) + " is a constant " + ir::to_string(t->shape()) + " tensor");
       MaskValue c;
       c.on = c.off = static_cast<float>(t->as_double(0));
       c.rank = static_cast<int64_t>(t->rank());
@@ -285,6 +307,7 @@ class Matcher {
     };
     if (is_op(n, "Unsqueeze")) {
       MaskValue in = operand(0);
+      if (!in.held.empty()) return moved(*n, in);
       std::vector<int64_t> axes;
       if (n->inputs.size() > 1) {
         std::optional<ir::Tensor> t = index_.constant(n->inputs[1]);
@@ -311,6 +334,7 @@ class Matcher {
     if (is_op(n, "Expand")) {
       // Broadcasting repeats the mask's values; only dims it prepends move the mask's own.
       MaskValue in = operand(0);
+      if (!in.held.empty()) reject_mask(n->label() + " expands the mask in no [batch, ..., sequence] layout");
       const ir::Type* t = type_of(n->outputs[0]);
       if (!t) reject_mask("the rank of " + n->label() + "'s output is not known");
       const int64_t shift = static_cast<int64_t>(t->shape->rank()) - in.rank;
@@ -347,6 +371,16 @@ class Matcher {
       out.off = f(a.off, b.off);
       return out;
     }
+    if (is_op(n, "And") || is_op(n, "Or")) {
+      MaskValue a = operand(0), b = operand(1);
+      MaskValue out = broadcast(*n, {&a, &b});
+      const bool conj = n->op_type == "And";
+      auto f = [&](float x, float y) -> float { return conj ? (x != 0 && y != 0) : (x != 0 || y != 0); };
+      out.on = f(a.on, b.on);
+      out.off = f(a.off, b.off);
+      return out;
+    }
+    if (is_op(n, "Flatten") || is_op(n, "Reshape") || is_op(n, "Gather") || is_op(n, "Squeeze")) return moved(*n, operand(0));
     if (is_op(n, "Where")) {
       MaskValue c = operand(0), x = operand(1), y = operand(2);
       MaskValue out = broadcast(*n, {&c, &x, &y});
@@ -369,6 +403,97 @@ class Matcher {
     return raw;
   }
 
+  static bool uniform(const ir::Tensor& t) {
+    constexpr int64_t kMaxElements = int64_t{1} << 22;
+    if (t.numel() == 0 || t.numel() > kMaxElements) return false;
+    const double first = t.as_double(0);
+    for (int64_t i = 1; i < t.numel(); ++i)
+      if (t.as_double(i) != first) return false;
+    return !std::isnan(first);
+  }
+
+  // A Flatten, Reshape or Gather (with constant indices) of a mask value: the elements move, which the
+  // matcher follows on static shapes. transformers 5 writes its padding mask as
+  //   Reshape(Gather(Flatten(Cast(mask, bool)), batch * S + key), [B, 1, 1, S])
+  // (a vmap of an index function, traced). Each element of `in` reads the mask at [b, k] (its batch and
+  // key axes); after the op, the matcher looks for batch and key axes that give every element the mask
+  // element it now holds, which is the layout the rest of the match needs.
+  MaskValue moved(const ir::Node& n, const MaskValue& in) const {
+    constexpr int64_t kMaxElements = int64_t{1} << 20;
+    if (in.raw.empty()) reject_mask(n.label() + " moves a constant");
+    const ir::Type* raw_t = type_of(in.raw);
+    const ir::Type* in_t = type_of(n.inputs[0]);
+    const ir::Type* out_t = type_of(n.outputs[0]);
+    if (!raw_t || !in_t || !out_t || !raw_t->shape->is_static() || !in_t->shape->is_static() ||
+        !out_t->shape->is_static())
+      reject_mask(n.label() + " moves the mask's elements, which is followed on static shapes only");
+    const std::vector<int64_t> raw_shape = raw_t->shape->values(), in_shape = in_t->shape->values(),
+                               out_shape = out_t->shape->values();
+    const int64_t batch = raw_shape[0], seq = raw_shape[1];
+    if (static_cast<int64_t>(in_shape.size()) != in.rank) reject_mask(n.label() + "'s input rank is not known");
+    const int64_t in_count = element_count(in_shape), out_count = element_count(out_shape);
+    if (in_count > kMaxElements || out_count > kMaxElements) reject_mask(n.label() + " is too large to follow");
+    // Which mask element (b * S + k) each element of the input holds.
+    std::vector<int64_t> held = in.held;
+    const std::vector<int64_t> in_strides = row_major_strides(in_shape);
+    if (held.empty()) {
+      held.resize(static_cast<size_t>(in_count));
+      for (int64_t i = 0; i < in_count; ++i) {
+        const int64_t b = i / in_strides[in.batch_axis] % in_shape[in.batch_axis];
+        const int64_t k = i / in_strides[in.key_axis] % in_shape[in.key_axis];
+        held[i] = b * seq + k;
+      }
+    } else if (in.held_shape != in_shape) {
+      reject_mask(n.label() + "'s input shape is not the one followed");
+    }
+    std::vector<int64_t> out_held;
+    if (n.op_type == "Gather") {
+      std::optional<ir::Tensor> idx = index_.constant(n.inputs.size() > 1 ? n.inputs[1] : std::string());
+      if (!idx || !ir::is_integer(idx->dtype())) reject_mask("the indices of " + n.label() + " are not a constant");
+      const int64_t rank = static_cast<int64_t>(in_shape.size());
+      int64_t axis = ops::NodeView(n, opset_).attr_int("axis", 0);
+      if (axis < 0) axis += rank;
+      if (axis < 0 || axis >= rank) reject_mask(n.label() + " has an axis out of range");
+      const int64_t outer = element_count(std::vector<int64_t>(in_shape.begin(), in_shape.begin() + axis));
+      const int64_t inner = in_strides[axis], dim = in_shape[axis], picks = idx->numel();
+      if (outer * picks * inner != out_count) reject_mask(n.label() + "'s output shape is not what it gathers");
+      out_held.reserve(static_cast<size_t>(out_count));
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t p = 0; p < picks; ++p) {
+          int64_t j = static_cast<int64_t>(idx->as_double(p));
+          if (j < 0) j += dim;
+          if (j < 0 || j >= dim) reject_mask(n.label() + " gathers out of range");
+          for (int64_t r = 0; r < inner; ++r) out_held.push_back(held[(o * dim + j) * inner + r]);
+        }
+    } else {
+      if (in_count != out_count) reject_mask(n.label() + " changes the element count");
+      out_held = std::move(held);  // Flatten and Reshape keep the row-major order
+    }
+    // The batch and key axes of the output that explain every element, [.., batch, .., key] last first.
+    const int64_t rank = static_cast<int64_t>(out_shape.size());
+    const std::vector<int64_t> out_strides = row_major_strides(out_shape);
+    auto explains = [&](int64_t ba, int64_t ka) {
+      if (out_shape[ba] != batch || out_shape[ka] != seq) return false;
+      for (int64_t i = 0; i < out_count; ++i)
+        if (out_held[i] != (i / out_strides[ba] % batch) * seq + i / out_strides[ka] % seq) return false;
+      return true;
+    };
+    MaskValue out = in;
+    out.rank = rank;
+    out.held.clear();
+    out.held_shape.clear();
+    for (int64_t ka = rank - 1; ka > 0; --ka)
+      for (int64_t ba = 0; ba < ka; ++ba)
+        if (explains(ba, ka)) {
+          out.batch_axis = ba;
+          out.key_axis = ka;
+          return out;
+        }
+    out.held = std::move(out_held);  // an intermediate arrangement ([B * S, 1] after Flatten): followed on
+    out.held_shape = out_shape;
+    return out;
+  }
+
   // The layout of an elementwise op's output: its mask operands must be one mask laid out alike once
   // right-aligned, as broadcasting aligns them.
   MaskValue broadcast(const ir::Node& n, std::vector<const MaskValue*> args) const {
@@ -377,6 +502,7 @@ class Matcher {
     bool first = true;
     for (const MaskValue* a : args) {
       if (a->raw.empty()) continue;
+      if (!a->held.empty()) reject_mask(n.label() + " reads the mask in no [batch, ..., sequence] layout");
       const int64_t shift = out.rank - a->rank;
       if (first) {
         out.raw = a->raw;
