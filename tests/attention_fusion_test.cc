@@ -914,6 +914,89 @@ Feeds embed_feeds(const ir::Model& m, int64_t batch, int64_t seq) {
   return f;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// nn.MultiheadAttention as torchvision's ViT exports it: sequence-first, one packed in_proj, static shapes.
+
+struct PackedOptions {
+  int64_t batch = 2, seq = 5, heads = 2, head = 4;
+  bool in_bias = true;
+  bool out_gemm = true;                       // Gemm(transB = 1); else MatMul + Add
+  std::vector<int64_t> picks = {0, 1, 2};  // the Gather indices of Q, K, V
+};
+
+ir::Model packed_attention_block(const PackedOptions& o) {
+  ir::Model m = testing::new_ir_model(17);
+  GraphBuilder b(m.graph);
+  const int64_t d = o.heads * o.head, bn = o.batch * o.heads;
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(o.batch), ir::Dim(o.seq), ir::Dim(d)}));
+  std::string xt = b.add("Transpose", {"x"}, {ints_attr("perm", {1, 0, 2})});
+  std::string proj = b.add("MatMul", {xt, b.initializer("in_proj_weight", random_floats({d, 3 * d}, 21))});
+  if (o.in_bias) proj = b.add("Add", {proj, b.initializer("in_proj_bias", random_floats({3 * d}, 22))});
+  std::string packed = b.add("Reshape", {proj, b.constant_ints({o.seq, o.batch, 3, d})});
+  packed = b.add("Unsqueeze", {packed, b.constant_ints({0})});
+  packed = b.add("Transpose", {packed}, {ints_attr("perm", {3, 1, 2, 0, 4})});
+  packed = b.add("Squeeze", {packed, b.constant_ints({3})});
+  const float factor = std::sqrt(1.0f / std::sqrt(static_cast<float>(o.head)));
+  auto head = [&](int64_t pick) {
+    std::string v = b.add("Gather", {packed, b.constant_int(pick)}, {int_attr("axis", 0)});
+    v = b.add("Reshape", {v, b.constant_ints({o.seq, bn, o.head})});
+    v = b.add("Transpose", {v}, {ints_attr("perm", {1, 0, 2})});
+    return b.add("Reshape", {v, b.constant_ints({o.batch, o.heads, o.seq, o.head})});
+  };
+  std::string qh = b.add("Mul", {head(o.picks[0]), b.constant(ir::Tensor::from_vector<float>({factor}, {1}))});
+  std::string kh = b.add("Transpose", {head(o.picks[1])}, {ints_attr("perm", {0, 1, 3, 2})});
+  kh = b.add("Mul", {kh, b.constant(ir::Tensor::from_vector<float>({factor}, {1}))});
+  std::string p = b.add("Softmax", {b.add("MatMul", {qh, kh})}, {int_attr("axis", -1)});
+  std::string c = b.add("Transpose", {b.add("MatMul", {p, head(o.picks[2])})}, {ints_attr("perm", {2, 0, 1, 3})});
+  c = b.add("Reshape", {c, b.constant_ints({o.seq * o.batch, d})});
+  if (o.out_gemm) {
+    c = b.add("Gemm", {c, b.initializer("out_proj_weight", random_floats({d, d}, 23)),
+                       b.initializer("out_proj_bias", random_floats({d}, 24))},
+              {int_attr("transB", 1)});
+  } else {
+    c = b.add("Add", {b.add("MatMul", {c, b.initializer("out_proj_weight", random_floats({d, d}, 23))}),
+                      b.initializer("out_proj_bias", random_floats({d}, 24))});
+  }
+  c = b.add("Reshape", {c, b.constant_ints({o.seq, o.batch, d})});
+  b.add_named("Transpose", {c}, "y", {ints_attr("perm", {1, 0, 2})});
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(o.batch), ir::Dim(o.seq), ir::Dim(d)}));
+  return m;
+}
+
+TEST(PackedAttentionFusion, TorchvisionMultiheadAttention) {
+  for (bool in_bias : {true, false})
+    for (bool out_gemm : {true, false}) {
+      SCOPED_TRACE(std::string(in_bias ? "in_proj bias" : "no in_proj bias") + (out_gemm ? ", Gemm" : ", MatMul + Add"));
+      PackedOptions o;
+      o.in_bias = in_bias;
+      o.out_gemm = out_gemm;
+      ir::Model m = packed_attention_block(o);
+      auto [opt, report] = run_passes(m, {passes::fuse_packed_attention, passes::eliminate_dead_code});
+      EXPECT_EQ(report.changes["Attention (packed in_proj)"], 1);
+      for (const auto& r : report.rejections) ADD_FAILURE() << r.pattern << " at " << r.node << ": " << r.reason;
+      EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 1);
+      EXPECT_EQ(count_ops(opt, "Softmax"), 0);
+      EXPECT_EQ(count_ops(opt, "Transpose"), 0);
+      EXPECT_EQ(count_ops(opt, "Gather"), 0);
+      const ir::Node* att = find_op(opt, "Attention");
+      ASSERT_NE(att, nullptr);
+      EXPECT_EQ(att->find_attribute("num_heads")->i, 2);
+      EXPECT_EQ(att->find_attribute("scale"), nullptr);  // sqrt(1/sqrt(H)) twice: the default
+      Feeds feeds = testing::random_feeds(m, {}, 5);
+      expect_same_outputs(m, opt, feeds, kTol);
+      expect_ort_agrees(m, opt, feeds);
+    }
+}
+
+TEST(PackedAttentionFusion, RejectsQkvPickedInAnotherOrder) {
+  PackedOptions o;
+  o.picks = {1, 0, 2};
+  auto [opt, report] = run_passes(packed_attention_block(o), {passes::fuse_packed_attention});
+  EXPECT_EQ(count_ops(opt, "com.microsoft.Attention"), 0);
+  EXPECT_NE(find_rejection(report, "Q, K and V are not gathered at 0, 1 and 2 of the packed projection"), nullptr)
+      << (report.rejections.empty() ? "no rejection" : report.rejections[0].reason);
+}
+
 TEST(EmbedLayerNormFusion, FusesBertAndDistilBertEmbeddings) {
   for (bool token_types : {true, false}) {
     SCOPED_TRACE(token_types ? "BERT" : "DistilBERT");

@@ -36,6 +36,7 @@ const std::vector<Pass>& pipeline() {
       {"fuse_layer_norm", Level::kExtended, fuse_layer_norm},
       {"fuse_embed_layer_norm", Level::kExtended, fuse_embed_layer_norm},
       {"fuse_attention", Level::kExtended, fuse_attention},
+      {"fuse_packed_attention", Level::kExtended, fuse_packed_attention},
       {"fuse_gelu", Level::kExtended, fuse_gelu},
       {"fuse_bias_gelu", Level::kExtended, fuse_bias_gelu},
       {"fuse_skip_layer_norm", Level::kExtended, fuse_skip_layer_norm},

@@ -25,6 +25,7 @@ bool fuse_conv_add_activation(ir::Graph& g, PassContext& ctx);
 bool fuse_layer_norm(ir::Graph& g, PassContext& ctx);
 bool fuse_embed_layer_norm(ir::Graph& g, PassContext& ctx);
 bool fuse_attention(ir::Graph& g, PassContext& ctx);
+bool fuse_packed_attention(ir::Graph& g, PassContext& ctx);  // nn.MultiheadAttention, sequence-first
 bool fuse_gelu(ir::Graph& g, PassContext& ctx);
 bool fuse_bias_gelu(ir::Graph& g, PassContext& ctx);
 bool fuse_skip_layer_norm(ir::Graph& g, PassContext& ctx);
