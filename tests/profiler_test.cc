@@ -175,7 +175,7 @@ TEST(Profiler, NoReferenceKernelSaysSo) {
   EXPECT_TRUE(has(runtime::reference_callout(s), "no node ran a reference kernel")) << runtime::reference_callout(s);
 }
 
-TEST(Profiler, SubgraphTimeCountsInItsIfNode) {
+TEST(Profiler, SubgraphNodesHaveRowsAndTheirIfItsOwnTime) {
   Random rng(5);
   TestGraph g;
   g.input("cond", ir::Tensor::scalar<bool>(true));
@@ -206,10 +206,22 @@ TEST(Profiler, SubgraphTimeCountsInItsIfNode) {
   session.run(g.feeds());
   session.run(g.feeds());
   runtime::ProfileSummary s = runtime::summarize(profiler);
-  ASSERT_EQ(s.nodes.size(), 1u);
-  EXPECT_EQ(s.nodes[0].op_type, "If");
-  EXPECT_EQ(s.nodes[0].calls, 2);
-  EXPECT_EQ(s.nodes[0].shapes, "bool[] -> float32[4]");
+  // The If's own time, and the branch that ran as a row of its own (the other branch never ran: no row).
+  ASSERT_EQ(s.nodes.size(), 2u);
+  const runtime::ProfileRow* if_row = nullptr;
+  const runtime::ProfileRow* neg_row = nullptr;
+  for (const runtime::ProfileRow& r : s.nodes) (r.op_type == "If" ? if_row : neg_row) = &r;
+  ASSERT_TRUE(if_row && neg_row);
+  EXPECT_EQ(if_row->calls, 2);
+  EXPECT_EQ(if_row->shapes, "bool[] -> float32[4]");
+  EXPECT_EQ(neg_row->op_type, "Neg");
+  EXPECT_EQ(neg_row->name, "If_0/then_branch/Neg_inside");
+  EXPECT_EQ(neg_row->calls, 2);
+  EXPECT_EQ(neg_row->shapes, "float32[4] -> float32[4]");
+  // Percentages of the time in nodes still add up: the If's row holds its own time, not its branch's.
+  EXPECT_NEAR(if_row->percent + neg_row->percent, 100.0, 1e-6);
+  EXPECT_NEAR(if_row->total_ms + neg_row->total_ms, s.node_ms, 1e-9);
+  EXPECT_LE(s.node_ms, s.run_ms);
 }
 
 TEST(Profiler, TraceIsChromeTraceEvents) {

@@ -318,19 +318,33 @@ void Executor::bind(const ir::Graph& g, const PreparedGraph& p, RunState& state,
 
 void Executor::set_profiler(Profiler* profiler) {
   profiler_ = profiler;
+  profile_base_.clear();
   if (!profiler) return;
-  const ir::Graph& g = model_.graph;
-  const PreparedGraph& p = prepared(g);
-  std::vector<ProfiledNode> nodes(g.nodes.size());
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    const ir::Node& n = g.nodes[i];
-    ProfiledNode& d = nodes[i];
-    d.op_type = ir::is_default_domain(n.domain) ? n.op_type : n.domain + "." + n.op_type;
-    d.name = n.name.empty() ? str(n.op_type, "#", i) : n.name;
-    // implementation() may ask oneDNN what it picked: once here, never per call.
-    if (p.fast[i]) d.fast_kernel = p.fast[i]->name() + " " + p.fast[i]->implementation();
-    d.held_inputs = p.held_inputs[i];
-  }
+  // The main graph's nodes first, then each subgraph's (If/Loop/Scan bodies, depth first), each node naming
+  // the node that runs its graph: the summary counts a parent's own time apart from its bodies'.
+  std::vector<ProfiledNode> nodes;
+  auto describe = [&](auto&& self, const ir::Graph& g, int parent, const std::string& prefix) -> void {
+    const PreparedGraph& p = prepared(g);
+    const size_t base = nodes.size();
+    profile_base_[&g] = base;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const ir::Node& n = g.nodes[i];
+      ProfiledNode& d = nodes.emplace_back();
+      d.op_type = ir::is_default_domain(n.domain) ? n.op_type : n.domain + "." + n.op_type;
+      d.name = prefix + (n.name.empty() ? str(n.op_type, "#", i) : n.name);
+      // implementation() may ask oneDNN what it picked: once here, never per call.
+      if (p.fast[i]) d.fast_kernel = p.fast[i]->name() + " " + p.fast[i]->implementation();
+      d.held_inputs = p.held_inputs[i];
+      d.parent = parent;
+    }
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (const auto& a : g.nodes[i].attributes) {
+        const std::string name = nodes[base + i].name + "/" + a.name + "/";
+        if (a.g) self(self, *a.g, static_cast<int>(base + i), name);
+        for (size_t k = 0; k < a.graphs.size(); ++k) self(self, *a.graphs[k], static_cast<int>(base + i), str(name, k, "/"));
+      }
+  };
+  describe(describe, model_.graph, -1, "");
   profiler->attach(std::move(nodes), fast_kernels_);
 }
 
@@ -408,8 +422,15 @@ void Executor::run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& s
   const ops::KernelContext::SubgraphRunner run_sub = [this, &scope](const ir::Graph& sg, std::vector<ir::Datum> inputs) {
     return run_subgraph(sg, std::move(inputs), &scope);
   };
-  // Only the main graph's nodes are profiled: a subgraph's time is part of the node that ran it.
-  Profiler* const profiler = &g == &model_.graph ? profiler_ : nullptr;
+  // Subgraphs' nodes are profiled too, under their own indices (set_profiler numbered them).
+  Profiler* profiler = nullptr;
+  size_t profile_base = 0;
+  if (profiler_) [[unlikely]] {
+    if (auto it = profile_base_.find(&g); it != profile_base_.end()) {
+      profiler = profiler_;
+      profile_base = it->second;
+    }
+  }
 
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
@@ -463,7 +484,7 @@ void Executor::run_nodes(const ir::Graph& g, const PreparedGraph& p, RunState& s
       const Profiler::Clock::time_point start = Profiler::Clock::now();
       done = run_kernel();
       const Profiler::Clock::time_point end = Profiler::Clock::now();
-      profiler->record(i, start, end, done, std::span<const ir::Datum* const>(state.inputs.data(), num_in), outs);
+      profiler->record(profile_base + i, start, end, done, std::span<const ir::Datum* const>(state.inputs.data(), num_in), outs);
     }
     if (recorder && done && num_out > 0 && outs[0].is_tensor())
       for (size_t j : p.in_place[i])

@@ -182,6 +182,7 @@ class Executor {
   std::unordered_map<const ir::Graph*, PreparedGraph> prepared_;
   NodeObserver observer_;
   Profiler* profiler_ = nullptr;
+  std::unordered_map<const ir::Graph*, size_t> profile_base_;  // per profiled graph: its first node's index
   size_t released_initializers_ = 0, released_bytes_ = 0;
   bool plannable_ = true;  // false for graphs with subgraphs: what an If returns may alias differently per run
   mutable std::mutex plans_mutex_;

@@ -149,16 +149,25 @@ ProfileSummary summarize(const Profiler& profiler) {
     int64_t calls = 0, fast_calls = 0, ns = 0, reference_ns = 0;
   };
   std::vector<Sums> sums(nodes.size());
-  int64_t node_ns = 0;
+  std::vector<int64_t> body_ns(nodes.size(), 0);  // per node: its subgraphs' nodes' time, within its own
   for (const Profiler::Call& c : profiler.calls()) {
     Sums& a = sums[c.node];
     ++a.calls;
     a.ns += c.dur_ns;
-    node_ns += c.dur_ns;
     if (c.fast)
       ++a.fast_calls;
     else
       a.reference_ns += c.dur_ns;
+    if (c.node < nodes.size() && nodes[c.node].parent >= 0) body_ns[static_cast<size_t>(nodes[c.node].parent)] += c.dur_ns;
+  }
+  // A node that runs subgraphs (If, Loop, Scan) counts its own time only: its bodies' nodes have rows of
+  // their own, and the percentages still add up to 100.
+  int64_t node_ns = 0;
+  for (size_t i = 0; i < sums.size(); ++i) {
+    const int64_t own = std::max<int64_t>(0, sums[i].ns - body_ns[i]);
+    sums[i].reference_ns = std::max<int64_t>(0, sums[i].reference_ns - (sums[i].ns - own));
+    sums[i].ns = own;
+    node_ns += own;
   }
   s.node_ms = ms_of(node_ns);
 

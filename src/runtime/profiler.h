@@ -8,8 +8,8 @@
 // is reserved when the nodes are known, and a call's shapes are compared with the last set that node saw
 // (new shape sets are rare), so that recording costs two clock reads and a few stores per node.
 //
-// Nodes inside subgraphs (If/Loop/Scan bodies) are not recorded on their own: their time is part of the
-// node that ran the subgraph.
+// Nodes inside subgraphs (If/Loop/Scan bodies) are recorded too, each naming the node that ran its graph
+// (ProfiledNode::parent): the summary shows that node's own time, its bodies' nodes apart.
 //
 // Not thread-safe: while a profiler is attached, one caller at a time runs the session.
 #pragma once
@@ -41,6 +41,7 @@ struct ProfiledNode {
   std::string fast_kernel;  // its prepared fast kernel's name and implementation; empty: none
   // Inputs the node's fast kernel holds packed (weights released from the graph): invisible at run time.
   std::vector<std::pair<size_t, ProfiledValue>> held_inputs;
+  int parent = -1;  // a subgraph's node: the index of the node running that subgraph; -1 in the main graph
 };
 
 class Profiler {
