@@ -125,11 +125,15 @@ TEST(ConstantFolding, FoldsInsideSubgraphs) {
   GraphBuilder b(m.graph);
   m.graph.inputs.push_back(tensor_value("cond", ir::DType::kBool, {}));
   m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(3)}));
+  // The then-branch reads its weights from the enclosing graph's initializer, the else-branch from a
+  // Constant of its own.
+  b.initializer("w_outer", ir::Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
   auto branch = [](float scale, const std::string& out) {
     auto body = std::make_shared<ir::Graph>();
     body->name = out + "_body";
     GraphBuilder bb(*body);
-    std::string w = bb.constant(ir::Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
+    std::string w = out == "t" ? std::string("w_outer")
+                               : bb.constant(ir::Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
     std::string ws = bb.add("Mul", {w, bb.constant_float(scale)});
     std::string wt = bb.add("Transpose", {ws}, {ints_attr("perm", {1, 0})});
     bb.add_named("MatMul", {"x", wt}, out);  // x from the enclosing graph
@@ -166,6 +170,7 @@ TEST(ConstantFolding, FoldsInsideSubgraphs) {
       EXPECT_EQ(body.initializers.at(body.nodes[0].inputs[1]).shape(), (std::vector<int64_t>{3, 2}));
       EXPECT_EQ(body.initializers.size(), 1u) << a.name;  // the unfolded weights are gone
     }
+    EXPECT_FALSE(o.model.graph.initializers.count("w_outer"));  // no body reads it any more
   }
 }
 

@@ -6,7 +6,7 @@
 // Subgraphs (If/Loop/Scan bodies) are folded too, each on its own constants: exporters that build a model
 // per branch (silero-vad: one per sample rate) compute the branch's weights there, and a fast kernel
 // inside the branch packs only what is an initializer of its graph. A body's value from an enclosing
-// graph counts as not constant (a conservative choice: it is usually a runtime input).
+// graph is a constant when it is one there (an initializer or a Constant of that graph).
 #include <set>
 
 #include "common/error.h"
@@ -31,16 +31,28 @@ bool has_subgraph(const ir::Node& n) {
   return false;
 }
 
-}  // namespace
+// The graphs enclosing a subgraph, nearest first: a body reads their values by name.
+using Enclosing = std::vector<const GraphIndex*>;
 
-bool fold_constants(ir::Graph& g, PassContext& ctx) {
+// Whether `g` defines `v` itself (a graph input, an initializer or a node output), hiding any enclosing
+// graph's value of that name.
+bool defines(const ir::Graph& g, const GraphIndex& index, const std::string& v) {
+  return index.producer(v) >= 0 || index.is_graph_input(v) || g.initializers.count(v) > 0;
+}
+
+bool fold_graph(ir::Graph& g, PassContext& ctx, const Enclosing& enclosing) {
   bool changed = false;
   GraphIndex index(g);
   // Values folded so far in this walk, readable by later nodes (the index predates them).
   std::unordered_map<std::string, ir::Tensor> folded;
   auto constant = [&](const std::string& v) -> std::optional<ir::Tensor> {
     if (auto it = folded.find(v); it != folded.end()) return it->second;
-    return index.constant(v);
+    if (defines(g, index, v) || enclosing.empty()) return index.constant(v);
+    // A body's weights are often the enclosing graph's initializers, read by name.
+    for (const GraphIndex* outer : enclosing) {
+      if (defines(outer->graph(), *outer, v)) return outer->constant(v);
+    }
+    return std::nullopt;
   };
   std::vector<int> removed;
   for (int i = 0; i < static_cast<int>(g.nodes.size()); ++i) {
@@ -101,12 +113,19 @@ bool fold_constants(ir::Graph& g, PassContext& ctx) {
     changed = true;
   }
   remove_nodes(g, removed);
+  GraphIndex after(g);
+  Enclosing inner = {&after};
+  inner.insert(inner.end(), enclosing.begin(), enclosing.end());
   for (ir::Node& n : g.nodes)
     for (ir::Attribute& a : n.attributes) {
-      if (a.g) changed |= fold_constants(*a.g, ctx);
-      for (auto& sub : a.graphs) changed |= fold_constants(*sub, ctx);
+      if (a.g) changed |= fold_graph(*a.g, ctx, inner);
+      for (auto& sub : a.graphs) changed |= fold_graph(*sub, ctx, inner);
     }
   return changed;
 }
+
+}  // namespace
+
+bool fold_constants(ir::Graph& g, PassContext& ctx) { return fold_graph(g, ctx, {}); }
 
 }  // namespace kiln::passes
