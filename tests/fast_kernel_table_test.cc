@@ -251,6 +251,108 @@ std::vector<Case> binary_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// Transposes that keep and that move the innermost axis, with and without perm.
+std::vector<Case> transpose_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  struct Shape {
+    std::vector<int64_t> x, perm;
+  };
+  for (const Shape& c : {Shape{{2, 3, 17}, {1, 0, 2}}, Shape{{3, 9, 17}, {0, 2, 1}}, Shape{{2, 3, 4, 5}, {3, 1, 0, 2}},
+                         Shape{{7, 5}, {}}}) {
+    Random rng(static_cast<uint32_t>(c.x.size() + c.perm.size()));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats(c.x));
+    std::vector<ir::Attribute> attrs;
+    if (!c.perm.empty()) attrs.push_back(attr_ints("perm", c.perm));
+    add_node(g, e, {"x"}, attrs);
+    cases.push_back({"x " + ir::to_string(c.x) + " perm " + ir::to_string(c.perm), std::move(g), 0});
+  }
+  return cases;
+}
+
+// Slices with negative starts and steps: attributes before opset 10, inputs from then on (with steps).
+std::vector<Case> slice_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  Random rng(12);
+  TestGraph g = graph_for(e, opset);
+  g.input("x", rng.floats({4, 7, 9}));
+  if (opset < 10) {
+    add_node(g, e, {"x"}, {attr_ints("starts", {1, -5}), attr_ints("ends", {3, 100}), attr_ints("axes", {0, 2})});
+  } else {
+    add_node(g, e,
+             {"x", g.constant("starts", ir::Tensor::from_vector<int64_t>({1, -1}, {2})),
+              g.constant("ends", ir::Tensor::from_vector<int64_t>({3, 0}, {2})),
+              g.constant("axes", ir::Tensor::from_vector<int64_t>({0, 2}, {2})),
+              g.constant("steps", ir::Tensor::from_vector<int64_t>({1, -2}, {2}))});
+  }
+  cases.push_back({"[4, 7, 9]", std::move(g), 0});
+  return cases;
+}
+
+std::vector<Case> concat_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (int64_t axis : {0, 1, -1}) {
+    Random rng(static_cast<uint32_t>(axis + 5));
+    TestGraph g = graph_for(e, opset);
+    std::vector<int64_t> a = {2, 3, 5}, b = {2, 3, 5};
+    b[static_cast<size_t>(axis < 0 ? axis + 3 : axis)] = 4;
+    g.input("a", rng.floats(a));
+    g.input("b", rng.floats(b));
+    add_node(g, e, {"a", "b"}, {attr_int("axis", axis)});
+    cases.push_back({"axis " + std::to_string(axis), std::move(g), 0});
+  }
+  return cases;
+}
+
+// Given sizes (an attribute before opset 13, an input from then on) and equal parts.
+std::vector<Case> split_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (bool given : {true, false}) {
+    Random rng(given ? 13 : 14);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({3, 6, 5}));
+    std::vector<std::string> ins = {"x"};
+    std::vector<ir::Attribute> attrs = {attr_int("axis", 1)};
+    if (given && opset >= 13)
+      ins.push_back(g.constant("split", ir::Tensor::from_vector<int64_t>({1, 5}, {2})));
+    else if (given)
+      attrs.push_back(attr_ints("split", {1, 5}));
+    g.node(e.op, ins, {"y0", "y1"}, attrs, e.domain);
+    g.output("y0");
+    g.output("y1");
+    cases.push_back({given ? "sizes given" : "equal parts", std::move(g), 0});
+  }
+  return cases;
+}
+
+// Nearest and bilinear, up and down, from scales (an attribute for Upsample before opset 9).
+std::vector<Case> resize_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  const bool upsample = std::string(e.op) == "Upsample";
+  for (const char* mode : {"nearest", "linear"}) {
+    for (std::vector<float> scales : {std::vector<float>{1, 1, 2, 3}, std::vector<float>{1, 1, 0.5f, 1.5f}}) {
+      if (upsample && scales[2] < 1) continue;  // Upsample only grows
+      Random rng(15);
+      TestGraph g = graph_for(e, opset);
+      g.input("x", rng.floats({1, 2, 5, 7}));
+      std::vector<std::string> ins = {"x"};
+      std::vector<ir::Attribute> attrs = {attr_string("mode", mode)};
+      ir::Tensor s = ir::Tensor::from_vector<float>(scales, {4});
+      if (upsample && opset < 9) {
+        attrs.push_back(testing::contrib::attr_floats("scales", scales));
+      } else if (upsample || opset < 11) {
+        ins.push_back(g.constant("scales", s));
+      } else {
+        ins.push_back(g.constant("roi", ir::Tensor(ir::DType::kFloat32, {0})));
+        ins.push_back(g.constant("scales", s));
+      }
+      add_node(g, e, ins, attrs);
+      cases.push_back({std::string(mode) + " scales " + std::to_string(scales[2]), std::move(g), 1e-5});
+    }
+  }
+  return cases;
+}
+
 const std::map<std::string, CaseMaker>& case_makers() {
   static const std::map<std::string, CaseMaker> makers = {
       {":MatMul", matmul_cases},
@@ -275,6 +377,12 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Div", binary_cases},
       {":ReduceSum", reduce_cases},
       {":ReduceMax", reduce_cases},
+      {":Transpose", transpose_cases},
+      {":Slice", slice_cases},
+      {":Concat", concat_cases},
+      {":Split", split_cases},
+      {":Resize", resize_cases},
+      {":Upsample", resize_cases},
   };
   return makers;
 }

@@ -49,6 +49,8 @@ std::span<const FastKernelEntry> softmax_kernel_entries();     // softmax_kernel
 std::span<const FastKernelEntry> pool_kernel_entries();        // pool_kernel.cc
 std::span<const FastKernelEntry> reduce_kernel_entries();      // reduce_kernel.cc
 std::span<const FastKernelEntry> binary_elementwise_kernel_entries();  // binary_elementwise_kernel.cc
+std::span<const FastKernelEntry> data_movement_kernel_entries();  // data_movement_kernel.cc
+std::span<const FastKernelEntry> resize_kernel_entries();         // resize_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();

@@ -2,6 +2,9 @@
 // and per call, whether they cover a node.
 #pragma once
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -53,6 +56,33 @@ void parallel_for_dynamic(bool parallel, int64_t n, const Body& body) {
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+// Whether a call doing `work` (bytes moved, taps summed: the caller's unit) is worth splitting across the
+// OpenMP team: at least `min_work` of it, more than one thread, and not already inside a parallel region.
+// `work` is tested first, so small calls never ask OpenMP anything.
+inline bool worth_threads(int64_t work, int64_t min_work) {
+  return work >= min_work && omp_get_max_threads() > 1 && !omp_in_parallel();
+}
+
+// body(begin, end) over [0, n) cut into one contiguous range per thread of the OpenMP team when
+// `parallel` (a thread whose range is empty is not called), else body(0, n) on the calling thread. For
+// loops whose items cost alike and whose body is cheaper per item when it walks a range (an odometer
+// advanced item by item rather than recomputed from each index).
+template <class Body>
+void parallel_for_ranges(bool parallel, int64_t n, const Body& body) {
+  if (n <= 0) return;
+  if (!parallel || n == 1) {
+    body(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t begin = n / threads * t + std::min<int64_t>(t, n % threads);
+    const int64_t end = begin + n / threads + (t < n % threads ? 1 : 0);
+    if (begin < end) body(begin, end);
+  }
 }
 
 // The rows of a row-major tensor viewed as [rows, shape.back()].

@@ -2,7 +2,8 @@
 // used by the executor instead of the reference kernel whenever they cover the call. Which ops have one,
 // at which opsets and element types, is the table in fast_kernel_table.h, whose entries sit beside each
 // kernel (matmul_kernel.cc, conv_kernel.cc, attention_kernel.cc, layer_norm_kernel.cc, gelu_kernel.cc,
-// softmax_kernel.cc, pool_kernel.cc).
+// softmax_kernel.cc, pool_kernel.cc, reduce_kernel.cc, binary_elementwise_kernel.cc, data_movement_kernel.cc,
+// resize_kernel.cc).
 //
 // A fast kernel checks the call (element types, shapes, which optional outputs are read) before it
 // touches anything, and declines what it does not cover; the reference kernel then runs, so a fast
