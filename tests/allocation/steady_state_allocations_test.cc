@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../contrib_test_util.h"
 #include "../pass_test_util.h"
 #include "../test_util.h"
 #include "export/cnn_export.h"
@@ -297,6 +298,35 @@ TEST(SteadyStateAllocations, ResNetWithOneBlockPerStage) {
   // 17 convolutions (the stem, 3 per block, a downsample per stage), each with a reorder in and out and,
   // after each block, the residual reordered in; the classifier's Gemm.
   expect_steady(steady_state_allocations(s, random_feeds(m, {{"batch", 1}}, 5), 3), 3, 1, 17 * 3 + 4);
+}
+
+// The data-movement and Resize kernels (Transpose, Slice, Concat, Split, Resize nearest and bilinear), on
+// tensors large enough for their threaded paths: the bilinear NCHW one caches rows in worker buffers.
+TEST(SteadyStateAllocations, DataMovementAndResizeKernels) {
+  SKIP_OR_NAME_SETTING();
+  using testing::contrib::attr_int;
+  using testing::contrib::attr_ints;
+  using testing::contrib::attr_string;
+  testing::contrib::TestGraph g(13);
+  g.input("x", testing::contrib::Random(6).floats({1, 64, 40, 40}));
+  auto ints = [](std::vector<int64_t> v) { return testing::contrib::int64s(v); };
+  g.node("Transpose", {"x"}, {"nhwc"}, {attr_ints("perm", {0, 2, 3, 1})});
+  g.node("Slice", {"nhwc", g.constant("starts", ints({0, 1})), g.constant("ends", ints({40, 40})),
+                   g.constant("axes", ints({1, 2})), g.constant("steps", ints({2, 2}))},
+         {"half"});
+  g.node("Transpose", {"half"}, {"nchw"}, {attr_ints("perm", {0, 3, 1, 2})});
+  g.node("Resize", {"nchw", "", "", g.constant("sizes", ints({1, 64, 40, 40}))}, {"up"},
+         {attr_string("mode", "linear")});
+  g.node("Resize", {"half", "", "", g.constant("sizes2", ints({1, 40, 40, 64}))}, {"up_nhwc"},
+         {attr_string("mode", "linear")});
+  g.node("Resize", {"nchw", "", g.constant("scales", ir::Tensor::from_vector<float>({1, 1, 2, 2}, {4}))}, {"near"},
+         {attr_string("mode", "nearest")});
+  g.node("Concat", {"x", "up", "near"}, {"cat"}, {attr_int("axis", 1)});
+  g.node("Split", {"cat", g.constant("split", ints({100, 92}))}, {"a", "b"}, {attr_int("axis", 1)});
+  for (const char* out : {"a", "b", "up_nhwc"}) g.output(out);
+  runtime::Session s(g.model());
+  EXPECT_EQ(s.fast_kernel_count(), 8u);
+  expect_steady(steady_state_allocations(s, g.feeds(), 3), 3, 0);
 }
 
 }  // namespace
