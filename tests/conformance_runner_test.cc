@@ -81,6 +81,10 @@ TEST(ConformanceRunner, FastKernelsBindFedWeightsAsConstants) {
   conformance::CaseResult fast = run_extra_case("test_nn_conv_group_dil_pads", true);
   EXPECT_EQ(fast.status, conformance::Status::kPass) << fast.reason;
   EXPECT_EQ(fast.fast_nodes, 1u);
+  // LSTM's W, R, B and P likewise (initial_h and initial_c stay fed).
+  conformance::CaseResult lstm = run_extra_case("test_quant_lstm_bidi_peep_forget", true);
+  EXPECT_EQ(lstm.status, conformance::Status::kPass) << lstm.reason;
+  EXPECT_EQ(lstm.fast_nodes, 1u);
 }
 
 }  // namespace

@@ -349,6 +349,42 @@ std::vector<Case> resize_cases(const FastKernelEntry& e, int64_t opset) {
       add_node(g, e, ins, attrs);
       cases.push_back({std::string(mode) + " scales " + std::to_string(scales[2]), std::move(g), 1e-5});
     }
+// LSTM and GRU: bidirectional with sequence_lens and initial states (LSTM with peepholes, GRU with
+// linear_before_reset), and reverse with clip (batch-major from opset 14); every output.
+std::vector<Case> recurrent_cases(const FastKernelEntry& e, int64_t opset) {
+  const bool lstm = std::string(e.op) == "LSTM";
+  const int64_t gates = lstm ? 4 : 3, hidden = 9, input = 6, seq = 4, batch = 3;
+  std::vector<Case> cases;
+  for (bool bidirectional : {true, false}) {
+    Random rng(bidirectional ? 11 : 12);
+    const int64_t dirs = bidirectional ? 2 : 1;
+    const int64_t layout = !bidirectional && opset >= 14 ? 1 : 0;
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats(layout == 0 ? std::vector<int64_t>{seq, batch, input}
+                                        : std::vector<int64_t>{batch, seq, input}));
+    std::vector<std::string> ins = {"x", g.constant("w", rng.floats({dirs, gates * hidden, input})),
+                                    g.constant("r", rng.floats({dirs, gates * hidden, hidden})),
+                                    g.constant("b", rng.floats({dirs, 2 * gates * hidden}))};
+    std::vector<ir::Attribute> attrs = {attr_string("direction", bidirectional ? "bidirectional" : "reverse")};
+    if (layout) attrs.push_back(attr_int("layout", 1));
+    if (bidirectional) {
+      ins.push_back(g.input("lens", ir::Tensor::from_vector<int32_t>({4, 0, 2}, {batch})));
+      ins.push_back(g.input("h0", rng.floats({dirs, batch, hidden})));
+      if (lstm) {
+        ins.push_back(g.input("c0", rng.floats({dirs, batch, hidden})));
+        ins.push_back(g.constant("p", rng.floats({dirs, 3 * hidden})));
+      } else {
+        attrs.push_back(attr_int("linear_before_reset", 1));
+      }
+    } else {
+      attrs.push_back(attr_float("clip", 0.9f));
+    }
+    std::vector<std::string> outs = {"y", "y_h"};
+    if (lstm) outs.push_back("y_c");
+    g.node(e.op, ins, outs, attrs, e.domain);
+    for (const std::string& o : outs) g.output(o);
+    cases.push_back(
+        {bidirectional ? "bidirectional, sequence_lens, initial state" : "reverse, clip", std::move(g), 2e-5});
   }
   return cases;
 }
@@ -383,6 +419,8 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Split", split_cases},
       {":Resize", resize_cases},
       {":Upsample", resize_cases},
+      {":LSTM", recurrent_cases},
+      {":GRU", recurrent_cases},
   };
   return makers;
 }

@@ -202,6 +202,104 @@ TEST(VectorKernels, TanhMatchesTheCLibraryToAFewUlp) {
   }
 }
 
+TEST(VectorKernels, SigmoidMatchesTheCLibraryToAFewUlp) {
+  std::vector<float> x = sweep(-110, 110, 220001);
+  std::vector<float> y(x.size());
+  for (const VectorKernelTable* t : tables()) {
+    t->sigmoid(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    std::vector<float> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      want[i] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x[i]))));
+    // Relative everywhere: sigmoid(-100) is a denormal-free 3.7e-44 only in double; in float it is tiny.
+    expect_close(y.data(), want.data(), static_cast<int64_t>(x.size()), 1e-37, 4e-7,
+                 std::string(kernels::cpu::isa_name(t->isa)) + " sigmoid");
+  }
+}
+
+// ---- recurrent cells ---------------------------------------------------------------------------------
+
+// One time step of every cell, each build against the portable one: hidden sizes around the 16-unit
+// blocks and both AVX widths, rows past a tile of rows (and in another order than the states), peepholes,
+// input_forget, clip, blocks walked backward; a call over some blocks writes only their units.
+TEST(VectorKernels, RecurrentStepMatchesThePortableBuildAndKeepsToItsBlocks) {
+  using kernels::cpu::kRecurrentBlock;
+  using kernels::cpu::RecurrentCell;
+  using kernels::cpu::RecurrentRow;
+  using kernels::cpu::RecurrentStepArgs;
+  const VectorKernelTable& plain = *kernels::cpu::vector_kernels_for(Isa::kScalar);
+  std::mt19937 gen(71);
+  std::normal_distribution<float> d(0, 1);
+  auto fill = [&](std::vector<float>& v, float scale) {
+    for (float& f : v) f = scale * d(gen);
+  };
+  constexpr float kSentinel = 1234.5f;
+  for (RecurrentCell cell : {RecurrentCell::kLstm, RecurrentCell::kGruLinearBeforeReset, RecurrentCell::kGruGates,
+                             RecurrentCell::kGruCandidate})
+    for (int64_t hidden : {1, 7, 8, 16, 17, 33, 40})
+      for (int64_t rows : {1, 3, 6})
+        for (int variant = 0; variant < 3; ++variant) {
+          const int64_t gates = kernels::cpu::recurrent_cell_gates(cell);
+          const int64_t blocks = (hidden + kRecurrentBlock - 1) / kRecurrentBlock;
+          const int64_t states = rows + 1;  // one state row unused
+          std::vector<float> weights(static_cast<size_t>(blocks * hidden * gates * kRecurrentBlock));
+          fill(weights, 1.0f / std::sqrt(static_cast<float>(hidden)));
+          std::vector<float> xw(static_cast<size_t>(rows * 4 * hidden)), h(static_cast<size_t>(states * hidden)),
+              c(h.size()), z(h.size()), reset_h(h.size()), peep(static_cast<size_t>(3 * hidden)),
+              h_bias(static_cast<size_t>(hidden));
+          for (auto* v : {&xw, &h, &c, &peep, &h_bias}) fill(*v, 1.5f);
+          for (float& v : z) v = std::uniform_real_distribution<float>(0, 1)(gen);
+          fill(reset_h, 1.0f);
+          // Runs the step on `table`; returns every buffer it may write, one after another.
+          auto run = [&](const VectorKernelTable& table, int64_t block_begin) {
+            std::vector<float> c_io = c, z_io = z, reset_io = reset_h;
+            std::vector<float> h_out(h.size(), kSentinel), y(static_cast<size_t>(rows * hidden), kSentinel);
+            if (cell == RecurrentCell::kGruGates) std::fill(z_io.begin(), z_io.end(), kSentinel);
+            if (cell == RecurrentCell::kGruGates) std::fill(reset_io.begin(), reset_io.end(), kSentinel);
+            std::vector<RecurrentRow> row_list;
+            for (int64_t r = 0; r < rows; ++r)
+              row_list.push_back({xw.data() + r * 4 * hidden, r % 2 == 0 ? y.data() + r * hidden : nullptr,
+                                  rows - r});  // states in reverse order, state 0 unused
+            RecurrentStepArgs a;
+            a.cell = cell;
+            a.hidden = hidden;
+            a.weights = weights.data();
+            a.rows = row_list.data();
+            a.row_count = rows;
+            a.h = h.data();
+            a.h_out = h_out.data();
+            a.c = c_io.data();
+            a.z = z_io.data();
+            a.reset_h = reset_io.data();
+            a.peepholes = variant == 1 ? peep.data() : nullptr;
+            a.h_bias = h_bias.data();
+            a.input_forget = variant == 2;
+            a.has_clip = variant == 2;
+            a.clip = 1.1f;
+            a.reverse_blocks = variant == 1;
+            table.recurrent_step(a, block_begin, blocks);
+            std::vector<float> out = h_out;
+            for (auto* v : {&y, &c_io, &z_io, &reset_io}) out.insert(out.end(), v->begin(), v->end());
+            return out;
+          };
+          for (const VectorKernelTable* t : tables()) {
+            const std::string what = std::string(kernels::cpu::isa_name(t->isa)) + " cell " +
+                                     std::to_string(static_cast<int>(cell)) + " hidden " + std::to_string(hidden) +
+                                     " rows " + std::to_string(rows) + " variant " + std::to_string(variant);
+            for (int64_t first_block : {int64_t{0}, blocks - 1}) {
+              std::vector<float> want = run(plain, first_block), got = run(*t, first_block);
+              expect_close(got.data(), want.data(), static_cast<int64_t>(want.size()), 2e-6, 2e-6,
+                           what + " from block " + std::to_string(first_block));
+              // h_out: state 0 is no row's, and units before the first block are not the call's.
+              const int64_t first_unit = first_block * kRecurrentBlock;
+              for (int64_t st = 0; st < states; ++st)
+                for (int64_t u = 0; u < (st == 0 ? hidden : first_unit); ++u)
+                  ASSERT_EQ(got[static_cast<size_t>(st * hidden + u)], kSentinel)
+                      << what << " state " << st << " unit " << u;
+            }
+          }
+        }
+}
+
 // ---- LayerNormalization ------------------------------------------------------------------------------
 
 // The reference LayerNormalization over the last dim: Y, Mean, InvStdDev.

@@ -182,10 +182,19 @@ bool is_unsupported_message(const std::string& m) {
          m.find("unknown domain") != std::string::npos || m.find("unknown elem_type") != std::string::npos;
 }
 
-// Graph inputs that only ever feed the weights of a MatMul, Gemm or Conv (any input but the first) and
-// hold float32. With fast kernels, the runner binds the test's values for them as initializers: the fast
-// matmul and conv kernels take only constant weights (packed once), and ONNX's cases feed them as
-// inputs, so without this those kernels would never meet ONNX's odd shapes and attributes.
+// Whether input i of n is a weight: any input but the first of MatMul, Gemm and Conv; W, R, B and the
+// peepholes P of LSTM and GRU.
+bool is_weight_input(const ir::Node& n, size_t i) {
+  if (!ir::is_default_domain(n.domain)) return false;
+  if (n.op_type == "MatMul" || n.op_type == "Gemm" || n.op_type == "Conv") return i > 0;
+  if (n.op_type == "LSTM" || n.op_type == "GRU") return (i >= 1 && i <= 3) || (n.op_type == "LSTM" && i == 7);
+  return false;
+}
+
+// Graph inputs that only ever feed weights (is_weight_input) and hold float32. With fast kernels, the
+// runner binds the test's values for them as initializers: the fast matmul, conv and recurrent kernels
+// take only constant weights (packed once), and ONNX's cases feed them as inputs, so without this those
+// kernels would never meet ONNX's odd shapes and attributes.
 std::set<std::string> weight_inputs(const ir::Graph& g) {
   // Input name -> whether every reader so far reads it as a weight, and some reader does.
   std::map<std::string, std::pair<bool, bool>> only_weights;
@@ -193,12 +202,10 @@ std::set<std::string> weight_inputs(const ir::Graph& g) {
     if (!g.initializers.count(v.name) && v.type.is_tensor() && v.type.dtype == ir::DType::kFloat32)
       only_weights[v.name] = {true, false};
   for (const auto& n : g.nodes) {
-    const bool weighted =
-        ir::is_default_domain(n.domain) && (n.op_type == "MatMul" || n.op_type == "Gemm" || n.op_type == "Conv");
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       auto it = only_weights.find(n.inputs[i]);
       if (it == only_weights.end()) continue;
-      if (weighted && i > 0)
+      if (is_weight_input(n, i))
         it->second.second = true;
       else
         it->second.first = false;

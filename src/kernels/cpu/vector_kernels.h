@@ -1,7 +1,8 @@
 // kiln's own vectorized float32 kernels for the work of a transformer encoder besides its matmuls:
 // LayerNormalization and com.microsoft.SkipLayerNormalization, the GELUs (erf, tanh, with a bias),
 // softmax along the last dim (with an optional scale and additive mask, for attention), and Add / Mul in
-// their two common shapes (same shape; a row vector or a scalar broadcast over rows).
+// their two common shapes (same shape; a row vector or a scalar broadcast over rows); and the time step
+// of an LSTM or GRU (the recurrent product h x R^T fused with the cell's gates).
 //
 // Each kernel has three builds: AVX-512 (vector_kernels_avx512.cc), AVX2 + FMA (vector_kernels_avx2.cc)
 // and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The two SIMD builds are
@@ -76,6 +77,76 @@ enum class GeluKind {
 
 enum class BinaryOp { kAdd, kMul };
 
+// ---- recurrent cells (LSTM, GRU; kernels/cpu/recurrent_kernel.cc) ------------------------------------
+
+// Hidden units per block of packed recurrent weights. A time step runs block by block: h x R^T for the
+// block's units of every gate, then the cell's update of those units, while the products are in L1.
+constexpr int64_t kRecurrentBlock = 16;
+
+// What one call of recurrent_step computes, and the gates (of the op's, in the spec's order) its packed
+// weights hold side by side.
+enum class RecurrentCell {
+  kLstm,                  // i, o, f, c: the whole step
+  kGruLinearBeforeReset,  // z, r, h with linear_before_reset = 1: the whole step
+  kGruGates,              // z, r with linear_before_reset = 0: writes z and r * h (the step's first half)
+  kGruCandidate,          // h: from (r * h) x R_h^T and z, the new state (its second half, once every unit's
+                          // r * h is written)
+};
+
+constexpr int64_t recurrent_cell_gates(RecurrentCell cell) {
+  switch (cell) {
+    case RecurrentCell::kLstm:
+      return 4;
+    case RecurrentCell::kGruLinearBeforeReset:
+      return 3;
+    case RecurrentCell::kGruGates:
+      return 2;
+    case RecurrentCell::kGruCandidate:
+      return 1;
+  }
+  return 0;
+}
+
+// One batch row of a time step (each row has its own time step when a reverse pass meets sequence_lens).
+struct RecurrentRow {
+  const float* xw = nullptr;  // X W^T + biases at the row's time step, gate-major: gate g's units at g * hidden
+  float* y = nullptr;         // where the new h goes in Y, or null
+  int64_t state = 0;          // the row's index into the state buffers: its h at h + state * hidden, ...
+};
+
+// A time step over the given rows, for hidden units [16 * block_begin, min(16 * block_end, hidden)).
+// Weights: for each block j of kRecurrentBlock units, at weights + j * hidden * gates * 16, `hidden` rows k
+// of gates * 16 floats: gate after gate, R[gate * hidden + 16 j + u][k] for u in [0, 16), 0 past hidden.
+// The gate functions are the default ones (sigmoid, tanh, tanh); `clip` bounds every pre-activation. The
+// formulas, per unit (xw_g the row's projection of gate g, hr_g = (h x R^T)_g):
+//   LSTM: i = s(xw_i + hr_i + P_i c), f = s(xw_f + hr_f + P_f c) or 1 - i (input_forget),
+//         c' = f c + i tanh(xw_c + hr_c), o = s(xw_o + hr_o + P_o c'), h' = o tanh(c')
+//   GRU:  z = s(xw_z + hr_z), r = s(xw_r + hr_r), h' = (1 - z) n + z h where
+//         n = tanh(xw_h + r (hr_h + Rb_h)) (linear_before_reset) or tanh(xw_h + (r h) x R_h^T)
+//   (the kernel has folded Rb into xw where it is added, every gate but linear_before_reset's h).
+// Every state buffer is [states, hidden]; a call writes only its units of them and of Y.
+struct RecurrentStepArgs {
+  RecurrentCell cell = RecurrentCell::kLstm;
+  int64_t hidden = 0;
+  const float* weights = nullptr;
+  const RecurrentRow* rows = nullptr;
+  int64_t row_count = 0;
+  const float* h = nullptr;          // the state before the step
+  float* h_out = nullptr;            // after it (not written by kGruGates)
+  float* c = nullptr;                // LSTM: the cell state, updated in place
+  float* z = nullptr;                // GRU kGruGates -> kGruCandidate: the update gate
+  float* reset_h = nullptr;          // and r * h
+  const float* peepholes = nullptr;  // LSTM, optional: [3 * hidden], P_i, P_o, P_f
+  const float* h_bias = nullptr;     // kGruLinearBeforeReset: Rb_h, [hidden]
+  bool input_forget = false;
+  bool has_clip = false;
+  float clip = 0;
+  // Walk the blocks from the last to the first. Alternated from step to step, each pass starts on the
+  // weights the one before ended on, still in cache: a direction's R is often about the size of L2 (4 MiB
+  // for LSTM's 512 units), and a scan in one order over a cache it overflows would miss on every line.
+  bool reverse_blocks = false;
+};
+
 // One ISA's kernels, each over a part of the work; the drivers below pick the part each thread runs.
 struct VectorKernelTable {
   Isa isa;
@@ -91,6 +162,9 @@ struct VectorKernelTable {
   void (*exp)(const float* x, float* y, int64_t count);
   void (*erf)(const float* x, float* y, int64_t count);
   void (*tanh)(const float* x, float* y, int64_t count);
+  void (*sigmoid)(const float* x, float* y, int64_t count);  // 1 / (1 + exp(-x))
+  // One recurrent time step over blocks [block_begin, block_end) of hidden units (see RecurrentStepArgs).
+  void (*recurrent_step)(const RecurrentStepArgs& args, int64_t block_begin, int64_t block_end);
 };
 
 // The table for the level selected_isa() gives (chosen once, at first use).

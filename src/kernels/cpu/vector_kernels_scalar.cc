@@ -120,6 +120,70 @@ void tanh_f32(const float* x, float* y, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] = std::tanh(x[i]);
 }
 
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+void sigmoid_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = sigmoid(x[i]);
+}
+
+// One recurrent time step (vector_kernels.h): per block and row, h x R^T for the block's units of every
+// gate summed over k in order, then the cell, as the reference computes it (kernels/reference/recurrent.cc).
+void recurrent_step(const RecurrentStepArgs& a, int64_t block_begin, int64_t block_end) {
+  const int64_t hidden = a.hidden, gates = recurrent_cell_gates(a.cell), width = gates * kRecurrentBlock;
+  const float* product_of = a.cell == RecurrentCell::kGruCandidate ? a.reset_h : a.h;
+  auto clipped = [&](float v) { return a.has_clip ? std::clamp(v, -a.clip, a.clip) : v; };
+  float hr[4 * kRecurrentBlock];
+  for (int64_t step = 0; step < block_end - block_begin; ++step) {
+    const int64_t j = a.reverse_blocks ? block_end - 1 - step : block_begin + step;
+    const float* w = a.weights + j * hidden * width;
+    const int64_t u0 = j * kRecurrentBlock, n = std::min(kRecurrentBlock, hidden - u0);
+    for (int64_t r = 0; r < a.row_count; ++r) {
+      const RecurrentRow& row = a.rows[r];
+      const float* in = product_of + row.state * hidden;
+      std::fill(hr, hr + width, 0.0f);
+      for (int64_t k = 0; k < hidden; ++k)
+        for (int64_t i = 0; i < width; ++i) hr[i] += in[k] * w[k * width + i];
+      const int64_t s = row.state * hidden;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t u = u0 + i;
+        const float* xw = row.xw + u;  // gate g's at xw + g * hidden
+        float h_new;
+        if (a.cell == RecurrentCell::kLstm) {
+          const float* p = a.peepholes;
+          const float c = a.c[s + u];
+          const float ig = sigmoid(clipped(xw[0] + hr[i] + (p ? p[u] * c : 0.0f)));
+          const float fg =
+              a.input_forget
+                  ? 1.0f - ig
+                  : sigmoid(clipped(xw[2 * hidden] + hr[2 * kRecurrentBlock + i] + (p ? p[2 * hidden + u] * c : 0.0f)));
+          const float cg = std::tanh(clipped(xw[3 * hidden] + hr[3 * kRecurrentBlock + i]));
+          const float cn = fg * c + ig * cg;
+          const float og = sigmoid(clipped(xw[hidden] + hr[kRecurrentBlock + i] + (p ? p[hidden + u] * cn : 0.0f)));
+          a.c[s + u] = cn;
+          h_new = og * std::tanh(cn);
+        } else if (a.cell == RecurrentCell::kGruGates) {
+          a.z[s + u] = sigmoid(clipped(xw[0] + hr[i]));
+          a.reset_h[s + u] = sigmoid(clipped(xw[hidden] + hr[kRecurrentBlock + i])) * a.h[s + u];
+          continue;
+        } else {
+          float z, candidate;
+          if (a.cell == RecurrentCell::kGruLinearBeforeReset) {
+            z = sigmoid(clipped(xw[0] + hr[i]));
+            const float rg = sigmoid(clipped(xw[hidden] + hr[kRecurrentBlock + i]));
+            candidate = std::tanh(clipped(xw[2 * hidden] + rg * (hr[2 * kRecurrentBlock + i] + a.h_bias[u])));
+          } else {
+            z = a.z[s + u];
+            candidate = std::tanh(clipped(xw[2 * hidden] + hr[i]));
+          }
+          h_new = (1.0f - z) * candidate + z * a.h[s + u];
+        }
+        a.h_out[s + u] = h_new;
+        if (row.y) row.y[u] = h_new;
+      }
+    }
+  }
+}
+
 // ---- drivers -----------------------------------------------------------------------------------------
 
 // Calls part(begin, end) over [0, count), one contiguous part per thread, each part a multiple of `grain`
@@ -149,8 +213,8 @@ constexpr int64_t kElementGrain = 16;
 }  // namespace
 
 const VectorKernelTable& scalar_vector_kernels() {
-  static constexpr VectorKernelTable kTable{Isa::kScalar, layer_norm_rows, softmax_rows, gelu,
-                                            binary,       exp_f32,         erf_f32,      tanh_f32};
+  static constexpr VectorKernelTable kTable{Isa::kScalar, layer_norm_rows, softmax_rows, gelu,        binary,
+                                            exp_f32,      erf_f32,         tanh_f32,     sigmoid_f32, recurrent_step};
   return kTable;
 }
 

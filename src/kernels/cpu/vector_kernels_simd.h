@@ -489,11 +489,206 @@ KILN_SIMD_TARGET void softmax_rows(const SoftmaxArgs& a, int64_t begin, int64_t 
   }
 }
 
+// ---- recurrent cells ---------------------------------------------------------------------------------
+
+// 1 / (1 + exp(-x)) from e = exp(-|x|) <= 1, so that nothing overflows: 1 / (1 + e) for x >= 0,
+// e / (1 + e) below.
+template <class V>
+KILN_SIMD_TARGET inline V sigmoid_ps(V x) {
+  V e = exp_ps(V::zero() - abs(x));
+  return fast_divide(select(x < V::zero(), e, V(1.0f)), e + V(1.0f));
+}
+
+template <class V>
+KILN_SIMD_TARGET void sigmoid_f32(const float* x, float* y, int64_t count) {
+  map<V, sigmoid_ps<V>>(x, y, count);
+}
+
+// The first n (<= kLanes) floats at p, the rest 0; and the store of as many.
+template <class V>
+KILN_SIMD_TARGET inline V load_first(const float* p, int64_t n) {
+  return n >= V::kLanes ? V::load(p) : V::load(p, V::first(n));
+}
+template <class V>
+KILN_SIMD_TARGET inline void store_first(V v, float* p, int64_t n) {
+  if (n >= V::kLanes)
+    v.store(p);
+  else
+    v.store(p, V::first(n));
+}
+
+// The shape of the recurrent product for a cell with kGates gates: kVectors accumulators per row (a block's
+// 16 units of each gate), rows taken kRows at a time so that one pass over a block's weights serves them
+// all (within 16 accumulators on AVX-512, 8 of AVX2's 16 registers), and, when few accumulators remain,
+// the k sum split kSplit ways so that enough independent FMAs are in flight.
+template <class V, int64_t kGates>
+struct RecurrentShape {
+  static constexpr int kWidth = static_cast<int>(kGates * kRecurrentBlock);
+  static constexpr int kVectors = kWidth / static_cast<int>(V::kLanes);
+  static constexpr int kMaxRows = std::clamp((V::kLanes == 16 ? 16 : 8) / kVectors, 1, 4);
+  static constexpr int split(int rows) { return std::clamp(8 / (rows * kVectors), 1, 4); }
+};
+
+// acc[r * kWidth + i] = sum_k in[r][k] w[k * kWidth + i] for kRows rows: one block's h x R^T.
+template <class V, int64_t kGates, int kRows>
+KILN_SIMD_TARGET inline void recurrent_product(const float* w, int64_t k_count, const float* const* in, float* acc) {
+  using Shape = RecurrentShape<V, kGates>;
+  constexpr int kWidth = Shape::kWidth, kVectors = Shape::kVectors, kSplit = Shape::split(kRows);
+  V a[kSplit][kRows][kVectors];
+#pragma GCC unroll 4
+  for (int s = 0; s < kSplit; ++s)
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < kVectors; ++v) a[s][r][v] = V::zero();
+  int64_t k = 0;
+  for (; k + kSplit <= k_count; k += kSplit) {
+#pragma GCC unroll 4
+    for (int s = 0; s < kSplit; ++s) {
+      const float* wk = w + (k + s) * kWidth;
+      V x[kRows];
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) x[r] = V(in[r][k + s]);
+#pragma GCC unroll 8
+      for (int v = 0; v < kVectors; ++v) {
+        const V wv = V::load(wk + v * V::kLanes);
+#pragma GCC unroll 4
+        for (int r = 0; r < kRows; ++r) a[s][r][v] = fma(x[r], wv, a[s][r][v]);
+      }
+    }
+  }
+  for (; k < k_count; ++k) {
+    const float* wk = w + k * kWidth;
+#pragma GCC unroll 8
+    for (int v = 0; v < kVectors; ++v) {
+      const V wv = V::load(wk + v * V::kLanes);
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) a[0][r][v] = fma(V(in[r][k]), wv, a[0][r][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < kVectors; ++v) {
+      V sum = a[0][r][v];
+#pragma GCC unroll 4
+      for (int s = 1; s < kSplit; ++s) sum = sum + a[s][r][v];
+      sum.store(acc + r * kWidth + v * V::kLanes);
+    }
+}
+
+// The product for `rows` (1 to kMaxRows) rows.
+template <class V, int64_t kGates, int kRows = 1>
+KILN_SIMD_TARGET inline void recurrent_product_rows(int rows, const float* w, int64_t k_count, const float* const* in,
+                                                    float* acc) {
+  if constexpr (kRows < RecurrentShape<V, kGates>::kMaxRows) {
+    if (rows > kRows) return recurrent_product_rows<V, kGates, kRows + 1>(rows, w, k_count, in, acc);
+  }
+  recurrent_product<V, kGates, kRows>(w, k_count, in, acc);
+}
+
+template <class V>
+KILN_SIMD_TARGET inline V clip_pre(const RecurrentStepArgs& a, V x) {
+  if (!a.has_clip) return x;
+  // max and min return their second operand when either is NaN: written this way round, a NaN passes.
+  return min(V(a.clip), max(V(-a.clip), x));
+}
+
+// The cell's update of units [u0, u0 + n) of one row, n <= 16, from acc: the block's h x R^T, gate after gate.
+template <class V, RecurrentCell kCell>
+KILN_SIMD_TARGET inline void recurrent_cell(const RecurrentStepArgs& a, const RecurrentRow& row, const float* acc,
+                                            int64_t u0, int64_t n) {
+  const int64_t hidden = a.hidden;
+  const int64_t s = row.state * hidden;
+  const V one(1.0f);
+  for (int64_t i = 0; i < n; i += V::kLanes) {
+    const int64_t m = std::min<int64_t>(V::kLanes, n - i), u = u0 + i;
+    const float* xw = row.xw + u;  // gate g's at xw + g * hidden
+    const float* hr = acc + i;     // gate g's at hr + g * 16
+    if constexpr (kCell == RecurrentCell::kLstm) {
+      const V c = load_first<V>(a.c + s + u, m);
+      V i_pre = load_first<V>(xw, m) + V::load(hr);
+      V o_pre = load_first<V>(xw + hidden, m) + V::load(hr + kRecurrentBlock);
+      V f_pre = load_first<V>(xw + 2 * hidden, m) + V::load(hr + 2 * kRecurrentBlock);
+      const V c_pre = load_first<V>(xw + 3 * hidden, m) + V::load(hr + 3 * kRecurrentBlock);
+      const float* p = a.peepholes;
+      if (p) {
+        i_pre = fma(load_first<V>(p + u, m), c, i_pre);
+        f_pre = fma(load_first<V>(p + 2 * hidden + u, m), c, f_pre);
+      }
+      const V ig = sigmoid_ps(clip_pre(a, i_pre));
+      const V fg = a.input_forget ? one - ig : sigmoid_ps(clip_pre(a, f_pre));
+      const V cn = fma(fg, c, ig * tanh_ps(clip_pre(a, c_pre)));
+      if (p) o_pre = fma(load_first<V>(p + hidden + u, m), cn, o_pre);
+      const V hn = sigmoid_ps(clip_pre(a, o_pre)) * tanh_ps(cn);
+      store_first(cn, a.c + s + u, m);
+      store_first(hn, a.h_out + s + u, m);
+      if (row.y) store_first(hn, row.y + u, m);
+    } else if constexpr (kCell == RecurrentCell::kGruGates) {
+      const V z = sigmoid_ps(clip_pre(a, load_first<V>(xw, m) + V::load(hr)));
+      const V r = sigmoid_ps(clip_pre(a, load_first<V>(xw + hidden, m) + V::load(hr + kRecurrentBlock)));
+      store_first(z, a.z + s + u, m);
+      store_first(r * load_first<V>(a.h + s + u, m), a.reset_h + s + u, m);
+    } else {
+      V z, candidate;
+      if constexpr (kCell == RecurrentCell::kGruLinearBeforeReset) {
+        z = sigmoid_ps(clip_pre(a, load_first<V>(xw, m) + V::load(hr)));
+        const V r = sigmoid_ps(clip_pre(a, load_first<V>(xw + hidden, m) + V::load(hr + kRecurrentBlock)));
+        const V h_gate = V::load(hr + 2 * kRecurrentBlock) + load_first<V>(a.h_bias + u, m);
+        candidate = tanh_ps(clip_pre(a, fma(r, h_gate, load_first<V>(xw + 2 * hidden, m))));
+      } else {
+        z = load_first<V>(a.z + s + u, m);
+        candidate = tanh_ps(clip_pre(a, load_first<V>(xw + 2 * hidden, m) + V::load(hr)));
+      }
+      const V hn = fma(z, load_first<V>(a.h + s + u, m), (one - z) * candidate);
+      store_first(hn, a.h_out + s + u, m);
+      if (row.y) store_first(hn, row.y + u, m);
+    }
+  }
+}
+
+template <class V, RecurrentCell kCell>
+KILN_SIMD_TARGET void recurrent_blocks(const RecurrentStepArgs& a, int64_t block_begin, int64_t block_end) {
+  constexpr int64_t kGates = recurrent_cell_gates(kCell);
+  using Shape = RecurrentShape<V, kGates>;
+  alignas(64) float acc[Shape::kMaxRows * Shape::kWidth];
+  const float* in[Shape::kMaxRows];
+  // kGruCandidate multiplies r * h by R_h^T; the others h.
+  const float* product_of = kCell == RecurrentCell::kGruCandidate ? a.reset_h : a.h;
+  const int64_t hidden = a.hidden;
+  for (int64_t step = 0; step < block_end - block_begin; ++step) {
+    const int64_t j = a.reverse_blocks ? block_end - 1 - step : block_begin + step;
+    const float* w = a.weights + j * hidden * Shape::kWidth;
+    const int64_t u0 = j * kRecurrentBlock, n = std::min(kRecurrentBlock, hidden - u0);
+    for (int64_t r0 = 0; r0 < a.row_count; r0 += Shape::kMaxRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(Shape::kMaxRows, a.row_count - r0));
+      for (int r = 0; r < rows; ++r) in[r] = product_of + a.rows[r0 + r].state * hidden;
+      recurrent_product_rows<V, kGates>(rows, w, hidden, in, acc);
+      for (int r = 0; r < rows; ++r) recurrent_cell<V, kCell>(a, a.rows[r0 + r], acc + r * Shape::kWidth, u0, n);
+    }
+  }
+}
+
+template <class V>
+KILN_SIMD_TARGET void recurrent_step(const RecurrentStepArgs& a, int64_t block_begin, int64_t block_end) {
+  switch (a.cell) {
+    case RecurrentCell::kLstm:
+      return recurrent_blocks<V, RecurrentCell::kLstm>(a, block_begin, block_end);
+    case RecurrentCell::kGruLinearBeforeReset:
+      return recurrent_blocks<V, RecurrentCell::kGruLinearBeforeReset>(a, block_begin, block_end);
+    case RecurrentCell::kGruGates:
+      return recurrent_blocks<V, RecurrentCell::kGruGates>(a, block_begin, block_end);
+    case RecurrentCell::kGruCandidate:
+      return recurrent_blocks<V, RecurrentCell::kGruCandidate>(a, block_begin, block_end);
+  }
+}
+
 // ---- the table ---------------------------------------------------------------------------------------
 
 template <class V>
 constexpr VectorKernelTable vector_kernel_table(Isa isa) {
-  return {isa, layer_norm_rows<V>, softmax_rows<V>, gelu<V>, binary<V>, exp_f32<V>, erf_f32<V>, tanh_f32<V>};
+  return {isa,        layer_norm_rows<V>, softmax_rows<V>, gelu<V>,        binary<V>,
+          exp_f32<V>, erf_f32<V>,         tanh_f32<V>,     sigmoid_f32<V>, recurrent_step<V>};
 }
 
 }  // namespace simd
