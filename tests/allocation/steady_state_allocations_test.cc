@@ -329,6 +329,32 @@ TEST(SteadyStateAllocations, DataMovementAndResizeKernels) {
   expect_steady(steady_state_allocations(s, g.feeds(), 3), 3, 0);
 }
 
+// LSTM and GRU (kernels/cpu/recurrent_kernel.cc): one matmul per node (the input projection of every step),
+// the steps kiln's own, their scratch from the arena and the calling thread's buffer; a bidirectional
+// LSTM (its directions on two threads) with sequence lengths and initial states, and a GRU of 150 units
+// whose steps are split between threads.
+TEST(SteadyStateAllocations, LstmAndGru) {
+  SKIP_OR_NAME_SETTING();
+  testing::contrib::Random rng(6);
+  testing::contrib::TestGraph g(22);
+  auto attr_string = testing::contrib::attr_string;
+  g.input("x", rng.floats({7, 3, 10}));
+  g.input("lens", testing::contrib::int32s({7, 2, 5}, {3}));
+  g.input("h0", rng.floats({2, 3, 20}));
+  g.input("c0", rng.floats({2, 3, 20}));
+  g.constant("w", rng.floats({2, 80, 10}));
+  g.constant("r", rng.floats({2, 80, 20}));
+  g.constant("b", rng.floats({2, 160}));
+  g.node("LSTM", {"x", "w", "r", "b", "lens", "h0", "c0"}, {"y", "y_h", "y_c"},
+         {attr_string("direction", "bidirectional")});
+  g.constant("gw", rng.floats({1, 450, 10}));
+  g.constant("gr", rng.floats({1, 450, 150}));
+  g.node("GRU", {"x", "gw", "gr"}, {"gy", "gy_h"});
+  for (const char* out : {"y", "y_h", "y_c", "gy", "gy_h"}) g.output(out);
+  runtime::Session s(g.model());
+  expect_steady(steady_state_allocations(s, g.feeds(), 3), 3, 2);
+}
+
 }  // namespace
 }  // namespace kiln
 

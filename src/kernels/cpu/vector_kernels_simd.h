@@ -18,6 +18,7 @@
 //   relative near 0.
 //   tanh(x) = Cephes' odd polynomial for |x| < 0.625, else sign(x) * (1 - 2 / (exp(2|x|) + 1)).
 //   FastGelu uses 0.5 v (1 + tanh(u)) = v sigmoid(2u): one exp and one division.
+//   sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|): nothing overflows.
 #pragma once
 
 #ifndef KILN_SIMD_TARGET
