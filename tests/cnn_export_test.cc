@@ -95,9 +95,12 @@ void expect_fast_matches_reference(const ir::Model& m, const ir::Tensor& input, 
 
 std::map<std::string, int64_t> ops_of(const ir::Model& m) { return passes::op_histogram(m.graph); }
 
+// The fusions (level extended: level all then moves kiln's convolutions to channels-last, which
+// conv_channels_last_test.cc checks).
 std::map<std::string, int64_t> optimized_ops(ir::Model m, passes::Target target) {
   passes::OptimizeOptions o;
   o.target = target;
+  o.level = passes::Level::kExtended;
   passes::optimize(m, o);
   return ops_of(m);
 }

@@ -389,7 +389,7 @@ TEST(ConvActivationFusionCli, OptimizeTargetOrtRunsInOrtAndTargetKilnWritesKilnF
   EXPECT_LE(max_abs_diff(theirs, want[0].tensor), 1e-4);
 
   testing::RunResult k =
-      testing::run_kiln({"optimize", dir.file("model.onnx"), "-o", dir.file("kiln.onnx"), "--target", "kiln"});
+      testing::run_kiln({"optimize", dir.file("model.onnx"), "-o", dir.file("kiln.onnx"), "--target", "kiln", "--level", "extended"});
   ASSERT_EQ(k.exit_code, 0) << k.err;
   EXPECT_NE(k.out.find("target kiln"), std::string::npos) << k.out;
   ir::Model kiln_model = onnx_io::load_model(dir.file("kiln.onnx"));

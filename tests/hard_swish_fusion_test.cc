@@ -153,6 +153,7 @@ TEST(HardSwishFusion, AfterAConvTheOptimizerWritesOneFusedConv) {
     g.output("y");
     passes::OptimizeOptions options;
     options.target = passes::Target::kKiln;
+    options.level = passes::Level::kExtended;  // all would then add the channels-last Transposes
     testing::Optimized o = testing::optimize_and_compare(g.model(), options, g.feeds(), kTol);
     SCOPED_TRACE(::testing::Message() << "opset " << opset << "\n" << o.text());
     EXPECT_EQ(o.model.graph.nodes.size(), 1u);

@@ -40,6 +40,10 @@ const std::vector<Pass>& pipeline() {
       {"fuse_gelu", Level::kExtended, fuse_gelu},
       {"fuse_bias_gelu", Level::kExtended, fuse_bias_gelu},
       {"fuse_skip_layer_norm", Level::kExtended, fuse_skip_layer_norm},
+      // Layout last, on the fused convolutions: each to channels-last with Transposes around it, then the
+      // Transposes pushed down until consecutive ones cancel.
+      {"convert_convs_to_channels_last", Level::kAll, convert_convs_to_channels_last},
+      {"push_transposes", Level::kAll, push_transposes},
       {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
   };
   return passes;

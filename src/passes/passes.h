@@ -30,4 +30,8 @@ bool fuse_gelu(ir::Graph& g, PassContext& ctx);
 bool fuse_bias_gelu(ir::Graph& g, PassContext& ctx);
 bool fuse_skip_layer_norm(ir::Graph& g, PassContext& ctx);
 
+// ---- all: layout changes for kiln's kernels (target kiln) ----
+bool convert_convs_to_channels_last(ir::Graph& g, PassContext& ctx);
+bool push_transposes(ir::Graph& g, PassContext& ctx);
+
 }  // namespace kiln::passes

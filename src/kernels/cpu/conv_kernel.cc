@@ -210,6 +210,7 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
     window = ops::nn::read_window_attrs(v, ops::nn::read_kernel_shape(v, 2, std::vector<int64_t>{w->dim(2), w->dim(3)}),
                                         false);
     if (fused && !read_activation(v, spec)) return nullptr;
+    if (v.attr_int("channels_last", 0) != 0) return nullptr;  // ai.kiln.FusedConv on [N, H, W, C]: not yet
   } catch (const Error&) {
     return nullptr;  // attributes the reference kernel refuses, with its own message
   }

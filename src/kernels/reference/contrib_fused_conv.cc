@@ -12,7 +12,10 @@
 //   takes, without parameters,
 //     HardSwish   x * max(0, min(1, x / 6 + 0.5))
 //     Silu        x * sigmoid(x)
-//   ONNX Runtime cannot load it, so a model holding it runs in kiln only.
+//   ONNX Runtime cannot load it, so a model holding it runs in kiln only. And with `channels_last` = 1
+//   (default 0) X, Z and Y are channels-last, [N, spatial..., C], W staying [M, C / group, k...]: what the
+//   optimizer's conversion to channels-last writes (passes/conv_channels_last.cc), so that consecutive
+//   convolutions need no layout change between them.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -20,6 +23,7 @@
 
 #include "kernels/reference/contrib_common.h"
 #include "kernels/reference/fused_activation.h"
+#include "kernels/reference/tensor_util.h"
 
 namespace kiln::ops::contrib {
 namespace {
@@ -88,13 +92,59 @@ const OpDef& conv_def() {
   return *def;
 }
 
+bool channels_last(const NodeView& node) {
+  if (node.node().domain != kKilnDomain || !node.has_attr("channels_last")) return false;
+  const int64_t v = node.attr_int("channels_last");
+  if (v != 0 && v != 1) node.fail("channels_last must be 0 or 1, got ", v);
+  return v == 1;
+}
+
+// The axis order taking channels-last [N, spatial..., C] to [N, C, spatial...], or back (`to_last`).
+std::vector<int64_t> channel_perm(size_t rank, bool to_last) {
+  std::vector<int64_t> perm(rank);
+  for (size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(i);
+  if (rank < 3) return perm;
+  if (to_last) {
+    std::rotate(perm.begin() + 1, perm.begin() + 2, perm.end());  // 0, 2, ..., r-1, 1
+  } else {
+    std::rotate(perm.begin() + 1, perm.end() - 1, perm.end());  // 0, r-1, 1, ..., r-2
+  }
+  return perm;
+}
+
+ir::Shape permuted(const ir::Shape& s, const std::vector<int64_t>& perm) {
+  std::vector<ir::Dim> dims(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) dims[i] = s[static_cast<size_t>(perm[i])];
+  return ir::Shape(std::move(dims));
+}
+
 void infer_fused_conv(InferenceContext& ctx) {
   require_float32_input(ctx, 0, "input X");
   require_float32_input(ctx, 1, "weights W");
   require_float32_input(ctx, 2, "bias B");
   require_float32_input(ctx, 3, "input Z");
   read_activation(ctx);
-  conv_def().infer(ctx);
+  if (channels_last(ctx)) {
+    // Conv's inference on the channels-first view of X, its output turned channels-last.
+    std::vector<ir::Type> first(ctx.num_inputs());
+    std::vector<const ir::Type*> types(ctx.num_inputs(), nullptr);
+    std::vector<const ir::Tensor*> values(ctx.num_inputs(), nullptr);
+    for (size_t i = 0; i < ctx.num_inputs() && i < 3; ++i) {
+      if (!ctx.has_input(i)) continue;
+      first[i] = ctx.input_type(i);
+      if (i == 0 && first[i].shape && first[i].shape->rank() >= 3)
+        first[i].shape = permuted(*first[i].shape, channel_perm(first[i].shape->rank(), false));
+      types[i] = &first[i];
+      values[i] = i == 0 ? nullptr : ctx.input_value(i);
+    }
+    InferenceContext inner(ctx.node(), ctx.opset(), std::move(types), std::move(values));
+    conv_def().infer(inner);
+    ir::Type out = inner.output_types().empty() ? ir::Type() : inner.output_types()[0];
+    if (out.shape && out.shape->rank() >= 3) out.shape = permuted(*out.shape, channel_perm(out.shape->rank(), true));
+    ctx.set_output_type(0, out);
+  } else {
+    conv_def().infer(ctx);
+  }
   const std::vector<ir::Type>& outs = ctx.output_types();
   auto z = input_shape(ctx, 3);
   if (z && !outs.empty() && outs[0].shape) {
@@ -106,11 +156,27 @@ void infer_fused_conv(InferenceContext& ctx) {
   }
 }
 
+// Conv's reference kernel on X (channels-first), W and B.
+ir::Tensor convolve(KernelContext& ctx, bool last) {
+  if (!last) {
+    conv_def().kernel(ctx);
+    return ctx.outputs()[0].tensor;
+  }
+  const ir::Tensor& x = ctx.input(0);
+  if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, spatial..., C), got ", ir::to_string(x.shape()));
+  ir::Datum first(tensor_detail::permute(ctx, x, x.shape(), channel_perm(x.rank(), false)));
+  std::vector<const ir::Datum*> inputs = {&first};
+  for (size_t i = 1; i < 3; ++i) inputs.push_back(ctx.has_input(i) ? &ctx.input_datum(i) : nullptr);
+  KernelContext inner(ctx.node(), ctx.opset(), std::move(inputs), ctx.limits(), nullptr);
+  conv_def().kernel(inner);
+  const ir::Tensor& y = inner.outputs()[0].tensor;
+  return tensor_detail::permute(ctx, y, y.shape(), channel_perm(y.rank(), true));
+}
+
 void fused_conv_kernel(KernelContext& ctx) {
   require_float32(ctx, ctx.input(0).dtype(), "input X");
   FusedActivation act = read_activation(ctx);
-  conv_def().kernel(ctx);
-  ir::Tensor y = ctx.outputs()[0].tensor;
+  ir::Tensor y = convolve(ctx, channels_last(ctx));
   float* out = y.data<float>();
   if (ctx.has_input(3)) {
     const ir::Tensor& z = ctx.input(3);

@@ -1,0 +1,329 @@
+// Transposes move down the graph, through the ops that do not care about axis order, until they meet
+// their inverse and both vanish:
+//
+//   T_p(x) -> Relu -> ...                     =>  x -> Relu -> T_p -> ...
+//   T_p(a) + T_p(b)                           =>  T_p(a + b)
+//   T_p(a) * c      (c a constant)            =>  T_p(a * c')       c' = c unsqueezed to a's rank, then T_p^-1
+//   Concat(T_p(a), T_p(b), axis)              =>  T_p(Concat(a, b, axis = p[axis]))
+//   Split(T_p(a), axis)                       =>  T_p of each output of Split(a, axis = p[axis])
+//   GlobalAveragePool(T_p(a))                 =>  T_p(ReduceMean(a, axes = p[2:], keepdims))   (also Max)
+//   Resize(T_p(a), scales | sizes)            =>  T_p(Resize(a, scales or sizes permuted))
+//   Transpose_q(T_p(x)), q after p identity   =>  x                 (else one Transpose, p then q)
+//
+// with T_p = Transpose(perm = p). A Transpose moves only when every reader of its output takes it (so it
+// never runs twice, once for the readers left behind), and not when its output is a graph output (where
+// only a following Transpose merges with it); each push leaves one Transpose on the pushed
+// node's output, whose readers are tried in turn. This is what makes convert_convs_to_channels_last pay:
+// the Transpose back to NCHW after each convolution travels down to the next convolution's Transpose to
+// NHWC and cancels, and only the Transposes at the edges of a CNN region remain.
+//
+// Exact: no value changes, only where the axis order is changed. Level all (with the channels-last
+// conversion that needs it).
+#include <algorithm>
+
+#include "passes/graph_edit.h"
+#include "passes/graph_index.h"
+#include "passes/passes.h"
+#include "passes/pattern_util.h"
+
+namespace kiln::passes {
+
+namespace {
+
+using Perm = std::vector<int64_t>;
+
+bool is_unary_elementwise(const std::string& op) {
+  static const char* const kOps[] = {"Relu",  "Sigmoid", "Tanh",     "HardSigmoid", "HardSwish", "LeakyRelu",
+                                     "Elu",   "Selu",    "Exp",      "Log",         "Abs",       "Neg",
+                                     "Sqrt",  "Erf",     "Softplus", "Softsign",    "Identity",  "Floor",
+                                     "Ceil",  "Round",   "Sign",     "Not",         "Reciprocal", "Cast",
+                                     "Clip",  "Mish",    "Gelu",     "IsNaN",       "Sin",       "Cos"};
+  return std::any_of(std::begin(kOps), std::end(kOps), [&](const char* o) { return op == o; });
+}
+
+bool is_broadcast_elementwise(const std::string& op) {
+  static const char* const kOps[] = {"Add", "Sub",     "Mul",  "Div",     "Pow", "Max",  "Min",   "Sum",
+                                     "Mean", "PRelu",  "Equal", "Greater", "Less", "And", "Or",   "Where",
+                                     "GreaterOrEqual", "LessOrEqual", "Xor", "BitShift", "Mod"};
+  return std::any_of(std::begin(kOps), std::end(kOps), [&](const char* o) { return op == o; });
+}
+
+std::optional<Perm> perm_of(const ir::Node& t) {
+  if (!is_op(t, "Transpose") || t.inputs.size() != 1 || t.outputs.size() != 1) return std::nullopt;
+  const ir::Attribute* a = t.find_attribute("perm");
+  if (!a || a->ints.empty()) return std::nullopt;  // the default (reversed dims) needs the rank
+  return a->ints;
+}
+
+Perm inverse(const Perm& p) {
+  Perm inv(p.size());
+  for (size_t i = 0; i < p.size(); ++i) inv[static_cast<size_t>(p[i])] = static_cast<int64_t>(i);
+  return inv;
+}
+
+bool is_identity(const Perm& p) {
+  for (size_t i = 0; i < p.size(); ++i)
+    if (p[i] != static_cast<int64_t>(i)) return false;
+  return true;
+}
+
+// c unsqueezed at the front to `rank` dims, then transposed by `perm` (out dim i = in dim perm[i]).
+std::optional<ir::Tensor> permute_constant(const ir::Tensor& c, const Perm& perm) {
+  const size_t rank = perm.size();
+  if (c.rank() > rank) return std::nullopt;
+  ir::Dims in(rank - c.rank(), 1);
+  for (int64_t d : c.shape()) in.push_back(d);
+  ir::Dims out(rank, 0);
+  for (size_t i = 0; i < rank; ++i) out[i] = in[static_cast<size_t>(perm[i])];
+  ir::Tensor t(c.dtype(), out);
+  const size_t elem = ir::dtype_size(c.dtype());
+  if (elem == 0) return std::nullopt;  // strings
+  // Row-major strides of the input, read in the output's order.
+  std::vector<int64_t> in_stride(rank, 1);
+  for (size_t i = rank; i-- > 1;) in_stride[i - 1] = in_stride[i] * in[i];
+  std::vector<int64_t> idx(rank, 0);
+  const auto* src = static_cast<const uint8_t*>(c.raw());
+  auto* dst = static_cast<uint8_t*>(t.raw());
+  for (int64_t k = 0; k < t.numel(); ++k) {
+    int64_t off = 0;
+    for (size_t i = 0; i < rank; ++i) off += idx[i] * in_stride[static_cast<size_t>(perm[i])];
+    std::copy_n(src + off * elem, elem, dst + k * elem);
+    for (size_t i = rank; i-- > 0;) {
+      if (++idx[i] < out[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return t;
+}
+
+ir::Attribute int_attr(const char* name, int64_t v) {
+  ir::Attribute a;
+  a.name = name;
+  a.kind = ir::Attribute::Kind::kInt;
+  a.i = v;
+  return a;
+}
+
+ir::Attribute ints_attr(const char* name, std::vector<int64_t> v) {
+  ir::Attribute a;
+  a.name = name;
+  a.kind = ir::Attribute::Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+
+int64_t axis_attr(const ir::Node& n, int64_t dflt) {
+  const ir::Attribute* a = n.find_attribute("axis");
+  return a ? a->i : dflt;
+}
+
+void set_attr(ir::Node& n, ir::Attribute a) {
+  for (ir::Attribute& old : n.attributes)
+    if (old.name == a.name) {
+      old = std::move(a);
+      return;
+    }
+  n.attributes.push_back(std::move(a));
+}
+
+class Pusher {
+ public:
+  Pusher(ir::Graph& g, PassContext& ctx) : g_(g), ctx_(ctx) { index_.emplace(g); }
+
+  // Pushes one Transpose (or cancels one pair); false when none moves.
+  bool step() {
+    for (int i = 0; i < static_cast<int>(g_.nodes.size()); ++i) {
+      std::optional<Perm> p = perm_of(g_.nodes[i]);
+      if (!p) continue;
+      const std::string out = g_.nodes[i].outputs[0];
+      if (index_->is_read_by_subgraph(out)) continue;
+      const std::vector<Use>& uses = index_->uses(out);
+      if (uses.empty()) continue;
+      if (index_->is_graph_output(out)) {
+        // The Transpose stays for the graph output; a reader that transposes again still merges with it.
+        for (const Use& u : uses)
+          if (perm_of(g_.nodes[u.node]) && takes(u.node, out, *p)) {
+            rewrite(u.node, g_.nodes[i].inputs[0], *p);
+            return true;
+          }
+        continue;
+      }
+      bool all = true;
+      for (const Use& u : uses) all = all && takes(u.node, out, *p);
+      if (!all) continue;
+      rewrite(uses.front().node, g_.nodes[i].inputs[0], *p);
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  // Whether node r, reading `t_out` = T_p(x), can take the Transpose.
+  bool takes(int r, const std::string& t_out, const Perm& p) {
+    const ir::Node& n = g_.nodes[r];
+    if (!ir::is_default_domain(n.domain) || n.outputs.empty()) return false;
+    const size_t rank = p.size();
+    if (std::optional<Perm> q = perm_of(n)) return q->size() == rank;
+    if (is_unary_elementwise(n.op_type)) {
+      if (n.inputs.empty() || n.inputs[0] != t_out) return false;
+      for (size_t k = 1; k < n.inputs.size(); ++k)  // Clip's bounds: scalars
+        if (!n.inputs[k].empty() && (n.inputs[k] == t_out || !is_scalar(n.inputs[k]))) return false;
+      return n.outputs.size() == 1;
+    }
+    if (is_broadcast_elementwise(n.op_type)) {
+      for (const std::string& in : n.inputs) {
+        if (in.empty() || same_transpose(in, p) || is_scalar(in)) continue;
+        std::optional<ir::Tensor> c = index_->constant(in);
+        if (!c || c->rank() > rank || ir::dtype_size(c->dtype()) == 0) return false;
+      }
+      return n.outputs.size() == 1;
+    }
+    if (n.op_type == "Concat") {
+      for (const std::string& in : n.inputs)
+        if (!same_transpose(in, p)) return false;
+      const int64_t axis = axis_attr(n, 0);
+      return axis >= -static_cast<int64_t>(rank) && axis < static_cast<int64_t>(rank);
+    }
+    if (n.op_type == "Split") {
+      if (n.inputs[0] != t_out) return false;
+      const int64_t axis = axis_attr(n, 0);
+      return axis >= -static_cast<int64_t>(rank) && axis < static_cast<int64_t>(rank);
+    }
+    if (n.op_type == "GlobalAveragePool" || n.op_type == "GlobalMaxPool") return rank >= 3;
+    if (n.op_type == "Resize") {
+      if (ctx_.opset() < 11 || n.inputs[0] != t_out || n.find_attribute("axes")) return false;
+      if (const ir::Attribute* m = n.find_attribute("coordinate_transformation_mode");
+          m && m->s == "tf_crop_and_resize")
+        return false;
+      for (size_t k = 2; k < 4; ++k) {
+        if (k >= n.inputs.size() || n.inputs[k].empty()) continue;
+        std::optional<ir::Tensor> c = index_->constant(n.inputs[k]);
+        if (!c || c->numel() != static_cast<int64_t>(rank) || c->rank() != 1) return false;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  bool same_transpose(const std::string& value, const Perm& p) const {
+    const ir::Node* t = index_->producer_node(value);
+    if (!t) return false;
+    std::optional<Perm> q = perm_of(*t);
+    return q && *q == p && !index_->is_graph_output(value);
+  }
+
+  bool is_scalar(const std::string& value) const {
+    std::optional<ir::Tensor> c = index_->constant(value);
+    return c && c->numel() == 1 && c->rank() <= 1;
+  }
+
+  std::string transposed_input(const std::string& value) const { return index_->producer_node(value)->inputs[0]; }
+
+  // Rewrites reader r of t_out = T_p(x).
+  void rewrite(int r, const std::string& x, const Perm& p) {
+    ir::Node n = g_.nodes[r];
+    const size_t rank = p.size();
+    if (std::optional<Perm> q = perm_of(n)) {
+      // T_q(T_p(x)): out dim i = x dim p[q[i]].
+      Perm c(rank);
+      for (size_t i = 0; i < rank; ++i) c[i] = p[static_cast<size_t>((*q)[i])];
+      if (is_identity(c) && redirect_value(g_, *index_, n.outputs[0], x)) {
+        remove_nodes(g_, {r});
+        ctx_.changed("Transpose pair cancelled");
+      } else {
+        g_.nodes[r].inputs[0] = x;
+        set_attr(g_.nodes[r], ints_attr("perm", c));
+        ctx_.changed("Transposes merged");
+      }
+      index_.emplace(g_);
+      return;
+    }
+    const Perm inv = inverse(p);
+    if (is_unary_elementwise(n.op_type)) {
+      n.inputs[0] = x;
+    } else if (is_broadcast_elementwise(n.op_type)) {
+      for (std::string& in : n.inputs) {
+        if (in.empty()) continue;
+        if (same_transpose(in, p)) {
+          in = transposed_input(in);
+        } else if (!is_scalar(in)) {
+          std::optional<ir::Tensor> c = permute_constant(*index_->constant(in), inv);
+          std::string name = ctx_.fresh_name(in + "_permuted");
+          g_.add_initializer(name, *c);
+          in = name;
+        }
+      }
+    } else if (n.op_type == "Concat" || n.op_type == "Split") {
+      int64_t axis = axis_attr(n, 0);
+      if (axis < 0) axis += static_cast<int64_t>(rank);
+      set_attr(n, int_attr("axis", p[static_cast<size_t>(axis)]));
+      if (n.op_type == "Concat") {
+        for (std::string& in : n.inputs) in = transposed_input(in);
+      } else {
+        n.inputs[0] = x;
+      }
+    } else if (n.op_type == "GlobalAveragePool" || n.op_type == "GlobalMaxPool") {
+      std::vector<int64_t> axes(p.begin() + 2, p.end());
+      std::sort(axes.begin(), axes.end());
+      n.op_type = n.op_type == "GlobalAveragePool" ? "ReduceMean" : "ReduceMax";
+      n.attributes.clear();
+      n.attributes.push_back(int_attr("keepdims", 1));
+      n.inputs = {x};
+      const bool axes_input = ctx_.opset() >= 18;
+      if (axes_input) {
+        std::string name = ctx_.fresh_name(n.name + "_axes");
+        g_.add_initializer(name, ir::Tensor::from_vector<int64_t>(axes, {static_cast<int64_t>(axes.size())}));
+        n.inputs.push_back(name);
+      } else {
+        n.attributes.push_back(ints_attr("axes", axes));
+      }
+    } else if (n.op_type == "Resize") {
+      n.inputs[0] = x;
+      for (size_t k = 2; k < 4; ++k) {
+        if (k >= n.inputs.size() || n.inputs[k].empty()) continue;
+        std::optional<ir::Tensor> c = index_->constant(n.inputs[k]);
+        // scales'[p[j]] = scales[j]: the per-axis values follow their axes.
+        ir::Tensor permuted = c->clone();
+        const size_t elem = ir::dtype_size(c->dtype());
+        const auto* src = static_cast<const uint8_t*>(c->raw());
+        auto* dst = static_cast<uint8_t*>(permuted.raw());
+        for (size_t j = 0; j < rank; ++j) std::copy_n(src + j * elem, elem, dst + static_cast<size_t>(p[j]) * elem);
+        std::string name = ctx_.fresh_name(n.inputs[k] + "_permuted");
+        g_.add_initializer(name, permuted);
+        n.inputs[k] = name;
+      }
+    }
+    // Each output now holds x's axis order; a Transpose after it gives the readers what they read before.
+    for (std::string& out : n.outputs) {
+      if (out.empty()) continue;
+      std::string inner = ctx_.fresh_name(out + "_before_transpose");
+      ir::Node t;
+      t.op_type = "Transpose";
+      t.name = ctx_.fresh_name(n.name + "_transpose");
+      t.inputs = {inner};
+      t.outputs = {out};
+      t.attributes.push_back(ints_attr("perm", p));
+      out = inner;
+      g_.nodes.push_back(std::move(t));
+    }
+    g_.nodes[r] = std::move(n);
+    ctx_.changed("Transpose pushed down");
+    index_.emplace(g_);
+  }
+
+  ir::Graph& g_;
+  PassContext& ctx_;
+  std::optional<GraphIndex> index_;  // rebuilt after each edit
+};
+
+}  // namespace
+
+bool push_transposes(ir::Graph& g, PassContext& ctx) {
+  Pusher pusher(g, ctx);
+  bool changed = false;
+  // Each push moves a Transpose past one node (or removes one), so this ends; the bound is a guard.
+  for (size_t steps = 0; steps < 16 * g.nodes.size() + 64 && pusher.step(); ++steps) changed = true;
+  return changed;
+}
+
+}  // namespace kiln::passes
