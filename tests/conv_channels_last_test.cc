@@ -96,7 +96,9 @@ TEST(ConvChannelsLast, ACnnStaysChannelsLastBetweenItsEdges) {
     EXPECT_EQ(o.ops("Conv"), 0);
     EXPECT_EQ(o.ops("ai.kiln.FusedConv"), 6);
     for (const ir::Node& n : o.model.graph.nodes)
-      if (n.op_type == "FusedConv") EXPECT_EQ(n.find_attribute("channels_last")->i, 1) << n.name;
+      if (n.op_type == "FusedConv") {
+        EXPECT_EQ(n.find_attribute("channels_last")->i, 1) << n.name;
+      }
     // Left: the image into NHWC, and back to NCHW for the two graph outputs' readers (Flatten's pool, and
     // the resize that is a graph output).
     EXPECT_EQ(o.ops("Transpose"), 3);

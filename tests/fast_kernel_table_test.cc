@@ -116,6 +116,22 @@ std::vector<Case> conv_cases(const FastKernelEntry& e, int64_t opset) {
     add_node(g, e, {"x", "w", "b"}, attrs);
     cases.push_back({s.what, std::move(g)});
   }
+  if (std::string(e.domain) != "ai.kiln") return cases;
+  // ai.kiln.FusedConv's channels-last X, Z, Y [N, H, W, C], what the optimizer's layout pass writes.
+  for (const Shape& s : shapes) {
+    Random rng(static_cast<uint32_t>(s.out_channels + 100));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({2, 9, 11, s.in_channels}));
+    g.constant("w", rng.floats({s.out_channels, s.in_channels / s.group, s.kernel, s.kernel}));
+    g.constant("b", rng.floats({s.out_channels}));
+    const int64_t oh = (9 + s.pads[0] + s.pads[2] - s.kernel) / s.stride + 1;
+    const int64_t ow = (11 + s.pads[1] + s.pads[3] - s.kernel) / s.stride + 1;
+    g.input("z", rng.floats({2, oh, ow, s.out_channels}));
+    add_node(g, e, {"x", "w", "b", "z"},
+             {attr_int("group", s.group), attr_ints("strides", {s.stride, s.stride}), attr_ints("pads", s.pads),
+              attr_string("activation", "Silu"), attr_int("channels_last", 1)});
+    cases.push_back({std::string(s.what) + ", channels-last with Z", std::move(g)});
+  }
   return cases;
 }
 

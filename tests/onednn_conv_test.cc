@@ -1,8 +1,9 @@
 // PackedConv (oneDNN convolution, weights packed once) and the fast Conv / FusedConv kernel against kiln's
 // reference Conv and FusedConv kernels: odd sizes, strides, asymmetric pads, auto_pad, dilations,
-// groups, depthwise, no bias, batch > 1, every activation, the residual Z, both activation layouts
-// (plain NCHW and oneDNN's blocked one), the per-shape primitive cache, concurrent calls, the nodes the
-// fast kernel must leave to the reference, and invalid calls failing with the reference's messages.
+// groups, depthwise, no bias, batch > 1, every activation, the residual Z, channels-first and
+// channels-last activations (ai.kiln.FusedConv channels_last), both activation layouts (plain as given and
+// oneDNN's blocked one), the per-shape primitive cache, concurrent calls, the nodes the fast kernel must
+// leave to the reference, and invalid calls failing with the reference's messages.
 #include "kernels/cpu/onednn_conv.h"
 
 #include <gtest/gtest.h>
@@ -173,6 +174,22 @@ TestGraph conv_graph(const ConvCase& c, uint32_t seed) {
   return g;
 }
 
+// [N, C, spatial...] as [N, spatial..., C].
+ir::Tensor to_channels_last(const ir::Tensor& t) {
+  const int64_t n = t.dim(0), c = t.dim(1);
+  const int64_t plane = n * c == 0 ? 0 : t.numel() / (n * c);
+  std::vector<int64_t> shape = {n};
+  shape.insert(shape.end(), t.shape().begin() + 2, t.shape().end());
+  shape.push_back(c);
+  ir::Tensor r(ir::DType::kFloat32, shape);
+  const float* from = t.data<float>();
+  float* to = r.data<float>();
+  for (int64_t ni = 0; ni < n; ++ni)
+    for (int64_t ci = 0; ci < c; ++ci)
+      for (int64_t p = 0; p < plane; ++p) to[(ni * plane + p) * c + ci] = from[(ni * c + ci) * plane + p];
+  return r;
+}
+
 TEST(PackedConv, MatchesReferenceConvInBothLayouts) {
   uint32_t seed = 1;
   for (const ConvCase& c : conv_cases()) {
@@ -194,6 +211,36 @@ TEST(PackedConv, MatchesReferenceConvInBothLayouts) {
       ir::Tensor y(ir::DType::kFloat32, want.shape());
       conv.run(c.n, c.h, c.w, x.data<float>(), y.data<float>());
       expect_close(y, want, "layout " + std::to_string(static_cast<int>(layout)) + " (" + impl + ")");
+    }
+  }
+}
+
+// channels_last: x, y [N, H, W, C], the reference's output transposed to compare. kAuto runs oneDNN on
+// NHWC as given (no reorders) unless it has nothing but gemm there.
+TEST(PackedConv, ChannelsLastMatchesReferenceConv) {
+  uint32_t seed = 1;
+  for (const ConvCase& c : conv_cases()) {
+    SCOPED_TRACE(c.label());
+    TestGraph g = conv_graph(c, seed++);
+    const ir::Tensor want = to_channels_last(g.run()[0]);
+    const ir::Tensor x = to_channels_last(g.feed("x"));
+    const ir::Tensor* w = g.model().graph.find_initializer("w");
+    const ir::Tensor* b = g.model().graph.find_initializer("b");
+    std::string plain_impl;
+    for (ConvLayout layout : {ConvLayout::kPlain, ConvLayout::kBlocked, ConvLayout::kAuto}) {
+      ConvSpec spec = c.spec();
+      spec.channels_last = true;
+      spec.layout = layout;
+      PackedConv conv(spec, w->data<float>(), b ? b->data<float>() : nullptr);
+      const std::string impl = conv.prepare(c.n, c.h, c.w);
+      EXPECT_EQ(impl.find("ref"), std::string::npos) << "oneDNN fell back to its reference convolution: " << impl;
+      if (layout == ConvLayout::kPlain) plain_impl = impl;
+      if (layout == ConvLayout::kAuto && impl.find("(blocked)") != std::string::npos) {
+        EXPECT_NE(plain_impl.find("gemm"), std::string::npos) << impl << " reorders where NHWC runs " << plain_impl;
+      }
+      ir::Tensor y(ir::DType::kFloat32, want.shape());
+      conv.run(c.n, c.h, c.w, x.data<float>(), y.data<float>());
+      expect_close(y, want, "channels-last layout " + std::to_string(static_cast<int>(layout)) + " (" + impl + ")");
     }
   }
 }
@@ -270,6 +317,50 @@ TEST(ConvKernel, FusedConvEveryActivationWithAndWithoutZ) {
           expect_close(y, want, what + " layout " + std::to_string(static_cast<int>(layout)));
         }
       }
+    }
+  }
+}
+
+// ai.kiln.FusedConv channels_last = 1 (X, Z, Y channels-last) on every shape of conv_cases(), each with
+// an activation and every other one with Z, against the reference FusedConv (which permutes around the
+// reference Conv) and against the reference Conv on the channels-first input.
+TEST(ConvKernel, ChannelsLastFusedConvMatchesReference) {
+  const std::vector<std::pair<std::string, std::vector<float>>> acts = {{"Relu", {}},
+                                                                        {"", {}},
+                                                                        {"HardSwish", {}},
+                                                                        {"Clip", {-0.5f, 1.5f}},
+                                                                        {"Silu", {}},
+                                                                        {"LeakyRelu", {0.1f}},
+                                                                        {"HardSigmoid", {0.2f, 0.4f}},
+                                                                        {"Sigmoid", {}},
+                                                                        {"Tanh", {}}};
+  uint32_t seed = 600;
+  size_t i = 0;
+  for (const ConvCase& c : conv_cases()) {
+    const auto& [act, params] = acts[i % acts.size()];
+    const bool z = i++ % 2 == 1;
+    const std::string what = c.label() + " channels-last, activation " + act + (z ? " with Z" : "");
+    TestGraph nchw = conv_graph(c, seed++);
+    const ir::Tensor conv_y = nchw.run()[0];
+    Random rng(seed++);
+    TestGraph g;
+    g.import_opset("ai.kiln", 1);
+    std::vector<std::string> inputs = {g.input("x", to_channels_last(nchw.feed("x"))),
+                                       g.constant("w", *nchw.model().graph.find_initializer("w")),
+                                       c.bias ? g.constant("b", *nchw.model().graph.find_initializer("b")) : ""};
+    ir::Tensor zt = rng.floats({conv_y.dim(0), conv_y.dim(2), conv_y.dim(3), conv_y.dim(1)});
+    if (z) inputs.push_back(g.input("z", zt));
+    std::vector<ir::Attribute> attrs = c.attributes();
+    attrs.push_back(attr_int("channels_last", 1));
+    if (!act.empty()) attrs.push_back(attr_string("activation", act));
+    if (!params.empty()) attrs.push_back(attr_floats("activation_params", params));
+    g.node("FusedConv", inputs, {"y"}, attrs, "ai.kiln");
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 1, what);
+    if (act.empty() && !z) {
+      size_t fast_count = 0;
+      expect_close(run_session(g.model(), g.feeds(), true, &fast_count)[0].tensor, to_channels_last(conv_y),
+                   what + " vs Conv");
     }
   }
 }
@@ -352,10 +443,14 @@ TEST(ConvKernel, AnswersEveryCallAsTheReferenceDoes) {
     g.constant("b", rng.floats({3}));
     std::vector<std::string> inputs = {"x", "w", "b"};
     if (!z_shape.empty()) inputs.push_back(g.input("z", rng.floats(z_shape)));
-    if (op == "Conv")
+    if (op == "Conv") {
       g.node("Conv", inputs, {"y"});
-    else
+    } else if (op == "FusedConv") {
       g.contrib("FusedConv", inputs, {"y"}, {attr_string("activation", "Relu")});
+    } else {  // channels-last
+      g.import_opset("ai.kiln", 1);
+      g.node("FusedConv", inputs, {"y"}, {attr_string("activation", "Relu"), attr_int("channels_last", 1)}, "ai.kiln");
+    }
     g.output("y");
     // Inputs of unknown shape and type, so that the session is made and the call reaches the kernels.
     ir::Model m = g.model();
@@ -412,6 +507,34 @@ TEST(ConvKernel, AnswersEveryCallAsTheReferenceDoes) {
     }
     g.output("y");
     expect_fast_matches_reference(g.model(), g.feeds(), 1, op + " padding only");
+  }
+  // ai.kiln.FusedConv channels_last = 1: the same checks on NHWC inputs, the messages naming X as the
+  // reference Conv sees it (channels-first).
+  const std::string nhwc = "FusedConv channels-last";
+  ir::Tensor x64_last(ir::DType::kFloat64, {1, 5, 5, 2});
+  expect_same_answer(nhwc, rng.floats({1, 5, 5, 4}), {}, true, "4 input channels for a weight of 2");
+  expect_same_answer(nhwc, rng.floats({1, 2, 2, 2}), {}, true, "kernel larger than the input");
+  expect_same_answer(nhwc, rng.floats({1, 9, 2}), {}, true, "a 1-D input");
+  expect_same_answer(nhwc, rng.floats({1, 2}), {}, true, "a 2-D input");
+  expect_same_answer(nhwc, x64_last, {}, true, "float64 X");
+  expect_same_answer(nhwc, rng.floats({0, 5, 5, 2}), {}, false, "empty batch");
+  expect_same_answer(nhwc, rng.floats({1, 0, 5, 2}), {}, true, "empty height, kernel larger than the padding");
+  expect_same_answer(nhwc, rng.floats({1, 5, 5, 2}), {1, 3, 3, 3}, false, "Z of the right shape");
+  expect_same_answer(nhwc, rng.floats({1, 5, 5, 2}), {1, 3, 3, 2}, true, "Z of the wrong shape");
+  expect_same_answer(nhwc, rng.floats({2, 6, 5, 2}), {2, 4, 3, 3}, false, "Z of the right shape, batch 2");
+  {
+    SCOPED_TRACE("channels-last padding only");
+    TestGraph g;
+    g.import_opset("ai.kiln", 1);
+    g.input("x", rng.floats({2, 0, 4, 2}));
+    g.constant("w", rng.floats({3, 2, 3, 3}));
+    g.constant("b", rng.floats({3}, -1.0f, 1.0f));
+    g.input("z", rng.floats({2, 2, 4, 3}));
+    g.node("FusedConv", {"x", "w", "b", "z"}, {"y"},
+           {attr_ints("pads", {2, 1, 2, 1}), attr_string("activation", "Tanh"), attr_int("channels_last", 1)},
+           "ai.kiln");
+    g.output("y");
+    expect_fast_matches_reference(g.model(), g.feeds(), 1, "channels-last padding only");
   }
   expect_same_answer("FusedConv", rng.floats({1, 2, 5, 5}), {1, 3, 2, 2}, true, "Z of the wrong shape");
   expect_same_answer("FusedConv", rng.floats({2, 2, 5, 5}), {2, 3, 3, 3}, false, "Z of the right shape");

@@ -173,8 +173,9 @@ Command bench_command() {
             c->add_option("--input-dir", args->input_dir, "Inputs from DIR/NAME.npy instead of generated ones")
                 ->excludes(inputs);
             c->add_option("--level", args->level,
-                          "kiln's graph optimization when the session is created: none, basic, extended or all "
-                          "(ONNX Runtime always runs with all its optimizations)")
+                          "kiln's graph optimization when the session is created: none, basic, extended or all (all adds "
+                          "the layout passes: convolutions run channels-last; ONNX Runtime always runs with all its "
+                          "optimizations)")
                 ->capture_default_str()
                 ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
             c->add_option("--json", args->json, "Also write every per-round and summary figure to this JSON file");

@@ -57,7 +57,10 @@ Command optimize_command() {
                 "changed");
             c->add_option("model", args->input, "Input ONNX model")->required();
             c->add_option("-o,--output", args->output, "Output ONNX model")->required();
-            c->add_option("--level", args->level, "none, basic, extended or all")
+            c->add_option("--level", args->level,
+                          "none, basic (folding, elimination, Conv+BatchNorm), extended (the fusions) or all "
+                          "(with --target kiln also the layout passes: each 2-D Conv to channels-last "
+                          "ai.kiln.FusedConv between Transposes, the Transposes then pushed down until they cancel)")
                 ->capture_default_str()
                 ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
             c->add_option("--target", args->target,

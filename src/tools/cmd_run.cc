@@ -258,7 +258,8 @@ Command run_command() {
                 ->capture_default_str();
             c->add_flag("--cased", args->cased, "The vocabulary is cased: no lower-casing or accent stripping");
             c->add_option("--level", args->level,
-                          "Graph optimization applied when the model is loaded: none, basic, extended or all")
+                          "Graph optimization applied when the model is loaded: none, basic, extended or all (all "
+                          "adds the layout passes: convolutions run channels-last)")
                 ->capture_default_str()
                 ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
             c->add_option("--threads", args->threads,

@@ -1,5 +1,6 @@
 // The fast kernel for 2-D float32 convolutions with constant weights: ONNX Conv, com.microsoft.FusedConv
-// and ai.kiln.FusedConv (Conv, an optional residual Z added, then an activation) through PackedConv, the
+// and ai.kiln.FusedConv (Conv, an optional residual Z added, then an activation; channels-last X, Z and Y
+// with channels_last = 1) through PackedConv, the
 // weights (and bias) packed once when the kernel is made. The kernel absorbs W and B (the session then
 // releases them, so the weights are held once) and answers every call: an invalid one fails with the
 // reference kernel's message.
@@ -54,10 +55,19 @@ float activate(const ConvSpec& s, float x) {
   return x;
 }
 
-// X [N, C, H, W] -> Y [N, M, OH, OW], with Z of Y's shape when the FusedConv names one. W and B are
-// absorbed: every call is answered here, an invalid one failing with the reference kernel's message (its
-// own checks, reused where they are callable, in its order), so that the session can release the
-// initializers and hold the weights once.
+// [N, spatial..., C] as [N, C, spatial...]: the channels-first shape the reference Conv sees (and names in
+// its messages) when the reference FusedConv runs it on channels-last X.
+ir::Dims channels_first(const ir::Dims& s) {
+  ir::Dims r = s;
+  if (r.size() >= 3) std::rotate(r.begin() + 1, r.end() - 1, r.end());
+  return r;
+}
+
+// X [N, C, H, W] -> Y [N, M, OH, OW] (or X [N, H, W, C] -> Y [N, OH, OW, M] for ai.kiln.FusedConv
+// channels_last = 1), with Z of Y's shape when the FusedConv names one. W and B are absorbed: every call
+// is answered here, an invalid one failing with the reference kernel's message (its own checks, reused
+// where they are callable, in its order), so that the session can release the initializers and hold the
+// weights once.
 class ConvKernel : public FastKernel {
  public:
   std::string implementation() const override { return "onednn"; }
@@ -71,22 +81,26 @@ class ConvKernel : public FastKernel {
 
   bool run(ops::KernelContext& ctx) const override {
     const ConvSpec& spec = conv_.spec();
+    const bool last = spec.channels_last;
     const ir::Tensor& x = ctx.input(0);
     if (fused_) ops::contrib::require_float32(ctx, x.dtype(), "input X");
+    if (last && x.rank() < 3)
+      ctx.fail("input X must have rank >= 3 (N, spatial..., C), got ", ir::to_string(x.shape()));
+    // From here on the reference FusedConv runs the reference Conv on X made channels-first.
+    const ir::Dims s = last ? channels_first(x.shape()) : x.shape();
     ops::nn::require_dtype(ctx, x.dtype(), ops::nn::kFloatTypes, "input X");
     if (x.dtype() != ir::DType::kFloat32) ctx.fail("W has element type ", ir::DType::kFloat32, ", X has ", x.dtype());
     if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
     if (x.rank() != 4)
-      ctx.fail("weights W of shape ", ir::to_string(w_shape_), " must have the same rank as X ",
-               ir::to_string(x.shape()));
-    const ir::Dims& s = x.shape();
+      ctx.fail("weights W of shape ", ir::to_string(w_shape_), " must have the same rank as X ", ir::to_string(s));
     if (s[1] != spec.in_channels)
       ctx.fail("input has ", s[1], " channels but W ", ir::to_string(w_shape_), " with group ", spec.group, " expects ",
                spec.in_channels);
     // The reference's window arithmetic, which also fails as it does on a kernel larger than the input.
     const int64_t oh = ops::nn::forward_window(ctx, window_, 0, s[2]).out;
     const int64_t ow = ops::nn::forward_window(ctx, window_, 1, s[3]).out;
-    const ir::Dims out_shape = {s[0], spec.out_channels, oh, ow};
+    const ir::Dims out_shape =
+        last ? ir::Dims{s[0], oh, ow, spec.out_channels} : ir::Dims{s[0], spec.out_channels, oh, ow};
     const float* z = nullptr;
     if (spec.add_sum) {
       const ir::Tensor& zt = ctx.input(3);
@@ -97,7 +111,7 @@ class ConvKernel : public FastKernel {
     }
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     if (y.numel() > 0 && x.numel() == 0) {
-      padding_only(s[0] * spec.out_channels, oh * ow, y.data<float>(), z);
+      padding_only(y.numel(), last ? 1 : oh * ow, y.data<float>(), z);
     } else if (y.numel() > 0) {
       int64_t conv_oh = 0, conv_ow = 0;
       KILN_CHECK(conv_.output_size(s[2], s[3], &conv_oh, &conv_ow) && conv_oh == oh && conv_ow == ow, "internal: [",
@@ -109,14 +123,12 @@ class ConvKernel : public FastKernel {
   }
 
   // An input with an empty spatial dim and pads wide enough for an output (oneDNN takes no empty input):
-  // every window covers padding only, so y = act(bias (+ z)), per plane of `plane` values.
-  void padding_only(int64_t planes, int64_t plane, float* y, const float* z) const {
+  // every window covers padding only, so y = act(bias (+ z)) over `count` values, each output channel's
+  // in runs of `run` (the output plane channels-first, 1 channels-last).
+  void padding_only(int64_t count, int64_t run, float* y, const float* z) const {
     const int64_t m = conv_.spec().out_channels;
-    for (int64_t p = 0; p < planes; ++p)
-      for (int64_t j = 0; j < plane; ++j) {
-        const int64_t k = p * plane + j;
-        y[k] = activate(conv_.spec(), (bias_.empty() ? 0.0f : bias_[p % m]) + (z ? z[k] : 0.0f));
-      }
+    for (int64_t k = 0; k < count; ++k)
+      y[k] = activate(conv_.spec(), (bias_.empty() ? 0.0f : bias_[(k / run) % m]) + (z ? z[k] : 0.0f));
   }
 
   std::vector<size_t> absorbed_inputs() const override {
@@ -210,7 +222,12 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
     window = ops::nn::read_window_attrs(v, ops::nn::read_kernel_shape(v, 2, std::vector<int64_t>{w->dim(2), w->dim(3)}),
                                         false);
     if (fused && !read_activation(v, spec)) return nullptr;
-    if (v.attr_int("channels_last", 0) != 0) return nullptr;  // ai.kiln.FusedConv on [N, H, W, C]: not yet
+    // ai.kiln.FusedConv's layout (com.microsoft's and Conv have none: the reference ignores the attribute).
+    if (n.domain == kKilnDomain && v.has_attr("channels_last")) {
+      const int64_t last = v.attr_int("channels_last");
+      if (last != 0 && last != 1) return nullptr;  // the reference's message
+      spec.channels_last = last == 1;
+    }
   } catch (const Error&) {
     return nullptr;  // attributes the reference kernel refuses, with its own message
   }

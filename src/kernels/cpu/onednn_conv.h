@@ -6,14 +6,17 @@
 // with ONNX Conv's strides, dilations (1 = dense), pads or auto_pad, and groups (depthwise included).
 // This covers ONNX Conv and FusedConv (com.microsoft and ai.kiln) when W and B are initializers.
 // Choices, and why:
-// - x, y and z are NCHW, as kiln's tensors are. oneDNN's fast AVX2/AVX-512 kernels want channel-blocked
-//   activations (nChw8c / nChw16c); its plain-NCHW path is im2col + sgemm ("gemm:jit"). Per convolution
-//   PackedConv either lets oneDNN choose the activation layout and reorders x in and y out around each
-//   call ("blocked"), or runs on NCHW as given ("plain"). Timed per convolution on ResNet-50 and
-//   MobileNetV3 (choose_layout in the .cc), blocked was faster in total for every kind, reorders
-//   included (a few stride-1 1x1s excepted, by under 10 %), so kAuto is blocked (plain only where oneDNN
-//   would otherwise fall back to its reference loops). ConvSpec::layout can force either, for tests and
-//   measurements.
+// - x, y and z are NCHW, as kiln's tensors are, or NHWC with ConvSpec::channels_last (what
+//   ai.kiln.FusedConv channels_last = 1 holds, written by passes/conv_channels_last.cc). oneDNN's fast
+//   AVX2 kernels want channel-blocked activations (nChw8c) or NHWC, its AVX-512 ones (brgconv) NHWC; its
+//   plain-NCHW path is im2col + sgemm ("gemm:jit"). Per convolution PackedConv either lets oneDNN choose
+//   the activation layout and reorders x in and y out around each call ("blocked"), or runs on the
+//   caller's layout as given ("plain"). On NCHW, timed per convolution on ResNet-50 and MobileNetV3
+//   (choose_layout in the .cc), blocked was faster in total for every kind, reorders included (a few
+//   stride-1 1x1s excepted, by under 10 %), so kAuto is blocked there (plain only where oneDNN would
+//   otherwise fall back to its reference loops). On NHWC the JIT kernels run as given, so kAuto is plain
+//   there, blocked only where oneDNN has nothing but gemm or its reference loops for NHWC and a JIT kernel
+//   for its own layout. ConvSpec::layout can force either, for tests and measurements.
 // - Weights are reordered into the layout the primitive asks for (format_tag::any) once, in the
 //   constructor, for a nominal input size; the weights' layout depends on channels and kernel, not on the
 //   spatial size, so later shapes reuse it. A shape whose primitive asks for another layout gets its own
@@ -61,7 +64,7 @@ enum class ConvPadding { kExplicit, kSameUpper, kSameLower, kValid };
 // Where the activations are while oneDNN convolves (see the header comment).
 enum class ConvLayout {
   kAuto,     // PackedConv picks, per kind of convolution
-  kPlain,    // NCHW as given, no reorders
+  kPlain,    // the caller's NCHW or NHWC as given, no reorders
   kBlocked,  // oneDNN's choice, with x reordered in and y (and z) reordered around each call
 };
 
@@ -76,6 +79,7 @@ struct ConvSpec {
   ConvActivation activation = ConvActivation::kNone;
   float alpha = 0.0f, beta = 0.0f;  // the activation's parameters, as commented on ConvActivation
   bool add_sum = false;             // z given to run(), added before the activation
+  bool channels_last = false;       // x, y and z are [N, H, W, C] rather than [N, C, H, W]
   ConvLayout layout = ConvLayout::kAuto;
 };
 
@@ -94,7 +98,8 @@ class PackedConv {
   // input is smaller than the dilated kernel or a size is not positive.
   bool output_size(int64_t h, int64_t w, int64_t* oh, int64_t* ow) const;
 
-  // y = ... for x [n, C, h, w] and y [n, M, oh, ow] (output_size's), both dense NCHW; z (required iff
+  // y = ... for x [n, C, h, w] and y [n, M, oh, ow] (output_size's), both dense NCHW (NHWC with
+  // spec.channels_last: x [n, h, w, C], y [n, oh, ow, M]); z (required iff
   // spec.add_sum, of y's shape) must not overlap y. n == 0 does nothing. Thread-safe: concurrent calls
   // with different y buffers are fine.
   void run(int64_t n, int64_t h, int64_t w, const float* x, float* y, const float* z = nullptr) const;
