@@ -22,6 +22,7 @@ namespace kiln {
 namespace {
 
 using kernels::cpu::ConvActivation;
+using kernels::cpu::ConvDims;
 using kernels::cpu::ConvLayout;
 using kernels::cpu::ConvPadding;
 using kernels::cpu::ConvSpec;
@@ -50,7 +51,14 @@ void expect_close(const ir::Tensor& got, const ir::Tensor& want, const std::stri
   EXPECT_LE(max_abs_diff(got, want), kRelTol * std::max(1.0, max_abs(want))) << what;
 }
 
-// One convolution: shapes and attributes as ONNX writes them.
+ConvPadding padding_of(const std::string& auto_pad) {
+  return auto_pad == "SAME_UPPER"   ? ConvPadding::kSameUpper
+         : auto_pad == "SAME_LOWER" ? ConvPadding::kSameLower
+         : auto_pad == "VALID"      ? ConvPadding::kValid
+                                    : ConvPadding::kExplicit;
+}
+
+// One 2-D convolution: shapes and attributes as ONNX writes them.
 struct ConvCase {
   int64_t n, c, h, w, m, kh, kw;
   int64_t stride_h = 1, stride_w = 1;
@@ -82,20 +90,13 @@ struct ConvCase {
     s.in_channels = c;
     s.out_channels = m;
     s.group = group;
-    s.kernel_h = kh;
-    s.kernel_w = kw;
-    s.stride_h = stride_h;
-    s.stride_w = stride_w;
-    s.dilation_h = dilation_h;
-    s.dilation_w = dilation_w;
-    s.padding = auto_pad == "SAME_UPPER"   ? ConvPadding::kSameUpper
-                : auto_pad == "SAME_LOWER" ? ConvPadding::kSameLower
-                : auto_pad == "VALID"      ? ConvPadding::kValid
-                                           : ConvPadding::kExplicit;
-    s.pad_top = pads[0];
-    s.pad_left = pads[1];
-    s.pad_bottom = pads[2];
-    s.pad_right = pads[3];
+    s.spatial_dims = 2;
+    s.kernel = {kh, kw, 0};
+    s.strides = {stride_h, stride_w, 0};
+    s.dilations = {dilation_h, dilation_w, 0};
+    s.padding = padding_of(auto_pad);
+    s.pads_begin = {pads[0], pads[1], 0};
+    s.pads_end = {pads[2], pads[3], 0};
     s.has_bias = bias;
     return s;
   }
@@ -203,13 +204,13 @@ TEST(PackedConv, MatchesReferenceConvInBothLayouts) {
       ConvSpec spec = c.spec();
       spec.layout = layout;
       PackedConv conv(spec, w->data<float>(), b ? b->data<float>() : nullptr);
-      int64_t oh = 0, ow = 0;
-      ASSERT_TRUE(conv.output_size(c.h, c.w, &oh, &ow));
-      ASSERT_EQ((std::vector<int64_t>{c.n, c.m, oh, ow}), want.shape());
-      const std::string impl = conv.prepare(c.n, c.h, c.w);
+      ConvDims out;
+      ASSERT_TRUE(conv.output_size({c.h, c.w}, &out));
+      ASSERT_EQ((std::vector<int64_t>{c.n, c.m, out[0], out[1]}), want.shape());
+      const std::string impl = conv.prepare(c.n, {c.h, c.w});
       EXPECT_EQ(impl.find("ref"), std::string::npos) << "oneDNN fell back to its reference convolution: " << impl;
       ir::Tensor y(ir::DType::kFloat32, want.shape());
-      conv.run(c.n, c.h, c.w, x.data<float>(), y.data<float>());
+      conv.run(c.n, {c.h, c.w}, x.data<float>(), y.data<float>());
       expect_close(y, want, "layout " + std::to_string(static_cast<int>(layout)) + " (" + impl + ")");
     }
   }
@@ -232,14 +233,14 @@ TEST(PackedConv, ChannelsLastMatchesReferenceConv) {
       spec.channels_last = true;
       spec.layout = layout;
       PackedConv conv(spec, w->data<float>(), b ? b->data<float>() : nullptr);
-      const std::string impl = conv.prepare(c.n, c.h, c.w);
+      const std::string impl = conv.prepare(c.n, {c.h, c.w});
       EXPECT_EQ(impl.find("ref"), std::string::npos) << "oneDNN fell back to its reference convolution: " << impl;
       if (layout == ConvLayout::kPlain) plain_impl = impl;
       if (layout == ConvLayout::kAuto && impl.find("(blocked)") != std::string::npos) {
         EXPECT_NE(plain_impl.find("gemm"), std::string::npos) << impl << " reorders where NHWC runs " << plain_impl;
       }
       ir::Tensor y(ir::DType::kFloat32, want.shape());
-      conv.run(c.n, c.h, c.w, x.data<float>(), y.data<float>());
+      conv.run(c.n, {c.h, c.w}, x.data<float>(), y.data<float>());
       expect_close(y, want, "channels-last layout " + std::to_string(static_cast<int>(layout)) + " (" + impl + ")");
     }
   }
@@ -313,11 +314,173 @@ TEST(ConvKernel, FusedConvEveryActivationWithAndWithoutZ) {
           PackedConv conv(spec, m.graph.find_initializer("w")->data<float>(),
                           m.graph.find_initializer("b")->data<float>());
           ir::Tensor y(ir::DType::kFloat32, want.shape());
-          conv.run(c.n, c.h, c.w, g.feed("x").data<float>(), y.data<float>(), z ? g.feed("z").data<float>() : nullptr);
+          conv.run(c.n, {c.h, c.w}, g.feed("x").data<float>(), y.data<float>(),
+                   z ? g.feed("z").data<float>() : nullptr);
           expect_close(y, want, what + " layout " + std::to_string(static_cast<int>(layout)));
         }
       }
     }
+  }
+}
+
+// A convolution over 1, 2 or 3 spatial axes, per-axis attributes as ONNX writes them.
+struct NdCase {
+  int64_t n, c, m;
+  std::vector<int64_t> in, kernel, strides, dilations, pads;  // pads: every begin, then every end
+  int64_t group = 1;
+  bool bias = true;
+  std::string auto_pad = "NOTSET";
+
+  size_t axes() const { return in.size(); }
+  std::string label() const {
+    return str("x[", n, ",", c, " ", ir::to_string(in), "] w[", m, ",", c / group, " ", ir::to_string(kernel),
+               "] strides ", ir::to_string(strides), " pads ", ir::to_string(pads), " dilations ",
+               ir::to_string(dilations), " group ", group, bias ? "" : " no bias", " auto_pad ", auto_pad);
+  }
+  std::vector<ir::Attribute> attributes() const {
+    std::vector<ir::Attribute> a = {attr_ints("strides", strides), attr_ints("dilations", dilations),
+                                    attr_int("group", group), attr_ints("kernel_shape", kernel)};
+    if (auto_pad == "NOTSET")
+      a.push_back(attr_ints("pads", pads));
+    else
+      a.push_back(attr_string("auto_pad", auto_pad));
+    return a;
+  }
+  ConvSpec spec() const {
+    ConvSpec s;
+    s.in_channels = c;
+    s.out_channels = m;
+    s.group = group;
+    s.spatial_dims = static_cast<int>(axes());
+    for (size_t i = 0; i < axes(); ++i) {
+      s.kernel[i] = kernel[i];
+      s.strides[i] = strides[i];
+      s.dilations[i] = dilations[i];
+      s.pads_begin[i] = pads[i];
+      s.pads_end[i] = pads[i + axes()];
+    }
+    s.padding = padding_of(auto_pad);
+    s.has_bias = bias;
+    return s;
+  }
+  ConvDims in_dims() const {
+    ConvDims d = {0, 0, 0};
+    for (size_t i = 0; i < axes(); ++i) d[i] = in[i];
+    return d;
+  }
+  std::vector<int64_t> x_shape() const {
+    std::vector<int64_t> s = {n, c};
+    s.insert(s.end(), in.begin(), in.end());
+    return s;
+  }
+  std::vector<int64_t> w_shape() const {
+    std::vector<int64_t> s = {m, c / group};
+    s.insert(s.end(), kernel.begin(), kernel.end());
+    return s;
+  }
+};
+
+// 1-D (audio: long inputs, wide kernels, strides) and 3-D (video, volumes) convolutions, and a few 2-D
+// ones written per axis: odd sizes, strides, dilations, asymmetric pads, auto_pad, groups, depthwise.
+std::vector<NdCase> nd_cases() {
+  std::vector<NdCase> v;
+  // 1-D
+  v.push_back({1, 16, 32, {100}, {3}, {1}, {1}, {1, 1}});
+  v.push_back({2, 1, 8, {257}, {7}, {2}, {1}, {3, 3}});           // one channel in, stride 2
+  v.push_back({1, 129, 128, {33}, {3}, {1}, {1}, {1, 1}});        // silero-vad's encoder widths
+  v.push_back({1, 64, 64, {31}, {5}, {1}, {3}, {6, 6}});          // dilation 3
+  v.push_back({1, 12, 18, {29}, {4}, {3}, {1}, {2, 0}});          // asymmetric pads, stride 3
+  v.push_back({1, 24, 24, {40}, {5}, {1}, {1}, {2, 2}, 24});      // depthwise
+  v.push_back({2, 32, 16, {19}, {3}, {2}, {1}, {1, 1}, 4});       // 4 groups, stride 2
+  v.push_back({1, 7, 5, {11}, {1}, {1}, {1}, {0, 0}, 1, false});  // 1-wide, no bias
+  v.push_back({1, 6, 9, {17}, {4}, {2}, {1}, {}, 1, true, "SAME_UPPER"});
+  v.push_back({1, 6, 9, {17}, {4}, {3}, {2}, {}, 1, true, "SAME_LOWER"});
+  v.push_back({3, 5, 4, {13}, {3}, {2}, {1}, {}, 1, true, "VALID"});
+  v.push_back({1, 3, 4, {2}, {5}, {1}, {1}, {2, 2}});  // kernel > input
+  // 2-D, per axis
+  v.push_back({1, 8, 12, {9, 14}, {3, 5}, {1, 2}, {2, 1}, {2, 1, 0, 3}});
+  v.push_back({2, 6, 6, {7, 5}, {3, 3}, {2, 1}, {1, 1}, {}, 6, true, "SAME_UPPER"});
+  // 3-D
+  v.push_back({1, 3, 8, {6, 7, 8}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1, 1, 1, 1}});
+  v.push_back({2, 16, 16, {5, 9, 9}, {1, 3, 3}, {1, 2, 2}, {1, 1, 1}, {0, 1, 1, 0, 1, 1}});
+  v.push_back({1, 8, 12, {7, 6, 5}, {2, 2, 2}, {2, 2, 2}, {1, 1, 1}, {0, 0, 0, 1, 1, 0}});       // asymmetric
+  v.push_back({1, 4, 6, {9, 9, 9}, {3, 3, 3}, {1, 1, 1}, {2, 1, 2}, {2, 1, 2, 2, 1, 2}});        // dilations
+  v.push_back({1, 16, 16, {6, 6, 6}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1, 1, 1, 1}, 16});  // depthwise
+  v.push_back({1, 8, 12, {5, 6, 7}, {3, 1, 3}, {1, 1, 2}, {1, 1, 1}, {1, 0, 1, 1, 0, 1}, 4});    // grouped
+  v.push_back({1, 32, 8, {4, 4, 4}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0, 0, 0, 0}, 1, false});
+  v.push_back({1, 5, 7, {6, 5, 9}, {3, 2, 4}, {2, 1, 3}, {1, 1, 1}, {}, 1, true, "SAME_LOWER"});
+  v.push_back({2, 3, 4, {5, 6, 7}, {2, 3, 2}, {1, 2, 2}, {1, 1, 1}, {}, 1, true, "VALID"});
+  for (NdCase& c : v)
+    if (c.pads.empty()) c.pads.assign(2 * c.axes(), 0);
+  return v;
+}
+
+TestGraph nd_conv_graph(const NdCase& c, uint32_t seed) {
+  Random rng(seed);
+  TestGraph g;
+  g.input("x", rng.floats(c.x_shape()));
+  std::vector<std::string> inputs = {"x", g.constant("w", rng.floats(c.w_shape(), -0.5f, 0.5f))};
+  if (c.bias) inputs.push_back(g.constant("b", rng.floats({c.m})));
+  g.node("Conv", inputs, {"y"}, c.attributes());
+  g.output("y");
+  return g;
+}
+
+TEST(PackedConv, OneTwoAndThreeSpatialDimsMatchReference) {
+  uint32_t seed = 700;
+  for (const NdCase& c : nd_cases()) {
+    SCOPED_TRACE(c.label());
+    TestGraph g = nd_conv_graph(c, seed++);
+    const ir::Tensor want = g.run()[0];
+    const ir::Tensor* w = g.model().graph.find_initializer("w");
+    const ir::Tensor* b = g.model().graph.find_initializer("b");
+    for (bool last : {false, true}) {
+      const ir::Tensor x = last ? to_channels_last(g.feed("x")) : g.feed("x");
+      const ir::Tensor want_here = last ? to_channels_last(want) : want;
+      for (ConvLayout layout : {ConvLayout::kPlain, ConvLayout::kBlocked, ConvLayout::kAuto}) {
+        ConvSpec spec = c.spec();
+        spec.channels_last = last;
+        spec.layout = layout;
+        PackedConv conv(spec, w->data<float>(), b ? b->data<float>() : nullptr);
+        ConvDims out;
+        ASSERT_TRUE(conv.output_size(c.in_dims(), &out));
+        for (size_t i = 0; i < c.axes(); ++i) EXPECT_EQ(out[i], want.dim(i + 2));
+        const std::string impl = conv.prepare(c.n, c.in_dims());
+        EXPECT_EQ(impl.find("ref"), std::string::npos) << "oneDNN fell back to its reference convolution: " << impl;
+        ir::Tensor y(ir::DType::kFloat32, want_here.shape());
+        conv.run(c.n, c.in_dims(), x.data<float>(), y.data<float>());
+        expect_close(
+            y, want_here,
+            str(last ? "channels-last" : "channels-first", " layout ", static_cast<int>(layout), " (", impl, ")"));
+      }
+    }
+  }
+}
+
+// The fast kernel on every shape of nd_cases(): as Conv, and as ai.kiln.FusedConv channels_last = 1 with
+// an activation (and Z on every other one).
+TEST(ConvKernel, OneTwoAndThreeSpatialDimsMatchReference) {
+  uint32_t seed = 800;
+  size_t i = 0;
+  for (const NdCase& c : nd_cases()) {
+    TestGraph g = nd_conv_graph(c, seed++);
+    expect_fast_matches_reference(g.model(), g.feeds(), 1, c.label());
+
+    const bool z = i++ % 2 == 0;
+    const ir::Tensor y = g.run()[0];
+    Random rng(seed++);
+    TestGraph f;
+    f.import_opset("ai.kiln", 1);
+    std::vector<std::string> inputs = {f.input("x", to_channels_last(g.feed("x"))),
+                                       f.constant("w", *g.model().graph.find_initializer("w")),
+                                       c.bias ? f.constant("b", *g.model().graph.find_initializer("b")) : ""};
+    if (z) inputs.push_back(f.input("z", to_channels_last(rng.floats(y.shape()))));
+    std::vector<ir::Attribute> attrs = c.attributes();
+    attrs.push_back(attr_int("channels_last", 1));
+    attrs.push_back(attr_string("activation", "HardSwish"));
+    f.node("FusedConv", inputs, {"y"}, attrs, "ai.kiln");
+    f.output("y");
+    expect_fast_matches_reference(f.model(), f.feeds(), 1, c.label() + " channels-last" + (z ? " with Z" : ""));
   }
 }
 
@@ -365,7 +528,7 @@ TEST(ConvKernel, ChannelsLastFusedConvMatchesReference) {
   }
 }
 
-// No fast kernel where the weights are not float32 initializers of a 2-D convolution, or the attributes
+// No fast kernel where the weights are not float32 initializers of a 1-D to 3-D convolution, or the attributes
 // are refused by the reference: it then answers, as it would without fast kernels.
 TEST(ConvKernel, LeavesWhatItDoesNotCoverToTheReference) {
   Random rng(300);
@@ -388,22 +551,14 @@ TEST(ConvKernel, LeavesWhatItDoesNotCoverToTheReference) {
     g.output("y");
     expect_fast_matches_reference(g.model(), g.feeds(), 0, "B fed at run time");
   }
-  // 1-D and 3-D convolutions.
+  // 4 spatial dims (oneDNN has 1 to 3).
   {
     TestGraph g;
-    g.input("x", rng.floats({2, 3, 9}));
-    g.constant("w", rng.floats({4, 3, 3}));
+    g.input("x", rng.floats({1, 2, 3, 4, 3, 4}));
+    g.constant("w", rng.floats({3, 2, 2, 2, 2, 2}));
     g.node("Conv", {"x", "w"}, {"y"});
     g.output("y");
-    expect_fast_matches_reference(g.model(), g.feeds(), 0, "1-D");
-  }
-  {
-    TestGraph g;
-    g.input("x", rng.floats({1, 2, 4, 5, 6}));
-    g.constant("w", rng.floats({3, 2, 2, 2, 2}));
-    g.node("Conv", {"x", "w"}, {"y"});
-    g.output("y");
-    expect_fast_matches_reference(g.model(), g.feeds(), 0, "3-D");
+    expect_fast_matches_reference(g.model(), g.feeds(), 0, "4-D spatial");
   }
   // float64 weights.
   {
@@ -482,6 +637,7 @@ TEST(ConvKernel, AnswersEveryCallAsTheReferenceDoes) {
     expect_same_answer(op, rng.floats({1, 4, 5, 5}), {}, true, "4 input channels for a weight of 2");
     expect_same_answer(op, rng.floats({1, 2, 2, 2}), {}, true, "kernel larger than the input");
     expect_same_answer(op, rng.floats({1, 2, 9}), {}, true, "a 1-D input");
+    expect_same_answer(op, rng.floats({1, 2, 4, 5, 6}), {}, true, "a 3-D input");
     expect_same_answer(op, rng.floats({1, 2}), {}, true, "a 2-D input");
     expect_same_answer(op, x64, {}, true, "float64 X");
     expect_same_answer(op, x16, {}, true, "float16 X");
@@ -548,18 +704,18 @@ TEST(PackedConv, CachesOnePrimitivePerInputShape) {
   const ir::Tensor w = rng.floats({c.m, c.c, c.kh, c.kw});
   PackedConv conv(c.spec(), w.data<float>(), nullptr);
   std::vector<float> x(2 * 8 * 40 * 40, 0.5f), y(2 * 16 * 40 * 40);
-  conv.run(1, 10, 10, x.data(), y.data());
-  conv.run(1, 10, 10, x.data(), y.data());
+  conv.run(1, {10, 10}, x.data(), y.data());
+  conv.run(1, {10, 10}, x.data(), y.data());
   EXPECT_EQ(conv.cached_primitives(), 1u);
-  conv.run(2, 10, 10, x.data(), y.data());
-  conv.run(1, 12, 10, x.data(), y.data());
+  conv.run(2, {10, 10}, x.data(), y.data());
+  conv.run(1, {12, 10}, x.data(), y.data());
   EXPECT_EQ(conv.cached_primitives(), 3u);
-  for (int64_t h = 1; h <= 20; ++h) conv.run(1, h, 7, x.data(), y.data());
+  for (int64_t h = 1; h <= 20; ++h) conv.run(1, {h, 7}, x.data(), y.data());
   EXPECT_EQ(conv.cached_primitives(), PackedConv::kMaxCachedPrimitives);
   EXPECT_GE(conv.packed_bytes(), static_cast<size_t>(w.nbytes()));
-  conv.run(0, 10, 10, x.data(), y.data());                                 // an empty batch does nothing
-  EXPECT_THROW(conv.run(1, 10, 10, x.data(), y.data(), x.data()), Error);  // z without add_sum
-  EXPECT_THROW(PackedConv(ConvSpec{}, w.data<float>(), nullptr), Error);   // no channels
+  conv.run(0, {10, 10}, x.data(), y.data());                                 // an empty batch does nothing
+  EXPECT_THROW(conv.run(1, {10, 10}, x.data(), y.data(), x.data()), Error);  // z without add_sum
+  EXPECT_THROW(PackedConv(ConvSpec{}, w.data<float>(), nullptr), Error);     // no channels
 }
 
 TEST(PackedConv, ConcurrentCallsOnOneConv) {
@@ -580,13 +736,13 @@ TEST(PackedConv, ConcurrentCallsOnOneConv) {
   {
     PackedConv lone(c.spec(), w.data<float>(), b.data<float>());
     for (int t = 0; t < kThreads; ++t)
-      lone.run(1, xs[t].dim(2), xs[t].dim(3), xs[t].data<float>(), want[t].data<float>());
+      lone.run(1, {xs[t].dim(2), xs[t].dim(3)}, xs[t].data<float>(), want[t].data<float>());
   }
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
       for (int rep = 0; rep < 5; ++rep)
-        conv.run(1, xs[t].dim(2), xs[t].dim(3), xs[t].data<float>(), got[t].data<float>());
+        conv.run(1, {xs[t].dim(2), xs[t].dim(3)}, xs[t].data<float>(), got[t].data<float>());
     });
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) expect_close(got[t], want[t], "thread " + std::to_string(t));

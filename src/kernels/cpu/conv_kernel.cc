@@ -1,9 +1,8 @@
-// The fast kernel for 2-D float32 convolutions with constant weights: ONNX Conv, com.microsoft.FusedConv
-// and ai.kiln.FusedConv (Conv, an optional residual Z added, then an activation; channels-last X, Z and Y
-// with channels_last = 1) through PackedConv, the
-// weights (and bias) packed once when the kernel is made. The kernel absorbs W and B (the session then
-// releases them, so the weights are held once) and answers every call: an invalid one fails with the
-// reference kernel's message.
+// The fast kernel for 1-D, 2-D and 3-D float32 convolutions with constant weights: ONNX Conv,
+// com.microsoft.FusedConv and ai.kiln.FusedConv (Conv, an optional residual Z added, then an activation;
+// channels-last X, Z and Y with channels_last = 1) through PackedConv, the weights (and bias) packed once
+// when the kernel is made. The kernel absorbs W and B (the session then releases them, so the weights are
+// held once) and answers every call: an invalid one fails with the reference kernel's message.
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>
@@ -63,11 +62,11 @@ ir::Dims channels_first(const ir::Dims& s) {
   return r;
 }
 
-// X [N, C, H, W] -> Y [N, M, OH, OW] (or X [N, H, W, C] -> Y [N, OH, OW, M] for ai.kiln.FusedConv
-// channels_last = 1), with Z of Y's shape when the FusedConv names one. W and B are absorbed: every call
-// is answered here, an invalid one failing with the reference kernel's message (its own checks, reused
-// where they are callable, in its order), so that the session can release the initializers and hold the
-// weights once.
+// X [N, C, in...] -> Y [N, M, out...] (or X [N, in..., C] -> Y [N, out..., M] for ai.kiln.FusedConv
+// channels_last = 1) over 1 to 3 spatial axes, with Z of Y's shape when the FusedConv names one. W and B
+// are absorbed: every call is answered here, an invalid one failing with the reference kernel's message
+// (its own checks, reused where they are callable, in its order), so that the session can release the
+// initializers and hold the weights once.
 class ConvKernel : public FastKernel {
  public:
   std::string implementation() const override { return "onednn"; }
@@ -91,16 +90,23 @@ class ConvKernel : public FastKernel {
     ops::nn::require_dtype(ctx, x.dtype(), ops::nn::kFloatTypes, "input X");
     if (x.dtype() != ir::DType::kFloat32) ctx.fail("W has element type ", ir::DType::kFloat32, ", X has ", x.dtype());
     if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
-    if (x.rank() != 4)
+    if (x.rank() != w_shape_.size())
       ctx.fail("weights W of shape ", ir::to_string(w_shape_), " must have the same rank as X ", ir::to_string(s));
     if (s[1] != spec.in_channels)
       ctx.fail("input has ", s[1], " channels but W ", ir::to_string(w_shape_), " with group ", spec.group, " expects ",
                spec.in_channels);
     // The reference's window arithmetic, which also fails as it does on a kernel larger than the input.
-    const int64_t oh = ops::nn::forward_window(ctx, window_, 0, s[2]).out;
-    const int64_t ow = ops::nn::forward_window(ctx, window_, 1, s[3]).out;
-    const ir::Dims out_shape =
-        last ? ir::Dims{s[0], oh, ow, spec.out_channels} : ir::Dims{s[0], spec.out_channels, oh, ow};
+    ConvDims in = {0, 0, 0}, out = {0, 0, 0};
+    int64_t plane = 1;
+    ir::Dims out_shape = {s[0]};
+    if (!last) out_shape.push_back(spec.out_channels);
+    for (size_t i = 0; i < static_cast<size_t>(spec.spatial_dims); ++i) {
+      in[i] = s[i + 2];
+      out[i] = ops::nn::forward_window(ctx, window_, i, in[i]).out;
+      plane *= out[i];
+      out_shape.push_back(out[i]);
+    }
+    if (last) out_shape.push_back(spec.out_channels);
     const float* z = nullptr;
     if (spec.add_sum) {
       const ir::Tensor& zt = ctx.input(3);
@@ -111,12 +117,12 @@ class ConvKernel : public FastKernel {
     }
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     if (y.numel() > 0 && x.numel() == 0) {
-      padding_only(y.numel(), last ? 1 : oh * ow, y.data<float>(), z);
+      padding_only(y.numel(), last ? 1 : plane, y.data<float>(), z);
     } else if (y.numel() > 0) {
-      int64_t conv_oh = 0, conv_ow = 0;
-      KILN_CHECK(conv_.output_size(s[2], s[3], &conv_oh, &conv_ow) && conv_oh == oh && conv_ow == ow, "internal: [",
-                 ctx.node().label(), "] PackedConv's output size differs from the reference's");
-      conv_.run(s[0], s[2], s[3], x.data<float>(), y.data<float>(), z);
+      ConvDims conv_out = {0, 0, 0};
+      KILN_CHECK(conv_.output_size(in, &conv_out) && conv_out == out, "internal: [", ctx.node().label(),
+                 "] PackedConv's output size differs from the reference's");
+      conv_.run(s[0], in, x.data<float>(), y.data<float>(), z);
     }
     ctx.set_output(0, std::move(y));
     return true;
@@ -205,7 +211,8 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
   if (!fused && !(n.op_type == "Conv" && ir::is_default_domain(n.domain))) return nullptr;
   if (n.inputs.size() > (fused ? 4u : 3u)) return nullptr;
   const ir::Tensor* w = float_constant(g, n, 1);
-  if (!w || w->rank() != 4 || w->numel() == 0) return nullptr;
+  if (!w || w->rank() < 3 || w->rank() > 2 + kMaxConvSpatialDims || w->numel() == 0) return nullptr;
+  const size_t axes = w->rank() - 2;
   const ir::Tensor* b = nullptr;
   if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
     b = float_constant(g, n, 2);
@@ -219,8 +226,8 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
     if (spec.group < 1 || w->dim(0) % spec.group != 0) return nullptr;
     // The reference's reading of the window attributes (kernel_shape against W, lengths, signs, auto_pad),
     // kept for its output sizes and messages per call.
-    window = ops::nn::read_window_attrs(v, ops::nn::read_kernel_shape(v, 2, std::vector<int64_t>{w->dim(2), w->dim(3)}),
-                                        false);
+    window = ops::nn::read_window_attrs(
+        v, ops::nn::read_kernel_shape(v, axes, std::vector<int64_t>(w->shape().begin() + 2, w->shape().end())), false);
     if (fused && !read_activation(v, spec)) return nullptr;
     // ai.kiln.FusedConv's layout (com.microsoft's and Conv have none: the reference ignores the attribute).
     if (n.domain == kKilnDomain && v.has_attr("channels_last")) {
@@ -231,23 +238,21 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
   } catch (const Error&) {
     return nullptr;  // attributes the reference kernel refuses, with its own message
   }
-  for (size_t i = 0; i < 2; ++i)
-    if (window.kernel[i] > kLargestWindow || window.strides[i] > kLargestWindow ||
-        window.dilations[i] > kLargestWindow || window.pads[i] > kLargestWindow || window.pads[i + 2] > kLargestWindow)
-      return nullptr;
   spec.out_channels = w->dim(0);
   spec.in_channels = w->dim(1) * spec.group;
-  spec.kernel_h = w->dim(2);
-  spec.kernel_w = w->dim(3);
-  spec.stride_h = window.strides[0];
-  spec.stride_w = window.strides[1];
-  spec.dilation_h = window.dilations[0];
-  spec.dilation_w = window.dilations[1];
+  spec.spatial_dims = static_cast<int>(axes);
   spec.padding = padding_of(window.auto_pad);
-  spec.pad_top = window.pads[0];  // ONNX pads: all begins, then all ends
-  spec.pad_left = window.pads[1];
-  spec.pad_bottom = window.pads[2];
-  spec.pad_right = window.pads[3];
+  for (size_t i = 0; i < axes; ++i) {
+    if (window.kernel[i] > kLargestWindow || window.strides[i] > kLargestWindow ||
+        window.dilations[i] > kLargestWindow || window.pads[i] > kLargestWindow ||
+        window.pads[i + axes] > kLargestWindow)
+      return nullptr;
+    spec.kernel[i] = w->dim(i + 2);
+    spec.strides[i] = window.strides[i];
+    spec.dilations[i] = window.dilations[i];
+    spec.pads_begin[i] = window.pads[i];  // ONNX pads: all begins, then all ends
+    spec.pads_end[i] = window.pads[i + axes];
+  }
   spec.add_sum = fused && n.inputs.size() > 3 && !n.inputs[3].empty();
   spec.has_bias = b != nullptr;
   return std::make_unique<ConvKernel>(spec, w->data<float>(), b ? b->data<float>() : nullptr, w->shape(),

@@ -24,8 +24,9 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
 
-// The input height and width the weights' layout is chosen for when the constructor packs them: a
-// mid-network ResNet size. oneDNN's weight layout follows channels, groups and kernel, not spatial size.
+// The input size along each spatial axis the weights' layout is chosen for when the constructor packs
+// them: a mid-network ResNet size. oneDNN's weight layout follows channels, groups and kernel, not
+// spatial size.
 constexpr int64_t kLayoutSpatial = 28;
 
 // Convolutions below this many FLOPs run on the calling thread alone: waking the other OpenMP threads
@@ -56,16 +57,34 @@ class ScopedThreads {
 constexpr size_t kAlign = 64;
 constexpr size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
-// Everything a primitive is specialized on besides the spec: the input's shape.
+// Everything a primitive is specialized on besides the spec: the input's shape (spatial sizes past
+// spec.spatial_dims are 0).
 struct Geometry {
-  int64_t n = 0, h = 0, w = 0;
+  int64_t n = 0;
+  ConvDims in = {0, 0, 0};
   bool operator==(const Geometry&) const = default;
 };
+
+// oneDNN's tags for 1-D, 2-D and 3-D tensors: activations channels-first and channels-last, weights
+// plain and grouped.
+Tag channels_first_tag(int dims) { return dims == 1 ? Tag::ncw : dims == 2 ? Tag::nchw : Tag::ncdhw; }
+Tag channels_last_tag(int dims) { return dims == 1 ? Tag::nwc : dims == 2 ? Tag::nhwc : Tag::ndhwc; }
+Tag weights_tag(int dims, bool grouped) {
+  if (grouped) return dims == 1 ? Tag::goiw : dims == 2 ? Tag::goihw : Tag::goidhw;
+  return dims == 1 ? Tag::oiw : dims == 2 ? Tag::oihw : Tag::oidhw;
+}
+
+std::string dims_text(const ConvDims& d, int count) {
+  std::string t;
+  for (int i = 0; i < count; ++i) t += (i ? "x" : "") + std::to_string(d[static_cast<size_t>(i)]);
+  return t;
+}
 
 // One spatial axis of the convolution: output size and the pads actually applied.
 struct AxisWindow {
   int64_t out = 0, pad_begin = 0, pad_end = 0;
 };
+using AxisWindows = std::array<AxisWindow, kMaxConvSpatialDims>;
 
 // ONNX Conv's output size along one axis (kernels/reference/nn_common.cc forward_window, without
 // ceil_mode); false when the padded input is smaller than the dilated kernel.
@@ -153,7 +172,7 @@ struct BoundArgs {
 // One input shape's primitive, the reorders around it, and where its buffers go in the thread workspace.
 struct Entry {
   Geometry geometry;
-  int64_t oh = 0, ow = 0;
+  size_t y_count = 0;  // elements of y
   dnnl::convolution_forward primitive;
   memory weights;  // a handle on one of Impl::weights
   memory::desc user_src_md, user_dst_md, src_md, dst_md;
@@ -184,7 +203,8 @@ struct PackedConv::Impl {
   ConvLayout layout = ConvLayout::kBlocked;
   // kAuto on NHWC: blocked where plain finds only gemm or the reference loops (see choose_layout).
   bool blocked_if_plain_is_gemm = false;
-  Tag user_tag = Tag::nchw;  // the caller's activations: nchw, or nhwc with spec.channels_last
+  Tag user_tag = Tag::nchw;  // the caller's activations: channels-first, or channels-last with spec.channels_last
+  size_t axes = 2;           // spec.spatial_dims
   memory bias;               // empty without a bias
 
   mutable std::mutex mutex;
@@ -194,32 +214,55 @@ struct PackedConv::Impl {
 
   memory::dims weight_dims() const {
     const ConvSpec& s = spec;
-    if (s.group == 1) return {s.out_channels, s.in_channels, s.kernel_h, s.kernel_w};
-    return {s.group, s.out_channels / s.group, s.in_channels / s.group, s.kernel_h, s.kernel_w};
+    memory::dims d = s.group == 1 ? memory::dims{s.out_channels, s.in_channels}
+                                  : memory::dims{s.group, s.out_channels / s.group, s.in_channels / s.group};
+    d.insert(d.end(), s.kernel.begin(), s.kernel.begin() + static_cast<std::ptrdiff_t>(axes));
+    return d;
   }
   memory::desc user_weights_md() const {
-    return memory::desc(weight_dims(), kF32, spec.group == 1 ? Tag::oihw : Tag::goihw);
+    return memory::desc(weight_dims(), kF32, weights_tag(spec.spatial_dims, spec.group > 1));
   }
 
-  bool windows(const Geometry& g, AxisWindow* wh, AxisWindow* ww) const {
+  bool windows(const Geometry& g, AxisWindows* r) const {
     const ConvSpec& s = spec;
-    return axis_window(s.padding, g.h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.pad_bottom, wh) &&
-           axis_window(s.padding, g.w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.pad_right, ww);
+    for (size_t i = 0; i < axes; ++i)
+      if (!axis_window(s.padding, g.in[i], s.kernel[i], s.strides[i], s.dilations[i], s.pads_begin[i], s.pads_end[i],
+                       &(*r)[i]))
+        return false;
+    return true;
+  }
+
+  // [n, channels, spatial...] as oneDNN's dims.
+  memory::dims activation_dims(int64_t n, int64_t channels, const ConvDims& spatial) const {
+    memory::dims d = {n, channels};
+    d.insert(d.end(), spatial.begin(), spatial.begin() + static_cast<std::ptrdiff_t>(axes));
+    return d;
+  }
+  ConvDims output_dims(const AxisWindows& w) const {
+    ConvDims out = {0, 0, 0};
+    for (size_t i = 0; i < axes; ++i) out[i] = w[i].out;
+    return out;
   }
 
   dnnl::convolution_forward::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md,
                                                            ConvLayout activation_layout) const {
     const ConvSpec& s = spec;
-    AxisWindow wh, ww;
-    KILN_CHECK(windows(g, &wh, &ww), "[PackedConv] the kernel does not fit an input of ", g.h, "x", g.w);
+    AxisWindows win;
+    KILN_CHECK(windows(g, &win), "[PackedConv] the kernel does not fit an input of ", dims_text(g.in, s.spatial_dims));
     const Tag activations = activation_layout == ConvLayout::kPlain ? user_tag : Tag::any;
-    const memory::desc src_md({g.n, s.in_channels, g.h, g.w}, kF32, activations);
-    const memory::desc dst_md({g.n, s.out_channels, wh.out, ww.out}, kF32, activations);
+    const memory::desc src_md(activation_dims(g.n, s.in_channels, g.in), kF32, activations);
+    const memory::desc dst_md(activation_dims(g.n, s.out_channels, output_dims(win)), kF32, activations);
     const memory::desc bias_md = s.has_bias ? memory::desc({s.out_channels}, kF32, Tag::x) : memory::desc();
+    memory::dims strides, dilations, pads_begin, pads_end;
+    for (size_t i = 0; i < axes; ++i) {
+      strides.push_back(s.strides[i]);
+      dilations.push_back(s.dilations[i] - 1);  // oneDNN's: 0 is a dense kernel
+      pads_begin.push_back(win[i].pad_begin);
+      pads_end.push_back(win[i].pad_end);
+    }
     const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                               src_md, weights_md, bias_md, dst_md, {s.stride_h, s.stride_w},
-                                               {s.dilation_h - 1, s.dilation_w - 1}, {wh.pad_begin, ww.pad_begin},
-                                               {wh.pad_end, ww.pad_end});
+                                               src_md, weights_md, bias_md, dst_md, strides, dilations, pads_begin,
+                                               pads_end);
     dnnl::post_ops ops;
     if (s.add_sum) ops.append_sum(1.0f);  // before the activation: act(conv + bias + z)
     append_activation(ops, s);
@@ -231,8 +274,9 @@ struct PackedConv::Impl {
 
   std::string describe(const Geometry& g) const {
     const ConvSpec& s = spec;
-    return str("N=", g.n, " C=", s.in_channels, " H=", g.h, " W=", g.w, " M=", s.out_channels, " kernel ", s.kernel_h,
-               "x", s.kernel_w, " group ", s.group, s.channels_last ? " channels-last" : "");
+    return str("N=", g.n, " C=", s.in_channels, " in ", dims_text(g.in, s.spatial_dims), " M=", s.out_channels,
+               " kernel ", dims_text(s.kernel, s.spatial_dims), " group ", s.group,
+               s.channels_last ? " channels-last" : "");
   }
 
   // Called with `mutex` held. Picks the packed weights for this geometry, packing a new layout if needed.
@@ -240,11 +284,11 @@ struct PackedConv::Impl {
     const dnnl::engine& engine = onednn_engine();
     auto e = std::make_shared<Entry>();
     e->geometry = g;
-    AxisWindow wh, ww;
-    windows(g, &wh, &ww);
-    const double flops = 2.0 * static_cast<double>(g.n) * static_cast<double>(spec.out_channels) *
-                         static_cast<double>(wh.out * ww.out) * static_cast<double>(spec.in_channels / spec.group) *
-                         static_cast<double>(spec.kernel_h * spec.kernel_w);
+    AxisWindows win;
+    windows(g, &win);
+    double flops = 2.0 * static_cast<double>(g.n) * static_cast<double>(spec.out_channels) *
+                   static_cast<double>(spec.in_channels / spec.group);
+    for (size_t i = 0; i < axes; ++i) flops *= static_cast<double>(win[i].out) * static_cast<double>(spec.kernel[i]);
     e->single_thread = flops < kParallelFlops;
     ScopedThreads threads(e->single_thread);
     try {
@@ -293,10 +337,9 @@ struct PackedConv::Impl {
       e->primitive = dnnl::convolution_forward(pd);
       e->src_md = pd.src_desc();
       e->dst_md = pd.dst_desc();
-      e->oh = e->dst_md.dims()[2];
-      e->ow = e->dst_md.dims()[3];
-      e->user_src_md = memory::desc({g.n, spec.in_channels, g.h, g.w}, kF32, user_tag);
-      e->user_dst_md = memory::desc({g.n, spec.out_channels, e->oh, e->ow}, kF32, user_tag);
+      e->user_src_md = memory::desc(activation_dims(g.n, spec.in_channels, g.in), kF32, user_tag);
+      e->user_dst_md = memory::desc(e->dst_md.dims(), kF32, user_tag);
+      e->y_count = e->user_dst_md.get_size() / sizeof(float);
       e->reorder_src = e->src_md != e->user_src_md;
       e->reorder_dst = e->dst_md != e->user_dst_md;
       e->scratch_bytes = pd.scratchpad_desc().get_size();
@@ -377,11 +420,13 @@ struct PackedConv::Impl {
     });
   }
 
-  Geometry geometry(int64_t n, int64_t h, int64_t w) const {
+  Geometry geometry(int64_t n, const ConvDims& in) const {
     KILN_CHECK(n >= 0, "[PackedConv] N must be >= 0, got ", n);
-    AxisWindow wh, ww;
-    KILN_CHECK(windows({n, h, w}, &wh, &ww), "[PackedConv] the kernel does not fit an input of ", h, "x", w);
-    return {n, h, w};
+    Geometry g{n, {0, 0, 0}};
+    for (size_t i = 0; i < axes; ++i) g.in[i] = in[i];
+    AxisWindows win;
+    KILN_CHECK(windows(g, &win), "[PackedConv] the kernel does not fit an input of ", dims_text(in, spec.spatial_dims));
+    return g;
   }
 };
 
@@ -391,22 +436,25 @@ PackedConv::PackedConv(const ConvSpec& spec, const float* w, const float* bias) 
                  s.out_channels % s.group == 0,
              "[PackedConv] channels C=", s.in_channels, " M=", s.out_channels, " must be positive multiples of group ",
              s.group);
-  KILN_CHECK(s.kernel_h >= 1 && s.kernel_w >= 1 && s.stride_h >= 1 && s.stride_w >= 1 && s.dilation_h >= 1 &&
-                 s.dilation_w >= 1,
-             "[PackedConv] kernel, strides and dilations must be positive");
-  KILN_CHECK(s.pad_top >= 0 && s.pad_left >= 0 && s.pad_bottom >= 0 && s.pad_right >= 0,
-             "[PackedConv] pads must not be negative");
+  KILN_CHECK(s.spatial_dims >= 1 && s.spatial_dims <= kMaxConvSpatialDims, "[PackedConv] ", s.spatial_dims,
+             " spatial dims: 1, 2 or 3 are taken");
+  for (size_t i = 0; i < static_cast<size_t>(s.spatial_dims); ++i) {
+    KILN_CHECK(s.kernel[i] >= 1 && s.strides[i] >= 1 && s.dilations[i] >= 1,
+               "[PackedConv] kernel, strides and dilations must be positive");
+    KILN_CHECK(s.pads_begin[i] >= 0 && s.pads_end[i] >= 0, "[PackedConv] pads must not be negative");
+  }
   KILN_CHECK(w != nullptr, "[PackedConv] no weights");
   KILN_CHECK(!s.has_bias || bias != nullptr, "[PackedConv] has_bias but no bias");
   impl_->spec = spec;
   impl_->layout = choose_layout(spec);
   impl_->blocked_if_plain_is_gemm = s.channels_last && s.layout == ConvLayout::kAuto;
-  impl_->user_tag = s.channels_last ? Tag::nhwc : Tag::nchw;
+  impl_->axes = static_cast<size_t>(s.spatial_dims);
+  impl_->user_tag = s.channels_last ? channels_last_tag(s.spatial_dims) : channels_first_tag(s.spatial_dims);
   const dnnl::engine& engine = onednn_engine();
   dnnl::stream& stream = onednn_stream();
   // A nominal input the kernel fits, for choosing the weights' layout.
-  const Geometry g{1, std::max(kLayoutSpatial, (s.kernel_h - 1) * s.dilation_h + 1),
-                   std::max(kLayoutSpatial, (s.kernel_w - 1) * s.dilation_w + 1)};
+  Geometry g{1, {0, 0, 0}};
+  for (size_t i = 0; i < impl_->axes; ++i) g.in[i] = std::max(kLayoutSpatial, (s.kernel[i] - 1) * s.dilations[i] + 1);
   try {
     memory user(impl_->user_weights_md(), engine, const_cast<float*>(w));
     const auto pd = impl_->primitive_desc(g, memory::desc(impl_->weight_dims(), kF32, Tag::any), impl_->layout);
@@ -425,22 +473,23 @@ PackedConv::PackedConv(const ConvSpec& spec, const float* w, const float* bias) 
 
 PackedConv::~PackedConv() = default;
 
-bool PackedConv::output_size(int64_t h, int64_t w, int64_t* oh, int64_t* ow) const {
-  AxisWindow wh, ww;
-  if (!impl_->windows({1, h, w}, &wh, &ww)) return false;
-  *oh = wh.out;
-  *ow = ww.out;
+bool PackedConv::output_size(const ConvDims& in, ConvDims* out) const {
+  Geometry g{1, {0, 0, 0}};
+  for (size_t i = 0; i < impl_->axes; ++i) g.in[i] = in[i];
+  AxisWindows win;
+  if (!impl_->windows(g, &win)) return false;
+  *out = impl_->output_dims(win);
   return true;
 }
 
-void PackedConv::run(int64_t n, int64_t h, int64_t w, const float* x, float* y, const float* z) const {
+void PackedConv::run(int64_t n, const ConvDims& in, const float* x, float* y, const float* z) const {
   const ConvSpec& spec = impl_->spec;
-  const Geometry g = impl_->geometry(n, h, w);
+  const Geometry g = impl_->geometry(n, in);
   KILN_CHECK(spec.add_sum == (z != nullptr), "[PackedConv] ",
              spec.add_sum ? "needs the sum input z" : "was built without a sum, but got z");
   if (n == 0) return;
   const std::shared_ptr<const Entry> e = impl_->entry(g);
-  const size_t y_count = static_cast<size_t>(n * spec.out_channels * e->oh * e->ow);
+  const size_t y_count = e->y_count;
   if (z) KILN_CHECK(!ranges_overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
   ScopedThreads threads(e->single_thread);
   std::byte* workspace = thread_buffer<PackedConv>(e->workspace_bytes);
@@ -477,8 +526,8 @@ void PackedConv::run(int64_t n, int64_t h, int64_t w, const float* x, float* y, 
   }
 }
 
-std::string PackedConv::prepare(int64_t n, int64_t h, int64_t w) const {
-  const Geometry g = impl_->geometry(n, h, w);
+std::string PackedConv::prepare(int64_t n, const ConvDims& in) const {
+  const Geometry g = impl_->geometry(n, in);
   if (n == 0) return "none";
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   impl_->bound_args(*e);  // one set of memory objects now, so that the first run, too, only executes

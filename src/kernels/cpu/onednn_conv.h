@@ -1,13 +1,15 @@
-// PackedConv: a float32 2-D convolution with constant weights, run through oneDNN's convolution
-// primitive, the weights reordered once into the layout the primitive prefers.
+// PackedConv: a float32 1-D, 2-D or 3-D convolution with constant weights, run through oneDNN's
+// convolution primitive, the weights reordered once into the layout the primitive prefers.
 //
-//     y[N, M, OH, OW] = act(conv(x[N, C, H, W], w[M, C / group, KH, KW]) + bias[M] (+ z[N, M, OH, OW]))
+//     y[N, M, out...] = act(conv(x[N, C, in...], w[M, C / group, k...]) + bias[M] (+ z[N, M, out...]))
 //
-// with ONNX Conv's strides, dilations (1 = dense), pads or auto_pad, and groups (depthwise included).
+// with ONNX Conv's per-axis strides, dilations (1 = dense), pads (begin and end apart) or auto_pad, and
+// groups (depthwise included).
 // This covers ONNX Conv and FusedConv (com.microsoft and ai.kiln) when W and B are initializers.
 // Choices, and why:
-// - x, y and z are NCHW, as kiln's tensors are, or NHWC with ConvSpec::channels_last (what
-//   ai.kiln.FusedConv channels_last = 1 holds, written by passes/conv_channels_last.cc). oneDNN's fast
+// - x, y and z are NCHW (NCW, NCDHW), as kiln's tensors are, or NHWC (NWC, NDHWC) with
+//   ConvSpec::channels_last (what ai.kiln.FusedConv channels_last = 1 holds, written by
+//   passes/conv_channels_last.cc). Below, NCHW and NHWC stand for every rank's. oneDNN's fast
 //   AVX2 kernels want channel-blocked activations (nChw8c) or NHWC, its AVX-512 ones (brgconv) NHWC; its
 //   plain-NCHW path is im2col + sgemm ("gemm:jit"). Per convolution PackedConv either lets oneDNN choose
 //   the activation layout and reorders x in and y out around each call ("blocked"), or runs on the
@@ -21,8 +23,9 @@
 //   constructor, for a nominal input size; the weights' layout depends on channels and kernel, not on the
 //   spatial size, so later shapes reuse it. A shape whose primitive asks for another layout gets its own
 //   copy, made once from the first.
-// - One primitive (and its reorders) per input shape (N, H, W), created on the first call for that shape
-//   or ahead of it by prepare(), kept in a 16-entry LRU cache; never created in steady state.
+// - One primitive (and its reorders) per input shape (N and the spatial sizes), created on the first
+//   call for that shape or ahead of it by prepare(), kept in a 16-entry LRU cache; never created in
+//   steady state.
 // - The activation is a chain of eltwise post-ops (HardSigmoid is linear then clip: oneDNN 2.6 has no
 //   hard_sigmoid); z is oneDNN's sum post-op placed before the activation, z first copied (or reordered)
 //   into the destination, which is the "sum, then eltwise" order oneDNN's JIT convolutions fuse.
@@ -38,6 +41,7 @@
 // This header keeps oneDNN out of its includes (the runtime includes it; only kernels/cpu/ knows oneDNN).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -68,18 +72,23 @@ enum class ConvLayout {
   kBlocked,  // oneDNN's choice, with x reordered in and y (and z) reordered around each call
 };
 
+// One value per spatial axis, outermost first (D, H, W; H, W; or W): the first spatial_dims are read.
+inline constexpr int kMaxConvSpatialDims = 3;
+using ConvDims = std::array<int64_t, kMaxConvSpatialDims>;
+
 struct ConvSpec {
   int64_t in_channels = 0, out_channels = 0, group = 1;  // C, M (both multiples of group)
-  int64_t kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t dilation_h = 1, dilation_w = 1;  // ONNX's: 1 is a dense kernel
+  int spatial_dims = 2;                                  // 1, 2 or 3
+  ConvDims kernel = {1, 1, 1};
+  ConvDims strides = {1, 1, 1};
+  ConvDims dilations = {1, 1, 1};  // ONNX's: 1 is a dense kernel
   ConvPadding padding = ConvPadding::kExplicit;
-  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // read with kExplicit only
+  ConvDims pads_begin = {0, 0, 0}, pads_end = {0, 0, 0};  // read with kExplicit only
   bool has_bias = false;
   ConvActivation activation = ConvActivation::kNone;
   float alpha = 0.0f, beta = 0.0f;  // the activation's parameters, as commented on ConvActivation
   bool add_sum = false;             // z given to run(), added before the activation
-  bool channels_last = false;       // x, y and z are [N, H, W, C] rather than [N, C, H, W]
+  bool channels_last = false;       // x, y and z are [N, spatial..., C] rather than [N, C, spatial...]
   ConvLayout layout = ConvLayout::kAuto;
 };
 
@@ -87,27 +96,27 @@ class PackedConv {
  public:
   static constexpr size_t kMaxCachedPrimitives = 16;
 
-  // Packs `w` ([M, C / group, KH, KW] row-major) and copies `bias` ([M]; read only when spec.has_bias).
+  // Packs `w` ([M, C / group, k...] row-major) and copies `bias` ([M]; read only when spec.has_bias).
   // Neither pointer is kept. Throws kiln::Error on a bad spec.
   PackedConv(const ConvSpec& spec, const float* w, const float* bias);
   ~PackedConv();
   PackedConv(const PackedConv&) = delete;
   PackedConv& operator=(const PackedConv&) = delete;
 
-  // The output's spatial size for an input of h x w, as ONNX Conv computes it; false when the (padded)
-  // input is smaller than the dilated kernel or a size is not positive.
-  bool output_size(int64_t h, int64_t w, int64_t* oh, int64_t* ow) const;
+  // The output's spatial size for an input of spatial size `in`, as ONNX Conv computes it; false when the
+  // (padded) input is smaller than the dilated kernel or a size is not positive.
+  bool output_size(const ConvDims& in, ConvDims* out) const;
 
-  // y = ... for x [n, C, h, w] and y [n, M, oh, ow] (output_size's), both dense NCHW (NHWC with
-  // spec.channels_last: x [n, h, w, C], y [n, oh, ow, M]); z (required iff
-  // spec.add_sum, of y's shape) must not overlap y. n == 0 does nothing. Thread-safe: concurrent calls
-  // with different y buffers are fine.
-  void run(int64_t n, int64_t h, int64_t w, const float* x, float* y, const float* z = nullptr) const;
+  // y = ... for x [n, C, in...] and y [n, M, out...] (output_size's), both dense channels-first (with
+  // spec.channels_last: x [n, in..., C], y [n, out..., M]); z (required iff spec.add_sum, of y's shape)
+  // must not overlap y. n == 0 does nothing. Thread-safe: concurrent calls with different y buffers are
+  // fine.
+  void run(int64_t n, const ConvDims& in, const float* x, float* y, const float* z = nullptr) const;
 
   // Creates (or finds) the primitive for this input shape now, so that run() on it only executes.
   // Returns oneDNN's name for the implementation, e.g. "jit:avx2" or "gemm:jit", followed by
   // " (blocked)" when activations are reordered around it.
-  std::string prepare(int64_t n, int64_t h, int64_t w) const;
+  std::string prepare(int64_t n, const ConvDims& in) const;
 
   const ConvSpec& spec() const;
   // Bytes held for weights (every packed layout) and bias.
