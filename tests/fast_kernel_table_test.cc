@@ -135,6 +135,39 @@ std::vector<Case> conv_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+std::vector<Case> conv_transpose_cases(const FastKernelEntry& e, int64_t opset) {
+  struct Shape {
+    const char* what;
+    std::vector<int64_t> x, w;  // w [C, M / group, k...]
+    int64_t group;
+    std::vector<ir::Attribute> attrs;
+  };
+  const std::vector<Shape> shapes = {
+      {"2x2 stride 2", {2, 6, 5, 7}, {6, 4, 2, 2}, 1, {attr_ints("strides", {2, 2})}},
+      {"3x3 stride 2, pads, output_padding, 2 groups",
+       {1, 6, 5, 4},
+       {6, 3, 3, 3},
+       2,
+       {attr_ints("strides", {2, 2}), attr_ints("pads", {1, 1, 1, 1}), attr_ints("output_padding", {1, 0})}},
+      {"1-D, output_shape", {1, 4, 9}, {4, 5, 4}, 1, {attr_ints("strides", {2}), attr_ints("output_shape", {20})}},
+      {"3-D", {1, 3, 3, 4, 2}, {3, 2, 2, 3, 2}, 1, {attr_ints("strides", {1, 2, 2})}},
+  };
+  std::vector<Case> cases;
+  uint32_t seed = 50;
+  for (const Shape& s : shapes) {
+    Random rng(seed++);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats(s.x));
+    g.constant("w", rng.floats(s.w));
+    g.constant("b", rng.floats({s.w[1] * s.group}));
+    std::vector<ir::Attribute> attrs = s.attrs;
+    attrs.push_back(attr_int("group", s.group));
+    add_node(g, e, {"x", "w", "b"}, attrs);
+    cases.push_back({s.what, std::move(g)});
+  }
+  return cases;
+}
+
 std::vector<Case> attention_cases(const FastKernelEntry& e, int64_t opset) {
   std::vector<Case> cases;
   for (bool mask : {false, true}) {
@@ -412,6 +445,7 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Conv", conv_cases},
       {"com.microsoft:FusedConv", conv_cases},
       {"ai.kiln:FusedConv", conv_cases},
+      {":ConvTranspose", conv_transpose_cases},
       {"com.microsoft:Attention", attention_cases},
       {":LayerNormalization", layer_norm_cases},
       {"com.microsoft:SkipLayerNormalization", layer_norm_cases},

@@ -42,6 +42,7 @@ struct FastKernelEntry {
 // Per family, in the family's file.
 std::span<const FastKernelEntry> matmul_kernel_entries();      // matmul_kernel.cc
 std::span<const FastKernelEntry> conv_kernel_entries();        // conv_kernel.cc
+std::span<const FastKernelEntry> conv_transpose_kernel_entries();  // conv_transpose_kernel.cc
 std::span<const FastKernelEntry> attention_kernel_entries();   // attention_kernel.cc
 std::span<const FastKernelEntry> layer_norm_kernel_entries();  // layer_norm_kernel.cc
 std::span<const FastKernelEntry> gelu_kernel_entries();        // gelu_kernel.cc

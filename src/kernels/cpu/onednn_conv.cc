@@ -36,6 +36,9 @@ constexpr int64_t kLayoutSpatial = 28;
 // ResNet-50 convolution is above 100 MFLOP.
 constexpr double kParallelFlops = 10e6;
 
+// Outputs below this many elements get a transposed convolution's bias added on the calling thread alone.
+constexpr size_t kParallelBiasElements = size_t{1} << 16;
+
 // Makes the calling thread's OpenMP team one thread for a scope (`single`), or leaves it alone. oneDNN
 // sizes its parallel regions from omp_get_max_threads(), both when a primitive is created and when it
 // (or a reorder) runs; the setting is per thread, so other callers are not affected.
@@ -69,7 +72,11 @@ struct Geometry {
 // plain and grouped.
 Tag channels_first_tag(int dims) { return dims == 1 ? Tag::ncw : dims == 2 ? Tag::nchw : Tag::ncdhw; }
 Tag channels_last_tag(int dims) { return dims == 1 ? Tag::nwc : dims == 2 ? Tag::nhwc : Tag::ndhwc; }
-Tag weights_tag(int dims, bool grouped) {
+Tag weights_tag(int dims, bool grouped, bool transposed) {
+  if (transposed) {  // ONNX's [C, M / group, k...] is oneDNN's [(G,) IC, OC, k...]: the i and o swapped
+    if (grouped) return dims == 1 ? Tag::acbd : dims == 2 ? Tag::giohw : Tag::giodhw;
+    return dims == 1 ? Tag::bac : dims == 2 ? Tag::iohw : Tag::iodhw;
+  }
   if (grouped) return dims == 1 ? Tag::goiw : dims == 2 ? Tag::goihw : Tag::goidhw;
   return dims == 1 ? Tag::oiw : dims == 2 ? Tag::oihw : Tag::oidhw;
 }
@@ -85,6 +92,30 @@ struct AxisWindow {
   int64_t out = 0, pad_begin = 0, pad_end = 0;
 };
 using AxisWindows = std::array<AxisWindow, kMaxConvSpatialDims>;
+
+// ONNX ConvTranspose's output along axis i (kernels/reference/nn_conv.cc transpose_geometry): its size,
+// how far its first element sits into the full result (pad_begin), and oneDNN's end padding, which is
+// negative where the output reaches past the full result's end (output_padding, a large output_shape);
+// false when the pads leave no output.
+bool transposed_axis_window(const ConvSpec& s, size_t i, int64_t in, AxisWindow* r) {
+  if (in <= 0) return false;
+  const int64_t extent = (s.kernel[i] - 1) * s.dilations[i] + 1;
+  const int64_t full = s.strides[i] * (in - 1) + s.output_padding[i] + extent;
+  const bool same = s.padding == ConvPadding::kSameUpper || s.padding == ConvPadding::kSameLower;
+  if (s.output_shape[0] > 0 || same) {
+    const int64_t target = s.output_shape[0] > 0 ? s.output_shape[i] : in * s.strides[i];
+    const int64_t total = std::max<int64_t>(0, full - target);
+    r->pad_begin = s.padding == ConvPadding::kSameUpper ? total / 2 : total - total / 2;
+    r->out = target;
+  } else {
+    const bool valid = s.padding == ConvPadding::kValid;
+    r->pad_begin = valid ? 0 : s.pads_begin[i];
+    r->out = full - r->pad_begin - (valid ? 0 : s.pads_end[i]);
+    if (r->out <= 0) return false;
+  }
+  r->pad_end = full - s.output_padding[i] - r->pad_begin - r->out;
+  return true;
+}
 
 // ONNX Conv's output size along one axis (kernels/reference/nn_common.cc forward_window, without
 // ceil_mode); false when the padded input is smaller than the dilated kernel.
@@ -128,9 +159,25 @@ bool axis_window(ConvPadding padding, int64_t in, int64_t kernel, int64_t stride
 // ResNet-50 1x1 0.57, 3x3 0.91, 7x7 stem 0.36; MobileNetV3-Large 1x1 0.57, depthwise 3x3 0.21, 5x5 0.51.
 // Held to AVX2 (ONEDNN_MAX_CPU_ISA): PicoDet 1x1 0.64, depthwise 0.32 and 0.56; MobileNetV3-Large 1x1
 // 0.59, depthwise 3x3 0.17. No kind was slower, so every convolution the layout pass converts runs so.
+// Transposed on NCHW, blocked too, but for few output channels per group: oneDNN's JIT deconvolutions pad
+// the output channels to a block of 8 or 16, where its NCHW one (gemm + col2im) does not. Timed one by one
+// (1 thread, best of 15, thread CPU time on a loaded machine; bias added by add_bias), plain against
+// blocked, on AVX-512 and held to AVX2: PP-OCRv4-det's 24 -> 1 2x2/2 on 320x320 0.9 against 23-31 ms
+// (1.6-2.2 against 16), 32 -> 2 4x4/2 0.47 against 1.3 (a tie on AVX2, where both are gemm); but 64 -> 32
+// 2x2/2 on 64x64 1.1 against 0.88 (1.5-1.8 against 1.2-1.4), 128 -> 64 4x4/2 on 32x32 3.2 against 2.2
+// (4.7 against 3.1), 16 -> 16 3x3/2 1.2-1.3 against 0.43 (1.5-1.8 against 0.53), depthwise 64 4x4/2 2.0
+// against 0.31 (2.0 against 0.32); PP-OCRv4-det's 24 -> 24 2x2/2 on 160x160 and 256 -> 128 2x2/2 on 28x28
+// about even.
+bool transposed_prefers_blocked(const ConvSpec& s) {
+  const bool depthwise = s.in_channels == s.group && s.out_channels == s.group;
+  return depthwise || s.out_channels / s.group >= 8;
+}
+
 ConvLayout choose_layout(const ConvSpec& s) {
   if (s.layout != ConvLayout::kAuto) return s.layout;
-  return s.channels_last ? ConvLayout::kPlain : ConvLayout::kBlocked;
+  if (s.channels_last) return ConvLayout::kPlain;
+  if (s.transposed) return transposed_prefers_blocked(s) ? ConvLayout::kBlocked : ConvLayout::kPlain;
+  return ConvLayout::kBlocked;
 }
 
 void append_activation(dnnl::post_ops& ops, const ConvSpec& s) {
@@ -172,13 +219,19 @@ struct BoundArgs {
 // One input shape's primitive, the reorders around it, and where its buffers go in the thread workspace.
 struct Entry {
   Geometry geometry;
-  size_t y_count = 0;  // elements of y
-  dnnl::convolution_forward primitive;
-  memory weights;  // a handle on one of Impl::weights
+  size_t y_count = 0;         // elements of y
+  dnnl::primitive primitive;  // a convolution_forward, or a deconvolution_forward when transposed; none
+                              // when the output holds the bias alone (every window past its end)
+  memory weights;             // a handle on one of Impl::weights
   memory::desc user_src_md, user_dst_md, src_md, dst_md;
+  // y's part the primitive writes: user_dst_md, or with a margin its leading block (a view into y).
+  memory::desc user_written_md;
+  // A transposed convolution's output reaches past what the deconvolution writes: y is first zeroed, the
+  // primitive's output reordered into its leading block, and the bias added to the whole.
+  bool margin = false;
   bool reorder_src = false, reorder_dst = false;
   bool single_thread = false;             // made for, and run on, the calling thread alone
-  dnnl::reorder src_in, dst_out, sum_in;  // user -> src_md; dst_md -> user; user -> dst_md (z)
+  dnnl::reorder src_in, dst_out, sum_in;  // user -> src_md; dst_md -> user (written); user -> dst_md (z)
   size_t scratch_bytes = 0, src_offset = 0, dst_offset = 0, workspace_bytes = 0;
   std::string implementation;
   mutable IdlePool<BoundArgs> bound;  // one per call running at once
@@ -187,12 +240,10 @@ struct Entry {
 // The calling thread's workspace is thread_buffer<PackedConv>: the scratchpad, then the blocked x and y.
 
 // oneDNN's reference implementation ("ref:any"): correct, and an order of magnitude slower than its JIT ones.
-bool is_reference(const dnnl::convolution_forward::primitive_desc& pd) {
-  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
-}
+bool is_reference(const dnnl::primitive_desc_base& pd) { return std::string(pd.impl_info_str()).rfind("ref", 0) == 0; }
 
 // Neither a JIT convolution nor brgconv: im2col + sgemm ("gemm:jit") or the reference loops.
-bool is_gemm_or_reference(const dnnl::convolution_forward::primitive_desc& pd) {
+bool is_gemm_or_reference(const dnnl::primitive_desc_base& pd) {
   return is_reference(pd) || std::string(pd.impl_info_str()).find("gemm") != std::string::npos;
 }
 
@@ -219,17 +270,40 @@ struct PackedConv::Impl {
     d.insert(d.end(), s.kernel.begin(), s.kernel.begin() + static_cast<std::ptrdiff_t>(axes));
     return d;
   }
+  // The bias as oneDNN's bias argument; a transposed convolution's is added after it instead (add_bias):
+  // oneDNN 2.6's deconvolution adds it in a slow loop of its own, 25 ms against 1.6 for the
+  // deconvolution itself on PP-OCRv4-det's 24 -> 24 2x2/2 on 160x160.
+  bool fused_bias() const { return spec.has_bias && !spec.transposed; }
+
   memory::desc user_weights_md() const {
-    return memory::desc(weight_dims(), kF32, weights_tag(spec.spatial_dims, spec.group > 1));
+    return memory::desc(weight_dims(), kF32, weights_tag(spec.spatial_dims, spec.group > 1, spec.transposed));
   }
 
   bool windows(const Geometry& g, AxisWindows* r) const {
     const ConvSpec& s = spec;
-    for (size_t i = 0; i < axes; ++i)
-      if (!axis_window(s.padding, g.in[i], s.kernel[i], s.strides[i], s.dilations[i], s.pads_begin[i], s.pads_end[i],
-                       &(*r)[i]))
-        return false;
+    for (size_t i = 0; i < axes; ++i) {
+      const bool fits = s.transposed ? transposed_axis_window(s, i, g.in[i], &(*r)[i])
+                                     : axis_window(s.padding, g.in[i], s.kernel[i], s.strides[i], s.dilations[i],
+                                                   s.pads_begin[i], s.pads_end[i], &(*r)[i]);
+      if (!fits) return false;
+    }
     return true;
+  }
+  Geometry checked_geometry(int64_t n, const ConvDims& in) const {
+    Geometry g{n, {0, 0, 0}};
+    for (size_t i = 0; i < axes; ++i) g.in[i] = in[i];
+    AxisWindows win;
+    KILN_CHECK(windows(g, &win), "[PackedConv] ",
+               spec.transposed ? "the pads leave no output for" : "the kernel does not fit", " an input of ",
+               dims_text(g.in, spec.spatial_dims));
+    return g;
+  }
+  // What the primitive writes of a transposed convolution's output along each axis (the output less its
+  // margin); the output itself otherwise. A size of 0 or less: nothing (the output is the bias alone).
+  ConvDims written_dims(const AxisWindows& w) const {
+    ConvDims d = {0, 0, 0};
+    for (size_t i = 0; i < axes; ++i) d[i] = w[i].out + (spec.transposed ? std::min<int64_t>(w[i].pad_end, 0) : 0);
+    return d;
   }
 
   // [n, channels, spatial...] as oneDNN's dims.
@@ -244,31 +318,37 @@ struct PackedConv::Impl {
     return out;
   }
 
-  dnnl::convolution_forward::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md,
-                                                           ConvLayout activation_layout) const {
+  dnnl::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md,
+                                      ConvLayout activation_layout) const {
     const ConvSpec& s = spec;
     AxisWindows win;
-    KILN_CHECK(windows(g, &win), "[PackedConv] the kernel does not fit an input of ", dims_text(g.in, s.spatial_dims));
+    windows(checked_geometry(g.n, g.in), &win);
     const Tag activations = activation_layout == ConvLayout::kPlain ? user_tag : Tag::any;
     const memory::desc src_md(activation_dims(g.n, s.in_channels, g.in), kF32, activations);
-    const memory::desc dst_md(activation_dims(g.n, s.out_channels, output_dims(win)), kF32, activations);
-    const memory::desc bias_md = s.has_bias ? memory::desc({s.out_channels}, kF32, Tag::x) : memory::desc();
+    const memory::desc dst_md(activation_dims(g.n, s.out_channels, written_dims(win)), kF32, activations);
+    const memory::desc bias_md = fused_bias() ? memory::desc({s.out_channels}, kF32, Tag::x) : memory::desc();
     memory::dims strides, dilations, pads_begin, pads_end;
     for (size_t i = 0; i < axes; ++i) {
       strides.push_back(s.strides[i]);
       dilations.push_back(s.dilations[i] - 1);  // oneDNN's: 0 is a dense kernel
       pads_begin.push_back(win[i].pad_begin);
-      pads_end.push_back(win[i].pad_end);
+      pads_end.push_back(std::max<int64_t>(win[i].pad_end, 0));  // a margin is written apart (Entry::margin)
     }
-    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                               src_md, weights_md, bias_md, dst_md, strides, dilations, pads_begin,
-                                               pads_end);
     dnnl::post_ops ops;
     if (s.add_sum) ops.append_sum(1.0f);  // before the activation: act(conv + bias + z)
     append_activation(ops, s);
     dnnl::primitive_attr attr;
     attr.set_post_ops(ops);
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (s.transposed) {
+      const dnnl::deconvolution_forward::desc desc(dnnl::prop_kind::forward_inference,
+                                                   dnnl::algorithm::deconvolution_direct, src_md, weights_md, bias_md,
+                                                   dst_md, strides, dilations, pads_begin, pads_end);
+      return dnnl::deconvolution_forward::primitive_desc(desc, attr, onednn_engine());
+    }
+    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                               src_md, weights_md, bias_md, dst_md, strides, dilations, pads_begin,
+                                               pads_end);
     return dnnl::convolution_forward::primitive_desc(desc, attr, onednn_engine());
   }
 
@@ -276,7 +356,7 @@ struct PackedConv::Impl {
     const ConvSpec& s = spec;
     return str("N=", g.n, " C=", s.in_channels, " in ", dims_text(g.in, s.spatial_dims), " M=", s.out_channels,
                " kernel ", dims_text(s.kernel, s.spatial_dims), " group ", s.group,
-               s.channels_last ? " channels-last" : "");
+               s.channels_last ? " channels-last" : "", s.transposed ? " transposed" : "");
   }
 
   // Called with `mutex` held. Picks the packed weights for this geometry, packing a new layout if needed.
@@ -286,39 +366,52 @@ struct PackedConv::Impl {
     e->geometry = g;
     AxisWindows win;
     windows(g, &win);
+    // Multiply-adds: each output's window, or (transposed) each input's.
     double flops = 2.0 * static_cast<double>(g.n) * static_cast<double>(spec.out_channels) *
                    static_cast<double>(spec.in_channels / spec.group);
-    for (size_t i = 0; i < axes; ++i) flops *= static_cast<double>(win[i].out) * static_cast<double>(spec.kernel[i]);
+    for (size_t i = 0; i < axes; ++i)
+      flops *= static_cast<double>(spec.transposed ? g.in[i] : win[i].out) * static_cast<double>(spec.kernel[i]);
     e->single_thread = flops < kParallelFlops;
+    e->user_dst_md = memory::desc(activation_dims(g.n, spec.out_channels, output_dims(win)), kF32, user_tag);
+    e->y_count = e->user_dst_md.get_size() / sizeof(float);
+    const ConvDims written = written_dims(win);
+    for (size_t i = 0; i < axes; ++i) e->margin = e->margin || written[i] != win[i].out;
+    if (std::any_of(written.begin(), written.begin() + static_cast<std::ptrdiff_t>(axes),
+                    [](int64_t d) { return d <= 0; })) {
+      e->implementation = "bias only";  // every window of x lies past the output's end
+      return e;
+    }
     ScopedThreads threads(e->single_thread);
     try {
       const memory::desc any_weights(weight_dims(), kF32, Tag::any);
       ConvLayout activations = layout;
-      dnnl::convolution_forward::primitive_desc pd = primitive_desc(g, any_weights, activations);
+      dnnl::primitive_desc pd = primitive_desc(g, any_weights, activations);
       if (activations == ConvLayout::kBlocked && is_reference(pd)) {
         // No JIT kernel for this shape on blocked activations (none was seen to happen): oneDNN's gemm
         // on plain ones beats its reference loops by far.
-        dnnl::convolution_forward::primitive_desc plain = primitive_desc(g, any_weights, ConvLayout::kPlain);
+        dnnl::primitive_desc plain = primitive_desc(g, any_weights, ConvLayout::kPlain);
         if (!is_reference(plain)) {
           pd = plain;
           activations = ConvLayout::kPlain;
         }
-      } else if (activations == ConvLayout::kPlain && blocked_if_plain_is_gemm && is_gemm_or_reference(pd)) {
-        // NHWC with no JIT kernel (AVX2's grouped convolutions of 8 input channels or fewer per group,
-        // which oneDNN's own layout sends to gemm too): a JIT one on oneDNN's layout, if there is one, is
-        // worth its reorders.
-        dnnl::convolution_forward::primitive_desc blocked = primitive_desc(g, any_weights, ConvLayout::kBlocked);
-        if (!is_gemm_or_reference(blocked)) {
+      } else if (activations == ConvLayout::kPlain &&
+                 (is_reference(pd) || (blocked_if_plain_is_gemm && is_gemm_or_reference(pd)))) {
+        // The reference loops on the caller's layout, or NHWC with no JIT kernel (AVX2's grouped
+        // convolutions of 8 input channels or fewer per group, which oneDNN's own layout sends to gemm
+        // too): a JIT one on oneDNN's layout, if there is one, is worth its reorders (and its gemm beats
+        // the reference loops).
+        dnnl::primitive_desc blocked = primitive_desc(g, any_weights, ConvLayout::kBlocked);
+        if (is_reference(pd) ? !is_reference(blocked) : !is_gemm_or_reference(blocked)) {
           pd = blocked;
           activations = ConvLayout::kBlocked;
         }
       }
       for (const memory& w : weights) {
-        if (w.get_desc() == pd.weights_desc()) e->weights = w;
+        if (w.get_desc() == pd.weights_desc(0)) e->weights = w;
       }
       if (!e->weights) {
         // Another layout for this shape. Keep the first one if the same kernel runs on it, else pack this one.
-        dnnl::convolution_forward::primitive_desc fixed;
+        dnnl::primitive_desc fixed;
         try {
           fixed = primitive_desc(g, weights[0].get_desc(), activations);
         } catch (const dnnl::error&) {
@@ -328,20 +421,21 @@ struct PackedConv::Impl {
           pd = fixed;
           e->weights = weights[0];
         } else {
-          e->weights = memory(pd.weights_desc(), engine);
+          e->weights = memory(pd.weights_desc(0), engine);
           dnnl::reorder(weights[0], e->weights).execute(onednn_stream(), weights[0], e->weights);
           onednn_stream().wait();
           weights.push_back(e->weights);
         }
       }
-      e->primitive = dnnl::convolution_forward(pd);
-      e->src_md = pd.src_desc();
-      e->dst_md = pd.dst_desc();
+      e->primitive = dnnl::primitive(pd);
+      e->src_md = pd.src_desc(0);
+      e->dst_md = pd.dst_desc(0);
       e->user_src_md = memory::desc(activation_dims(g.n, spec.in_channels, g.in), kF32, user_tag);
-      e->user_dst_md = memory::desc(e->dst_md.dims(), kF32, user_tag);
-      e->y_count = e->user_dst_md.get_size() / sizeof(float);
+      e->user_written_md =
+          e->margin ? e->user_dst_md.submemory_desc(e->dst_md.dims(), memory::dims(e->dst_md.dims().size(), 0))
+                    : e->user_dst_md;
       e->reorder_src = e->src_md != e->user_src_md;
-      e->reorder_dst = e->dst_md != e->user_dst_md;
+      e->reorder_dst = e->dst_md != e->user_written_md;
       e->scratch_bytes = pd.scratchpad_desc().get_size();
       dnnl::primitive_attr reorder_attr;
       reorder_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -353,11 +447,12 @@ struct PackedConv::Impl {
       };
       if (e->reorder_src) e->src_in = make_reorder(e->user_src_md, e->src_md);
       if (e->reorder_dst) {
-        e->dst_out = make_reorder(e->dst_md, e->user_dst_md);
+        e->dst_out = make_reorder(e->dst_md, e->user_written_md);
         if (spec.add_sum) e->sum_in = make_reorder(e->user_dst_md, e->dst_md);
       }
       e->implementation = pd.impl_info_str();
-      if (e->reorder_src || e->reorder_dst) e->implementation += " (blocked)";
+      if (e->reorder_src || (e->reorder_dst && !e->margin)) e->implementation += " (blocked)";
+      if (e->margin) e->implementation += " (margin)";
     } catch (const dnnl::error& err) {
       fail("[PackedConv] oneDNN has no convolution for ", describe(g), ": ", err.what());
     }
@@ -381,7 +476,7 @@ struct PackedConv::Impl {
       auto b = std::make_unique<BoundArgs>();
       try {
         b->x = memory(e.user_src_md, engine, DNNL_MEMORY_NONE);
-        b->y = memory(e.user_dst_md, engine, DNNL_MEMORY_NONE);
+        b->y = memory(e.user_written_md, engine, DNNL_MEMORY_NONE);
         b->src = e.reorder_src ? memory(e.src_md, engine, DNNL_MEMORY_NONE) : b->x;
         b->dst = e.reorder_dst ? memory(e.dst_md, engine, DNNL_MEMORY_NONE) : b->y;
         if (e.scratch_bytes > 0) {
@@ -405,7 +500,7 @@ struct PackedConv::Impl {
         }
         b->conv.add(DNNL_ARG_SRC, b->src);
         b->conv.add(DNNL_ARG_WEIGHTS, e.weights);
-        if (spec.has_bias) b->conv.add(DNNL_ARG_BIAS, bias);
+        if (fused_bias()) b->conv.add(DNNL_ARG_BIAS, bias);
         b->conv.add(DNNL_ARG_DST, b->dst);
         add_scratch(b->conv);
         if (e.reorder_dst) {
@@ -422,11 +517,28 @@ struct PackedConv::Impl {
 
   Geometry geometry(int64_t n, const ConvDims& in) const {
     KILN_CHECK(n >= 0, "[PackedConv] N must be >= 0, got ", n);
-    Geometry g{n, {0, 0, 0}};
-    for (size_t i = 0; i < axes; ++i) g.in[i] = in[i];
-    AxisWindows win;
-    KILN_CHECK(windows(g, &win), "[PackedConv] the kernel does not fit an input of ", dims_text(in, spec.spatial_dims));
-    return g;
+    return checked_geometry(n, in);
+  }
+
+  // y += the bias, per output channel, after a transposed convolution.
+  void add_bias(const Entry& e, float* y) const {
+    const int64_t m = spec.out_channels;
+    const int64_t planes = e.geometry.n * m;  // (image, channel) pairs
+    const int64_t plane = static_cast<int64_t>(e.y_count) / planes;
+    const float* b = static_cast<const float*>(bias.get_data_handle());
+    const bool parallel = !e.single_thread && e.y_count >= kParallelBiasElements;
+    if (spec.channels_last) {
+      parallel_for_static(parallel, e.geometry.n * plane, [&](int64_t row) {
+        float* yr = y + row * m;
+        for (int64_t c = 0; c < m; ++c) yr[c] += b[c];
+      });
+    } else {
+      parallel_for_static(parallel, planes, [&](int64_t p) {
+        float* yp = y + p * plane;
+        const float v = b[p % m];
+        for (int64_t j = 0; j < plane; ++j) yp[j] += v;
+      });
+    }
   }
 };
 
@@ -442,7 +554,11 @@ PackedConv::PackedConv(const ConvSpec& spec, const float* w, const float* bias) 
     KILN_CHECK(s.kernel[i] >= 1 && s.strides[i] >= 1 && s.dilations[i] >= 1,
                "[PackedConv] kernel, strides and dilations must be positive");
     KILN_CHECK(s.pads_begin[i] >= 0 && s.pads_end[i] >= 0, "[PackedConv] pads must not be negative");
+    KILN_CHECK(s.output_padding[i] >= 0 && s.output_shape[i] >= 0 && (s.output_shape[i] > 0) == (s.output_shape[0] > 0),
+               "[PackedConv] output_padding must not be negative, output_shape all positive or all 0");
   }
+  KILN_CHECK(!s.transposed || (!s.add_sum && s.activation == ConvActivation::kNone),
+             "[PackedConv] a transposed convolution takes no sum and no activation");
   KILN_CHECK(w != nullptr, "[PackedConv] no weights");
   KILN_CHECK(!s.has_bias || bias != nullptr, "[PackedConv] has_bias but no bias");
   impl_->spec = spec;
@@ -491,6 +607,12 @@ void PackedConv::run(int64_t n, const ConvDims& in, const float* x, float* y, co
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   const size_t y_count = e->y_count;
   if (z) KILN_CHECK(!ranges_overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
+  // The margin holds the bias alone: zeros here, the bias added below.
+  if (e->margin) std::memset(y, 0, y_count * sizeof(float));
+  if (!e->primitive) {  // every window past the output's end
+    if (spec.has_bias) impl_->add_bias(*e, y);
+    return;
+  }
   ScopedThreads threads(e->single_thread);
   std::byte* workspace = thread_buffer<PackedConv>(e->workspace_bytes);
   const auto b = impl_->bound_args(*e);
@@ -524,13 +646,15 @@ void PackedConv::run(int64_t n, const ConvDims& in, const float* x, float* y, co
   if (status != dnnl_success) {
     fail("[PackedConv] oneDNN convolution ", impl_->describe(g), " failed ", step, ": ", dnnl_status2str(status));
   }
+  if (spec.has_bias && !impl_->fused_bias()) impl_->add_bias(*e, y);
 }
 
 std::string PackedConv::prepare(int64_t n, const ConvDims& in) const {
   const Geometry g = impl_->geometry(n, in);
   if (n == 0) return "none";
   const std::shared_ptr<const Entry> e = impl_->entry(g);
-  impl_->bound_args(*e);  // one set of memory objects now, so that the first run, too, only executes
+  // One set of memory objects now, so that the first run, too, only executes.
+  if (e->primitive) impl_->bound_args(*e);
   return e->implementation;
 }
 

@@ -4,8 +4,16 @@
 //     y[N, M, out...] = act(conv(x[N, C, in...], w[M, C / group, k...]) + bias[M] (+ z[N, M, out...]))
 //
 // with ONNX Conv's per-axis strides, dilations (1 = dense), pads (begin and end apart) or auto_pad, and
-// groups (depthwise included).
-// This covers ONNX Conv and FusedConv (com.microsoft and ai.kiln) when W and B are initializers.
+// groups (depthwise included). With ConvSpec::transposed, ONNX ConvTranspose through oneDNN's
+// deconvolution primitive, everything else as below:
+//
+//     y[N, M, out...] = conv_transpose(x[N, C, in...], w[C, M / group, k...]) + bias[M]
+//
+// its output size from strides, dilations, pads, output_padding, output_shape or auto_pad as ONNX (and
+// kernels/reference/nn_conv.cc) computes it. Where that output reaches past what the deconvolution
+// writes (output_padding or output_shape beyond the last window), the rest holds the bias alone.
+// This covers ONNX Conv, ConvTranspose and FusedConv (com.microsoft and ai.kiln) when W and B are
+// initializers.
 // Choices, and why:
 // - x, y and z are NCHW (NCW, NCDHW), as kiln's tensors are, or NHWC (NWC, NDHWC) with
 //   ConvSpec::channels_last (what ai.kiln.FusedConv channels_last = 1 holds, written by
@@ -18,7 +26,11 @@
 //   stride-1 1x1s excepted, by under 10 %), so kAuto is blocked there (plain only where oneDNN would
 //   otherwise fall back to its reference loops). On NHWC the JIT kernels run as given, so kAuto is plain
 //   there, blocked only where oneDNN has nothing but gemm or its reference loops for NHWC and a JIT kernel
-//   for its own layout. ConvSpec::layout can force either, for tests and measurements.
+//   for its own layout. Transposed convolutions on NCHW run blocked too, but plain (gemm + col2im) where
+//   they have few output channels per group, which the JIT kernels pad to a block. ConvSpec::layout can
+//   force either, for tests and measurements.
+// - A transposed convolution's bias is added after oneDNN's deconvolution, by PackedConv: oneDNN 2.6
+//   adds it in a loop of its own that cost 15x the deconvolution itself.
 // - Weights are reordered into the layout the primitive asks for (format_tag::any) once, in the
 //   constructor, for a nominal input size; the weights' layout depends on channels and kernel, not on the
 //   spatial size, so later shapes reuse it. A shape whose primitive asks for another layout gets its own
@@ -90,21 +102,28 @@ struct ConvSpec {
   bool add_sum = false;             // z given to run(), added before the activation
   bool channels_last = false;       // x, y and z are [N, spatial..., C] rather than [N, C, spatial...]
   ConvLayout layout = ConvLayout::kAuto;
+  // ConvTranspose: w is [C, M / group, k...]; no activation, no z. pads_begin / pads_end are the pads
+  // trimmed off the full result; output_shape (all positive, or all 0: not given) overrides them, as
+  // ONNX's output_shape does.
+  bool transposed = false;
+  ConvDims output_padding = {0, 0, 0};
+  ConvDims output_shape = {0, 0, 0};
 };
 
 class PackedConv {
  public:
   static constexpr size_t kMaxCachedPrimitives = 16;
 
-  // Packs `w` ([M, C / group, k...] row-major) and copies `bias` ([M]; read only when spec.has_bias).
+  // Packs `w` ([M, C / group, k...] row-major; [C, M / group, k...] when transposed) and copies `bias` ([M]; read only when spec.has_bias).
   // Neither pointer is kept. Throws kiln::Error on a bad spec.
   PackedConv(const ConvSpec& spec, const float* w, const float* bias);
   ~PackedConv();
   PackedConv(const PackedConv&) = delete;
   PackedConv& operator=(const PackedConv&) = delete;
 
-  // The output's spatial size for an input of spatial size `in`, as ONNX Conv computes it; false when the
-  // (padded) input is smaller than the dilated kernel or a size is not positive.
+  // The output's spatial size for an input of spatial size `in`, as ONNX Conv (ConvTranspose) computes
+  // it; false when the (padded) input is smaller than the dilated kernel (the pads leave no output), or a
+  // size is not positive.
   bool output_size(const ConvDims& in, ConvDims* out) const;
 
   // y = ... for x [n, C, in...] and y [n, M, out...] (output_size's), both dense channels-first (with

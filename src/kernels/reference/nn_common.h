@@ -120,4 +120,15 @@ AxisWindow forward_window(const NodeView& node, const WindowAttrs& w, size_t axi
 std::optional<ir::Shape> forward_window_shape(const NodeView& node, const WindowAttrs& w, const ir::Shape& in,
                                               ir::Dim channels);
 
+// ConvTranspose's output geometry (kernels/reference/nn_conv.cc), shared with its fast kernel.
+struct TransposeGeometry {
+  std::vector<int64_t> out;        // output spatial size
+  std::vector<int64_t> pad_begin;  // how far the first output element sits into the full result
+};
+
+// Output size and begin padding per axis for input spatial sizes `in` (-1: unknown, giving -1), from
+// strides, dilations, pads, auto_pad, output_padding and output_shape; reads and checks the last two,
+// and fails naming the node on an empty input dim or pads that leave no output.
+TransposeGeometry transpose_geometry(const NodeView& node, const WindowAttrs& wa, const std::vector<int64_t>& in);
+
 }  // namespace kiln::ops::nn

@@ -140,12 +140,8 @@ void run_conv(KernelContext& ctx) {
 
 // ---- ConvTranspose ------------------------------------------------------------------------------
 
-struct TransposeGeometry {
-  std::vector<int64_t> out;        // output spatial size
-  std::vector<int64_t> pad_begin;  // how far the first output element sits into the full result
-};
+}  // namespace
 
-// Output size and begin padding per axis for input spatial sizes `in` (-1: unknown, giving -1).
 TransposeGeometry transpose_geometry(const NodeView& node, const WindowAttrs& wa, const std::vector<int64_t>& in) {
   size_t nsp = wa.rank();
   std::vector<int64_t> out_pad = node.attr_ints("output_padding", std::vector<int64_t>(nsp, 0));
@@ -197,6 +193,8 @@ TransposeGeometry transpose_geometry(const NodeView& node, const WindowAttrs& wa
   }
   return g;
 }
+
+namespace {
 
 void infer_conv_transpose(InferenceContext& ctx) {
   const ir::Type& x = ctx.input_type(0);
