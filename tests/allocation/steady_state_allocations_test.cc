@@ -36,6 +36,7 @@
 #include "export/transformer_config.h"
 #include "export/weight_source.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/fast_kernel_table.h"
 #include "kernels/cpu/onednn_engine.h"
 #include "kernels/cpu/onednn_matmul.h"
 #include "onnx/model_io.h"
@@ -284,17 +285,24 @@ TEST(SteadyStateAllocations, KilnExportedBertBaseTwoLayers) {
                 kMatMulsPerRun);
 }
 
-// Convolutions run on oneDNN whatever KILN_GEMM says: kiln binds their memory once too, so only oneDNN's
-// own allocations remain. (The pools once allocated too: `omp parallel for if (false)` still opens a
-// one-thread region, and libgomp makes and frees a team for it on every call; parallel_for_static.)
-TEST(SteadyStateAllocations, ResNetWithOneBlockPerStage) {
-  SKIP_OR_NAME_SETTING();
+ir::Model small_resnet() {
   exporter::CnnOptions o;
   o.image_size = 64;
   o.num_classes = 10;
   o.resnet_blocks = {1, 1, 1, 1};
-  ir::Model m = exporter::export_cnn(exporter::CnnFamily::kResNet50, o);
-  runtime::Session s(m);
+  return exporter::export_cnn(exporter::CnnFamily::kResNet50, o);
+}
+
+// Convolutions run on oneDNN whatever KILN_GEMM says: kiln binds their memory once too, so only oneDNN's
+// own allocations remain. (The pools once allocated too: `omp parallel for if (false)` still opens a
+// one-thread region, and libgomp makes and frees a team for it on every call; parallel_for_static.)
+// Channels-first here (level extended); level all, channels-last, is the next test.
+TEST(SteadyStateAllocations, ResNetWithOneBlockPerStage) {
+  SKIP_OR_NAME_SETTING();
+  ir::Model m = small_resnet();
+  runtime::SessionOptions options;
+  options.optimization = passes::Level::kExtended;
+  runtime::Session s(m, options);
   // 17 convolutions (the stem, 3 per block, a downsample per stage), each with a reorder in and out and,
   // after each block, the residual reordered in; the classifier's Gemm.
   expect_steady(steady_state_allocations(s, random_feeds(m, {{"batch", 1}}, 5), 3), 3, 1, 17 * 3 + 4);
@@ -353,6 +361,18 @@ TEST(SteadyStateAllocations, LstmAndGru) {
   for (const char* out : {"y", "y_h", "y_c", "gy", "gy_h"}) g.output(out);
   runtime::Session s(g.model());
   expect_steady(steady_state_allocations(s, g.feeds(), 3), 3, 2);
+}
+
+// Level all: the convolutions channels-last (ai.kiln.FusedConv channels_last = 1, no reorders), with
+// Transposes at the region's edges (the image in, around the MaxPool, the pooled features out). The
+// reference Transpose allocates its index vectors per call, so this waits for a fast Transpose.
+TEST(SteadyStateAllocations, ChannelsLastResNetWithOneBlockPerStage) {
+  SKIP_OR_NAME_SETTING();
+  if (!kernels::cpu::find_fast_kernel_entry("", "Transpose", 13))
+    GTEST_SKIP() << "no fast Transpose: the reference one allocates per call";
+  ir::Model m = small_resnet();
+  runtime::Session s(m);
+  expect_steady(steady_state_allocations(s, random_feeds(m, {{"batch", 1}}, 5), 3), 3, 1, 17 * 3 + 4);
 }
 
 }  // namespace

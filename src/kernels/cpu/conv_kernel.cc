@@ -56,7 +56,7 @@ float activate(const ConvSpec& s, float x) {
 
 // [N, spatial..., C] as [N, C, spatial...]: the channels-first shape the reference Conv sees (and names in
 // its messages) when the reference FusedConv runs it on channels-last X.
-ir::Dims channels_first(const ir::Dims& s) {
+ir::Dims conv_channels_first_shape(const ir::Dims& s) {
   ir::Dims r = s;
   if (r.size() >= 3) std::rotate(r.begin() + 1, r.end() - 1, r.end());
   return r;
@@ -86,7 +86,7 @@ class ConvKernel : public FastKernel {
     if (last && x.rank() < 3)
       ctx.fail("input X must have rank >= 3 (N, spatial..., C), got ", ir::to_string(x.shape()));
     // From here on the reference FusedConv runs the reference Conv on X made channels-first.
-    const ir::Dims s = last ? channels_first(x.shape()) : x.shape();
+    const ir::Dims s = last ? conv_channels_first_shape(x.shape()) : x.shape();
     ops::nn::require_dtype(ctx, x.dtype(), ops::nn::kFloatTypes, "input X");
     if (x.dtype() != ir::DType::kFloat32) ctx.fail("W has element type ", ir::DType::kFloat32, ", X has ", x.dtype());
     if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, C, spatial...), got ", ir::to_string(x.shape()));
