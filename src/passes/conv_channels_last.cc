@@ -24,7 +24,7 @@ namespace kiln::passes {
 namespace {
 
 
-bool is_candidate(const ir::Node& n, const GraphIndex& index) {
+bool is_channels_last_candidate(const ir::Node& n, const GraphIndex& index) {
   const bool conv = is_op(n, "Conv");
   const bool fused = n.op_type == "FusedConv" && (n.domain == kContribDomain || n.domain == kKilnDomain);
   if (!(conv || fused) || n.inputs.size() < 2 || n.outputs.empty() || n.outputs[0].empty()) return false;
@@ -34,7 +34,7 @@ bool is_candidate(const ir::Node& n, const GraphIndex& index) {
   return w && w->dtype() == ir::DType::kFloat32 && w->rank() == 4;
 }
 
-ir::Node transpose(std::string name, std::string in, std::string out, std::vector<int64_t> perm) {
+ir::Node layout_transpose(std::string name, std::string in, std::string out, std::vector<int64_t> perm) {
   ir::Node t;
   t.op_type = "Transpose";
   t.name = std::move(name);
@@ -56,18 +56,18 @@ bool convert_convs_to_channels_last(ir::Graph& g, PassContext& ctx) {
   std::vector<ir::Node> added;
   bool changed = false;
   for (ir::Node& n : g.nodes) {
-    if (!is_candidate(n, index)) continue;
+    if (!is_channels_last_candidate(n, index)) continue;
     const std::string base = n.name.empty() ? n.outputs[0] : n.name;
     std::string x = ctx.fresh_name(base + "_nhwc_input");
-    added.push_back(transpose(ctx.fresh_name(base + "_to_nhwc"), n.inputs[0], x, {0, 2, 3, 1}));
+    added.push_back(layout_transpose(ctx.fresh_name(base + "_to_nhwc"), n.inputs[0], x, {0, 2, 3, 1}));
     n.inputs[0] = x;
     if (n.inputs.size() > 3 && !n.inputs[3].empty()) {
       std::string z = ctx.fresh_name(base + "_nhwc_z");
-      added.push_back(transpose(ctx.fresh_name(base + "_z_to_nhwc"), n.inputs[3], z, {0, 2, 3, 1}));
+      added.push_back(layout_transpose(ctx.fresh_name(base + "_z_to_nhwc"), n.inputs[3], z, {0, 2, 3, 1}));
       n.inputs[3] = z;
     }
     std::string y = ctx.fresh_name(base + "_nhwc_output");
-    added.push_back(transpose(ctx.fresh_name(base + "_to_nchw"), y, n.outputs[0], {0, 3, 1, 2}));
+    added.push_back(layout_transpose(ctx.fresh_name(base + "_to_nchw"), y, n.outputs[0], {0, 3, 1, 2}));
     n.outputs[0] = y;
     if (n.domain != kKilnDomain) {
       n.domain = kKilnDomain;

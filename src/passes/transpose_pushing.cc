@@ -30,9 +30,9 @@ namespace kiln::passes {
 
 namespace {
 
-using Perm = std::vector<int64_t>;
+using PushedPerm = std::vector<int64_t>;
 
-bool is_unary_elementwise(const std::string& op) {
+bool is_layout_free_unary(const std::string& op) {
   static const char* const kOps[] = {"Relu",  "Sigmoid", "Tanh",     "HardSigmoid", "HardSwish", "LeakyRelu",
                                      "Elu",   "Selu",    "Exp",      "Log",         "Abs",       "Neg",
                                      "Sqrt",  "Erf",     "Softplus", "Softsign",    "Identity",  "Floor",
@@ -41,34 +41,34 @@ bool is_unary_elementwise(const std::string& op) {
   return std::any_of(std::begin(kOps), std::end(kOps), [&](const char* o) { return op == o; });
 }
 
-bool is_broadcast_elementwise(const std::string& op) {
+bool is_layout_free_binary(const std::string& op) {
   static const char* const kOps[] = {"Add", "Sub",     "Mul",  "Div",     "Pow", "Max",  "Min",   "Sum",
                                      "Mean", "PRelu",  "Equal", "Greater", "Less", "And", "Or",   "Where",
                                      "GreaterOrEqual", "LessOrEqual", "Xor", "BitShift", "Mod"};
   return std::any_of(std::begin(kOps), std::end(kOps), [&](const char* o) { return op == o; });
 }
 
-std::optional<Perm> perm_of(const ir::Node& t) {
+std::optional<PushedPerm> pushed_perm_of(const ir::Node& t) {
   if (!is_op(t, "Transpose") || t.inputs.size() != 1 || t.outputs.size() != 1) return std::nullopt;
   const ir::Attribute* a = t.find_attribute("perm");
   if (!a || a->ints.empty()) return std::nullopt;  // the default (reversed dims) needs the rank
   return a->ints;
 }
 
-Perm inverse(const Perm& p) {
-  Perm inv(p.size());
+PushedPerm inverse_perm(const PushedPerm& p) {
+  PushedPerm inv(p.size());
   for (size_t i = 0; i < p.size(); ++i) inv[static_cast<size_t>(p[i])] = static_cast<int64_t>(i);
   return inv;
 }
 
-bool is_identity(const Perm& p) {
+bool is_identity_perm(const PushedPerm& p) {
   for (size_t i = 0; i < p.size(); ++i)
     if (p[i] != static_cast<int64_t>(i)) return false;
   return true;
 }
 
 // c unsqueezed at the front to `rank` dims, then transposed by `perm` (out dim i = in dim perm[i]).
-std::optional<ir::Tensor> permute_constant(const ir::Tensor& c, const Perm& perm) {
+std::optional<ir::Tensor> permute_pushed_constant(const ir::Tensor& c, const PushedPerm& perm) {
   const size_t rank = perm.size();
   if (c.rank() > rank) return std::nullopt;
   ir::Dims in(rank - c.rank(), 1);
@@ -96,7 +96,7 @@ std::optional<ir::Tensor> permute_constant(const ir::Tensor& c, const Perm& perm
   return t;
 }
 
-ir::Attribute int_attr(const char* name, int64_t v) {
+ir::Attribute pushing_int_attr(const char* name, int64_t v) {
   ir::Attribute a;
   a.name = name;
   a.kind = ir::Attribute::Kind::kInt;
@@ -104,7 +104,7 @@ ir::Attribute int_attr(const char* name, int64_t v) {
   return a;
 }
 
-ir::Attribute ints_attr(const char* name, std::vector<int64_t> v) {
+ir::Attribute pushing_ints_attr(const char* name, std::vector<int64_t> v) {
   ir::Attribute a;
   a.name = name;
   a.kind = ir::Attribute::Kind::kInts;
@@ -112,12 +112,12 @@ ir::Attribute ints_attr(const char* name, std::vector<int64_t> v) {
   return a;
 }
 
-int64_t axis_attr(const ir::Node& n, int64_t dflt) {
+int64_t pushing_axis_attr(const ir::Node& n, int64_t dflt) {
   const ir::Attribute* a = n.find_attribute("axis");
   return a ? a->i : dflt;
 }
 
-void set_attr(ir::Node& n, ir::Attribute a) {
+void pushing_set_attr(ir::Node& n, ir::Attribute a) {
   for (ir::Attribute& old : n.attributes)
     if (old.name == a.name) {
       old = std::move(a);
@@ -133,7 +133,7 @@ class Pusher {
   // Pushes one Transpose (or cancels one pair); false when none moves.
   bool step() {
     for (int i = 0; i < static_cast<int>(g_.nodes.size()); ++i) {
-      std::optional<Perm> p = perm_of(g_.nodes[i]);
+      std::optional<PushedPerm> p = pushed_perm_of(g_.nodes[i]);
       if (!p) continue;
       const std::string out = g_.nodes[i].outputs[0];
       if (index_->is_read_by_subgraph(out)) continue;
@@ -142,7 +142,7 @@ class Pusher {
       if (index_->is_graph_output(out)) {
         // The Transpose stays for the graph output; a reader that transposes again still merges with it.
         for (const Use& u : uses)
-          if (perm_of(g_.nodes[u.node]) && takes(u.node, out, *p)) {
+          if (pushed_perm_of(g_.nodes[u.node]) && takes(u.node, out, *p)) {
             rewrite(u.node, g_.nodes[i].inputs[0], *p);
             return true;
           }
@@ -159,18 +159,18 @@ class Pusher {
 
  private:
   // Whether node r, reading `t_out` = T_p(x), can take the Transpose.
-  bool takes(int r, const std::string& t_out, const Perm& p) {
+  bool takes(int r, const std::string& t_out, const PushedPerm& p) {
     const ir::Node& n = g_.nodes[r];
     if (!ir::is_default_domain(n.domain) || n.outputs.empty()) return false;
     const size_t rank = p.size();
-    if (std::optional<Perm> q = perm_of(n)) return q->size() == rank;
-    if (is_unary_elementwise(n.op_type)) {
+    if (std::optional<PushedPerm> q = pushed_perm_of(n)) return q->size() == rank;
+    if (is_layout_free_unary(n.op_type)) {
       if (n.inputs.empty() || n.inputs[0] != t_out) return false;
       for (size_t k = 1; k < n.inputs.size(); ++k)  // Clip's bounds: scalars
         if (!n.inputs[k].empty() && (n.inputs[k] == t_out || !is_scalar(n.inputs[k]))) return false;
       return n.outputs.size() == 1;
     }
-    if (is_broadcast_elementwise(n.op_type)) {
+    if (is_layout_free_binary(n.op_type)) {
       for (const std::string& in : n.inputs) {
         if (in.empty() || same_transpose(in, p) || is_scalar(in)) continue;
         std::optional<ir::Tensor> c = index_->constant(in);
@@ -181,12 +181,12 @@ class Pusher {
     if (n.op_type == "Concat") {
       for (const std::string& in : n.inputs)
         if (!same_transpose(in, p)) return false;
-      const int64_t axis = axis_attr(n, 0);
+      const int64_t axis = pushing_axis_attr(n, 0);
       return axis >= -static_cast<int64_t>(rank) && axis < static_cast<int64_t>(rank);
     }
     if (n.op_type == "Split") {
       if (n.inputs[0] != t_out) return false;
-      const int64_t axis = axis_attr(n, 0);
+      const int64_t axis = pushing_axis_attr(n, 0);
       return axis >= -static_cast<int64_t>(rank) && axis < static_cast<int64_t>(rank);
     }
     if (n.op_type == "GlobalAveragePool" || n.op_type == "GlobalMaxPool") return rank >= 3;
@@ -205,10 +205,10 @@ class Pusher {
     return false;
   }
 
-  bool same_transpose(const std::string& value, const Perm& p) const {
+  bool same_transpose(const std::string& value, const PushedPerm& p) const {
     const ir::Node* t = index_->producer_node(value);
     if (!t) return false;
-    std::optional<Perm> q = perm_of(*t);
+    std::optional<PushedPerm> q = pushed_perm_of(*t);
     return q && *q == p && !index_->is_graph_output(value);
   }
 
@@ -220,43 +220,43 @@ class Pusher {
   std::string transposed_input(const std::string& value) const { return index_->producer_node(value)->inputs[0]; }
 
   // Rewrites reader r of t_out = T_p(x).
-  void rewrite(int r, const std::string& x, const Perm& p) {
+  void rewrite(int r, const std::string& x, const PushedPerm& p) {
     ir::Node n = g_.nodes[r];
     const size_t rank = p.size();
-    if (std::optional<Perm> q = perm_of(n)) {
+    if (std::optional<PushedPerm> q = pushed_perm_of(n)) {
       // T_q(T_p(x)): out dim i = x dim p[q[i]].
-      Perm c(rank);
+      PushedPerm c(rank);
       for (size_t i = 0; i < rank; ++i) c[i] = p[static_cast<size_t>((*q)[i])];
-      if (is_identity(c) && redirect_value(g_, *index_, n.outputs[0], x)) {
+      if (is_identity_perm(c) && redirect_value(g_, *index_, n.outputs[0], x)) {
         remove_nodes(g_, {r});
         ctx_.changed("Transpose pair cancelled");
       } else {
         g_.nodes[r].inputs[0] = x;
-        set_attr(g_.nodes[r], ints_attr("perm", c));
+        pushing_set_attr(g_.nodes[r], pushing_ints_attr("perm", c));
         ctx_.changed("Transposes merged");
       }
       index_.emplace(g_);
       return;
     }
-    const Perm inv = inverse(p);
-    if (is_unary_elementwise(n.op_type)) {
+    const PushedPerm inv = inverse_perm(p);
+    if (is_layout_free_unary(n.op_type)) {
       n.inputs[0] = x;
-    } else if (is_broadcast_elementwise(n.op_type)) {
+    } else if (is_layout_free_binary(n.op_type)) {
       for (std::string& in : n.inputs) {
         if (in.empty()) continue;
         if (same_transpose(in, p)) {
           in = transposed_input(in);
         } else if (!is_scalar(in)) {
-          std::optional<ir::Tensor> c = permute_constant(*index_->constant(in), inv);
+          std::optional<ir::Tensor> c = permute_pushed_constant(*index_->constant(in), inv);
           std::string name = ctx_.fresh_name(in + "_permuted");
           g_.add_initializer(name, *c);
           in = name;
         }
       }
     } else if (n.op_type == "Concat" || n.op_type == "Split") {
-      int64_t axis = axis_attr(n, 0);
+      int64_t axis = pushing_axis_attr(n, 0);
       if (axis < 0) axis += static_cast<int64_t>(rank);
-      set_attr(n, int_attr("axis", p[static_cast<size_t>(axis)]));
+      pushing_set_attr(n, pushing_int_attr("axis", p[static_cast<size_t>(axis)]));
       if (n.op_type == "Concat") {
         for (std::string& in : n.inputs) in = transposed_input(in);
       } else {
@@ -267,7 +267,7 @@ class Pusher {
       std::sort(axes.begin(), axes.end());
       n.op_type = n.op_type == "GlobalAveragePool" ? "ReduceMean" : "ReduceMax";
       n.attributes.clear();
-      n.attributes.push_back(int_attr("keepdims", 1));
+      n.attributes.push_back(pushing_int_attr("keepdims", 1));
       n.inputs = {x};
       const bool axes_input = ctx_.opset() >= 18;
       if (axes_input) {
@@ -275,7 +275,7 @@ class Pusher {
         g_.add_initializer(name, ir::Tensor::from_vector<int64_t>(axes, {static_cast<int64_t>(axes.size())}));
         n.inputs.push_back(name);
       } else {
-        n.attributes.push_back(ints_attr("axes", axes));
+        n.attributes.push_back(pushing_ints_attr("axes", axes));
       }
     } else if (n.op_type == "Resize") {
       n.inputs[0] = x;
@@ -302,7 +302,7 @@ class Pusher {
       t.name = ctx_.fresh_name(n.name + "_transpose");
       t.inputs = {inner};
       t.outputs = {out};
-      t.attributes.push_back(ints_attr("perm", p));
+      t.attributes.push_back(pushing_ints_attr("perm", p));
       out = inner;
       g_.nodes.push_back(std::move(t));
     }
