@@ -398,6 +398,10 @@ std::vector<Case> resize_cases(const FastKernelEntry& e, int64_t opset) {
       add_node(g, e, ins, attrs);
       cases.push_back({std::string(mode) + " scales " + std::to_string(scales[2]), std::move(g), 1e-5});
     }
+  }
+  return cases;
+}
+
 // LSTM and GRU: bidirectional with sequence_lens and initial states (LSTM with peepholes, GRU with
 // linear_before_reset), and reverse with clip (batch-major from opset 14); every output.
 std::vector<Case> recurrent_cases(const FastKernelEntry& e, int64_t opset) {
