@@ -15,11 +15,18 @@
 //      recurrent_step). R is packed once in blocks of 16 hidden units, the gates of a block side by side,
 //      so that one pass over a block's weights gives every gate of its units and the cell update follows
 //      while they are in L1. GRU without linear_before_reset needs r * h for every unit before the
-//      candidate gate's product: two passes per step.
+//      candidate gate's product: two passes per step. The blocks are walked forward on even steps and
+//      backward on odd ones, so that a pass starts on the weights the last one ended on: one direction's
+//      R is 4 MiB for 512 LSTM units, twice a 2 MiB L2, and a scan in one order would miss on every line.
+//      The steps are memory-bound: h x R^T reads all of R per step for a few FMAs per weight.
 // Threads: the directions of a bidirectional op run side by side, one thread each, without any barrier
 // (ddddocr's CRNN: two directions on a 2-core machine). Where threads remain and a step is large, a
 // direction's hidden units are split between threads, with a barrier after each step (each pass: all of
 // h, or of r * h, must be written before any thread reads it).
+//
+// Measured (Intel Xeon with AVX-512 and AMX, 2 cores, on a shared machine under load), ddddocr-crnn's
+// bidirectional LSTM alone (32 steps, 512 inputs and units), one thread, CPU time per call: 11-24 ms,
+// against ~115 ms for the reference kernel and 16-27 ms for ONNX Runtime 1.31 in the same minutes.
 #include <omp.h>
 
 #include <algorithm>
