@@ -222,6 +222,43 @@ TEST(Profiler, SubgraphNodesHaveRowsAndTheirIfItsOwnTime) {
   EXPECT_NEAR(if_row->percent + neg_row->percent, 100.0, 1e-6);
   EXPECT_NEAR(if_row->total_ms + neg_row->total_ms, s.node_ms, 1e-9);
   EXPECT_LE(s.node_ms, s.run_ms);
+  // The If computes nothing itself: control flow, not a reference kernel; its branch's Neg is one.
+  EXPECT_EQ(if_row->kernel, "control flow");
+  EXPECT_EQ(neg_row->kernel, "reference");
+  EXPECT_EQ(s.reference_nodes, 1u);
+  EXPECT_EQ(s.non_compute_nodes, 1u);
+  const std::string callout = runtime::reference_callout(s);
+  EXPECT_TRUE(has(callout, "ran reference kernels: Neg (1 node, ")) << callout;
+  EXPECT_FALSE(has(callout, "If (")) << callout;
+  EXPECT_TRUE(has(callout, "1 node, ")) << callout;
+  EXPECT_TRUE(has(callout, "computed nothing (views, shape reads, control flow's own time)")) << callout;
+}
+
+TEST(Profiler, ViewsAndShapeReadsAreNotReferenceKernels) {
+  Random rng(9);
+  TestGraph g;
+  g.input("x", rng.floats({2, 6}));
+  g.constant("b", rng.floats({6, 4}));
+  g.constant("to", testing::contrib::int64s({8}));
+  g.node("MatMul", {"x", "b"}, {"y"});
+  g.node("Reshape", {"y", "to"}, {"flat"});
+  g.node("Shape", {"flat"}, {"dims"});
+  g.output("flat");
+  g.output("dims");
+  runtime::Session session(g.model(), unoptimized());
+  runtime::Profiler profiler;
+  session.set_profiler(&profiler);
+  session.run(g.feeds());
+  runtime::ProfileSummary s = runtime::summarize(profiler);
+  EXPECT_EQ(row_of(s.nodes, "Reshape").kernel, "view (no copy)");
+  EXPECT_EQ(row_of(s.nodes, "Reshape").reference_ms, 0);
+  EXPECT_EQ(row_of(s.nodes, "Shape").kernel, "shape read");
+  EXPECT_EQ(s.reference_nodes, 0u);
+  EXPECT_EQ(s.non_compute_nodes, 2u);
+  const std::string callout = runtime::reference_callout(s);
+  EXPECT_TRUE(has(callout, "no node ran a reference kernel")) << callout;
+  EXPECT_TRUE(has(callout, "\n2 nodes, ")) << callout;
+  EXPECT_EQ(runtime::non_compute_kind("Erf"), nullptr);
 }
 
 TEST(Profiler, TraceIsChromeTraceEvents) {

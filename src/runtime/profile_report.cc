@@ -183,7 +183,10 @@ ProfileSummary summarize(const Profiler& profiler) {
     ProfileRow r;
     r.name = node.name;
     r.op_type = node.op_type;
-    if (a.fast_calls == a.calls)
+    const char* non_compute = a.fast_calls == 0 ? non_compute_kind(node.op_type) : nullptr;
+    if (non_compute)
+      r.kernel = non_compute;
+    else if (a.fast_calls == a.calls)
       r.kernel = node.fast_kernel;
     else if (a.fast_calls == 0)
       r.kernel = node.fast_kernel.empty() ? "reference" : "reference (" + node.fast_kernel + " declined)";
@@ -196,7 +199,7 @@ ProfileSummary summarize(const Profiler& profiler) {
     r.total_ms = ms_of(a.ns);
     r.mean_ms = r.total_ms / static_cast<double>(a.calls);
     r.percent = percent_of(r.total_ms, s.node_ms);
-    r.reference_ms = ms_of(a.reference_ns);
+    r.reference_ms = non_compute ? 0 : ms_of(a.reference_ns);
 
     auto [t, added] = type_row.emplace(node.op_type, by_type.size());
     if (added) {
@@ -217,7 +220,10 @@ ProfileSummary summarize(const Profiler& profiler) {
     else
       ++k->second;
 
-    if (a.fast_calls < a.calls) {
+    if (non_compute) {
+      ++s.non_compute_nodes;
+      s.non_compute_ms += r.total_ms;
+    } else if (a.fast_calls < a.calls) {
       ++s.reference_nodes;
       s.reference_ms += r.reference_ms;
       auto [ref, is_new] = reference_row.emplace(node.op_type, s.reference_op_types.size());
@@ -257,9 +263,29 @@ ProfileSummary summarize(const Profiler& profiler) {
   return s;
 }
 
+const char* non_compute_kind(const std::string& op_type) {
+  if (op_type == "Reshape" || op_type == "Flatten" || op_type == "Squeeze" || op_type == "Unsqueeze" ||
+      op_type == "Identity")
+    return "view (no copy)";
+  if (op_type == "Shape" || op_type == "Size") return "shape read";
+  if (op_type == "If" || op_type == "Loop" || op_type == "Scan") return "control flow";
+  return nullptr;
+}
+
+namespace {
+std::string non_compute_line(const ProfileSummary& s) {
+  if (s.non_compute_nodes == 0) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f", profile_text::percent_of(s.non_compute_ms, s.node_ms));
+  return str("\n", s.non_compute_nodes, s.non_compute_nodes == 1 ? " node, " : " nodes, ", buf,
+             " % of the time, computed nothing (views, shape reads, control flow's own time)");
+}
+}  // namespace
+
 std::string reference_callout(const ProfileSummary& s) {
   if (!s.fast_kernels) return "fast kernels were off: every node ran its reference kernel";
-  if (s.reference_nodes == 0) return "no node ran a reference kernel: fast kernels answered every call";
+  if (s.reference_nodes == 0)
+    return "no node ran a reference kernel: fast kernels answered every call" + non_compute_line(s);
   constexpr size_t kListed = 8;
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.1f", profile_text::percent_of(s.reference_ms, s.node_ms));
@@ -279,7 +305,7 @@ std::string reference_callout(const ProfileSummary& s) {
     std::snprintf(buf, sizeof buf, "%.1f", rest);
     out += str(", and ", s.reference_op_types.size() - kListed, " more op types (", buf, " %)");
   }
-  return out;
+  return out + non_compute_line(s);
 }
 
 std::string format_profile(const ProfileSummary& s, size_t top) {

@@ -18,7 +18,9 @@ namespace kiln::runtime {
 struct ProfileRow {
   std::string name;  // the node's (op#index when it has none); in the op-type table the op type
   std::string op_type;
-  std::string kernel;  // the fast kernel that answered ("MatMul onednn"), "reference", or a mix
+  // The fast kernel that answered ("MatMul onednn"), "reference", or a mix; for ops that compute nothing
+  // (non_compute_kind), what they are instead: "view (no copy)", "shape read", "control flow".
+  std::string kernel;
   std::string shapes;  // per node: inputs -> outputs of its first shape set (and how many others)
   size_t nodes = 1;
   int64_t calls = 0;
@@ -38,14 +40,24 @@ struct ProfileSummary {
   size_t reference_nodes = 0;
   double reference_ms = 0;
   std::vector<ProfileRow> reference_op_types;
+  // Nodes of ops that compute nothing (views, shape reads, If/Loop/Scan's own time), which no fast kernel
+  // could do better: apart from the reference line, with their time.
+  size_t non_compute_nodes = 0;
+  double non_compute_ms = 0;
 };
+
+// What an op that computes nothing is, or nullptr for one that computes: Reshape, Flatten, Squeeze,
+// Unsqueeze and Identity return their input's storage ("view (no copy)"); Shape and Size read its shape
+// ("shape read"); If, Loop and Scan run subgraphs whose nodes have rows of their own ("control flow").
+const char* non_compute_kind(const std::string& op_type);
 
 ProfileSummary summarize(const Profiler& profiler);
 
 // Both tables and the reference-kernel line; each table cut to its `top` rows (0: all), with a line saying
 // what was left out.
 std::string format_profile(const ProfileSummary& summary, size_t top);
-// One line: "3 nodes, 41.2 % of the time, ran reference kernels: Conv (2 nodes, 38.0 %), ...", or that none did.
+// One line: "3 nodes, 41.2 % of the time, ran reference kernels: Conv (2 nodes, 38.0 %), ...", or that none did;
+// then, when there are any, a line on the nodes that compute nothing (non_compute_kind) and their share.
 std::string reference_callout(const ProfileSummary& summary);
 
 // Profiles written into one trace: each run's events carry the label in their args ("batch 1, seq 128").
