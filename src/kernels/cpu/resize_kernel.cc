@@ -395,114 +395,69 @@ class ResizeKernel : public FastKernel {
     const ResizeDim h = has_h ? dims[nd - 2] : ResizeDim{1, 1, &one_row};
     int64_t outer = 1;
     for (size_t k = 0; k + (has_h ? 2 : 1) < nd; ++k) outer *= dims[k].out;
-    const int64_t in_plane = h.in * w.in * inner, out_plane = h.out * w.out * inner;
-    if (inner == 1) {
-      // Rows along W interpolated once into a two-row cache per thread, blended per output row.
-      parallel_for_ranges(parallel, outer * h.out, [&](int64_t begin, int64_t end) {
-        float* cache = reinterpret_cast<float*>(worker_thread_buffer<ResizeRowCache>(sizeof(float) * 2 * static_cast<size_t>(w.out)));
-        // The input row (plane * h.in + row) each cache row holds, -1 for none; `next` is the one to refill
-        // next. row_of(key, other) gives row `key`, refilling a cache row that does not hold `other` (the
-        // row the same output row needs besides, -2 for none).
-        int64_t held[2] = {-1, -1};
-        int next = 0;
-        auto row_of = [&](int64_t key, int64_t other) -> const float* {
-          for (int c = 0; c < 2; ++c)
-            if (held[c] == key) return cache + c * w.out;
-          const int c = held[next] == other ? 1 - next : next;
-          next = 1 - c;
-          held[c] = key;
-          float* dst = cache + c * w.out;
-          const float* src = x + key * w.in;
+    const int64_t out_plane = h.out * w.out * inner;
+    // Rows along W interpolated once into a two-row cache per thread, blended per output row: each input
+    // row is interpolated along W once however many output rows it feeds (an upsampling by 8 reads each
+    // 8 times), and the blend is one long vectorized loop over w.out * inner floats, channels last or not.
+    const int64_t row_len = w.out * inner, in_row_len = w.in * inner;
+    parallel_for_ranges(parallel, outer * h.out, [&](int64_t begin, int64_t end) {
+      float* cache = reinterpret_cast<float*>(worker_thread_buffer<ResizeRowCache>(sizeof(float) * 2 * static_cast<size_t>(row_len)));
+      // The input row (plane * h.in + row) each cache row holds, -1 for none; `next` is the one to refill
+      // next. row_of(key, other) gives row `key`, refilling a cache row that does not hold `other` (the
+      // row the same output row needs besides, -2 for none).
+      int64_t held[2] = {-1, -1};
+      int next = 0;
+      auto row_of = [&](int64_t key, int64_t other) -> const float* {
+        for (int c = 0; c < 2; ++c)
+          if (held[c] == key) return cache + c * row_len;
+        const int c = held[next] == other ? 1 - next : next;
+        next = 1 - c;
+        held[c] = key;
+        float* dst = cache + c * row_len;
+        const float* src = x + key * in_row_len;
+        if (inner == 1) {
           for (int64_t j = 0; j < w.out; ++j) {
             const ResizeTap& t = w.taps[j];
             float v = t.w0 * src[t.i0];
             if (t.w1 != 0) v += t.w1 * src[t.i1];
             dst[j] = v;
           }
-          return dst;
-        };
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t o = task / h.out, oh = task % h.out;
-          const ResizeTap& t = h.taps[oh];
-          float* out = y + o * out_plane + oh * w.out;
-          const int64_t k0 = o * h.in + t.i0, k1 = o * h.in + t.i1;
-          const float* r0 = row_of(k0, t.w1 != 0 ? k1 : -2);
-          if (t.w1 == 0) {
-            const float w0 = t.w0;
-            if (w0 == 1.0f)
-              std::memcpy(out, r0, sizeof(float) * static_cast<size_t>(w.out));
-            else
-              for (int64_t j = 0; j < w.out; ++j) out[j] = w0 * r0[j];
-          } else {
-            const float* r1 = row_of(k1, k0);
-            const float w0 = t.w0, w1 = t.w1;
-            for (int64_t j = 0; j < w.out; ++j) out[j] = w0 * r0[j] + w1 * r1[j];
-          }
-        }
-      });
-      return;
-    }
-    // Runs of `inner` (channels last): each output run a weighted sum of up to four input runs.
-    parallel_for_ranges(parallel, outer * h.out, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t o = task / h.out, oh = task % h.out;
-        const ResizeTap& th = h.taps[oh];
-        const float* plane = x + o * in_plane;
-        float* out = y + o * out_plane + oh * w.out * inner;
-        for (int64_t ow = 0; ow < w.out; ++ow, out += inner) {
-          const ResizeTap& tw = w.taps[ow];
-          const float* src[4] = {};
-          float wt[4] = {};
-          int n = 0;
-          for (int a = 0; a < 2; ++a) {
-            const float wa = a == 0 ? th.w0 : th.w1;
-            if (wa == 0) continue;
-            const int64_t row = a == 0 ? th.i0 : th.i1;
-            for (int b = 0; b < 2; ++b) {
-              const float wb = b == 0 ? tw.w0 : tw.w1;
-              if (wb == 0) continue;
-              src[n] = plane + (row * w.in + (b == 0 ? tw.i0 : tw.i1)) * inner;
-              wt[n++] = wa * wb;
+        } else {
+          for (int64_t j = 0; j < w.out; ++j) {
+            const ResizeTap& t = w.taps[j];
+            const float* a = src + t.i0 * inner;
+            float* d = dst + j * inner;
+            if (t.w1 == 0) {
+              const float w0 = t.w0;
+              for (int64_t c = 0; c < inner; ++c) d[c] = w0 * a[c];
+            } else {
+              const float* b = src + t.i1 * inner;
+              const float w0 = t.w0, w1 = t.w1;
+              for (int64_t c = 0; c < inner; ++c) d[c] = w0 * a[c] + w1 * b[c];
             }
           }
-          blend_runs(src, wt, n, out, inner);
+        }
+        return dst;
+      };
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t o = task / h.out, oh = task % h.out;
+        const ResizeTap& t = h.taps[oh];
+        float* out = y + o * out_plane + oh * row_len;
+        const int64_t k0 = o * h.in + t.i0, k1 = o * h.in + t.i1;
+        const float* r0 = row_of(k0, t.w1 != 0 ? k1 : -2);
+        if (t.w1 == 0) {
+          const float w0 = t.w0;
+          if (w0 == 1.0f)
+            std::memcpy(out, r0, sizeof(float) * static_cast<size_t>(row_len));
+          else
+            for (int64_t j = 0; j < row_len; ++j) out[j] = w0 * r0[j];
+        } else {
+          const float* r1 = row_of(k1, k0);
+          const float w0 = t.w0, w1 = t.w1;
+          for (int64_t j = 0; j < row_len; ++j) out[j] = w0 * r0[j] + w1 * r1[j];
         }
       }
     });
-  }
-
-  // out[c] = sum over t < n of wt[t] * src[t][c], n in 1..4.
-  static void blend_runs(const float* const* src, const float* wt, int n, float* out, int64_t len) {
-    switch (n) {
-      case 1: {
-        const float* a = src[0];
-        const float wa = wt[0];
-        if (wa == 1.0f) {
-          std::memcpy(out, a, sizeof(float) * static_cast<size_t>(len));
-        } else {
-          for (int64_t c = 0; c < len; ++c) out[c] = wa * a[c];
-        }
-        return;
-      }
-      case 2: {
-        const float *a = src[0], *b = src[1];
-        const float wa = wt[0], wb = wt[1];
-        for (int64_t c = 0; c < len; ++c) out[c] = wa * a[c] + wb * b[c];
-        return;
-      }
-      case 3: {
-        const float *a = src[0], *b = src[1], *d = src[2];
-        const float wa = wt[0], wb = wt[1], wd = wt[2];
-        for (int64_t c = 0; c < len; ++c) out[c] = wa * a[c] + wb * b[c] + wd * d[c];
-        return;
-      }
-      default: {
-        const float *a = src[0], *b = src[1], *d = src[2], *e = src[3];
-        const float wa = wt[0], wb = wt[1], wd = wt[2], we = wt[3];
-        for (int64_t c = 0; c < len; ++c) out[c] = wa * a[c] + wb * b[c] + (wd * d[c] + we * e[c]);
-        return;
-      }
-    }
   }
 
   ResizeAttrs attrs_;
