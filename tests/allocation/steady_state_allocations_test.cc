@@ -365,15 +365,13 @@ TEST(SteadyStateAllocations, LstmAndGru) {
 }
 
 // Level all: the convolutions channels-last (ai.kiln.FusedConv channels_last = 1, no reorders), with
-// Transposes at the region's edges (the image in, around the MaxPool, the pooled features out). The
-// reference Transpose allocates its index vectors per call, so this waits for a fast Transpose.
+// Transposes at the region's edges (the image in, the pooled features out) and the global pool as a
+// ReduceMean over H and W. The reference Transpose allocates its index vectors per call, so this waits
+// for a fast Transpose.
 TEST(SteadyStateAllocations, ChannelsLastResNetWithOneBlockPerStage) {
   SKIP_OR_NAME_SETTING();
   if (!kernels::cpu::find_fast_kernel_entry("", "Transpose", 13))
     GTEST_SKIP() << "no fast Transpose: the reference one allocates per call";
-  // Known open (2026-12-06): with the fast Transpose merged, one allocation per run is still made in
-  // Executor::run_nodes for a node of the channels-last ResNet (not yet traced); skipped, not passed.
-  GTEST_SKIP() << "open: one per-run allocation in run_nodes on the channels-last ResNet (see the 2026-12-06 note)";
   ir::Model m = small_resnet();
   runtime::Session s(m);
   expect_steady(steady_state_allocations(s, random_feeds(m, {{"batch", 1}}, 5), 3), 3, 1, 17 * 3 + 4);

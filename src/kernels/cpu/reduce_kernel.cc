@@ -8,7 +8,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "kernels/cpu/fast_kernel_util.h"
@@ -21,6 +23,7 @@ namespace {
 enum class Reduction { kMean, kSum, kMax };
 
 constexpr int64_t kReduceParallelWork = 1 << 16;
+constexpr size_t kReduceMaxRank = 8;  // higher ranks are left to the reference
 
 class ReduceKernel : public FastKernel {
  public:
@@ -36,14 +39,17 @@ class ReduceKernel : public FastKernel {
     const ir::Tensor& x = ctx.input(0);
     const ir::Dims& s = x.shape();
     const auto rank = static_cast<int64_t>(s.size());
-    std::vector<int64_t> axes = axes_;
+    // The axes as a span (of the attribute's, or of the input's): nothing allocated per call.
+    std::span<const int64_t> axes(axes_);
     if (axes_input_ && ctx.has_input(1)) {
       const ir::Tensor& a = ctx.input(1);
       if (a.dtype() != ir::DType::kInt64 || a.rank() != 1) return false;
-      axes.assign(a.data<int64_t>(), a.data<int64_t>() + a.numel());
+      axes = std::span<const int64_t>(a.data<int64_t>(), static_cast<size_t>(a.numel()));
     }
     if (axes.empty() && noop_with_empty_axes_) return false;  // identity: the reference copies
-    std::vector<bool> reduced(s.size(), axes.empty());
+    if (s.size() > kReduceMaxRank) return false;
+    std::array<bool, kReduceMaxRank> reduced{};
+    for (size_t i = 0; i < s.size(); ++i) reduced[i] = axes.empty();
     for (int64_t a : axes) {
       if (a < -rank || a >= rank) return false;  // the reference says why
       reduced[static_cast<size_t>(a < 0 ? a + rank : a)] = true;
