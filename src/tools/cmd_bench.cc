@@ -222,8 +222,9 @@ Command bench_command() {
                 "ratios p50_ratio_kiln_over_peer, p99_ratio_kiln_over_peer, throughput_ratio_kiln_over_peer.\n"
                 "Profile (--profile): per node and per op type, total and mean ms per call, % of the time spent "
                 "in nodes, and the kernel that answered (a fast kernel's name and implementation, or reference), "
-                "then the share of reference kernels. Nodes inside If/Loop/Scan bodies count in the node that ran "
-                "them. Trace (--profile-json): ONNX Runtime's trace-event format, one \"ph\": \"X\" event per "
+                "then the share of reference kernels (views, shape reads and control flow named as such, apart "
+                "from it). Nodes inside If/Loop/Scan bodies have rows of their own; the If/Loop/Scan row holds "
+                "its own time only. Trace (--profile-json): ONNX Runtime's trace-event format, one \"ph\": \"X\" event per "
                 "node call (cat Node; args op_name, kernel, input_type_shape, output_type_shape) and per run "
                 "(cat Session, name run; args config), ts and dur in microseconds since the benchmark started.");
             return c;

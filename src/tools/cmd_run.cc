@@ -270,8 +270,9 @@ Command run_command() {
             c->add_flag("--profile", args->profile,
                         "Time the run node by node: tables per node and per op type (total and mean ms, % of the "
                         "time in nodes, the kernel that answered: a fast kernel's name and implementation, or "
-                        "reference; shapes), then the share of reference kernels. Nodes inside If/Loop/Scan bodies "
-                        "count in the node that ran them");
+                        "reference; views, shape reads and control flow named as such; shapes), then the share of "
+                        "reference kernels. Nodes inside If/Loop/Scan bodies have rows of their own (named "
+                        "If_0/then_branch/...); the If/Loop/Scan row holds its own time only");
             c->add_option("--profile-json", args->profile_json,
                           "With --profile (implied): also write the run as a Chrome trace (ONNX Runtime's "
                           "trace-event format, for chrome://tracing or ui.perfetto.dev) to this file");
