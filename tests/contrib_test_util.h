@@ -57,6 +57,14 @@ inline ir::Attribute attr_floats(const std::string& name, std::vector<float> v) 
   return a;
 }
 
+inline ir::Attribute attr_strings(const std::string& name, std::vector<std::string> v) {
+  ir::Attribute a;
+  a.name = name;
+  a.kind = Kind::kStrings;
+  a.strings = std::move(v);
+  return a;
+}
+
 // Deterministic random tensors.
 class Random {
  public:

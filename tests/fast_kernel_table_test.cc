@@ -442,6 +442,46 @@ std::vector<Case> recurrent_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// ai.kiln.ElementwiseChain: channels-last per-channel operands and a residual; NCHW per-channel and
+// scalar operands with every unary step.
+std::vector<Case> chain_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  {
+    Random rng(41);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({2, 5, 7, 19}));
+    g.constant("bias", rng.floats({19}));
+    g.constant("gamma", rng.floats({1, 1, 19}));
+    g.input("residual", rng.floats({2, 5, 7, 19}));
+    add_node(g, e, {"x", "bias", "gamma", "residual"},
+             {testing::contrib::attr_strings("ops", {"Add", "Mul", "Add", "Relu"}), attr_ints("operands", {1, 2, 3, 0}),
+              testing::contrib::attr_floats("params", std::vector<float>(8, 0.0f))});
+    cases.push_back({"channels last: bias, scale, residual, Relu", std::move(g), 0.0});
+  }
+  {
+    Random rng(42);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({1, 6, 33, 40}));
+    g.constant("scale", rng.floats({6, 1, 1}));
+    g.constant("eps", testing::contrib::scalar(0.5f));
+    const std::vector<std::string> ops = {"Mul",  "SubFrom", "Pow", "Add",  "Sqrt",       "DivInto", "Sigmoid", "Tanh",
+                                          "Erf",  "Exp",     "Neg", "Abs",  "Reciprocal", "Clip",    "LeakyRelu",
+                                          "HardSigmoid", "Div", "Sub", "Pow"};
+    std::vector<int64_t> operands = {1, 2, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0};
+    std::vector<float> params(2 * ops.size(), 0.0f);
+    params[2 * 2] = 2.0f;                               // Pow 2
+    params[2 * 13] = -0.7f, params[2 * 13 + 1] = 0.9f;  // Clip
+    params[2 * 14] = 0.1f;                              // LeakyRelu
+    params[2 * 15] = 0.3f, params[2 * 15 + 1] = 0.4f;   // HardSigmoid
+    params[2 * 18] = 1.5f;                              // Pow 1.5
+    add_node(g, e, {"x", "scale", "eps"},
+             {testing::contrib::attr_strings("ops", ops), attr_ints("operands", operands),
+              testing::contrib::attr_floats("params", params)});
+    cases.push_back({"NCHW per-channel and scalar operands, every step", std::move(g), 0.0});
+  }
+  return cases;
+}
+
 const std::map<std::string, CaseMaker>& case_makers() {
   static const std::map<std::string, CaseMaker> makers = {
       {":MatMul", matmul_cases},
@@ -475,6 +515,7 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Upsample", resize_cases},
       {":LSTM", recurrent_cases},
       {":GRU", recurrent_cases},
+      {"ai.kiln:ElementwiseChain", chain_cases},
   };
   return makers;
 }

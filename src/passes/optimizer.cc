@@ -49,6 +49,16 @@ const std::vector<Pass>& pipeline() {
   return passes;
 }
 
+// Run once after the pipeline's fixed point: fusions that would hide nodes from the passes above (an
+// elementwise chain holds Adds and Muls that the Conv, LayerNorm and layout passes look for).
+const std::vector<Pass>& finishing_passes() {
+  static const std::vector<Pass> passes = {
+      {"fuse_elementwise_chains", Level::kExtended, fuse_elementwise_chains},
+      {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
+  };
+  return passes;
+}
+
 std::map<std::string, int64_t> op_histogram(const ir::Graph& g) {
   std::map<std::string, int64_t> h;
   for (const auto& n : g.nodes) ++h[ir::is_default_domain(n.domain) ? n.op_type : n.domain + "." + n.op_type];
@@ -62,32 +72,39 @@ OptimizationReport optimize(ir::Model& model, const OptimizeOptions& options) {
   report.ops_before = op_histogram(model.graph);
   std::map<std::string, size_t> slot;  // pass name -> its PassReport
   constexpr int kMaxRounds = 4;
+  // Runs one pass and merges what it did into the report; true when it changed the graph.
+  auto run_pass = [&](const Pass& pass) {
+    if (!slot.count(pass.name)) {
+      slot[pass.name] = report.passes.size();
+      report.passes.push_back({pass.name, {}, {}});
+    }
+    PassReport this_round{pass.name, {}, {}};
+    PassContext ctx(model, options, this_round);
+    const bool changed = pass.run(model.graph, ctx);
+    if (changed) {
+      // Each pass must leave a valid graph; checking after each one names the pass at fault.
+      try {
+        ir::check_and_sort_graph(model.graph, {}, "graph");
+      } catch (const Error& e) {
+        fail("internal error: optimization pass ", pass.name, " left an invalid graph: ", e.what());
+      }
+    }
+    PassReport& total = report.passes[slot[pass.name]];
+    for (const auto& [kind, n] : this_round.changes) total.changes[kind] += n;
+    // The last round's view: a candidate rejected early may fuse once other passes have run.
+    total.rejections = this_round.rejections;
+    return changed;
+  };
+  auto runs_at_level = [&](const Pass& pass) { return static_cast<int>(pass.level) <= static_cast<int>(options.level); };
   for (int round = 0; round < kMaxRounds && options.level != Level::kNone; ++round) {
     bool changed = false;
-    for (const Pass& pass : pipeline()) {
-      if (static_cast<int>(pass.level) > static_cast<int>(options.level)) continue;
-      if (!slot.count(pass.name)) {
-        slot[pass.name] = report.passes.size();
-        report.passes.push_back({pass.name, {}, {}});
-      }
-      PassReport this_round{pass.name, {}, {}};
-      PassContext ctx(model, options, this_round);
-      if (pass.run(model.graph, ctx)) {
-        changed = true;
-        // Each pass must leave a valid graph; checking after each one names the pass at fault.
-        try {
-          ir::check_and_sort_graph(model.graph, {}, "graph");
-        } catch (const Error& e) {
-          fail("internal error: optimization pass ", pass.name, " left an invalid graph: ", e.what());
-        }
-      }
-      PassReport& total = report.passes[slot[pass.name]];
-      for (const auto& [kind, n] : this_round.changes) total.changes[kind] += n;
-      // The last round's view: a candidate rejected early may fuse once other passes have run.
-      total.rejections = this_round.rejections;
-    }
+    for (const Pass& pass : pipeline())
+      if (runs_at_level(pass)) changed |= run_pass(pass);
     if (!changed) break;
   }
+  if (options.level != Level::kNone)
+    for (const Pass& pass : finishing_passes())
+      if (runs_at_level(pass)) run_pass(pass);
   ir::check_and_sort_graph(model.graph, {}, model.path.empty() ? "optimized model" : model.path);
   report.nodes_after = static_cast<int64_t>(model.graph.nodes.size());
   report.ops_after = op_histogram(model.graph);

@@ -30,6 +30,8 @@ OptimizationReport optimize(ir::Model& model, const OptimizeOptions& options = {
 
 // The passes of the pipeline, in order, for --help texts and tests.
 const std::vector<Pass>& pipeline();
+// The passes run once after the pipeline's fixed point, in order.
+const std::vector<Pass>& finishing_passes();
 
 // Op type counts of a graph's nodes, keyed "Op" or "domain.Op".
 std::map<std::string, int64_t> op_histogram(const ir::Graph& g);

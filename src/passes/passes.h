@@ -34,4 +34,7 @@ bool fuse_skip_layer_norm(ir::Graph& g, PassContext& ctx);
 bool convert_convs_to_channels_last(ir::Graph& g, PassContext& ctx);
 bool push_transposes(ir::Graph& g, PassContext& ctx);
 
+// ---- finishing (extended, target kiln): once, after the rest reached their fixed point ----
+bool fuse_elementwise_chains(ir::Graph& g, PassContext& ctx);
+
 }  // namespace kiln::passes

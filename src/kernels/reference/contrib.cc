@@ -46,6 +46,7 @@ void register_contrib_ops(OpRegistry& r) {
   contrib::register_attention_ops(r);
   contrib::register_fused_matmul_ops(r);
   contrib::register_fused_conv_ops(r);
+  contrib::register_elementwise_chain_ops(r);
 }
 
 }  // namespace kiln::ops

@@ -26,6 +26,7 @@ void register_normalization_ops(OpRegistry& r);  // SkipLayerNormalization, Skip
 void register_attention_ops(OpRegistry& r);      // Attention
 void register_fused_matmul_ops(OpRegistry& r);   // FusedMatMul
 void register_fused_conv_ops(OpRegistry& r);     // FusedConv
+void register_elementwise_chain_ops(OpRegistry& r);  // ai.kiln.ElementwiseChain
 
 // Fail naming the node unless the element type is the one the reference kernel takes; `what` names the
 // input ("input X").
