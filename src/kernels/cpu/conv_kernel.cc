@@ -7,10 +7,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cpu/depthwise_conv.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_conv.h"
 #include "kernels/reference/contrib_common.h"
@@ -29,29 +32,11 @@ constexpr const char* kKilnDomain = "ai.kiln";
 // from overflow).
 constexpr int64_t kLargestWindow = int64_t{1} << 20;
 
-// The activation as the reference kernel computes it (kernels/reference/contrib_fused_conv.cc).
-float activate(const ConvSpec& s, float x) {
-  switch (s.activation) {
-    case ConvActivation::kNone:
-      return x;
-    case ConvActivation::kRelu:
-      return std::max(x, 0.0f);
-    case ConvActivation::kLeakyRelu:
-      return x >= 0 ? x : s.alpha * x;
-    case ConvActivation::kClip:
-      return std::min(std::max(x, s.alpha), s.beta);
-    case ConvActivation::kSigmoid:
-      return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
-    case ConvActivation::kTanh:
-      return std::tanh(x);
-    case ConvActivation::kHardSigmoid:
-      return std::min(std::max(s.alpha * x + s.beta, 0.0f), 1.0f);
-    case ConvActivation::kHardSwish:
-      return x * std::min(std::max(x / 6.0f + 0.5f, 0.0f), 1.0f);
-    case ConvActivation::kSilu:
-      return static_cast<float>(x / (1.0 + std::exp(-static_cast<double>(x))));
-  }
-  return x;
+// KILN_DEPTHWISE=kiln runs every depthwise convolution on kiln's kernel (PackedDepthwiseConv), the sizes
+// where oneDNN's is faster included, so that tests reach it on any shape. Read when a kernel is made.
+bool depthwise_forced() {
+  const char* v = std::getenv("KILN_DEPTHWISE");
+  return v && std::string(v) == "kiln";
 }
 
 // [N, spatial..., C] as [N, C, spatial...]: the channels-first shape the reference Conv sees (and names in
@@ -69,14 +54,18 @@ ir::Dims conv_channels_first_shape(const ir::Dims& s) {
 // initializers and hold the weights once.
 class ConvKernel : public FastKernel {
  public:
-  std::string implementation() const override { return "onednn"; }
+  std::string implementation() const override {
+    return depthwise_ ? std::string("depthwise ") + isa_name(depthwise_->isa()) : "onednn";
+  }
   ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
              ops::nn::WindowAttrs window, bool fused)
       : conv_(spec, w, bias),
+        depthwise_(is_depthwise_conv(spec) ? std::make_unique<PackedDepthwiseConv>(spec, w, bias) : nullptr),
         bias_(bias ? std::vector<float>(bias, bias + spec.out_channels) : std::vector<float>()),
         w_shape_(std::move(w_shape)),
         window_(std::move(window)),
-        fused_(fused) {}
+        fused_(fused),
+        force_depthwise_(depthwise_ && depthwise_forced()) {}
 
   bool run(ops::KernelContext& ctx) const override {
     const ConvSpec& spec = conv_.spec();
@@ -96,13 +85,15 @@ class ConvKernel : public FastKernel {
       ctx.fail("input has ", s[1], " channels but W ", ir::to_string(w_shape_), " with group ", spec.group, " expects ",
                spec.in_channels);
     // The reference's window arithmetic, which also fails as it does on a kernel larger than the input.
-    ConvDims in = {0, 0, 0}, out = {0, 0, 0};
+    ConvDims in = {0, 0, 0}, out = {0, 0, 0}, pad_begin = {0, 0, 0};
     int64_t plane = 1;
     ir::Dims out_shape = {s[0]};
     if (!last) out_shape.push_back(spec.out_channels);
     for (size_t i = 0; i < static_cast<size_t>(spec.spatial_dims); ++i) {
       in[i] = s[i + 2];
-      out[i] = ops::nn::forward_window(ctx, window_, i, in[i]).out;
+      const ops::nn::AxisWindow axis = ops::nn::forward_window(ctx, window_, i, in[i]);
+      out[i] = axis.out;
+      pad_begin[i] = axis.pad_begin;
       plane *= out[i];
       out_shape.push_back(out[i]);
     }
@@ -118,6 +109,9 @@ class ConvKernel : public FastKernel {
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     if (y.numel() > 0 && x.numel() == 0) {
       padding_only(y.numel(), last ? 1 : plane, y.data<float>(), z);
+    } else if (y.numel() > 0 && depthwise_ && (force_depthwise_ || depthwise_->preferred(s[0], out[0], out[1]))) {
+      depthwise_->run(s[0], in[0], in[1], out[0], out[1], pad_begin[0], pad_begin[1], x.data<float>(), y.data<float>(),
+                      z);
     } else if (y.numel() > 0) {
       ConvDims conv_out = {0, 0, 0};
       KILN_CHECK(conv_.output_size(in, &conv_out) && conv_out == out, "internal: [", ctx.node().label(),
@@ -134,7 +128,8 @@ class ConvKernel : public FastKernel {
   void padding_only(int64_t count, int64_t run, float* y, const float* z) const {
     const int64_t m = conv_.spec().out_channels;
     for (int64_t k = 0; k < count; ++k)
-      y[k] = activate(conv_.spec(), (bias_.empty() ? 0.0f : bias_[(k / run) % m]) + (z ? z[k] : 0.0f));
+      y[k] = conv_activate(conv_.spec().activation, conv_.spec().alpha, conv_.spec().beta,
+                           (bias_.empty() ? 0.0f : bias_[(k / run) % m]) + (z ? z[k] : 0.0f));
   }
 
   std::vector<size_t> absorbed_inputs() const override {
@@ -143,10 +138,12 @@ class ConvKernel : public FastKernel {
 
  private:
   PackedConv conv_;
-  std::vector<float> bias_;       // for padding_only
-  std::vector<int64_t> w_shape_;  // for messages
+  std::unique_ptr<PackedDepthwiseConv> depthwise_;  // kiln's own kernel, for the depthwise convolutions it runs
+  std::vector<float> bias_;                         // for padding_only
+  std::vector<int64_t> w_shape_;                    // for messages
   ops::nn::WindowAttrs window_;
   bool fused_;
+  bool force_depthwise_;  // KILN_DEPTHWISE=kiln: every depthwise call on kiln's kernel (tests), whatever its size
 };
 
 ConvPadding padding_of(ops::nn::AutoPad p) {

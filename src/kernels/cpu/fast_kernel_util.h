@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "ir/graph.h"
@@ -83,6 +84,16 @@ void parallel_for_ranges(bool parallel, int64_t n, const Body& body) {
     const int64_t end = begin + n / threads + (t < n % threads ? 1 : 0);
     if (begin < end) body(begin, end);
   }
+}
+
+// Kernel taps j in [0, k) whose position start + j * d lies in [0, size), as a half-open range (the
+// reference kernels' tap_range), for the windowed kernels (pooling, depthwise convolution).
+inline std::pair<int64_t, int64_t> taps_inside(int64_t start, int64_t d, int64_t k, int64_t size) {
+  int64_t first = start >= 0 ? 0 : (-start + d - 1) / d;
+  int64_t last = start >= size ? 0 : (size - 1 - start) / d + 1;
+  first = std::min(first, k);
+  last = std::clamp(last, first, k);
+  return {first, last};
 }
 
 // The rows of a row-major tensor viewed as [rows, shape.back()].

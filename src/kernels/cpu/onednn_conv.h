@@ -53,7 +53,9 @@
 // This header keeps oneDNN out of its includes (the runtime includes it; only kernels/cpu/ knows oneDNN).
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -73,6 +75,32 @@ enum class ConvActivation {
   kHardSwish,    // x min(max(x / 6 + 0.5, 0), 1)
   kSilu,         // x sigmoid(x)
 };
+
+// The activation as the reference FusedConv computes it (kernels/reference/contrib_fused_conv.cc), for
+// the kernels that apply it themselves (padding-only outputs, depthwise_conv.h's portable build).
+inline float conv_activate(ConvActivation a, float alpha, float beta, float x) {
+  switch (a) {
+    case ConvActivation::kNone:
+      return x;
+    case ConvActivation::kRelu:
+      return std::max(x, 0.0f);
+    case ConvActivation::kLeakyRelu:
+      return x >= 0 ? x : alpha * x;
+    case ConvActivation::kClip:
+      return std::min(std::max(x, alpha), beta);
+    case ConvActivation::kSigmoid:
+      return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
+    case ConvActivation::kTanh:
+      return std::tanh(x);
+    case ConvActivation::kHardSigmoid:
+      return std::min(std::max(alpha * x + beta, 0.0f), 1.0f);
+    case ConvActivation::kHardSwish:
+      return x * std::min(std::max(x / 6.0f + 0.5f, 0.0f), 1.0f);
+    case ConvActivation::kSilu:
+      return static_cast<float>(x / (1.0 + std::exp(-static_cast<double>(x))));
+  }
+  return x;
+}
 
 // ONNX Conv's auto_pad: explicit pads, or pads derived from each input's size.
 enum class ConvPadding { kExplicit, kSameUpper, kSameLower, kValid };
@@ -114,8 +142,8 @@ class PackedConv {
  public:
   static constexpr size_t kMaxCachedPrimitives = 16;
 
-  // Packs `w` ([M, C / group, k...] row-major; [C, M / group, k...] when transposed) and copies `bias` ([M]; read only when spec.has_bias).
-  // Neither pointer is kept. Throws kiln::Error on a bad spec.
+  // Packs `w` ([M, C / group, k...] row-major; [C, M / group, k...] when transposed) and copies `bias` ([M]; read only
+  // when spec.has_bias). Neither pointer is kept. Throws kiln::Error on a bad spec.
   PackedConv(const ConvSpec& spec, const float* w, const float* bias);
   ~PackedConv();
   PackedConv(const PackedConv&) = delete;

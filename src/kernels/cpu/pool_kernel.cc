@@ -26,16 +26,6 @@ namespace {
 constexpr int64_t kPoolParallelWork = 1 << 14;
 constexpr int64_t kParallelSum = 1 << 18;
 
-// Kernel taps j in [0, k) whose position start + j * d lies in [0, size), as a half-open range (the
-// reference kernel's tap_range).
-std::pair<int64_t, int64_t> taps_inside(int64_t start, int64_t d, int64_t k, int64_t size) {
-  int64_t first = start >= 0 ? 0 : (-start + d - 1) / d;
-  int64_t last = start >= size ? 0 : (size - 1 - start) / d + 1;
-  first = std::min(first, k);
-  last = std::clamp(last, first, k);
-  return {first, last};
-}
-
 // MaxPool over [N, C, H, W]: each output the largest input under its window, taps visited row by row as the
 // reference does (so that a NaN wins only where it comes first there too); -inf where a window covers
 // only padding.
