@@ -3,6 +3,8 @@
 // channels-last X, Z and Y with channels_last = 1) through PackedConv, the weights (and bias) packed once
 // when the kernel is made. The kernel absorbs W and B (the session then releases them, so the weights are
 // held once) and answers every call: an invalid one fails with the reference kernel's message.
+// 2-D channels-last depthwise convolutions (group == C == M) also get kiln's own kernel
+// (depthwise_conv.h), run per call where PackedDepthwiseConv::preferred says it beats oneDNN's.
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>

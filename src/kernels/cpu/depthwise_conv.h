@@ -7,7 +7,8 @@
 // taps that fall in the padding left out. Any kernel size, strides, dilations and (asymmetric) pads, an
 // optional bias, residual z and fused activation (ConvActivation, as the reference FusedConv computes it).
 // Why not oneDNN's: its NHWC depthwise kernel (brdgmm_dw on AVX-512) measured 3-5x slower than ONNX
-// Runtime's per layer on EfficientNet and MobileNet's depthwise convolutions.
+// Runtime's per layer on EfficientNet and MobileNet's depthwise convolutions. Not everywhere: on tiny
+// planes (7x7) oneDNN's stays faster, so the caller asks preferred() per call and keeps oneDNN's too.
 //
 // The algorithm (depthwise_conv_simd.h), vectorized across channels: for each output row, output pixels
 // in tiles of a few, each tile's channels a vector at a time, every tap's weight vector loaded once and
