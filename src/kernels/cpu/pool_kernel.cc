@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -41,6 +42,22 @@ std::pair<int64_t, int64_t> taps_inside(int64_t start, int64_t d, int64_t k, int
   return {first, last};
 }
 
+// The two spatial windows of a 2-D pool over a float32 4-D input whose H and W are dims h_axis and
+// h_axis + 1, or nullopt where the fast kernels decline (Indices asked for, other types or ranks, or
+// attributes the reference reports on).
+std::optional<std::pair<ops::nn::AxisWindow, ops::nn::AxisWindow>> pool_windows_2d(
+    ops::KernelContext& ctx, const ops::nn::WindowAttrs& window, size_t h_axis) {
+  if (!is_f32(ctx, 0) || ctx.has_output(1)) return std::nullopt;
+  const ir::Dims& s = ctx.input(0).shape();
+  if (s.size() != 4) return std::nullopt;
+  try {
+    return std::make_pair(ops::nn::forward_window(ctx, window, 0, s[h_axis]),
+                          ops::nn::forward_window(ctx, window, 1, s[h_axis + 1]));
+  } catch (const Error&) {
+    return std::nullopt;  // the reference reports it
+  }
+}
+
 // MaxPool over [N, C, H, W]: each output the largest input under its window, taps visited row by row as the
 // reference does (so that a NaN wins only where it comes first there too); -inf where a window covers
 // only padding.
@@ -49,16 +66,10 @@ class MaxPoolKernel : public FastKernel {
   explicit MaxPoolKernel(ops::nn::WindowAttrs window) : window_(std::move(window)) {}
 
   bool run(ops::KernelContext& ctx) const override {
-    if (!is_f32(ctx, 0) || ctx.has_output(1)) return false;
+    const auto windows = pool_windows_2d(ctx, window_, 2);
+    if (!windows) return false;
+    const ops::nn::AxisWindow wh = windows->first, ww = windows->second;
     const ir::Dims& s = ctx.input(0).shape();
-    if (s.size() != 4) return false;
-    ops::nn::AxisWindow wh, ww;
-    try {
-      wh = ops::nn::forward_window(ctx, window_, 0, s[2]);
-      ww = ops::nn::forward_window(ctx, window_, 1, s[3]);
-    } catch (const Error&) {
-      return false;  // the reference reports it
-    }
     const int64_t planes = s[0] * s[1], h = s[2], w = s[3], oh = wh.out, ow = ww.out;
     if (planes == 0 || oh <= 0 || ow <= 0) return false;
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, {s[0], s[1], oh, ow});
@@ -146,16 +157,10 @@ class ChannelsLastPoolKernel : public FastKernel {
       : average_(average), window_(std::move(window)), count_include_pad_(count_include_pad) {}
 
   bool run(ops::KernelContext& ctx) const override {
-    if (!is_f32(ctx, 0) || ctx.has_output(1)) return false;
+    const auto windows = pool_windows_2d(ctx, window_, 1);
+    if (!windows) return false;
+    const ops::nn::AxisWindow wh = windows->first, ww = windows->second;
     const ir::Dims& s = ctx.input(0).shape();
-    if (s.size() != 4) return false;
-    ops::nn::AxisWindow wh, ww;
-    try {
-      wh = ops::nn::forward_window(ctx, window_, 0, s[1]);
-      ww = ops::nn::forward_window(ctx, window_, 1, s[2]);
-    } catch (const Error&) {
-      return false;  // the reference reports it
-    }
     const int64_t n = s[0], h = s[1], w = s[2], c = s[3], oh = wh.out, ow = ww.out;
     if (n == 0 || c == 0 || oh <= 0 || ow <= 0) return false;
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, {n, oh, ow, c});
