@@ -251,6 +251,26 @@ std::vector<Case> pool_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// ai.kiln.MaxPool / AveragePool, channels-last [N, H, W, C]: odd channels, asymmetric pads, strides,
+// ceil_mode; count_include_pad both ways.
+std::vector<Case> channels_last_pool_cases(const FastKernelEntry& e, int64_t opset) {
+  const bool average = std::string(e.op) == "AveragePool";
+  std::vector<Case> cases;
+  for (int64_t include_pad : {0, 1}) {
+    if (include_pad && !average) break;
+    Random rng(static_cast<uint32_t>(10 + include_pad));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({2, 10, 9, 17}));
+    std::vector<ir::Attribute> attrs = {attr_ints("kernel_shape", {3, 3}), attr_ints("strides", {2, 2}),
+                                        attr_ints("pads", {1, 1, 1, 0}), attr_int("ceil_mode", 1),
+                                        attr_int("channels_last", 1)};
+    if (average) attrs.push_back(attr_int("count_include_pad", include_pad));
+    add_node(g, e, {"x"}, attrs);
+    cases.push_back({"[2, 10, 9, 17], count_include_pad " + std::to_string(include_pad), std::move(g), 1e-6});
+  }
+  return cases;
+}
+
 // (domain, op) -> its cases. A new table entry needs a line here.
 // Reductions over a block of axes: a global pool in NCHW and NHWC, the last axis, all axes; keepdims both ways.
 std::vector<Case> reduce_cases(const FastKernelEntry& e, int64_t opset) {
@@ -516,6 +536,8 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":LSTM", recurrent_cases},
       {":GRU", recurrent_cases},
       {"ai.kiln:ElementwiseChain", chain_cases},
+      {"ai.kiln:MaxPool", channels_last_pool_cases},
+      {"ai.kiln:AveragePool", channels_last_pool_cases},
   };
   return makers;
 }

@@ -7,10 +7,13 @@
 //   Concat(T_p(a), T_p(b), axis)              =>  T_p(Concat(a, b, axis = p[axis]))
 //   Split(T_p(a), axis)                       =>  T_p of each output of Split(a, axis = p[axis])
 //   GlobalAveragePool(T_p(a))                 =>  T_p(ReduceMean(a, axes = p[2:], keepdims))   (also Max)
+//   MaxPool(T_p(a)), p = (0, 3, 1, 2)         =>  T_p(ai.kiln.MaxPool(a, channels_last = 1))   (also Average;
+//                                                 2-D, no Indices; target kiln only)
 //   Resize(T_p(a), scales | sizes)            =>  T_p(Resize(a, scales or sizes permuted))
 //   Transpose_q(T_p(x)), q after p identity   =>  x                 (else one Transpose, p then q)
 //
-// with T_p = Transpose(perm = p). A Transpose moves only when every reader of its output takes it (so it
+// with T_p = Transpose(perm = p): a = [N, H, W, C] for the pools, which then pool channels-last
+// (kernels/reference/contrib_pool.cc). A Transpose moves only when every reader of its output takes it (so it
 // never runs twice, once for the readers left behind), and not when its output is a graph output (where
 // only a following Transpose merges with it); each push leaves one Transpose on the pushed
 // node's output, whose readers are tried in turn. This is what makes convert_convs_to_channels_last pay:
@@ -190,6 +193,7 @@ class Pusher {
       return axis >= -static_cast<int64_t>(rank) && axis < static_cast<int64_t>(rank);
     }
     if (n.op_type == "GlobalAveragePool" || n.op_type == "GlobalMaxPool") return rank >= 3;
+    if (n.op_type == "MaxPool" || n.op_type == "AveragePool") return takes_pool(n, t_out, p);
     if (n.op_type == "Resize") {
       if (ctx_.opset() < 11 || n.inputs[0] != t_out || n.find_attribute("axes")) return false;
       if (const ir::Attribute* m = n.find_attribute("coordinate_transformation_mode");
@@ -203,6 +207,15 @@ class Pusher {
       return true;
     }
     return false;
+  }
+
+  // A 2-D pool of the channels-first view of NHWC data, whose channels-last twin kiln has.
+  bool takes_pool(const ir::Node& n, const std::string& t_out, const PushedPerm& p) const {
+    if (ctx_.options().target != Target::kKiln || p != PushedPerm{0, 3, 1, 2}) return false;
+    if (n.inputs.size() != 1 || n.inputs[0] != t_out) return false;
+    if (n.outputs.size() > 1 && !n.outputs[1].empty()) return false;  // Indices: channels-first positions
+    const ir::Attribute* k = n.find_attribute("kernel_shape");
+    return k && k->ints.size() == 2;
   }
 
   bool same_transpose(const std::string& value, const PushedPerm& p) const {
@@ -277,6 +290,12 @@ class Pusher {
       } else {
         n.attributes.push_back(pushing_ints_attr("axes", axes));
       }
+    } else if (n.op_type == "MaxPool" || n.op_type == "AveragePool") {
+      n.domain = kKilnDomain;
+      n.inputs[0] = x;
+      n.outputs.resize(1);
+      pushing_set_attr(n, pushing_int_attr("channels_last", 1));
+      ctx_.import_kiln_domain();
     } else if (n.op_type == "Resize") {
       n.inputs[0] = x;
       for (size_t k = 2; k < 4; ++k) {

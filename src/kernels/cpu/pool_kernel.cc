@@ -1,12 +1,16 @@
 // Fast kernels for the pooling a CNN runs between its convolutions: 2-D float32 MaxPool (without the
-// Indices output) and GlobalAveragePool, over NCHW planes in parallel. MaxPool gives the reference's
-// results exactly (the same window arithmetic, the same tap order for its NaN handling); the average is
-// summed in double, within an ulp of the reference's. Both at a small fraction of the reference's time,
-// which converts every element to double first.
+// Indices output) and GlobalAveragePool, over NCHW planes in parallel; and ai.kiln.MaxPool and
+// ai.kiln.AveragePool with channels_last = 1, over [N, H, W, C] rows in parallel, vectorized across the
+// contiguous channels. MaxPool gives the reference's results exactly (the same window arithmetic, the
+// same tap order for its NaN handling), and so does the channels-last AveragePool (it sums the same taps
+// in the same order in double, as the reference does); GlobalAveragePool sums in double in another
+// order, within an ulp of the reference's. All at a small fraction of the reference's time, which
+// converts every element to double first.
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -26,6 +30,24 @@ namespace {
 constexpr int64_t kPoolParallelWork = 1 << 14;
 constexpr int64_t kParallelSum = 1 << 18;
 
+constexpr const char* kKilnPoolDomain = "ai.kiln";  // ai.kiln.MaxPool, ai.kiln.AveragePool
+
+// The two spatial windows of a 2-D pool over a float32 4-D input whose H and W are dims h_axis and
+// h_axis + 1, or nullopt where the fast kernels decline (Indices asked for, other types or ranks, or
+// attributes the reference reports on).
+std::optional<std::pair<ops::nn::AxisWindow, ops::nn::AxisWindow>> pool_windows_2d(
+    ops::KernelContext& ctx, const ops::nn::WindowAttrs& window, size_t h_axis) {
+  if (!is_f32(ctx, 0) || ctx.has_output(1)) return std::nullopt;
+  const ir::Dims& s = ctx.input(0).shape();
+  if (s.size() != 4) return std::nullopt;
+  try {
+    return std::make_pair(ops::nn::forward_window(ctx, window, 0, s[h_axis]),
+                          ops::nn::forward_window(ctx, window, 1, s[h_axis + 1]));
+  } catch (const Error&) {
+    return std::nullopt;  // the reference reports it
+  }
+}
+
 // MaxPool over [N, C, H, W]: each output the largest input under its window, taps visited row by row as the
 // reference does (so that a NaN wins only where it comes first there too); -inf where a window covers
 // only padding.
@@ -34,16 +56,10 @@ class MaxPoolKernel : public FastKernel {
   explicit MaxPoolKernel(ops::nn::WindowAttrs window) : window_(std::move(window)) {}
 
   bool run(ops::KernelContext& ctx) const override {
-    if (!is_f32(ctx, 0) || ctx.has_output(1)) return false;
+    const auto windows = pool_windows_2d(ctx, window_, 2);
+    if (!windows) return false;
+    const ops::nn::AxisWindow wh = windows->first, ww = windows->second;
     const ir::Dims& s = ctx.input(0).shape();
-    if (s.size() != 4) return false;
-    ops::nn::AxisWindow wh, ww;
-    try {
-      wh = ops::nn::forward_window(ctx, window_, 0, s[2]);
-      ww = ops::nn::forward_window(ctx, window_, 1, s[3]);
-    } catch (const Error&) {
-      return false;  // the reference reports it
-    }
     const int64_t planes = s[0] * s[1], h = s[2], w = s[3], oh = wh.out, ow = ww.out;
     if (planes == 0 || oh <= 0 || ow <= 0) return false;
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, {s[0], s[1], oh, ow});
@@ -120,6 +136,122 @@ class MaxPoolKernel : public FastKernel {
   ops::nn::WindowAttrs window_;
 };
 
+// ai.kiln.MaxPool and ai.kiln.AveragePool over channels-last [N, H, W, C]: each output pixel's C values
+// from its window's taps, each tap a contiguous run of C inputs, so the loops over channels vectorize.
+// Taps are visited row by row as the reference does: the max takes the first tap, then `v > best ? v :
+// best` (a NaN counts only as the first tap, as there); the average adds the taps in double in that
+// order and divides by the reference's count, so both give its results exactly.
+class ChannelsLastPoolKernel : public FastKernel {
+ public:
+  ChannelsLastPoolKernel(bool average, ops::nn::WindowAttrs window, bool count_include_pad)
+      : average_(average), window_(std::move(window)), count_include_pad_(count_include_pad) {}
+
+  bool run(ops::KernelContext& ctx) const override {
+    const auto windows = pool_windows_2d(ctx, window_, 1);
+    if (!windows) return false;
+    const ops::nn::AxisWindow wh = windows->first, ww = windows->second;
+    const ir::Dims& s = ctx.input(0).shape();
+    const int64_t n = s[0], h = s[1], w = s[2], c = s[3], oh = wh.out, ow = ww.out;
+    if (n == 0 || c == 0 || oh <= 0 || ow <= 0) return false;
+    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, {n, oh, ow, c});
+    const Axis rows = axis(0, h, oh, wh.pad_begin), cols = axis(1, w, ow, ww.pad_begin);
+    const float* x = ctx.input(0).data<float>();
+    float* out = y.data<float>();
+    const int64_t work = n * oh * ow * c * window_.kernel[0] * window_.kernel[1];
+    parallel_for_static(work > kPoolParallelWork, n * oh, [&](int64_t row) {
+      const int64_t b = row / oh, oy = row % oh;
+      const float* image = x + b * h * w * c;
+      const Taps ty = rows.taps(oy);
+      float* yrow = out + row * ow * c;
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const Taps tx = cols.taps(ox);
+        Window win{image, c, w * c, ty, tx};
+        if (average_)
+          average(win, ty.padded * tx.padded, yrow + ox * c);
+        else
+          maximum(win, yrow + ox * c);
+      }
+    });
+    ctx.set_output(0, std::move(y));
+    return true;
+  }
+
+ private:
+  // One output position's taps along one axis: input positions start + k * d for k in [lo, hi), and
+  // how many taps count for an average with count_include_pad (those over the input or its padding).
+  struct Taps {
+    int64_t start, lo, hi, padded;
+  };
+  struct Axis {
+    int64_t stride, dilation, kernel, size, pad_begin, pad_end;
+    Taps taps(int64_t o) const {
+      const int64_t start = o * stride - pad_begin;
+      const auto [lo, hi] = taps_inside(start, dilation, kernel, size);
+      const auto [plo, phi] = taps_inside(start + pad_begin, dilation, kernel, size + pad_begin + pad_end);
+      return {start, lo, hi, phi - plo};
+    }
+  };
+  // The window of one output pixel: tap (ky, kx) reads the c channels at
+  // image + (ty.start + ky * dh) * row_stride + (tx.start + kx * dw) * c.
+  struct Window {
+    const float* image;
+    int64_t c, row_stride;
+    Taps ty, tx;
+  };
+
+  // Axis i of the window over an input of `size` with `out` outputs; pad_end as the reference finds it
+  // (the attribute's, or what auto_pad adds after the input).
+  Axis axis(size_t i, int64_t size, int64_t out, int64_t pad_begin) const {
+    const ops::nn::WindowAttrs& wa = window_;
+    const int64_t full = (out - 1) * wa.strides[i] + wa.effective_kernel(i);
+    const int64_t pad_end = wa.auto_pad == ops::nn::AutoPad::kNotSet ? wa.pads[i + wa.rank()]
+                                                                     : std::max<int64_t>(0, full - size - pad_begin);
+    return {wa.strides[i], wa.dilations[i], wa.kernel[i], size, pad_begin, pad_end};
+  }
+
+  const float* tap(const Window& win, int64_t ky, int64_t kx) const {
+    return win.image + (win.ty.start + ky * window_.dilations[0]) * win.row_stride +
+           (win.tx.start + kx * window_.dilations[1]) * win.c;
+  }
+
+  void maximum(const Window& win, float* y) const {
+    const Taps &ty = win.ty, &tx = win.tx;
+    if (ty.lo == ty.hi || tx.lo == tx.hi) {
+      std::fill(y, y + win.c, -std::numeric_limits<float>::infinity());
+      return;
+    }
+    std::copy_n(tap(win, ty.lo, tx.lo), win.c, y);
+    for (int64_t ky = ty.lo; ky < ty.hi; ++ky)
+      for (int64_t kx = ky == ty.lo ? tx.lo + 1 : tx.lo; kx < tx.hi; ++kx) {
+        const float* v = tap(win, ky, kx);
+        for (int64_t ch = 0; ch < win.c; ++ch) y[ch] = v[ch] > y[ch] ? v[ch] : y[ch];
+      }
+  }
+
+  void average(const Window& win, int64_t padded_count, float* y) const {
+    const Taps &ty = win.ty, &tx = win.tx;
+    const int64_t count = count_include_pad_ ? padded_count : (ty.hi - ty.lo) * (tx.hi - tx.lo);
+    const double scale = count > 0 ? static_cast<double>(count) : 1.0;
+    // The channels in blocks whose double sums stay on the stack.
+    constexpr int64_t kBlock = 64;
+    for (int64_t c0 = 0; c0 < win.c; c0 += kBlock) {
+      const int64_t len = std::min(kBlock, win.c - c0);
+      double sum[kBlock];
+      std::fill_n(sum, len, 0.0);
+      for (int64_t ky = ty.lo; ky < ty.hi; ++ky)
+        for (int64_t kx = tx.lo; kx < tx.hi; ++kx) {
+          const float* v = tap(win, ky, kx) + c0;
+          for (int64_t ch = 0; ch < len; ++ch) sum[ch] += v[ch];
+        }
+      for (int64_t ch = 0; ch < len; ++ch) y[c0 + ch] = static_cast<float>(sum[ch] / scale);
+    }
+  }
+
+  bool average_;
+  ops::nn::WindowAttrs window_;
+  bool count_include_pad_;
+};
+
 // GlobalAveragePool over [N, C, spatial...]: each plane's mean, summed in double (in another order than
 // the reference's, which can move the float result by an ulp).
 class GlobalAveragePoolKernel : public FastKernel {
@@ -151,8 +283,26 @@ class GlobalAveragePoolKernel : public FastKernel {
   }
 };
 
+// ai.kiln.MaxPool / AveragePool: the channels-last kernel; channels-first, the ONNX op's fast kernel.
+std::unique_ptr<FastKernel> make_kiln_pool_kernel(const ir::Node& n, int64_t opset) {
+  if (n.domain != kKilnPoolDomain || n.outputs.size() > 1) return nullptr;
+  try {
+    ops::NodeView v(n, opset);
+    const int64_t last = v.attr_int("channels_last", 0);
+    if (last != 1) return nullptr;  // channels-first: rare (the optimizer never writes it); the reference
+    if (!v.has_attr("kernel_shape") || v.attr_ints("kernel_shape").size() != 2) return nullptr;
+    const bool average = n.op_type == "AveragePool";
+    const int64_t include_pad = average ? v.attr_int("count_include_pad", 0) : 0;
+    if (include_pad != 0 && include_pad != 1) return nullptr;
+    return std::make_unique<ChannelsLastPoolKernel>(
+        average, ops::nn::read_window_attrs(v, v.attr_ints("kernel_shape"), true), include_pad == 1);
+  } catch (const Error&) {
+    return nullptr;  // attributes the reference kernel refuses, with its own message
+  }
+}
+
 std::unique_ptr<FastKernel> make_pool_kernel(const ir::Node& n, int64_t opset) {
-  if (!ir::is_default_domain(n.domain)) return nullptr;
+  if (!ir::is_default_domain(n.domain)) return make_kiln_pool_kernel(n, opset);
   if (n.op_type == "GlobalAveragePool") return std::make_unique<GlobalAveragePoolKernel>();
   if (n.op_type != "MaxPool") return nullptr;
   try {
@@ -173,6 +323,10 @@ std::span<const FastKernelEntry> pool_kernel_entries() {
       {"", "MaxPool", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
        [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_pool_kernel(n, opset); }},
       {"", "GlobalAveragePool", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
+       [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_pool_kernel(n, opset); }},
+      {"ai.kiln", "MaxPool", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
+       [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_pool_kernel(n, opset); }},
+      {"ai.kiln", "AveragePool", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
        [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_pool_kernel(n, opset); }},
   };
   return kEntries;

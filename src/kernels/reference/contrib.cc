@@ -2,6 +2,8 @@
 // registers from there.
 #include "kernels/reference/contrib_common.h"
 
+#include <algorithm>
+
 namespace kiln::ops {
 
 namespace contrib {
@@ -33,6 +35,31 @@ void require_vector(const NodeView& node, const ir::Tensor& t, int64_t n, const 
     node.fail(what, " must be a 1-D tensor of ", n, " values, got shape ", ir::to_string(t.shape()));
 }
 
+bool channels_last(const NodeView& node) {
+  if (node.node().domain != kKilnDomain || !node.has_attr("channels_last")) return false;
+  const int64_t v = node.attr_int("channels_last");
+  if (v != 0 && v != 1) node.fail("channels_last must be 0 or 1, got ", v);
+  return v == 1;
+}
+
+std::vector<int64_t> channel_perm(size_t rank, bool to_last) {
+  std::vector<int64_t> perm(rank);
+  for (size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(i);
+  if (rank < 3) return perm;
+  if (to_last) {
+    std::rotate(perm.begin() + 1, perm.begin() + 2, perm.end());  // 0, 2, ..., r-1, 1
+  } else {
+    std::rotate(perm.begin() + 1, perm.end() - 1, perm.end());  // 0, r-1, 1, ..., r-2
+  }
+  return perm;
+}
+
+ir::Shape permuted(const ir::Shape& s, const std::vector<int64_t>& perm) {
+  std::vector<ir::Dim> dims(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) dims[i] = s[static_cast<size_t>(perm[i])];
+  return ir::Shape(std::move(dims));
+}
+
 std::optional<ir::Shape> input_shape(const InferenceContext& ctx, size_t i) {
   if (!ctx.has_input(i)) return std::nullopt;
   return ctx.input_type(i).shape;
@@ -47,6 +74,7 @@ void register_contrib_ops(OpRegistry& r) {
   contrib::register_fused_matmul_ops(r);
   contrib::register_fused_conv_ops(r);
   contrib::register_elementwise_chain_ops(r);
+  contrib::register_pool_ops(r);
 }
 
 }  // namespace kiln::ops

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <vector>
 
 #include "ir/tensor.h"
 #include "ops/op_def.h"
@@ -15,6 +16,8 @@
 namespace kiln::ops::contrib {
 
 inline constexpr const char* kMsDomain = "com.microsoft";
+// kiln's own ops (ai.kiln), which the optimizer writes for target kiln only.
+inline constexpr const char* kKilnDomain = "ai.kiln";
 // Every op here is version 1 of com.microsoft and stays valid in later versions of the domain.
 inline constexpr int64_t kMsMinOpset = 1;
 inline constexpr int64_t kMsMaxOpset = std::numeric_limits<int64_t>::max();
@@ -27,6 +30,7 @@ void register_attention_ops(OpRegistry& r);      // Attention
 void register_fused_matmul_ops(OpRegistry& r);   // FusedMatMul
 void register_fused_conv_ops(OpRegistry& r);     // FusedConv
 void register_elementwise_chain_ops(OpRegistry& r);  // ai.kiln.ElementwiseChain
+void register_pool_ops(OpRegistry& r);           // ai.kiln.MaxPool, AveragePool (channels-last pooling)
 
 // Fail naming the node unless the element type is the one the reference kernel takes; `what` names the
 // input ("input X").
@@ -39,6 +43,17 @@ void require_int32_input(const InferenceContext& ctx, size_t input, const char* 
 
 // Fails unless `t` is a 1-D tensor of `n` values (`what` names it: "bias").
 void require_vector(const NodeView& node, const ir::Tensor& t, int64_t n, const char* what);
+
+// ---- Channels-last layout (ai.kiln ops with a channels_last attribute) ----
+
+// The node's channels_last attribute (ai.kiln only; default 0), checked to be 0 or 1.
+bool channels_last(const NodeView& node);
+
+// The axis order taking channels-last [N, spatial..., C] to [N, C, spatial...], or back (`to_last`).
+std::vector<int64_t> channel_perm(size_t rank, bool to_last);
+
+// s with its dims permuted: out[i] = s[perm[i]].
+ir::Shape permuted(const ir::Shape& s, const std::vector<int64_t>& perm);
 
 // Shape of input i when its rank is known.
 std::optional<ir::Shape> input_shape(const InferenceContext& ctx, size_t i);

@@ -28,8 +28,6 @@
 namespace kiln::ops::contrib {
 namespace {
 
-constexpr const char* kKilnDomain = "ai.kiln";
-
 using Activation = FusedActivationKind;
 
 struct FusedActivation {
@@ -90,32 +88,6 @@ const OpDef& conv_def() {
   const OpDef* def = OpRegistry::instance().find("", "Conv", 11);
   KILN_CHECK(def && def->infer && def->kernel, "internal: Conv is not registered");
   return *def;
-}
-
-bool channels_last(const NodeView& node) {
-  if (node.node().domain != kKilnDomain || !node.has_attr("channels_last")) return false;
-  const int64_t v = node.attr_int("channels_last");
-  if (v != 0 && v != 1) node.fail("channels_last must be 0 or 1, got ", v);
-  return v == 1;
-}
-
-// The axis order taking channels-last [N, spatial..., C] to [N, C, spatial...], or back (`to_last`).
-std::vector<int64_t> channel_perm(size_t rank, bool to_last) {
-  std::vector<int64_t> perm(rank);
-  for (size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(i);
-  if (rank < 3) return perm;
-  if (to_last) {
-    std::rotate(perm.begin() + 1, perm.begin() + 2, perm.end());  // 0, 2, ..., r-1, 1
-  } else {
-    std::rotate(perm.begin() + 1, perm.end() - 1, perm.end());  // 0, r-1, 1, ..., r-2
-  }
-  return perm;
-}
-
-ir::Shape permuted(const ir::Shape& s, const std::vector<int64_t>& perm) {
-  std::vector<ir::Dim> dims(perm.size());
-  for (size_t i = 0; i < perm.size(); ++i) dims[i] = s[static_cast<size_t>(perm[i])];
-  return ir::Shape(std::move(dims));
 }
 
 void infer_fused_conv(InferenceContext& ctx) {
