@@ -96,6 +96,37 @@ TEST(IdentityElimination, KeepsCastsAndReshapesThatChangeSomething) {
   EXPECT_NE(report.to_text().find("its output is a graph output"), std::string::npos) << report.to_text();
 }
 
+// Pads that are all zero (any mode) go, including one before a graph output; pads that are not, or not
+// constant, stay.
+TEST(IdentityElimination, RemovesAllZeroPads) {
+  ir::Model m = new_ir_model(18);
+  GraphBuilder b(m.graph);
+  m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim::symbolic("n"), ir::Dim(4)}));
+  m.graph.inputs.push_back(tensor_value("p", ir::DType::kInt64, {ir::Dim(4)}));
+  std::string z = b.add("Pad", {"x", b.constant_ints({0, 0, 0, 0})});
+  std::string r = b.add("Relu", {z});
+  ir::Attribute reflect;
+  reflect.name = "mode";
+  reflect.kind = ir::Attribute::Kind::kString;
+  reflect.s = "reflect";
+  std::string e = b.add("Pad", {r, b.constant_ints({0, 0, 0, 0})}, {reflect});
+  std::string kept = b.add("Pad", {e, b.constant_ints({0, 1, 0, 2})});
+  std::string computed = b.add("Pad", {kept, "p"});  // not constant: stays
+  b.add_named("Pad", {b.add("Exp", {computed}), b.constant_ints({0, 0})}, "y");  // only the axes it names
+  ir::Node& last = m.graph.nodes.back();
+  last.inputs.push_back("");
+  last.inputs.push_back(b.constant_ints({1}));
+  m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {}));
+  passes::OptimizeOptions options;
+  options.level = passes::Level::kBasic;
+  testing::Feeds feeds = {{"x", ir::Tensor::from_vector<float>({1, -2, 3, -4, 5, -6, 7, -8}, {2, 4})},
+                          {"p", ir::Tensor::from_vector<int64_t>({1, 0, 0, 1}, {4})}};
+  auto [opt, report] = testing::optimize_and_compare(m, options, feeds, 1e-6);
+  EXPECT_EQ(count_ops(opt, "Pad"), 2);  // the one with pads, the computed one
+  EXPECT_EQ(opt.graph.nodes.back().op_type, "Exp");
+  EXPECT_EQ(opt.graph.nodes.back().outputs[0], "y");
+}
+
 TEST(ConstantFolding, FoldsWeightTransposesAndShapeArithmetic) {
   ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);

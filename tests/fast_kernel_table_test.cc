@@ -502,6 +502,75 @@ std::vector<Case> chain_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// Pad in each mode (wrap from 19) with a crop: pads as attributes before opset 11, inputs from then on
+// (with a constant value, and axes from 18).
+std::vector<Case> pad_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (const char* mode : {"constant", "reflect", "edge", "wrap"}) {
+    if (std::string(mode) == "wrap" && opset < 19) continue;
+    Random rng(21);
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({2, 5, 7, 3}));
+    const std::vector<int64_t> pads = {0, 2, -1, 0, 0, 1, 3, 0};
+    std::vector<ir::Attribute> attrs = {attr_string("mode", mode)};
+    std::vector<std::string> ins = {"x"};
+    if (opset < 11) {
+      attrs.push_back(attr_ints(opset < 2 ? "paddings" : "pads", pads));
+      attrs.push_back(attr_float("value", 1.5f));
+    } else if (opset < 18) {
+      ins.push_back(g.constant("pads", testing::contrib::int64s(pads)));
+      ins.push_back(g.constant("value", testing::contrib::scalar(1.5f)));
+    } else {
+      ins.push_back(g.constant("pads", testing::contrib::int64s({2, -1, 1, 3})));
+      ins.push_back(g.constant("value", testing::contrib::scalar(1.5f)));
+      ins.push_back(g.constant("axes", testing::contrib::int64s({1, -2})));
+    }
+    add_node(g, e, ins, attrs);
+    cases.push_back({std::string(mode) + ", a crop", std::move(g), 0});
+  }
+  return cases;
+}
+
+// Gather along the first, a middle and the last axis, negative and scalar indices.
+std::vector<Case> gather_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (int64_t axis : {0, 1, -1}) {
+    Random rng(static_cast<uint32_t>(axis + 30));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", rng.floats({5, 6, 7}));
+    g.constant("i", ir::Tensor::from_vector<int64_t>({4, -1, 0, 2, -5, 3}, {2, 3}));
+    add_node(g, e, {"x", "i"}, {attr_int("axis", axis)});
+    cases.push_back({"axis " + std::to_string(axis), std::move(g), 0});
+  }
+  Random rng(33);
+  TestGraph g = graph_for(e, opset);
+  g.input("x", rng.floats({9, 4}));
+  g.input("i", ir::Tensor::from_vector<int32_t>({-2}, {}));
+  add_node(g, e, {"x", "i"});
+  cases.push_back({"scalar int32 index", std::move(g), 0});
+  return cases;
+}
+
+// BatchNormalization with constant parameters and with computed ones, ranks 2 to 5.
+std::vector<Case> batch_norm_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (std::vector<int64_t> shape : {std::vector<int64_t>{3, 5}, {2, 5, 7, 9}, {1, 5, 3, 4, 3}}) {
+    for (bool constant : {true, false}) {
+      Random rng(static_cast<uint32_t>(shape.size() * 2 + constant));
+      TestGraph g = graph_for(e, opset);
+      g.input("x", rng.floats(shape));
+      std::vector<std::string> ins = {"x"};
+      for (const char* p : {"scale", "b", "mean", "var"}) {
+        ir::Tensor t = std::string(p) == "var" ? rng.floats({5}, 0.1f, 2.0f) : rng.floats({5});
+        ins.push_back(constant ? g.constant(p, t) : g.input(p, t));
+      }
+      add_node(g, e, ins, {attr_float("epsilon", 1e-3f)});
+      cases.push_back({ir::to_string(shape) + (constant ? " constant" : " computed") + " parameters", std::move(g), 1e-5});
+    }
+  }
+  return cases;
+}
+
 const std::map<std::string, CaseMaker>& case_makers() {
   static const std::map<std::string, CaseMaker> makers = {
       {":MatMul", matmul_cases},
@@ -538,6 +607,9 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {"ai.kiln:ElementwiseChain", chain_cases},
       {"ai.kiln:MaxPool", channels_last_pool_cases},
       {"ai.kiln:AveragePool", channels_last_pool_cases},
+      {":Pad", pad_cases},
+      {":Gather", gather_cases},
+      {":BatchNormalization", batch_norm_cases},
   };
   return makers;
 }

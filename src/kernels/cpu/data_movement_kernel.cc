@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/element_copy.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "ops/node_view.h"
 
@@ -44,53 +45,6 @@ constexpr size_t kMoveMaxDims = 8;
 constexpr int64_t kMoveBlock = 64;
 
 using MoveArray = std::array<int64_t, kMoveMaxDims>;
-
-// The element types these kernels move (as bytes: 1, 2, 4 or 8 of them).
-bool movable(ir::DType t) {
-  switch (t) {
-    case ir::DType::kFloat32:
-    case ir::DType::kUInt8:
-    case ir::DType::kInt8:
-    case ir::DType::kUInt16:
-    case ir::DType::kInt16:
-    case ir::DType::kInt32:
-    case ir::DType::kInt64:
-    case ir::DType::kBool:
-    case ir::DType::kFloat16:
-    case ir::DType::kFloat64:
-    case ir::DType::kUInt32:
-    case ir::DType::kUInt64:
-    case ir::DType::kBFloat16:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// f.template operator()<W>() with W the unsigned integer of `bytes` bytes (1, 2, 4 or 8).
-template <class F>
-void visit_word(size_t bytes, F&& f) {
-  switch (bytes) {
-    case 1:
-      return f.template operator()<uint8_t>();
-    case 2:
-      return f.template operator()<uint16_t>();
-    case 4:
-      return f.template operator()<uint32_t>();
-    default:
-      return f.template operator()<uint64_t>();
-  }
-}
-
-// dst[0, n) = src[0, n): a loop for short runs (a memcpy call costs more than it moves), memcpy else.
-template <class W>
-inline void copy_run(W* dst, const W* src, int64_t n) {
-  if (n < 16) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-  } else {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(W));
-  }
-}
 
 // ---- Strided copy ---------------------------------------------------------------------------------
 
@@ -442,32 +396,7 @@ std::unique_ptr<FastKernel> make_transpose(const ir::Node& n, const ir::Graph&, 
 
 // ---- Slice ----------------------------------------------------------------------------------------
 
-// Up to kMoveMaxDims integers: a Slice input or attribute.
-struct SliceInts {
-  size_t count = 0;
-  MoveArray v{};
-};
-
-// Values of a 1-D int32 / int64 input, or false (other types and lengths go to the reference).
-bool read_slice_ints(const ir::Tensor& t, SliceInts& out) {
-  if (t.rank() != 1 || t.numel() > static_cast<int64_t>(kMoveMaxDims)) return false;
-  out.count = static_cast<size_t>(t.numel());
-  if (t.dtype() == ir::DType::kInt64) {
-    for (size_t i = 0; i < out.count; ++i) out.v[i] = t.data<int64_t>()[i];
-  } else if (t.dtype() == ir::DType::kInt32) {
-    for (size_t i = 0; i < out.count; ++i) out.v[i] = t.data<int32_t>()[i];
-  } else {
-    return false;
-  }
-  return true;
-}
-
-bool slice_ints_of(const std::vector<int64_t>& values, SliceInts& out) {
-  if (values.size() > kMoveMaxDims) return false;
-  out.count = values.size();
-  std::copy(values.begin(), values.end(), out.v.begin());
-  return true;
-}
+using SliceInts = SmallInts<kMoveMaxDims>;
 
 class SliceKernel : public FastKernel {
  public:
@@ -484,15 +413,15 @@ class SliceKernel : public FastKernel {
     SliceInts starts, ends, axes, steps;
     bool has_axes;
     if (attrs_) {
-      if (!slice_ints_of(starts_, starts) || !slice_ints_of(ends_, ends)) return false;
+      if (!small_ints_of(starts_, starts) || !small_ints_of(ends_, ends)) return false;
       has_axes = axes_.has_value();
-      if (has_axes && !slice_ints_of(*axes_, axes)) return false;
+      if (has_axes && !small_ints_of(*axes_, axes)) return false;
     } else {
       if (!ctx.has_input(1) || !ctx.has_input(2)) return false;
-      if (!read_slice_ints(ctx.input(1), starts) || !read_slice_ints(ctx.input(2), ends)) return false;
+      if (!read_small_ints(ctx.input(1), starts) || !read_small_ints(ctx.input(2), ends)) return false;
       has_axes = ctx.has_input(3);
-      if (has_axes && !read_slice_ints(ctx.input(3), axes)) return false;
-      if (ctx.has_input(4) && !read_slice_ints(ctx.input(4), steps)) return false;
+      if (has_axes && !read_small_ints(ctx.input(3), axes)) return false;
+      if (ctx.has_input(4) && !read_small_ints(ctx.input(4), steps)) return false;
     }
     // The reference's checks (check_slice_params): any failure is left to it to report.
     const size_t n = starts.count;
@@ -791,15 +720,11 @@ std::unique_ptr<FastKernel> make_split(const ir::Node& n, const ir::Graph&, int6
 }  // namespace
 
 std::span<const FastKernelEntry> data_movement_kernel_entries() {
-  constexpr uint64_t kMovable =
-      dtype_set({ir::DType::kFloat32, ir::DType::kUInt8, ir::DType::kInt8, ir::DType::kUInt16, ir::DType::kInt16,
-                 ir::DType::kInt32, ir::DType::kInt64, ir::DType::kBool, ir::DType::kFloat16, ir::DType::kFloat64,
-                 ir::DType::kUInt32, ir::DType::kUInt64, ir::DType::kBFloat16});
   static const FastKernelEntry kEntries[] = {
-      {"", "Transpose", 1, kLatestOpset, kMovable, make_transpose},
-      {"", "Slice", 1, kLatestOpset, kMovable, make_slice},
-      {"", "Concat", 1, kLatestOpset, kMovable, make_concat},
-      {"", "Split", 1, kLatestOpset, kMovable, make_split},
+      {"", "Transpose", 1, kLatestOpset, kMovableTypes, make_transpose},
+      {"", "Slice", 1, kLatestOpset, kMovableTypes, make_slice},
+      {"", "Concat", 1, kLatestOpset, kMovableTypes, make_concat},
+      {"", "Split", 1, kLatestOpset, kMovableTypes, make_split},
   };
   return kEntries;
 }

@@ -54,6 +54,9 @@ std::span<const FastKernelEntry> data_movement_kernel_entries();  // data_moveme
 std::span<const FastKernelEntry> resize_kernel_entries();         // resize_kernel.cc
 std::span<const FastKernelEntry> recurrent_kernel_entries();  // recurrent_kernel.cc
 std::span<const FastKernelEntry> elementwise_chain_kernel_entries();  // elementwise_chain_kernel.cc
+std::span<const FastKernelEntry> pad_kernel_entries();         // pad_kernel.cc
+std::span<const FastKernelEntry> gather_kernel_entries();      // gather_kernel.cc
+std::span<const FastKernelEntry> batch_norm_kernel_entries();  // batch_norm_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();

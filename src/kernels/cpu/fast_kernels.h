@@ -3,7 +3,7 @@
 // at which opsets and element types, is the table in fast_kernel_table.h, whose entries sit beside each
 // kernel (matmul_kernel.cc, conv_kernel.cc, attention_kernel.cc, layer_norm_kernel.cc, gelu_kernel.cc,
 // softmax_kernel.cc, pool_kernel.cc, reduce_kernel.cc, binary_elementwise_kernel.cc, data_movement_kernel.cc,
-// resize_kernel.cc).
+// resize_kernel.cc, pad_kernel.cc, gather_kernel.cc, batch_norm_kernel.cc).
 //
 // A fast kernel checks the call (element types, shapes, which optional outputs are read) before it
 // touches anything, and declines what it does not cover; the reference kernel then runs, so a fast

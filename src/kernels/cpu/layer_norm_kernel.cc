@@ -76,7 +76,9 @@ std::unique_ptr<FastKernel> make_layer_norm(const ir::Node& n, int64_t opset, bo
 
 std::span<const FastKernelEntry> layer_norm_kernel_entries() {
   static const FastKernelEntry kEntries[] = {
-      {"", "LayerNormalization", 17, kLatestOpset, dtype_set({ir::DType::kFloat32}),
+      // From opset 1, not 17 where ONNX defines it: kiln (as ONNX Runtime) runs LayerNormalization at every
+      // opset, and the optimizer's layer_norm_fusion writes it into models of any opset (ppocrv4-rec's 12).
+      {"", "LayerNormalization", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
        [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_layer_norm(n, opset, false); }},
       {"com.microsoft", "SkipLayerNormalization", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
        [](const ir::Node& n, const ir::Graph&, int64_t opset) { return make_layer_norm(n, opset, true); }},
