@@ -54,6 +54,7 @@ std::span<const FastKernelEntry> data_movement_kernel_entries();  // data_moveme
 std::span<const FastKernelEntry> resize_kernel_entries();         // resize_kernel.cc
 std::span<const FastKernelEntry> recurrent_kernel_entries();  // recurrent_kernel.cc
 std::span<const FastKernelEntry> elementwise_chain_kernel_entries();  // elementwise_chain_kernel.cc
+std::span<const FastKernelEntry> unary_elementwise_kernel_entries();  // unary_elementwise_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();
