@@ -43,8 +43,10 @@ testing::Optimized optimized(const TestGraph& g, passes::Target target = passes:
   passes::OptimizeOptions options;
   options.level = passes::Level::kExtended;
   options.target = target;
-  // Exactly the unfused results: every step computes as the op it replaced.
-  return testing::optimize_and_compare(g.model(), options, g.feeds(), 0.0);
+  // The unfused results: every step computes as the op it replaced's reference kernel, while the unfused
+  // graph runs the single-op fast kernels (unary_elementwise_kernel.cc), whose transcendental steps are
+  // within a few ulp of it.
+  return testing::optimize_and_compare(g.model(), options, g.feeds(), 1e-6);
 }
 
 const ir::Node& only_chain(const ir::Model& m) {

@@ -4,6 +4,7 @@
 // join the table untested. (tests/fast_kernels_test.cc and the per-kernel tests go deeper per kernel.)
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <set>
@@ -571,6 +572,69 @@ std::vector<Case> batch_norm_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// The single unary ops (unary_elementwise_kernel.cc): a scalar, odd sizes, and a tensor large enough to
+// be split across threads; inputs where the op is defined (Log and Sqrt: positive; Reciprocal: away from
+// 0), the attributes set away from their defaults, and Clip's bounds as attributes or inputs (one absent).
+std::vector<Case> unary_cases(const FastKernelEntry& e, int64_t opset) {
+  const std::string op = e.op;
+  std::vector<Case> cases;
+  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{}, {7}, {3, 17}, {2, 3, 5, 7}, {1, 70001}}) {
+    Random rng(static_cast<uint32_t>(shape.size() + 11));
+    TestGraph g = graph_for(e, opset);
+    g.input("x", op == "Log" || op == "Sqrt" ? rng.floats(shape, 0.01f, 8.0f)
+                 : op == "Reciprocal"        ? rng.floats(shape, 0.5f, 2.0f)
+                                             : rng.floats(shape, -4.0f, 4.0f));
+    std::vector<ir::Attribute> attrs;
+    std::vector<std::string> ins = {"x"};
+    if (op == "LeakyRelu" || op == "Elu") attrs = {attr_float("alpha", 0.3f)};
+    if (op == "HardSigmoid") attrs = {attr_float("alpha", 0.3f), attr_float("beta", 0.4f)};
+    if (op == "Clip" && opset < 11) attrs = {attr_float("min", -0.7f), attr_float("max", 0.9f)};
+    if (op == "Clip" && opset >= 11) {
+      g.constant("lo", testing::contrib::scalar(-0.7f));
+      g.constant("hi", testing::contrib::scalar(0.9f));
+      ins = shape.size() == 2 ? std::vector<std::string>{"x", "", "hi"}
+            : shape.size() == 1 ? std::vector<std::string>{"x", "lo"}
+                                : std::vector<std::string>{"x", "lo", "hi"};
+    }
+    add_node(g, e, ins, attrs);
+    cases.push_back({ir::to_string(shape), std::move(g), 1e-5});
+  }
+  return cases;
+}
+
+// Pow by a one-element exponent (a scalar or [1], float or int64), bases positive for the fractional ones.
+std::vector<Case> pow_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (float exponent : {2.0f, 0.5f, 3.0f, -1.0f, 1.7f}) {
+    Random rng(static_cast<uint32_t>(exponent * 10 + 100));
+    TestGraph g = graph_for(e, opset);
+    const bool integral = exponent == std::trunc(exponent);
+    g.input("x", rng.floats({3, 5, 17}, integral ? -3.0f : 0.1f, 3.0f));
+    if (exponent == 3.0f)
+      g.constant("e", testing::contrib::int64s({3}));
+    else
+      g.constant("e", testing::contrib::scalar(exponent));
+    add_node(g, e, {"x", "e"});
+    cases.push_back({"exponent " + std::to_string(exponent), std::move(g), 1e-5});
+  }
+  return cases;
+}
+
+// Cast from float32 to each simple type, with values that round, truncate, and are 0.
+std::vector<Case> cast_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (ir::DType to : {ir::DType::kFloat32, ir::DType::kFloat16, ir::DType::kInt64, ir::DType::kInt32, ir::DType::kBool}) {
+    Random rng(static_cast<uint32_t>(to) + 200);
+    TestGraph g = graph_for(e, opset);
+    ir::Tensor x = rng.floats({5, 33}, -100.0f, 100.0f);
+    x.data<float>()[3] = 0.0f;
+    g.input("x", x);
+    add_node(g, e, {"x"}, {attr_int("to", static_cast<int64_t>(to))});
+    cases.push_back({"to " + std::string(ir::dtype_name(to)), std::move(g), 0.0});
+  }
+  return cases;
+}
+
 const std::map<std::string, CaseMaker>& case_makers() {
   static const std::map<std::string, CaseMaker> makers = {
       {":MatMul", matmul_cases},
@@ -610,6 +674,27 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Pad", pad_cases},
       {":Gather", gather_cases},
       {":BatchNormalization", batch_norm_cases},
+      {":Relu", unary_cases},
+      {":Sigmoid", unary_cases},
+      {":Tanh", unary_cases},
+      {":Exp", unary_cases},
+      {":Log", unary_cases},
+      {":Sqrt", unary_cases},
+      {":Erf", unary_cases},
+      {":Neg", unary_cases},
+      {":Abs", unary_cases},
+      {":Reciprocal", unary_cases},
+      {":Floor", unary_cases},
+      {":Ceil", unary_cases},
+      {":Round", unary_cases},
+      {":Softplus", unary_cases},
+      {":HardSwish", unary_cases},
+      {":HardSigmoid", unary_cases},
+      {":LeakyRelu", unary_cases},
+      {":Elu", unary_cases},
+      {":Clip", unary_cases},
+      {":Pow", pow_cases},
+      {":Cast", cast_cases},
   };
   return makers;
 }

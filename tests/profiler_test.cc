@@ -1,5 +1,5 @@
 // The profiler (runtime/profiler.h, runtime/profile_report.h): a graph with a fast MatMul (constant weights)
-// and an Erf that runs its reference kernel, profiled over several runs: one row per node, the kernel that
+// and a Sin that runs its reference kernel, profiled over several runs: one row per node, the kernel that
 // answered, percentages, the reference-kernel line and the Chrome trace; a subgraph's time counted in its
 // If node; and the `kiln run --profile` / `kiln bench --profile-json` commands, bad trace paths included.
 #include "runtime/profiler.h"
@@ -26,14 +26,14 @@ using testing::contrib::TestGraph;
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// x[3,7] -> MatMul (constant B[7,5], a fast kernel) -> Erf (reference only) -> z[3,5].
-TestGraph matmul_erf() {
+// x[3,7] -> MatMul (constant B[7,5], a fast kernel) -> Sin (reference only) -> z[3,5].
+TestGraph matmul_sin() {
   Random rng(7);
   TestGraph g;
   g.input("x", rng.floats({3, 7}));
   g.constant("b", rng.floats({7, 5}));
   g.node("MatMul", {"x", "b"}, {"y"});
-  g.node("Erf", {"y"}, {"z"});
+  g.node("Sin", {"y"}, {"z"});
   g.output("z");
   return g;
 }
@@ -52,7 +52,7 @@ const runtime::ProfileRow& row_of(const std::vector<runtime::ProfileRow>& rows, 
 }
 
 TEST(Profiler, OneRowPerNodeWithTheKernelThatRan) {
-  TestGraph g = matmul_erf();
+  TestGraph g = matmul_sin();
   runtime::Session session(g.model(), unoptimized());
   ASSERT_EQ(session.fast_kernel_count(), 1u);
   constexpr int kRuns = 4;
@@ -85,26 +85,26 @@ TEST(Profiler, OneRowPerNodeWithTheKernelThatRan) {
   EXPECT_EQ(matmul.reference_ms, 0);
   // The weight the kernel holds packed is shown with the shape it had.
   EXPECT_EQ(matmul.shapes, "float32[3,7], float32[7,5] -> float32[3,5]");
-  const runtime::ProfileRow& erf = row_of(s.nodes, "Erf");
-  EXPECT_EQ(erf.kernel, "reference");
-  EXPECT_EQ(erf.shapes, "float32[3,5] -> float32[3,5]");
-  EXPECT_DOUBLE_EQ(erf.reference_ms, erf.total_ms);
+  const runtime::ProfileRow& sin_row = row_of(s.nodes, "Sin");
+  EXPECT_EQ(sin_row.kernel, "reference");
+  EXPECT_EQ(sin_row.shapes, "float32[3,5] -> float32[3,5]");
+  EXPECT_DOUBLE_EQ(sin_row.reference_ms, sin_row.total_ms);
 
   EXPECT_EQ(s.reference_nodes, 1u);
   const std::string callout = runtime::reference_callout(s);
   EXPECT_TRUE(has(callout, "1 node, ")) << callout;
-  EXPECT_TRUE(has(callout, "ran reference kernels: Erf (1 node, ")) << callout;
+  EXPECT_TRUE(has(callout, "ran reference kernels: Sin (1 node, ")) << callout;
   EXPECT_FALSE(has(callout, "MatMul")) << callout;
 
   const std::string table = runtime::format_profile(s, 0);
   EXPECT_TRUE(has(table, "4 runs")) << table;
   EXPECT_TRUE(has(table, "MatMul_0")) << table;
-  EXPECT_TRUE(has(table, "Erf_1")) << table;
+  EXPECT_TRUE(has(table, "Sin_1")) << table;
   EXPECT_TRUE(has(table, "\n1 node, ")) << table;  // the closing line
 }
 
 TEST(Profiler, AttachedAgainTheRecordsGoOn) {
-  TestGraph g = matmul_erf();
+  TestGraph g = matmul_sin();
   runtime::Session session(g.model(), unoptimized());
   runtime::Profiler profiler;
   session.set_profiler(&profiler);
@@ -133,7 +133,7 @@ TEST(Profiler, AttachedAgainTheRecordsGoOn) {
 }
 
 TEST(Profiler, TablesCutToTopRowsSayWhatWasLeftOut) {
-  TestGraph g = matmul_erf();
+  TestGraph g = matmul_sin();
   runtime::Session session(g.model(), unoptimized());
   runtime::Profiler profiler;
   session.set_profiler(&profiler);
@@ -149,7 +149,7 @@ TEST(Profiler, TablesCutToTopRowsSayWhatWasLeftOut) {
 }
 
 TEST(Profiler, ReferenceOnlySessionSaysFastKernelsWereOff) {
-  TestGraph g = matmul_erf();
+  TestGraph g = matmul_sin();
   runtime::Session session(g.model(), unoptimized(false));
   runtime::Profiler profiler;
   session.set_profiler(&profiler);
@@ -194,10 +194,10 @@ TEST(Profiler, SubgraphNodesHaveRowsAndTheirIfItsOwnTime) {
   ir::Attribute then_branch, else_branch;
   then_branch.name = "then_branch";
   then_branch.kind = ir::Attribute::Kind::kGraph;
-  then_branch.g = branch("Neg", "t");
+  then_branch.g = branch("Sin", "t");
   else_branch.name = "else_branch";
   else_branch.kind = ir::Attribute::Kind::kGraph;
-  else_branch.g = branch("Abs", "e");
+  else_branch.g = branch("Cos", "e");
   g.node("If", {"cond"}, {"y"}, {then_branch, else_branch});
   g.output("y");
   runtime::Session session(g.model(), unoptimized());
@@ -209,26 +209,26 @@ TEST(Profiler, SubgraphNodesHaveRowsAndTheirIfItsOwnTime) {
   // The If's own time, and the branch that ran as a row of its own (the other branch never ran: no row).
   ASSERT_EQ(s.nodes.size(), 2u);
   const runtime::ProfileRow* if_row = nullptr;
-  const runtime::ProfileRow* neg_row = nullptr;
-  for (const runtime::ProfileRow& r : s.nodes) (r.op_type == "If" ? if_row : neg_row) = &r;
-  ASSERT_TRUE(if_row && neg_row);
+  const runtime::ProfileRow* sin_row = nullptr;
+  for (const runtime::ProfileRow& r : s.nodes) (r.op_type == "If" ? if_row : sin_row) = &r;
+  ASSERT_TRUE(if_row && sin_row);
   EXPECT_EQ(if_row->calls, 2);
   EXPECT_EQ(if_row->shapes, "bool[] -> float32[4]");
-  EXPECT_EQ(neg_row->op_type, "Neg");
-  EXPECT_EQ(neg_row->name, "If_0/then_branch/Neg_inside");
-  EXPECT_EQ(neg_row->calls, 2);
-  EXPECT_EQ(neg_row->shapes, "float32[4] -> float32[4]");
+  EXPECT_EQ(sin_row->op_type, "Sin");
+  EXPECT_EQ(sin_row->name, "If_0/then_branch/Sin_inside");
+  EXPECT_EQ(sin_row->calls, 2);
+  EXPECT_EQ(sin_row->shapes, "float32[4] -> float32[4]");
   // Percentages of the time in nodes still add up: the If's row holds its own time, not its branch's.
-  EXPECT_NEAR(if_row->percent + neg_row->percent, 100.0, 1e-6);
-  EXPECT_NEAR(if_row->total_ms + neg_row->total_ms, s.node_ms, 1e-9);
+  EXPECT_NEAR(if_row->percent + sin_row->percent, 100.0, 1e-6);
+  EXPECT_NEAR(if_row->total_ms + sin_row->total_ms, s.node_ms, 1e-9);
   EXPECT_LE(s.node_ms, s.run_ms);
-  // The If computes nothing itself: control flow, not a reference kernel; its branch's Neg is one.
+  // The If computes nothing itself: control flow, not a reference kernel; its branch's Sin is one.
   EXPECT_EQ(if_row->kernel, "control flow");
-  EXPECT_EQ(neg_row->kernel, "reference");
+  EXPECT_EQ(sin_row->kernel, "reference");
   EXPECT_EQ(s.reference_nodes, 1u);
   EXPECT_EQ(s.non_compute_nodes, 1u);
   const std::string callout = runtime::reference_callout(s);
-  EXPECT_TRUE(has(callout, "ran reference kernels: Neg (1 node, ")) << callout;
+  EXPECT_TRUE(has(callout, "ran reference kernels: Sin (1 node, ")) << callout;
   EXPECT_FALSE(has(callout, "If (")) << callout;
   EXPECT_TRUE(has(callout, "1 node, ")) << callout;
   EXPECT_TRUE(has(callout, "computed nothing (views, shape reads, control flow's own time)")) << callout;
@@ -258,11 +258,11 @@ TEST(Profiler, ViewsAndShapeReadsAreNotReferenceKernels) {
   const std::string callout = runtime::reference_callout(s);
   EXPECT_TRUE(has(callout, "no node ran a reference kernel")) << callout;
   EXPECT_TRUE(has(callout, "\n2 nodes, ")) << callout;
-  EXPECT_EQ(runtime::non_compute_kind("Erf"), nullptr);
+  EXPECT_EQ(runtime::non_compute_kind("Sin"), nullptr);
 }
 
 TEST(Profiler, TraceIsChromeTraceEvents) {
-  TestGraph g = matmul_erf();
+  TestGraph g = matmul_sin();
   runtime::Session session(g.model(), unoptimized());
   constexpr int kRuns = 3;
   runtime::Profiler profiler(kRuns);
@@ -298,8 +298,8 @@ TEST(Profiler, TraceIsChromeTraceEvents) {
       EXPECT_EQ(args.at("input_type_shape"), nlohmann::json::parse(R"([{"float32":[3,7]},{"float32":[7,5]}])"));
       EXPECT_EQ(args.at("output_type_shape"), nlohmann::json::parse(R"([{"float32":[3,5]}])"));
     } else {
-      EXPECT_EQ(e.at("name"), "Erf_1");
-      EXPECT_EQ(args.at("op_name"), "Erf");
+      EXPECT_EQ(e.at("name"), "Sin_1");
+      EXPECT_EQ(args.at("op_name"), "Sin");
       EXPECT_EQ(args.at("kernel"), "reference");
     }
   }
@@ -326,26 +326,26 @@ TEST(Profiler, UnwritableTracePathIsRefusedByName) {
 
 // ---- the kiln program ----
 
-// The same graph as an .onnx file: x[2,7] -> MatMul (initializer B[7,5]) -> Erf -> z[2,5].
-std::string write_matmul_erf(const testing::TempDir& dir) {
+// The same graph as an .onnx file: x[2,7] -> MatMul (initializer B[7,5]) -> Sin -> z[2,5].
+std::string write_matmul_sin(const testing::TempDir& dir) {
   onnx::ModelProto m = testing::new_model(17);
   onnx::GraphProto* g = m.mutable_graph();
-  g->set_name("matmul_erf");
+  g->set_name("matmul_sin");
   testing::add_input(g, "x", onnx::TensorProto::FLOAT, {2, 7});
   std::vector<float> b(35);
   for (size_t i = 0; i < b.size(); ++i) b[i] = 0.01f * static_cast<float>(i);
   testing::add_float_initializer(g, "b", {7, 5}, b);
   testing::add_node(g, "MatMul", {"x", "b"}, {"y"}, "project");
-  testing::add_node(g, "Erf", {"y"}, {"z"}, "squash");
+  testing::add_node(g, "Sin", {"y"}, {"z"}, "squash");
   testing::add_output(g, "z", onnx::TensorProto::FLOAT, {2, 5});
-  const std::string path = dir.file("matmul_erf.onnx");
+  const std::string path = dir.file("matmul_sin.onnx");
   testing::save(m, path);
   return path;
 }
 
 TEST(ProfilerCli, RunPrintsTheTablesAndTheReferenceLine) {
   testing::TempDir dir;
-  const std::string model = write_matmul_erf(dir);
+  const std::string model = write_matmul_sin(dir);
   testing::RunResult r = testing::run_kiln({"run", model, "--random", "--profile", "--threads", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "1 run, ")) << r.out;
@@ -355,12 +355,12 @@ TEST(ProfilerCli, RunPrintsTheTablesAndTheReferenceLine) {
   EXPECT_TRUE(has(r.out, "squash")) << r.out;
   EXPECT_TRUE(has(r.out, "float32[2,7], float32[7,5] -> float32[2,5]")) << r.out;
   EXPECT_TRUE(has(r.out, "\n1 node, ")) << r.out;
-  EXPECT_TRUE(has(r.out, "ran reference kernels: Erf (1 node, ")) << r.out;
+  EXPECT_TRUE(has(r.out, "ran reference kernels: Sin (1 node, ")) << r.out;
 }
 
 TEST(ProfilerCli, RunRefusesAnUnwritableTraceBeforeRunning) {
   testing::TempDir dir;
-  const std::string model = write_matmul_erf(dir);
+  const std::string model = write_matmul_sin(dir);
   testing::RunResult r = testing::run_kiln({"run", model, "--random", "--profile-json", "/nonexistent/dir/x.json"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(has(r.err, "/nonexistent/dir/x.json")) << r.err;

@@ -57,6 +57,7 @@ std::span<const FastKernelEntry> elementwise_chain_kernel_entries();  // element
 std::span<const FastKernelEntry> pad_kernel_entries();         // pad_kernel.cc
 std::span<const FastKernelEntry> gather_kernel_entries();      // gather_kernel.cc
 std::span<const FastKernelEntry> batch_norm_kernel_entries();  // batch_norm_kernel.cc
+std::span<const FastKernelEntry> unary_elementwise_kernel_entries();  // unary_elementwise_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();

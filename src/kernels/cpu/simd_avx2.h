@@ -5,7 +5,8 @@
 //
 // What a vector type V provides: V::kLanes; V(float) broadcasts; V::zero, V::load and V::store, whole or
 // under a V::Mask (V::first(count) lanes, for a row's tail); + - * /, fma, fnma, fast_divide; min, max,
-// abs, with_sign_of; floor, round_nearest; < and >= giving a Mask, select and keep by one; reduce_add and
+// abs, with_sign_of; sqrt, floor, ceil, round_nearest; exponent_of and mantissa_of (log's split of a
+// normal float); < and >= giving a Mask, select and keep by one; reduce_add and
 // reduce_max across lanes; V::pow2(k).times(p) for exp's scaling; V::index and V::lookup, a per-lane read
 // of a table of kLanes floats.
 //
@@ -106,10 +107,26 @@ KILN_TARGET_AVX2 inline F32x8 with_sign_of(F32x8 magnitude, F32x8 x) {
   return F32x8(_mm256_or_ps(magnitude.v, _mm256_and_ps(x.v, _mm256_set1_ps(-0.0f))));
 }
 
+// Correctly rounded, as std::sqrt: -0 gives -0, a negative NaN.
+KILN_TARGET_AVX2 inline F32x8 sqrt(F32x8 a) { return F32x8(_mm256_sqrt_ps(a.v)); }
 KILN_TARGET_AVX2 inline F32x8 floor(F32x8 a) { return F32x8(_mm256_floor_ps(a.v)); }
+KILN_TARGET_AVX2 inline F32x8 ceil(F32x8 a) { return F32x8(_mm256_ceil_ps(a.v)); }
 // To the nearest integer, ties to even.
 KILN_TARGET_AVX2 inline F32x8 round_nearest(F32x8 a) {
   return F32x8(_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// For a positive normal float a = m 2^e with m in [1, 2): e (as a float) and m. Other inputs (0,
+// denormals, infinity, NaN, negatives) give unspecified values: the caller scales denormals up first and
+// patches the rest.
+KILN_TARGET_AVX2 inline F32x8 exponent_of(F32x8 a) {
+  __m256i e = _mm256_srli_epi32(_mm256_castps_si256(a.v), 23);
+  e = _mm256_sub_epi32(_mm256_and_si256(e, _mm256_set1_epi32(0xff)), _mm256_set1_epi32(127));
+  return F32x8(_mm256_cvtepi32_ps(e));
+}
+KILN_TARGET_AVX2 inline F32x8 mantissa_of(F32x8 a) {
+  __m256i m = _mm256_and_si256(_mm256_castps_si256(a.v), _mm256_set1_epi32(0x007fffff));
+  return F32x8(_mm256_castsi256_ps(_mm256_or_si256(m, _mm256_set1_epi32(0x3f800000))));
 }
 
 KILN_TARGET_AVX2 inline Mask operator<(F32x8 a, F32x8 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }

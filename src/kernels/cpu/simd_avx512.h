@@ -87,6 +87,15 @@ KILN_TARGET_AVX512 inline F32x16 with_sign_of(F32x16 magnitude, F32x16 x) {
   return F32x16(_mm512_or_ps(magnitude.v, _mm512_and_ps(x.v, _mm512_set1_ps(-0.0f))));
 }
 
+KILN_TARGET_AVX512 inline F32x16 sqrt(F32x16 a) { return F32x16(_mm512_sqrt_ps(a.v)); }
+KILN_TARGET_AVX512 inline F32x16 ceil(F32x16 a) {
+  return F32x16(_mm512_roundscale_ps(a.v, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC));
+}
+// vgetexpps and vgetmantps: e = floor(log2 |a|) and m = |a| / 2^e in [1, 2).
+KILN_TARGET_AVX512 inline F32x16 exponent_of(F32x16 a) { return F32x16(_mm512_getexp_ps(a.v)); }
+KILN_TARGET_AVX512 inline F32x16 mantissa_of(F32x16 a) {
+  return F32x16(_mm512_getmant_ps(a.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero));
+}
 KILN_TARGET_AVX512 inline F32x16 floor(F32x16 a) {
   return F32x16(_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
 }

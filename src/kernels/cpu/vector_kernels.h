@@ -1,8 +1,9 @@
 // kiln's own vectorized float32 kernels for the work of a transformer encoder besides its matmuls:
 // LayerNormalization and com.microsoft.SkipLayerNormalization, the GELUs (erf, tanh, with a bias),
 // softmax along the last dim (with an optional scale and additive mask, for attention), and Add / Mul in
-// their two common shapes (same shape; a row vector or a scalar broadcast over rows); and the time step
-// of an LSTM or GRU (the recurrent product h x R^T fused with the cell's gates).
+// their two common shapes (same shape; a row vector or a scalar broadcast over rows); the time step
+// of an LSTM or GRU (the recurrent product h x R^T fused with the cell's gates); and the single unary
+// elementwise ops (Relu, Sigmoid, Log, Clip, Pow by a constant, ...) as elementwise steps.
 //
 // Each kernel has three builds: AVX-512 (vector_kernels_avx512.cc), AVX2 + FMA (vector_kernels_avx2.cc)
 // and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The two SIMD builds are
@@ -24,6 +25,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/reference/elementwise_step.h"
 
 namespace kiln::kernels::cpu {
 
@@ -166,6 +168,8 @@ struct VectorKernelTable {
   void (*erf)(const float* x, float* y, int64_t count);
   void (*tanh)(const float* x, float* y, int64_t count);
   void (*sigmoid)(const float* x, float* y, int64_t count);  // 1 / (1 + exp(-x))
+  // y[i] = step(x[i]) for a unary elementwise step (kernels/reference/elementwise_step.h); y may be x.
+  void (*unary)(const ops::chain::Step& step, const float* x, float* y, int64_t count);
   // One recurrent time step over blocks [block_begin, block_end) of hidden units (see RecurrentStepArgs).
   void (*recurrent_step)(const RecurrentStepArgs& args, int64_t block_begin, int64_t block_end);
 };
@@ -185,6 +189,14 @@ void gelu_f32(GeluKind kind, const float* x, const float* bias, float* y, int64_
 // last dim, or count). y may be a.
 void binary_f32(BinaryOp op, const float* a, const float* b, int64_t b_len, float* y, int64_t count,
                 const VectorKernelTable& table = vector_kernels());
+
+// Dense, count elements: y = step(x) for a unary step (not a binary one). y may be x. The SIMD builds
+// give the exact results where the op is exact (Relu, Neg, Abs, Sqrt, Reciprocal, Floor, Ceil, Round,
+// Clip, LeakyRelu, Pow by 2, 0.5, -1, 1 or 0; HardSigmoid and HardSwish but for an FMA's single rounding)
+// and the others to a few ulp (exp, sigmoid, tanh, erf, log, softplus, elu: within about 1e-6 relative);
+// Pow by any other exponent is the reference's per element (std::pow in double).
+void unary_f32(const ops::chain::Step& step, const float* x, float* y, int64_t count,
+               const VectorKernelTable& table = vector_kernels());
 
 // The per-ISA tables, defined in their files; use vector_kernels_for(), which checks the CPU first.
 const VectorKernelTable& avx512_vector_kernels();

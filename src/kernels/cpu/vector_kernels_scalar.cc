@@ -126,6 +126,11 @@ void sigmoid_f32(const float* x, float* y, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] = sigmoid(x[i]);
 }
 
+// The reference's own float function per element: the portable build is exact.
+void unary(const ops::chain::Step& step, const float* x, float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = ops::chain::apply_unary(step, x[i]);
+}
+
 // One recurrent time step (vector_kernels.h): per block and row, h x R^T for the block's units of every
 // gate summed over k in order, then the cell, as the reference computes it (kernels/reference/recurrent.cc).
 void recurrent_step(const RecurrentStepArgs& a, int64_t block_begin, int64_t block_end) {
@@ -214,7 +219,8 @@ constexpr int64_t kElementGrain = 16;
 
 const VectorKernelTable& scalar_vector_kernels() {
   static constexpr VectorKernelTable kTable{Isa::kScalar, layer_norm_rows, softmax_rows, gelu,        binary,
-                                            exp_f32,      erf_f32,         tanh_f32,     sigmoid_f32, recurrent_step};
+                                            exp_f32,      erf_f32,         tanh_f32,     sigmoid_f32, unary,
+                                            recurrent_step};
   return kTable;
 }
 
@@ -267,6 +273,33 @@ void binary_f32(BinaryOp op, const float* a, const float* b, int64_t b_len, floa
                 const VectorKernelTable& table) {
   if (count <= 0) return;
   split(count, 1, kElementGrain, [&](int64_t begin, int64_t end) { table.binary(op, a, b, b_len, y, begin, end); });
+}
+
+// Elements per thread's worth of work, by what a step costs: the cheap ones are bound by memory and
+// gain from a second thread only on large tensors; Pow by a general exponent is a double std::pow each.
+void unary_f32(const ops::chain::Step& step, const float* x, float* y, int64_t count, const VectorKernelTable& table) {
+  using K = ops::chain::StepKind;
+  if (count <= 0) return;
+  int64_t cost = 1;  // the transcendental steps: kParallelMinElements each
+  switch (step.kind) {
+    case K::kRelu:
+    case K::kNeg:
+    case K::kAbs:
+    case K::kClip:
+    case K::kLeakyRelu:
+    case K::kHardSigmoid:
+    case K::kFloor:
+    case K::kCeil:
+    case K::kRound:
+      if (count < 4 * kParallelMinElements) return table.unary(step, x, y, count);
+      break;
+    case K::kPow:
+      if (step.p0 != 2.0f && step.p0 != 0.5f && step.p0 != -1.0f) cost = 16;
+      break;
+    default:
+      break;
+  }
+  split(count, cost, kElementGrain, [&](int64_t begin, int64_t end) { table.unary(step, x + begin, y + begin, end - begin); });
 }
 
 }  // namespace kiln::kernels::cpu

@@ -19,6 +19,10 @@
 //   tanh(x) = Cephes' odd polynomial for |x| < 0.625, else sign(x) * (1 - 2 / (exp(2|x|) + 1)).
 //   FastGelu uses 0.5 v (1 + tanh(u)) = v sigmoid(2u): one exp and one division.
 //   sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|): nothing overflows.
+//   log(x) = e ln 2 + log(m), x = m 2^e with m in [sqrt(1/2), sqrt(2)) (denormals scaled up first), log(m)
+//   by Cephes' polynomial in f = m - 1 (ln 2 in two parts): about 1 ulp. log1p(u) = log(w) u / (w - 1),
+//   w = 1 + u rounded (Goldberg's correction). expm1(x) is exp's polynomial where |x| <= ln 2 / 2 (relative
+//   near 0), exp(x) - 1 beyond.
 #pragma once
 
 #ifndef KILN_SIMD_TARGET
@@ -28,6 +32,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "kernels/cpu/vector_kernels.h"
 
@@ -36,6 +41,18 @@ namespace {
 namespace simd {
 
 // ---- math --------------------------------------------------------------------------------------------
+
+// e^r - 1 for |r| <= ln 2 / 2, to within an ulp relative to it: Cephes' polynomial, r + r^2 P(r).
+template <class V>
+KILN_SIMD_TARGET inline V expm1_reduced(V r) {
+  V p(1.9875691500e-4f);
+  p = fma(p, r, V(1.3981999507e-3f));
+  p = fma(p, r, V(8.3334519073e-3f));
+  p = fma(p, r, V(4.1665795894e-2f));
+  p = fma(p, r, V(1.6666665459e-1f));
+  p = fma(p, r, V(5.0000001201e-1f));
+  return fma(p, r * r, r);
+}
 
 template <class V>
 KILN_SIMD_TARGET inline V exp_ps(V x) {
@@ -47,14 +64,7 @@ KILN_SIMD_TARGET inline V exp_ps(V x) {
   const typename V::Pow2 scale = V::pow2(k);
   V r = fnma(k, V(0.693147182464599609375f), x);
   r = fnma(k, V(-1.904654291e-9f), r);
-  V p(1.9875691500e-4f);
-  p = fma(p, r, V(1.3981999507e-3f));
-  p = fma(p, r, V(8.3334519073e-3f));
-  p = fma(p, r, V(4.1665795894e-2f));
-  p = fma(p, r, V(1.6666665459e-1f));
-  p = fma(p, r, V(5.0000001201e-1f));
-  p = fma(p, r * r, r);
-  return scale.times(p + V(1.0f));
+  return scale.times(expm1_reduced(r) + V(1.0f));
 }
 
 // erf on [0, 4) in kPieces pieces: erf((i + t) * 4 / kPieces) = sum_d kC[d][i] t^d, t in [0, 1), i the
@@ -684,12 +694,193 @@ KILN_SIMD_TARGET void recurrent_step(const RecurrentStepArgs& a, int64_t block_b
   }
 }
 
+// ---- unary elementwise steps (vector_kernels.h's unary; kernels/reference/elementwise_step.h) ---------
+
+template <class V>
+KILN_SIMD_TARGET inline V log_ps(V x) {
+  // Denormals scaled into the normal range by 2^23 first.
+  const typename V::Mask tiny = x < V(1.17549435e-38f);
+  const V xs = select(tiny, x * V(8388608.0f), x);
+  V e = exponent_of(xs) - keep(tiny, V(23.0f));
+  V m = mantissa_of(xs);  // [1, 2)
+  const typename V::Mask high = m >= V(1.41421356f);
+  m = select(high, m * V(0.5f), m);
+  e = e + keep(high, V(1.0f));
+  const V f = m - V(1.0f);  // exact
+  const V z = f * f;
+  V p(7.0376836292e-2f);
+  p = fma(p, f, V(-1.1514610310e-1f));
+  p = fma(p, f, V(1.1676998740e-1f));
+  p = fma(p, f, V(-1.2420140846e-1f));
+  p = fma(p, f, V(1.4249322787e-1f));
+  p = fma(p, f, V(-1.6668057665e-1f));
+  p = fma(p, f, V(2.0000714765e-1f));
+  p = fma(p, f, V(-2.4999993993e-1f));
+  p = fma(p, f, V(3.3333331174e-1f));
+  V y = p * f * z;
+  y = fma(e, V(-2.12194440e-4f), y);
+  y = fnma(z, V(0.5f), y);
+  V r = fma(e, V(0.693359375f), f + y);
+  // log(+inf) = +inf, log(+-0) = -inf, log of a negative or of NaN = NaN.
+  r = select(x >= V(std::numeric_limits<float>::infinity()), x, r);
+  r = select(x < V(std::numeric_limits<float>::denorm_min()), V(-std::numeric_limits<float>::infinity()), r);
+  return select(x >= V::zero(), r, V(std::numeric_limits<float>::quiet_NaN()));
+}
+
+// log(1 + u) for u >= 0 (or NaN).
+template <class V>
+KILN_SIMD_TARGET inline V log1p_ps(V u) {
+  const V w = u + V(1.0f);
+  const V d = w - V(1.0f);  // exact: what w added to 1
+  // While 1 + u rounds to 1, log1p(u) = u to float precision (and a NaN u fails the comparison).
+  return select(d >= V(1e-30f), log_ps(w) * (u / d), u);
+}
+
+template <class V>
+KILN_SIMD_TARGET inline V expm1_ps(V x) {
+  return select(abs(x) < V(0.346573590f), expm1_reduced(x), exp_ps(x) - V(1.0f));
+}
+
+// One step on a vector, with its params broadcast (p0, p1). The NaN rule of max and min (the second
+// operand when either is NaN) lets a NaN x through each clamp, and a NaN bound leave x alone, as the
+// reference's comparisons do; with equal operands they return the second, so -0 stays -0 where the
+// reference keeps it.
+template <class V, ops::chain::StepKind kKind>
+KILN_SIMD_TARGET inline V step_ps(V x, V p0, V p1) {
+  using K = ops::chain::StepKind;
+  const V zero = V::zero(), one(1.0f);
+  if constexpr (kKind == K::kRelu) return select(x < zero, zero, x);
+  if constexpr (kKind == K::kSigmoid) return sigmoid_ps(x);
+  if constexpr (kKind == K::kTanh) return tanh_ps(x);
+  if constexpr (kKind == K::kSqrt) return sqrt(x);
+  if constexpr (kKind == K::kExp) return exp_ps(x);
+  if constexpr (kKind == K::kErf) return erf_ps(x);
+  if constexpr (kKind == K::kNeg) return x * V(-1.0f);  // exact, and -0 for 0
+  if constexpr (kKind == K::kAbs) return abs(x);
+  if constexpr (kKind == K::kReciprocal) return one / x;
+  if constexpr (kKind == K::kClip) return min(p1, max(p0, x));
+  if constexpr (kKind == K::kLeakyRelu) return select(x < zero, p0 * x, x);
+  if constexpr (kKind == K::kHardSigmoid) return min(one, max(zero, p0 * x + p1));
+  if constexpr (kKind == K::kLog) return log_ps(x);
+  if constexpr (kKind == K::kFloor) return floor(x);
+  if constexpr (kKind == K::kCeil) return ceil(x);
+  if constexpr (kKind == K::kRound) return round_nearest(x);
+  if constexpr (kKind == K::kSoftplus) {  // max(x, 0) + log1p(e^-|x|): nothing overflows
+    const V l = log1p_ps(exp_ps(zero - abs(x)));
+    return select(zero < x, x + l, l);
+  }
+  if constexpr (kKind == K::kHardSwish) return x * min(one, max(zero, x / V(6.0f) + V(0.5f)));
+  if constexpr (kKind == K::kElu) return select(x < zero, p0 * expm1_ps(x), x);
+  return x;
+}
+
+// Pow by the exponents whose vector form gives std::pow's double result rounded to float exactly: a
+// square's double product is exact, and a double quotient or square root rounded to float is the float
+// one (53 >= 2 * 24 + 2 bits).
+enum class PowForm { kSquare, kSqrt, kReciprocal };
+
+template <class V, PowForm kForm>
+KILN_SIMD_TARGET inline V pow_ps(V x) {
+  if constexpr (kForm == PowForm::kSquare) return x * x;
+  if constexpr (kForm == PowForm::kReciprocal) return V(1.0f) / x;
+  // x^0.5: +0 for -0 (the + 0) and +inf for -inf, where sqrt gives -0 and NaN.
+  const V r = sqrt(x) + V::zero();
+  return select(x < V(-std::numeric_limits<float>::max()), V(std::numeric_limits<float>::infinity()), r);
+}
+
+// y = F(x) over count floats, four vectors an iteration (the cheap steps are bound by memory), the
+// tail under a mask.
+template <class V, class F>
+[[gnu::always_inline]] KILN_SIMD_TARGET inline void map_fn(const F& f, const float* x, float* y, int64_t count) {
+  constexpr int64_t kLanes = V::kLanes;
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= count; i += 4 * kLanes) {
+    V y0 = f(V::load(x + i)), y1 = f(V::load(x + i + kLanes));
+    V y2 = f(V::load(x + i + 2 * kLanes)), y3 = f(V::load(x + i + 3 * kLanes));
+    y0.store(y + i);
+    y1.store(y + i + kLanes);
+    y2.store(y + i + 2 * kLanes);
+    y3.store(y + i + 3 * kLanes);
+  }
+  for (; i + kLanes <= count; i += kLanes) f(V::load(x + i)).store(y + i);
+  if (i < count) {
+    const typename V::Mask m = V::first(count - i);
+    f(V::load(x + i, m)).store(y + i, m);
+  }
+}
+
+template <class V, ops::chain::StepKind kKind>
+KILN_SIMD_TARGET void step_map(const ops::chain::Step& s, const float* x, float* y, int64_t count) {
+  const V p0(s.p0), p1(s.p1);
+  map_fn<V>([p0, p1](V v) KILN_SIMD_TARGET { return step_ps<V, kKind>(v, p0, p1); }, x, y, count);
+}
+
+template <class V, PowForm kForm>
+KILN_SIMD_TARGET void pow_map(const float* x, float* y, int64_t count) {
+  map_fn<V>([](V v) KILN_SIMD_TARGET { return pow_ps<V, kForm>(v); }, x, y, count);
+}
+
+template <class V>
+KILN_SIMD_TARGET void unary(const ops::chain::Step& s, const float* x, float* y, int64_t count) {
+  using K = ops::chain::StepKind;
+  switch (s.kind) {
+    case K::kRelu:
+      return step_map<V, K::kRelu>(s, x, y, count);
+    case K::kSigmoid:
+      return step_map<V, K::kSigmoid>(s, x, y, count);
+    case K::kTanh:
+      return step_map<V, K::kTanh>(s, x, y, count);
+    case K::kSqrt:
+      return step_map<V, K::kSqrt>(s, x, y, count);
+    case K::kExp:
+      return step_map<V, K::kExp>(s, x, y, count);
+    case K::kErf:
+      return step_map<V, K::kErf>(s, x, y, count);
+    case K::kNeg:
+      return step_map<V, K::kNeg>(s, x, y, count);
+    case K::kAbs:
+      return step_map<V, K::kAbs>(s, x, y, count);
+    case K::kReciprocal:
+      return step_map<V, K::kReciprocal>(s, x, y, count);
+    case K::kClip:
+      return step_map<V, K::kClip>(s, x, y, count);
+    case K::kLeakyRelu:
+      return step_map<V, K::kLeakyRelu>(s, x, y, count);
+    case K::kHardSigmoid:
+      return step_map<V, K::kHardSigmoid>(s, x, y, count);
+    case K::kLog:
+      return step_map<V, K::kLog>(s, x, y, count);
+    case K::kFloor:
+      return step_map<V, K::kFloor>(s, x, y, count);
+    case K::kCeil:
+      return step_map<V, K::kCeil>(s, x, y, count);
+    case K::kRound:
+      return step_map<V, K::kRound>(s, x, y, count);
+    case K::kSoftplus:
+      return step_map<V, K::kSoftplus>(s, x, y, count);
+    case K::kHardSwish:
+      return step_map<V, K::kHardSwish>(s, x, y, count);
+    case K::kElu:
+      return step_map<V, K::kElu>(s, x, y, count);
+    case K::kPow:
+      if (s.p0 == 2.0f) return pow_map<V, PowForm::kSquare>(x, y, count);
+      if (s.p0 == 0.5f) return pow_map<V, PowForm::kSqrt>(x, y, count);
+      if (s.p0 == -1.0f) return pow_map<V, PowForm::kReciprocal>(x, y, count);
+      break;
+    default:
+      break;
+  }
+  // Pow by other exponents (and, defensively, anything else): the reference's float function.
+  for (int64_t i = 0; i < count; ++i) y[i] = ops::chain::apply_unary(s, x[i]);
+}
+
 // ---- the table ---------------------------------------------------------------------------------------
 
 template <class V>
 constexpr VectorKernelTable vector_kernel_table(Isa isa) {
   return {isa,        layer_norm_rows<V>, softmax_rows<V>, gelu<V>,        binary<V>,
-          exp_f32<V>, erf_f32<V>,         tanh_f32<V>,     sigmoid_f32<V>, recurrent_step<V>};
+          exp_f32<V>, erf_f32<V>,         tanh_f32<V>,     sigmoid_f32<V>, unary<V>,
+          recurrent_step<V>};
 }
 
 }  // namespace simd

@@ -16,7 +16,7 @@ struct NamedStep {
   const char* name;
   StepKind kind;
 };
-constexpr std::array<NamedStep, 19> kStepNames = {{
+constexpr std::array<NamedStep, 26> kStepNames = {{
     {"Add", StepKind::kAdd},         {"Sub", StepKind::kSub},
     {"SubFrom", StepKind::kSubFrom}, {"Mul", StepKind::kMul},
     {"Div", StepKind::kDiv},         {"DivInto", StepKind::kDivInto},
@@ -26,7 +26,10 @@ constexpr std::array<NamedStep, 19> kStepNames = {{
     {"Neg", StepKind::kNeg},         {"Abs", StepKind::kAbs},
     {"Reciprocal", StepKind::kReciprocal}, {"Pow", StepKind::kPow},
     {"Clip", StepKind::kClip},       {"LeakyRelu", StepKind::kLeakyRelu},
-    {"HardSigmoid", StepKind::kHardSigmoid},
+    {"HardSigmoid", StepKind::kHardSigmoid}, {"Log", StepKind::kLog},
+    {"Floor", StepKind::kFloor},     {"Ceil", StepKind::kCeil},
+    {"Round", StepKind::kRound},     {"Softplus", StepKind::kSoftplus},
+    {"HardSwish", StepKind::kHardSwish}, {"Elu", StepKind::kElu},
 }};
 }  // namespace
 
