@@ -51,7 +51,7 @@ std::vector<size_t> effective_perm(size_t rank, bool trans, bool trans_batch) {
 }
 
 template <class D>
-std::vector<D> permuted(const std::vector<D>& dims, const std::vector<size_t>& perm) {
+std::vector<D> permuted_dims(const std::vector<D>& dims, const std::vector<size_t>& perm) {
   std::vector<D> out;
   for (size_t p : perm) out.push_back(dims[p]);
   return out;
@@ -66,8 +66,8 @@ void infer_fused_matmul(InferenceContext& ctx) {
   if (!a.shape || !b.shape) return ctx.set_output(0, a.dtype, std::nullopt);
   if (a.shape->rank() == 0 || b.shape->rank() == 0) ctx.fail("inputs must have rank >= 1, got scalars");
   check_trans_batch(ctx, at, a.shape->rank(), b.shape->rank());
-  std::vector<ir::Dim> as = permuted(a.shape->dims, effective_perm(a.shape->rank(), at.trans_a, at.trans_batch_a));
-  std::vector<ir::Dim> bs = permuted(b.shape->dims, effective_perm(b.shape->rank(), at.trans_b, at.trans_batch_b));
+  std::vector<ir::Dim> as = permuted_dims(a.shape->dims, effective_perm(a.shape->rank(), at.trans_a, at.trans_batch_a));
+  std::vector<ir::Dim> bs = permuted_dims(b.shape->dims, effective_perm(b.shape->rank(), at.trans_b, at.trans_batch_b));
   bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
   if (a_vec) as.insert(as.begin(), ir::Dim(1));
   if (b_vec) bs.push_back(ir::Dim(1));
@@ -87,7 +87,7 @@ void infer_fused_matmul(InferenceContext& ctx) {
 std::vector<float> transposed(const ir::Tensor& t, const std::vector<size_t>& perm) {
   const std::vector<int64_t>& in_shape = t.shape();
   std::vector<int64_t> in_strides = ir::strides_of(in_shape);
-  std::vector<int64_t> out_shape = permuted(in_shape, perm);
+  std::vector<int64_t> out_shape = permuted_dims(in_shape, perm);
   std::vector<float> out(static_cast<size_t>(t.numel()));
   std::vector<int64_t> idx(out_shape.size(), 0);
   const float* src = t.data<float>();
@@ -113,7 +113,7 @@ void fused_matmul_kernel(KernelContext& ctx) {
   check_trans_batch(ctx, at, a.rank(), b.rank());
   std::vector<size_t> pa = effective_perm(a.rank(), at.trans_a, at.trans_batch_a);
   std::vector<size_t> pb = effective_perm(b.rank(), at.trans_b, at.trans_batch_b);
-  std::vector<int64_t> as = permuted(a.shape().vec(), pa), bs = permuted(b.shape().vec(), pb);
+  std::vector<int64_t> as = permuted_dims(a.shape().vec(), pa), bs = permuted_dims(b.shape().vec(), pb);
   std::vector<float> av = transposed(a, pa), bv = transposed(b, pb);
   bool a_vec = as.size() == 1, b_vec = bs.size() == 1;
   if (a_vec) as.insert(as.begin(), 1);
