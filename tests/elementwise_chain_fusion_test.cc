@@ -117,6 +117,24 @@ TEST(ElementwiseChainFusion, ActivationsWithAttributesAndClipBounds) {
   }
 }
 
+TEST(ElementwiseChainFusion, RoundingLogarithmicAndSwishSteps) {
+  TestGraph g(17);
+  Random rng(11);
+  g.input("x", rng.floats({3, 45}, -6.0f, 6.0f));
+  g.node("Elu", {"x"}, {"a"}, {testing::contrib::attr_float("alpha", 0.7f)});
+  g.node("HardSwish", {"a"}, {"b"});
+  g.node("Softplus", {"b"}, {"c"});  // > 0, so Log is finite
+  g.node("Log", {"c"}, {"d"});
+  g.node("Floor", {"d"}, {"e"});
+  g.node("Ceil", {"e"}, {"f"});
+  g.node("Round", {"f"}, {"y"});
+  g.output("y");
+  testing::Optimized o = optimized(g);
+  ASSERT_EQ(o.ops(kChain), 1) << o.text();
+  EXPECT_EQ(only_chain(o.model).find_attribute("ops")->strings,
+            (std::vector<std::string>{"Elu", "HardSwish", "Softplus", "Log", "Floor", "Ceil", "Round"}));
+}
+
 TEST(ElementwiseChainFusion, LeavesWhatIsNotAChain) {
   {  // The middle value read twice: the chain stops before it is needed elsewhere.
     TestGraph g = layer_scale();

@@ -6,8 +6,9 @@
 //
 // A chain is a run of steps, each reading the previous one's output as its only reader and keeping its
 // shape (known, and equal to the chain input's): Add, Sub, Mul, Div with an operand that broadcasts into
-// it (from outside the chain), Relu, Sigmoid, Tanh, Sqrt, Exp, Erf, Neg, Abs, Reciprocal, Pow by a constant
-// scalar, Clip with constant bounds, LeakyRelu and HardSigmoid; at least two of them. Every step computes
+// it (from outside the chain), Relu, Sigmoid, Tanh, Sqrt, Exp, Erf, Neg, Abs, Reciprocal, Log, Floor, Ceil,
+// Round, Softplus, HardSwish, Pow by a constant scalar, Clip with constant bounds, LeakyRelu, Elu and
+// HardSigmoid; at least two of them. Every step computes
 // as the op it replaces, so the rewrite changes no result.
 //
 // It runs once, after the other passes have reached their fixed point (optimizer.cc), so that it never
@@ -70,7 +71,9 @@ class ChainMatcher {
     static const std::pair<const char*, StepKind> kUnary[] = {
         {"Relu", StepKind::kRelu}, {"Sigmoid", StepKind::kSigmoid}, {"Tanh", StepKind::kTanh},
         {"Sqrt", StepKind::kSqrt}, {"Exp", StepKind::kExp},         {"Erf", StepKind::kErf},
-        {"Neg", StepKind::kNeg},   {"Abs", StepKind::kAbs},         {"Reciprocal", StepKind::kReciprocal}};
+        {"Neg", StepKind::kNeg},   {"Abs", StepKind::kAbs},         {"Reciprocal", StepKind::kReciprocal},
+        {"Log", StepKind::kLog},   {"Floor", StepKind::kFloor},     {"Ceil", StepKind::kCeil},
+        {"Round", StepKind::kRound}, {"Softplus", StepKind::kSoftplus}, {"HardSwish", StepKind::kHardSwish}};
     for (const auto& [name, kind] : kUnary)
       if (op == name) return n.inputs.size() == 1 ? std::optional<ChainStep>(ChainStep{kind, "", 0.0f, 0.0f}) : std::nullopt;
     if (op == "Pow" && n.inputs.size() == 2) {
@@ -96,6 +99,10 @@ class ChainMatcher {
     if (op == "LeakyRelu" && n.inputs.size() == 1) {
       const ir::Attribute* a = n.find_attribute("alpha");
       return ChainStep{StepKind::kLeakyRelu, "", a ? a->f : 0.01f};
+    }
+    if (op == "Elu" && n.inputs.size() == 1) {
+      const ir::Attribute* a = n.find_attribute("alpha");
+      return ChainStep{StepKind::kElu, "", a ? a->f : 1.0f};
     }
     if (op == "HardSigmoid" && n.inputs.size() == 1) {
       const ir::Attribute* a = n.find_attribute("alpha");
