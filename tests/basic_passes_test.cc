@@ -356,6 +356,31 @@ TEST(ConvFolding, BatchNormMulAndAddFoldIntoConvWeights) {
   }
 }
 
+// ConvTranspose weights are [C_in, C_out/group, k...]: with two groups, output channel c of group g scales
+// rows g*C_in/2 .. of dim 0 at column c - g*C_out/2 of dim 1.
+TEST(ConvFolding, BatchNormMulAndAddFoldIntoGroupedConvTransposeWeights) {
+  for (const char* follower : {"BatchNormalization", "Mul", "Add"}) {
+    ir::Model m = new_ir_model();
+    GraphBuilder b(m.graph);
+    m.graph.inputs.push_back(tensor_value("x", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(4), ir::Dim(3), ir::Dim(3)}));
+    std::string w = b.initializer("w", ramp({4, 3, 2, 2}, 0.5f, 0.0f));  // C_out = 3 * 2 groups
+    std::string conv = b.add("ConvTranspose", {"x", w},
+                             {ints_attr("kernel_shape", {2, 2}), ints_attr("strides", {2, 2}), int_attr("group", 2)});
+    if (std::string(follower) == "BatchNormalization")
+      b.add_named("BatchNormalization",
+                  {conv, b.initializer("s", ramp({6}, 0.3f, 1.0f)), b.initializer("o", ramp({6}, 0.2f, 0.0f)),
+                   b.initializer("mean", ramp({6}, 0.1f, 0.0f)), b.initializer("var", ramp({6}, 0.1f, 0.5f))},
+                  "y", {exporter::float_attr("epsilon", 1e-3f)});
+    else
+      b.add_named(follower, {conv, b.initializer("c", ramp({6, 1, 1}, 0.4f, 1.0f))}, "y");
+    m.graph.outputs.push_back(tensor_value("y", ir::DType::kFloat32, {ir::Dim(1), ir::Dim(6), ir::Dim(6), ir::Dim(6)}));
+    auto [opt, report] = optimize_and_compare(m, passes::Level::kBasic);
+    EXPECT_EQ(opt.graph.nodes.size(), 1u) << follower;
+    EXPECT_EQ(count_ops(opt, "ConvTranspose"), 1) << follower;
+    EXPECT_EQ(report.count(std::string(follower) + " folded into ConvTranspose"), 1) << report.to_text();
+  }
+}
+
 TEST(ConvFolding, LeavesNonChannelScalesAlone) {
   ir::Model m = new_ir_model();
   GraphBuilder b(m.graph);

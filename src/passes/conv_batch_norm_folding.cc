@@ -2,6 +2,8 @@
 //   BatchNormalization(Conv(x, W, B), s, b, m, v)  -> Conv(x, W * k, (B - m) * k + b)   with k = s / sqrt(v + eps)
 //   Mul(Conv(x, W, B), c)                           -> Conv(x, W * c, B * c)   c scalar or one value per channel
 //   Add(Conv(x, W, B), c)                           -> Conv(x, W, B + c)       c scalar or one value per channel
+// and the same after a ConvTranspose, whose weights are [C_in, C_out/group, k...] (paddle2onnx's text
+// detectors end in ConvTranspose -> Add(bias) -> BatchNormalization -> Relu -> ConvTranspose -> Add(bias)).
 // The Conv's output must have the folded op as its only reader; new weights are new initializers (the old
 // ones may be shared). float32 only.
 #include <cmath>
@@ -27,10 +29,25 @@ std::optional<std::vector<float>> per_channel(const ir::Tensor& t, int64_t chann
   return std::vector<float>(t.data<float>(), t.data<float>() + channels);
 }
 
-struct ConvWeights {
-  ir::Tensor w;  // [C_out, C_in/group, k...], a copy
-  std::vector<float> b;
-};
+// Multiplies each output channel's weights by scale[c]: W is [C_out, C_in/group, k...] for a Conv and
+// [C_in, C_out/group, k...] for a ConvTranspose.
+void scale_output_channels(ir::Tensor& w, const std::vector<float>& scale, bool transposed, int64_t group) {
+  float* d = w.data<float>();
+  if (!transposed) {
+    const int64_t channels = w.dim(0), per = w.numel() / channels;
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t k = 0; k < per; ++k) d[c * per + k] *= scale[c];
+    return;
+  }
+  const int64_t in = w.dim(0), out_per_group = w.dim(1), in_per_group = in / group;
+  const int64_t taps = w.numel() / (in * out_per_group);
+  for (int64_t ci = 0; ci < in; ++ci)
+    for (int64_t j = 0; j < out_per_group; ++j) {
+      const float s = scale[(ci / in_per_group) * out_per_group + j];
+      float* row = d + (ci * out_per_group + j) * taps;
+      for (int64_t k = 0; k < taps; ++k) row[k] *= s;
+    }
+}
 
 }  // namespace
 
@@ -41,7 +58,9 @@ bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx) {
     GraphIndex index(g);
     for (int i = 0; i < static_cast<int>(g.nodes.size()) && !again; ++i) {
       const ir::Node& conv = g.nodes[i];
-      if (!ir::is_default_domain(conv.domain) || conv.op_type != "Conv" || conv.inputs.size() < 2) continue;
+      const bool transposed = conv.op_type == "ConvTranspose";
+      if (!ir::is_default_domain(conv.domain) || !(conv.op_type == "Conv" || transposed) || conv.inputs.size() < 2)
+        continue;
       int reader = index.only_consumer(conv.outputs[0]);
       if (reader < 0) continue;
       const ir::Node& next = g.nodes[reader];
@@ -49,7 +68,10 @@ bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx) {
       if (!ir::is_default_domain(next.domain) || !(bn || mul || add)) continue;
       std::optional<ir::Tensor> w = index.constant(conv.inputs[1]);
       if (!w || w->dtype() != ir::DType::kFloat32 || w->rank() < 3) continue;
-      const int64_t channels = w->dim(0);
+      const ir::Attribute* group_attr = conv.find_attribute("group");
+      const int64_t group = group_attr ? group_attr->i : 1;
+      if (group < 1 || w->dim(0) % group != 0) continue;
+      const int64_t channels = transposed ? w->dim(1) * group : w->dim(0);
       const size_t out_rank = w->rank();
       std::vector<float> bias(channels, 0.0f);
       if (conv.inputs.size() > 2 && !conv.inputs[2].empty()) {
@@ -83,7 +105,7 @@ bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx) {
           scale[c] = static_cast<float>(k);
           shift[c] = static_cast<float>(p[1][c] - p[2][c] * k);
         }
-        kind = "BatchNormalization folded into Conv";
+        kind = transposed ? "BatchNormalization folded into ConvTranspose" : "BatchNormalization folded into Conv";
       } else {
         const std::string& other = next.inputs[0] == conv.outputs[0] ? next.inputs[1] : next.inputs[0];
         std::optional<ir::Tensor> t = index.constant(other);
@@ -93,12 +115,11 @@ bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx) {
           scale = *v;
         else
           shift = *v;
-        kind = mul ? "Mul folded into Conv" : "Add folded into Conv";
+        kind = transposed ? (mul ? "Mul folded into ConvTranspose" : "Add folded into ConvTranspose")
+                          : (mul ? "Mul folded into Conv" : "Add folded into Conv");
       }
       ir::Tensor new_w = w->clone();
-      const int64_t per = new_w.numel() / channels;
-      for (int64_t c = 0; c < channels; ++c)
-        for (int64_t k = 0; k < per; ++k) new_w.data<float>()[c * per + k] *= scale[c];
+      scale_output_channels(new_w, scale, transposed, group);
       ir::Tensor new_b(ir::DType::kFloat32, {channels});
       for (int64_t c = 0; c < channels; ++c) new_b.data<float>()[c] = bias[c] * scale[c] + shift[c];
       ir::Node fused = conv;
