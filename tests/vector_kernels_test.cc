@@ -657,6 +657,39 @@ class PageEndFloats {
   float* data_ = nullptr;
 };
 
+// Column sums of strided rows (a channels-last global pool): within (kColumnSumBlock + rows / kColumnSumBlock)
+// float32 roundings of the sum of magnitudes of a double loop, on every ISA; nothing past the n columns of
+// any row read or written (the last row ends at an inaccessible page; the columns past n hold NaN).
+TEST(VectorKernels, ColumnSumsMatchADoubleLoopAndKeepToTheirColumns) {
+  std::mt19937 gen(77);
+  std::uniform_real_distribution<float> dist(-3.0f, 5.0f);
+  for (int64_t n : {1, 15, 16, 17, 32, 63, 64, 65, 144, 1000}) {
+    for (int64_t rows : {1, 7, 64, 65, 3136}) {
+      const int64_t stride = n + 3;
+      std::vector<float> x(static_cast<size_t>(rows * stride), kNaN);
+      for (int64_t k = 0; k < rows; ++k)
+        for (int64_t j = 0; j < n; ++j) x[static_cast<size_t>(k * stride + j)] = dist(gen);
+      std::vector<double> want(static_cast<size_t>(n), 0.0), magnitude(static_cast<size_t>(n), 0.0);
+      for (int64_t k = 0; k < rows; ++k)
+        for (int64_t j = 0; j < n; ++j) {
+          want[static_cast<size_t>(j)] += x[static_cast<size_t>(k * stride + j)];
+          magnitude[static_cast<size_t>(j)] += std::fabs(x[static_cast<size_t>(k * stride + j)]);
+        }
+      const double roundings = static_cast<double>(kernels::cpu::kColumnSumBlock + rows / kernels::cpu::kColumnSumBlock + 1);
+      for (const VectorKernelTable* t : tables()) {
+        // The last row's n columns end the buffer: the page after them is not readable.
+        PageEndFloats data((rows - 1) * stride + n);
+        std::copy_n(x.data(), (rows - 1) * stride + n, data.data());
+        PageEndFloats y(n);
+        kernels::cpu::column_sums_f32(data.data(), rows, stride, n, y.data(), *t);
+        for (int64_t j = 0; j < n; ++j)
+          ASSERT_NEAR(y.data()[j], want[static_cast<size_t>(j)], roundings * 6e-8 * magnitude[static_cast<size_t>(j)])
+              << shape_name(*t, rows, n) << " column " << j;
+      }
+    }
+  }
+}
+
 TEST(VectorKernels, EveryKernelKeepsToItsRowsAtEveryTailLengthAndMatchesThePortableBuild) {
   // Up to two AVX-512 vectors and one more: every tail length of both SIMD builds, with and without
   // whole vectors before it. Two rows, the second ending at a page end; the first's tail would read the

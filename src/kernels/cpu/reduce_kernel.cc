@@ -2,7 +2,10 @@
 // and neighbours merged, form one block: x viewed as [outer, reduced, inner]. That covers a global pool
 // in either layout (axes [2, 3] of NCHW: inner 1; axes [1, 2] of NHWC, what push_transposes writes for
 // GlobalAveragePool: outer N, inner C), a LayerNorm-style mean over the last axis, and a sum over tokens.
-// Sums and means accumulate in double and a NaN wins a max, as in the reference; other axis sets go to the reference.
+// A run of reduced values (inner 1) sums in double, as the reference does; columns of channels-last rows
+// (inner > 1: a global pool) sum in float32, vectorized (column_sums_f32, vector_kernels.h): they differ from
+// the reference's double sums by about 1e-6 of the sum of magnitudes. A NaN wins a max, as in the reference. Other axis sets go to
+// the reference.
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <omp.h>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/fast_kernel_util.h"
+#include "kernels/cpu/vector_kernels.h"
 #include "ops/node_view.h"
 
 namespace kiln::kernels::cpu {
@@ -83,13 +87,22 @@ class ReduceKernel : public FastKernel {
     if (inner == 1) {
       // Each output a contiguous run of r values.
       parallel_for_static(parallel && outer > 1, outer, [&](int64_t o) { yp[o] = reduce_run(xp + o * r, r); });
+    } else if (kind_ != Reduction::kMax) {
+      // Rows of `inner` values, r of them per output row: column sums (vectorized, split by columns).
+      const double scale = kind_ == Reduction::kMean ? 1.0 / static_cast<double>(r) : 1.0;
+      for (int64_t o = 0; o < outer; ++o) {
+        float* yo = yp + o * inner;
+        column_sums_f32(xp + o * r * inner, r, inner, inner, yo);
+        if (kind_ == Reduction::kMean)
+          for (int64_t j = 0; j < inner; ++j) yo[j] = static_cast<float>(yo[j] * scale);
+      }
     } else {
-      // Rows of `inner` values, r of them per output row: accumulate row by row (vectorizes over inner).
+      // Rows of `inner` values, r of them per output row: the maximum row by row (vectorizes over inner).
       const int64_t chunk = 256;
       const int64_t chunks = (inner + chunk - 1) / chunk;
       parallel_for_static(parallel && outer * chunks > 1, outer * chunks, [&](int64_t task) {
         const int64_t o = task / chunks, i0 = task % chunks * chunk, n = std::min(chunk, inner - i0);
-        reduce_rows(xp + o * r * inner + i0, r, inner, n, yp + o * inner + i0);
+        max_rows(xp + o * r * inner + i0, r, inner, n, yp + o * inner + i0);
       });
     }
     ctx.set_output(0, std::move(y));
@@ -111,20 +124,11 @@ class ReduceKernel : public FastKernel {
     return static_cast<float>(kind_ == Reduction::kMean ? acc / static_cast<double>(n) : acc);
   }
 
-  // y[j] = reduction over k < r of x[k * stride + j], j < n.
-  void reduce_rows(const float* x, int64_t r, int64_t stride, int64_t n, float* y) const {
-    if (kind_ == Reduction::kMax) {
-      std::copy_n(x, n, y);
-      for (int64_t k = 1; k < r; ++k)
-        for (int64_t j = 0; j < n; ++j) y[j] = larger(y[j], x[k * stride + j]);
-      return;
-    }
-    double acc[256];
-    std::fill_n(acc, n, 0.0);
-    for (int64_t k = 0; k < r; ++k)
-      for (int64_t j = 0; j < n; ++j) acc[j] += x[k * stride + j];
-    const double scale = kind_ == Reduction::kMean ? 1.0 / static_cast<double>(r) : 1.0;
-    for (int64_t j = 0; j < n; ++j) y[j] = static_cast<float>(kind_ == Reduction::kMean ? acc[j] * scale : acc[j]);
+  // y[j] = max over k < r of x[k * stride + j], j < n.
+  static void max_rows(const float* x, int64_t r, int64_t stride, int64_t n, float* y) {
+    std::copy_n(x, n, y);
+    for (int64_t k = 1; k < r; ++k)
+      for (int64_t j = 0; j < n; ++j) y[j] = larger(y[j], x[k * stride + j]);
   }
 
   Reduction kind_;

@@ -3,7 +3,8 @@
 // softmax along the last dim (with an optional scale and additive mask, for attention), and Add / Mul in
 // their two common shapes (same shape; a row vector or a scalar broadcast over rows); the time step
 // of an LSTM or GRU (the recurrent product h x R^T fused with the cell's gates); and the single unary
-// elementwise ops (Relu, Sigmoid, Log, Clip, Pow by a constant, ...) as elementwise steps.
+// elementwise ops (Relu, Sigmoid, Log, Clip, Pow by a constant, ...) as elementwise steps; and the column
+// sums of a channels-last global pool.
 //
 // Each kernel has three builds: AVX-512 (vector_kernels_avx512.cc), AVX2 + FMA (vector_kernels_avx2.cc)
 // and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The two SIMD builds are
@@ -172,6 +173,8 @@ struct VectorKernelTable {
   void (*unary)(const ops::chain::Step& step, const float* x, float* y, int64_t count);
   // One recurrent time step over blocks [block_begin, block_end) of hidden units (see RecurrentStepArgs).
   void (*recurrent_step)(const RecurrentStepArgs& args, int64_t block_begin, int64_t block_end);
+  // y[j] = sum over k < rows of x[k * stride + j], j < n (see column_sums_f32).
+  void (*column_sums)(const float* x, int64_t rows, int64_t stride, int64_t n, float* y);
 };
 
 // The table for the level selected_isa() gives (chosen once, at first use).
@@ -197,6 +200,16 @@ void binary_f32(BinaryOp op, const float* a, const float* b, int64_t b_len, floa
 // Pow by any other exponent is the reference's per element (std::pow in double).
 void unary_f32(const ops::chain::Step& step, const float* x, float* y, int64_t count,
                const VectorKernelTable& table = vector_kernels());
+
+// Rows of a column sum are added in float32 in blocks of this many, and the block sums then added up, so
+// that the rounding error grows with kColumnSumBlock + rows / kColumnSumBlock rather than with rows.
+constexpr int64_t kColumnSumBlock = 64;
+
+// y[j] = sum over k < rows of x[k * stride + j] for j < n: the sums of a channels-last global pool
+// ([rows = H * W, n = C]), in float32 (see kColumnSumBlock; the reference sums in double), split across
+// threads by columns, in whole cache lines, once the work is large enough.
+void column_sums_f32(const float* x, int64_t rows, int64_t stride, int64_t n, float* y,
+                     const VectorKernelTable& table = vector_kernels());
 
 // The per-ISA tables, defined in their files; use vector_kernels_for(), which checks the CPU first.
 const VectorKernelTable& avx512_vector_kernels();

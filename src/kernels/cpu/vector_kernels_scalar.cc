@@ -189,6 +189,24 @@ void recurrent_step(const RecurrentStepArgs& a, int64_t block_begin, int64_t blo
   }
 }
 
+// ---- column sums ----------------------------------------------------------------------------------------
+
+void column_sums(const float* x, int64_t rows, int64_t stride, int64_t n, float* y) {
+  constexpr int64_t kBlock = 64;  // columns at a time: their partial sums stay in L1
+  float total[kBlock], part[kBlock];
+  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
+    const int64_t width = std::min(kBlock, n - j0);
+    std::fill_n(total, width, 0.0f);
+    for (int64_t k0 = 0; k0 < rows; k0 += kColumnSumBlock) {
+      std::fill_n(part, width, 0.0f);
+      for (int64_t k = k0; k < std::min(rows, k0 + kColumnSumBlock); ++k)
+        for (int64_t j = 0; j < width; ++j) part[j] += x[k * stride + j0 + j];
+      for (int64_t j = 0; j < width; ++j) total[j] += part[j];
+    }
+    std::copy_n(total, width, y + j0);
+  }
+}
+
 // ---- drivers -----------------------------------------------------------------------------------------
 
 // Calls part(begin, end) over [0, count), one contiguous part per thread, each part a multiple of `grain`
@@ -220,7 +238,7 @@ constexpr int64_t kElementGrain = 16;
 const VectorKernelTable& scalar_vector_kernels() {
   static constexpr VectorKernelTable kTable{Isa::kScalar, layer_norm_rows, softmax_rows, gelu,        binary,
                                             exp_f32,      erf_f32,         tanh_f32,     sigmoid_f32, unary,
-                                            recurrent_step};
+                                            recurrent_step, column_sums};
   return kTable;
 }
 
@@ -273,6 +291,15 @@ void binary_f32(BinaryOp op, const float* a, const float* b, int64_t b_len, floa
                 const VectorKernelTable& table) {
   if (count <= 0) return;
   split(count, 1, kElementGrain, [&](int64_t begin, int64_t end) { table.binary(op, a, b, b_len, y, begin, end); });
+}
+
+void column_sums_f32(const float* x, int64_t rows, int64_t stride, int64_t n, float* y, const VectorKernelTable& table) {
+  if (n <= 0) return;
+  if (rows <= 0) {
+    std::fill_n(y, n, 0.0f);
+    return;
+  }
+  split(n, rows, kElementGrain, [&](int64_t begin, int64_t end) { table.column_sums(x + begin, rows, stride, end - begin, y + begin); });
 }
 
 // Elements per thread's worth of work, by what a step costs: the cheap ones are bound by memory and

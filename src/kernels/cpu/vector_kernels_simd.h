@@ -303,6 +303,35 @@ KILN_SIMD_TARGET void binary(BinaryOp op, const float* a, const float* b, int64_
     binary_range<V, BinaryOp::kMul>(a, b, b_len, y, begin, end);
 }
 
+// ---- column sums (a global pool over channels-last rows) ----------------------------------------------
+
+// y[j] = sum over k < rows of x[k * stride + j], for `width` (at most 4 vectors) columns from x and y.
+template <class V>
+KILN_SIMD_TARGET inline void column_sums_block(const float* x, int64_t rows, int64_t stride, int64_t width, float* y) {
+  constexpr int64_t kLanes = V::kLanes;
+  const int64_t full = width / kLanes;  // whole vectors; the tail, if any, is one more masked one
+  const typename V::Mask tail = V::first(width - full * kLanes);
+  V total[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  for (int64_t k0 = 0; k0 < rows; k0 += kColumnSumBlock) {
+    V part[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+    const int64_t k1 = std::min(rows, k0 + kColumnSumBlock);
+    for (int64_t k = k0; k < k1; ++k) {
+      const float* row = x + k * stride;
+      for (int64_t v = 0; v < full; ++v) part[v] = part[v] + V::load(row + v * kLanes);
+      if (full < 4 && full * kLanes < width) part[full] = part[full] + V::load(row + full * kLanes, tail);
+    }
+    for (int v = 0; v < 4; ++v) total[v] = total[v] + part[v];
+  }
+  for (int64_t v = 0; v < full; ++v) total[v].store(y + v * kLanes);
+  if (full < 4 && full * kLanes < width) total[full].store(y + full * kLanes, tail);
+}
+
+template <class V>
+KILN_SIMD_TARGET void column_sums(const float* x, int64_t rows, int64_t stride, int64_t n, float* y) {
+  constexpr int64_t kBlock = 4 * V::kLanes;
+  for (int64_t j = 0; j < n; j += kBlock) column_sums_block<V>(x + j, rows, stride, std::min(kBlock, n - j), y + j);
+}
+
 // ---- LayerNorm ---------------------------------------------------------------------------------------
 
 // Sum of (s - pivot) over n floats.
@@ -880,7 +909,7 @@ template <class V>
 constexpr VectorKernelTable vector_kernel_table(Isa isa) {
   return {isa,        layer_norm_rows<V>, softmax_rows<V>, gelu<V>,        binary<V>,
           exp_f32<V>, erf_f32<V>,         tanh_f32<V>,     sigmoid_f32<V>, unary<V>,
-          recurrent_step<V>};
+          recurrent_step<V>, column_sums<V>};
 }
 
 }  // namespace simd
