@@ -635,6 +635,74 @@ std::vector<Case> cast_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// x's values as `to` (int64, int32, bool: non-zero; float32 as is).
+ir::Tensor converted(const ir::Tensor& x, ir::DType to) {
+  ir::Tensor y(to, x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float v = x.data<float>()[i];
+    if (to == ir::DType::kFloat32) y.data<float>()[i] = v;
+    if (to == ir::DType::kInt64) y.data<int64_t>()[i] = static_cast<int64_t>(v);
+    if (to == ir::DType::kInt32) y.data<int32_t>()[i] = static_cast<int32_t>(v);
+    if (to == ir::DType::kBool) y.data<bool>()[i] = v != 0.0f;
+  }
+  return y;
+}
+
+// Comparisons and logical ops, in every element type the entry takes at the opset: operands of few
+// values (so that equal pairs occur) broadcast against each other, a scalar against a [1] (silero-vad's
+// conditions), and for float32 a NaN and signed zeros.
+std::vector<Case> comparison_cases(const FastKernelEntry& e, int64_t opset) {
+  const std::string op = e.op;
+  const bool logical = op == "And" || op == "Or" || op == "Xor" || op == "Not";
+  std::vector<ir::DType> types;
+  if (logical) {
+    types = {ir::DType::kBool};
+  } else {
+    if (op != "Equal" || opset >= 11) types.push_back(ir::DType::kFloat32);
+    if (op == "Equal" || opset >= 9) types.insert(types.end(), {ir::DType::kInt64, ir::DType::kInt32});
+    if (op == "Equal" && opset >= 11) types.push_back(ir::DType::kBool);
+  }
+  std::vector<Case> cases;
+  for (ir::DType t : types) {
+    Random rng(static_cast<uint32_t>(t) + 300);
+    const float lo = t == ir::DType::kBool ? 0.0f : -2.0f;
+    auto few_values = [&](std::vector<int64_t> shape) {
+      ir::Tensor x = rng.floats(std::move(shape), lo, 2.99f);
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::floor(x.data<float>()[i]);
+      return x;
+    };
+    const std::string type(ir::dtype_name(t));
+    if (op == "Not") {
+      TestGraph g = graph_for(e, opset);
+      g.input("x", converted(few_values({4, 37}), t));
+      add_node(g, e, {"x"});
+      cases.push_back({"bool [4, 37]", std::move(g), 0.0});
+      continue;
+    }
+    {
+      TestGraph g = graph_for(e, opset);
+      ir::Tensor a = few_values({2, 3, 37}), b = few_values({3, 1});
+      if (t == ir::DType::kFloat32) {
+        a.data<float>()[0] = NAN;
+        a.data<float>()[1] = -0.0f;
+        b.data<float>()[0] = 0.0f;
+      }
+      g.input("a", converted(a, t));
+      g.input("b", converted(b, t));
+      add_node(g, e, {"a", "b"});
+      cases.push_back({type + " [2, 3, 37] with [3, 1]", std::move(g), 0.0});
+    }
+    {
+      TestGraph g = graph_for(e, opset);
+      g.input("a", converted(few_values({}), t));
+      g.input("b", converted(few_values({1}), t));
+      add_node(g, e, {"a", "b"});
+      cases.push_back({type + " [] with [1]", std::move(g), 0.0});
+    }
+  }
+  return cases;
+}
+
 const std::map<std::string, CaseMaker>& case_makers() {
   static const std::map<std::string, CaseMaker> makers = {
       {":MatMul", matmul_cases},
@@ -695,6 +763,15 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":Clip", unary_cases},
       {":Pow", pow_cases},
       {":Cast", cast_cases},
+      {":Equal", comparison_cases},
+      {":Less", comparison_cases},
+      {":Greater", comparison_cases},
+      {":LessOrEqual", comparison_cases},
+      {":GreaterOrEqual", comparison_cases},
+      {":And", comparison_cases},
+      {":Or", comparison_cases},
+      {":Xor", comparison_cases},
+      {":Not", comparison_cases},
   };
   return makers;
 }
@@ -717,7 +794,10 @@ TEST(FastKernelTable, EveryEntryMatchesTheReferenceAtItsOpsets) {
   for (const FastKernelEntry& e : kernels::cpu::fast_kernel_table()) {
     auto maker = case_makers().find(key(e));
     ASSERT_NE(maker, case_makers().end()) << key(e) << " has no cases in fast_kernel_table_test.cc";
-    ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32)) << key(e) << ": cases are float32 only";
+    // The cases are float32, but for the entries that take no float32 (the logical ops), whose cases are
+    // in their own types, and the comparisons, whose cases cover each of theirs.
+    ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32) || e.dtypes == kernels::cpu::dtype_set({ir::DType::kBool}))
+        << key(e) << ": cases are float32 only";
     for (int64_t opset : std::set<int64_t>{e.since_opset, newest_opset(e)}) {
       for (Case& c : maker->second(e, opset)) {
         SCOPED_TRACE(::testing::Message() << key(e) << " opset " << opset << ": " << c.what);

@@ -2,9 +2,8 @@
 // gates ([N, H, W, C] x [N, 1, 1, C], or NCHW's [N, C, H, W] x [N, C, 1, 1]), per-channel scales and the
 // scalar affine steps that CNN and transformer exports leave between their fused ops.
 //
-// The output's dims are merged where both operands step through them alike, which leaves a few
-// (outer) dims walked by index and one inner run in which each operand either advances (stride 1) or
-// stays on one value (stride 0, broadcast): four loops the compiler vectorizes. The reference computes
+// The broadcast is planned as merged dims (broadcast_plan.h), whose inner run has each operand advance
+// or stay on one value: four loops the compiler vectorizes. The reference computes
 // in double and rounds once; a float32 add, multiply or divide is the same correctly rounded result.
 #include "kernels/cpu/fast_kernel_table.h"
 
@@ -13,6 +12,7 @@
 #include <algorithm>
 #include <array>
 
+#include "kernels/cpu/broadcast_plan.h"
 #include "kernels/cpu/fast_kernel_util.h"
 
 namespace kiln::kernels::cpu {
@@ -21,7 +21,6 @@ namespace {
 
 enum class ArithOp { kAdd, kSub, kMul, kDiv };
 
-constexpr size_t kMaxDims = 8;
 constexpr int64_t kParallelElements = 1 << 16;
 
 template <ArithOp kOp>
@@ -48,71 +47,6 @@ void run_inner(const float* a, int64_t sa, const float* b, int64_t sb, float* y,
   }
 }
 
-// The broadcast of a and b as merged dims: sizes, and each operand's element stride per dim (0 where it
-// broadcasts); the last dim is the inner run.
-struct Plan {
-  size_t rank = 0;
-  std::array<int64_t, kMaxDims> size{}, sa{}, sb{};
-};
-
-bool plan_broadcast(const ir::Dims& as, const ir::Dims& bs, ir::Dims& out, Plan& p) {
-  const size_t rank = std::max(as.size(), bs.size());
-  if (rank > kMaxDims) return false;
-  out = ir::Dims(rank, 0);
-  std::array<int64_t, kMaxDims> size{}, sa{}, sb{};
-  int64_t step_a = 1, step_b = 1;
-  for (size_t i = rank; i-- > 0;) {
-    const size_t from_end = rank - 1 - i;
-    const int64_t ad = from_end < as.size() ? as[as.size() - 1 - from_end] : 1;
-    const int64_t bd = from_end < bs.size() ? bs[bs.size() - 1 - from_end] : 1;
-    if (ad != bd && ad != 1 && bd != 1) return false;  // the reference says why
-    size[i] = ad == 1 ? bd : ad;
-    sa[i] = ad == 1 ? 0 : step_a;
-    sb[i] = bd == 1 ? 0 : step_b;
-    step_a *= ad;
-    step_b *= bd;
-    out[i] = size[i];
-  }
-  // Size-1 dims dropped.
-  p = Plan{};
-  for (size_t i = 0; i < rank; ++i) {
-    if (size[i] == 1) continue;
-    p.size[p.rank] = size[i];
-    p.sa[p.rank] = sa[i];
-    p.sb[p.rank] = sb[i];
-    ++p.rank;
-  }
-  // Neighbours merged, outermost first: a dim joins the one before it when, for each operand, both strides are 0, or the
-  // outer stride is the inner stride times the inner size.
-  Plan merged;
-  for (size_t i = 0; i < p.rank; ++i) {
-    if (merged.rank > 0) {
-      const size_t k = merged.rank - 1;
-      auto joins = [&](int64_t outer_stride, int64_t inner_stride) {
-        return (outer_stride == 0 && inner_stride == 0) ||
-               (outer_stride != 0 && inner_stride != 0 && outer_stride == inner_stride * p.size[i]);
-      };
-      if (joins(merged.sa[k], p.sa[i]) && joins(merged.sb[k], p.sb[i])) {
-        merged.size[k] *= p.size[i];
-        merged.sa[k] = p.sa[i];
-        merged.sb[k] = p.sb[i];
-        continue;
-      }
-    }
-    merged.size[merged.rank] = p.size[i];
-    merged.sa[merged.rank] = p.sa[i];
-    merged.sb[merged.rank] = p.sb[i];
-    ++merged.rank;
-  }
-  if (merged.rank == 0) {  // every dim 1: one element
-    merged.rank = 1;
-    merged.size[0] = 1;
-    merged.sa[0] = merged.sb[0] = 1;
-  }
-  p = merged;
-  return true;
-}
-
 template <ArithOp kOp>
 class BinaryKernel : public FastKernel {
  public:
@@ -121,7 +55,7 @@ class BinaryKernel : public FastKernel {
     const ir::Tensor& a = ctx.input(0);
     const ir::Tensor& b = ctx.input(1);
     ir::Dims out_shape;
-    Plan p;
+    BroadcastPlan p;
     if (!plan_broadcast(a.shape(), b.shape(), out_shape, p)) return false;
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     if (y.numel() > 0) {
@@ -133,14 +67,8 @@ class BinaryKernel : public FastKernel {
       const int64_t rows = y.numel() / inner;
       const bool parallel = y.numel() >= kParallelElements && rows > 1 && omp_get_max_threads() > 1 && !omp_in_parallel();
       auto row = [&](int64_t r) {
-        // Offsets of row r in a and b, from its index over the outer dims.
-        int64_t rest = r, oa = 0, ob = 0;
-        for (size_t i = last; i-- > 0;) {
-          const int64_t d = rest % p.size[i];
-          rest /= p.size[i];
-          oa += d * p.sa[i];
-          ob += d * p.sb[i];
-        }
+        int64_t oa, ob;
+        broadcast_row_offsets(p, r, oa, ob);
         run_inner<kOp>(ap + oa, p.sa[last], bp + ob, p.sb[last], yp + r * inner, inner);
       };
       if (rows == 1 && parallel) {

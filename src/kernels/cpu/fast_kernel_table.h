@@ -58,6 +58,7 @@ std::span<const FastKernelEntry> pad_kernel_entries();         // pad_kernel.cc
 std::span<const FastKernelEntry> gather_kernel_entries();      // gather_kernel.cc
 std::span<const FastKernelEntry> batch_norm_kernel_entries();  // batch_norm_kernel.cc
 std::span<const FastKernelEntry> unary_elementwise_kernel_entries();  // unary_elementwise_kernel.cc
+std::span<const FastKernelEntry> comparison_kernel_entries();  // comparison_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();
