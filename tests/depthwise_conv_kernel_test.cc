@@ -19,6 +19,7 @@
 #include "fast_kernel_check.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/depthwise_conv.h"
+#include "kernels/cpu/fast_kernels.h"
 #include "kernels/cpu/onednn_conv.h"
 
 namespace kiln {
@@ -157,6 +158,26 @@ TEST(DepthwiseConvKernel, MatchesReferenceThroughSession) {
       }
     }
   }
+}
+
+// KILN_DEPTHWISE picks the kernel a depthwise Conv is made with: kiln's on every shape, oneDNN's on every
+// shape, or by size (a 7x7 plane on one thread: oneDNN's); the implementation names the one made.
+TEST(DepthwiseConvKernel, EnvironmentChoosesTheImplementation) {
+  const TestGraph g = dw_graph({8, 7, 7, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, ""}, dw_activations()[0], true, false, 1, 7);
+  const ir::Model m = g.model();
+  auto made_with = [&](const char* choice) {
+    if (choice)
+      setenv("KILN_DEPTHWISE", choice, 1);
+    else
+      unsetenv("KILN_DEPTHWISE");
+    std::unique_ptr<kernels::cpu::FastKernel> k = kernels::cpu::make_fast_kernel(m.graph.nodes[0], m.graph, 17);
+    return k ? k->implementation() : std::string("none");
+  };
+  EXPECT_EQ(made_with("onednn"), "onednn");
+  EXPECT_EQ(made_with("kiln").rfind("depthwise ", 0), 0u) << made_with("kiln");
+  // By size, a kernel of kiln's is made (and run or not per call).
+  EXPECT_EQ(made_with(nullptr).rfind("depthwise ", 0), 0u);
+  setenv("KILN_DEPTHWISE", "kiln", 1);  // what the other tests here expect
 }
 
 ConvSpec dw_spec(const DwShape& shape, const DwActivation& act, bool bias, bool with_z) {

@@ -35,10 +35,14 @@ constexpr const char* kKilnDomain = "ai.kiln";
 constexpr int64_t kLargestWindow = int64_t{1} << 20;
 
 // KILN_DEPTHWISE=kiln runs every depthwise convolution on kiln's kernel (PackedDepthwiseConv), the sizes
-// where oneDNN's is faster included, so that tests reach it on any shape. Read when a kernel is made.
-bool depthwise_forced() {
+// where oneDNN's is faster included, so that tests reach it on any shape; KILN_DEPTHWISE=onednn runs every
+// one on oneDNN's (to compare the two on a model). Read when a kernel is made.
+enum class DepthwiseChoice { kBySize, kKiln, kOneDnn };
+DepthwiseChoice depthwise_choice() {
   const char* v = std::getenv("KILN_DEPTHWISE");
-  return v && std::string(v) == "kiln";
+  if (v && std::string(v) == "kiln") return DepthwiseChoice::kKiln;
+  if (v && std::string(v) == "onednn") return DepthwiseChoice::kOneDnn;
+  return DepthwiseChoice::kBySize;
 }
 
 // [N, spatial..., C] as [N, C, spatial...]: the channels-first shape the reference Conv sees (and names in
@@ -62,12 +66,14 @@ class ConvKernel : public FastKernel {
   ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
              ops::nn::WindowAttrs window, bool fused)
       : conv_(spec, w, bias),
-        depthwise_(is_depthwise_conv(spec) ? std::make_unique<PackedDepthwiseConv>(spec, w, bias) : nullptr),
+        depthwise_(is_depthwise_conv(spec) && depthwise_choice() != DepthwiseChoice::kOneDnn
+                       ? std::make_unique<PackedDepthwiseConv>(spec, w, bias)
+                       : nullptr),
         bias_(bias ? std::vector<float>(bias, bias + spec.out_channels) : std::vector<float>()),
         w_shape_(std::move(w_shape)),
         window_(std::move(window)),
         fused_(fused),
-        force_depthwise_(depthwise_ && depthwise_forced()) {}
+        force_depthwise_(depthwise_ && depthwise_choice() == DepthwiseChoice::kKiln) {}
 
   bool run(ops::KernelContext& ctx) const override {
     const ConvSpec& spec = conv_.spec();
