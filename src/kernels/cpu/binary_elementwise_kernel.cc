@@ -31,20 +31,9 @@ inline float apply(float a, float b) {
   return a / b;
 }
 
-// y[j] = a[j * sa] op b[j * sb] for j < n, sa and sb each 0 or 1.
 template <ArithOp kOp>
 void run_inner(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
-  if (sa && sb) {
-    for (int64_t j = 0; j < n; ++j) y[j] = apply<kOp>(a[j], b[j]);
-  } else if (sa) {
-    const float bv = b[0];
-    for (int64_t j = 0; j < n; ++j) y[j] = apply<kOp>(a[j], bv);
-  } else if (sb) {
-    const float av = a[0];
-    for (int64_t j = 0; j < n; ++j) y[j] = apply<kOp>(av, b[j]);
-  } else {
-    std::fill_n(y, n, apply<kOp>(a[0], b[0]));
-  }
+  broadcast_inner_run(a, sa, b, sb, y, n, [](float u, float v) { return apply<kOp>(u, v); });
 }
 
 template <ArithOp kOp>

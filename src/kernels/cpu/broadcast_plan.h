@@ -92,4 +92,21 @@ inline void broadcast_row_offsets(const BroadcastPlan& p, int64_t row, int64_t& 
   }
 }
 
+// y[j] = op(a[j * sa], b[j * sb]) for j < n, sa and sb each 0 or 1: an inner run of the plan, as four
+// loops the compiler vectorizes.
+template <class T, class Y, class Op>
+inline void broadcast_inner_run(const T* a, int64_t sa, const T* b, int64_t sb, Y* y, int64_t n, Op op) {
+  if (sa && sb) {
+    for (int64_t j = 0; j < n; ++j) y[j] = op(a[j], b[j]);
+  } else if (sa) {
+    const T bv = b[0];
+    for (int64_t j = 0; j < n; ++j) y[j] = op(a[j], bv);
+  } else if (sb) {
+    const T av = a[0];
+    for (int64_t j = 0; j < n; ++j) y[j] = op(av, b[j]);
+  } else {
+    std::fill_n(y, n, op(a[0], b[0]));
+  }
+}
+
 }  // namespace kiln::kernels::cpu

@@ -34,22 +34,6 @@ inline bool relate(T a, T b) {
   return a != b;  // kXor, on bool
 }
 
-// y[j] = relate(a[j * sa], b[j * sb]) for j < n, sa and sb each 0 or 1.
-template <Relation kRel, class T>
-void relate_run(const T* a, int64_t sa, const T* b, int64_t sb, bool* y, int64_t n) {
-  if (sa && sb) {
-    for (int64_t j = 0; j < n; ++j) y[j] = relate<kRel>(a[j], b[j]);
-  } else if (sa) {
-    const T bv = b[0];
-    for (int64_t j = 0; j < n; ++j) y[j] = relate<kRel>(a[j], bv);
-  } else if (sb) {
-    const T av = a[0];
-    for (int64_t j = 0; j < n; ++j) y[j] = relate<kRel>(av, b[j]);
-  } else {
-    std::fill_n(y, n, relate<kRel>(a[0], b[0]));
-  }
-}
-
 template <Relation kRel>
 class RelationKernel : public FastKernel {
  public:
@@ -90,7 +74,8 @@ class RelationKernel : public FastKernel {
       parallel_for_static(parallel, rows, [&](int64_t r) {
         int64_t oa, ob;
         broadcast_row_offsets(p, r, oa, ob);
-        relate_run<kRel>(ap + oa, p.sa[last], bp + ob, p.sb[last], yp + r * inner, inner);
+        broadcast_inner_run(ap + oa, p.sa[last], bp + ob, p.sb[last], yp + r * inner, inner,
+                            [](T u, T v) { return relate<kRel>(u, v); });
       });
     }
     ctx.set_output(0, std::move(y));
