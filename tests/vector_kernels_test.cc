@@ -690,6 +690,35 @@ TEST(VectorKernels, ColumnSumsMatchADoubleLoopAndKeepToTheirColumns) {
   }
 }
 
+// A [rows, k] matrix times a vector: within k float32 roundings of the sum of magnitudes of a double loop,
+// on every ISA, at every row count around the four-row blocks and every tail length around a vector;
+// nothing read past the matrix (its last row ends at an inaccessible page) or written past y.
+TEST(VectorKernels, DotRowsMatchADoubleLoop) {
+  std::mt19937 gen(78);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  for (int64_t k : {1, 7, 16, 17, 33, 48, 1152}) {
+    for (int64_t rows : {1, 3, 4, 5, 9, 48, 1000}) {
+      std::vector<float> w(static_cast<size_t>(rows * k)), x(static_cast<size_t>(k));
+      for (float& v : w) v = dist(gen);
+      for (float& v : x) v = dist(gen);
+      for (const VectorKernelTable* t : tables()) {
+        PageEndFloats wp(rows * k), xp(k), y(rows);
+        std::copy(w.begin(), w.end(), wp.data());
+        std::copy(x.begin(), x.end(), xp.data());
+        kernels::cpu::dot_rows_f32(wp.data(), k, xp.data(), rows, y.data(), *t);
+        for (int64_t i = 0; i < rows; ++i) {
+          double want = 0, magnitude = 0;
+          for (int64_t j = 0; j < k; ++j) {
+            want += static_cast<double>(w[static_cast<size_t>(i * k + j)]) * x[static_cast<size_t>(j)];
+            magnitude += std::fabs(static_cast<double>(w[static_cast<size_t>(i * k + j)]) * x[static_cast<size_t>(j)]);
+          }
+          ASSERT_NEAR(y.data()[i], want, static_cast<double>(k + 1) * 6e-8 * magnitude) << shape_name(*t, rows, k) << " row " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(VectorKernels, EveryKernelKeepsToItsRowsAtEveryTailLengthAndMatchesThePortableBuild) {
   // Up to two AVX-512 vectors and one more: every tail length of both SIMD builds, with and without
   // whole vectors before it. Two rows, the second ending at a page end; the first's tail would read the

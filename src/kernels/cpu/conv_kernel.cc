@@ -18,6 +18,7 @@
 #include "kernels/cpu/depthwise_conv.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_conv.h"
+#include "kernels/cpu/vector_kernels.h"
 #include "kernels/reference/contrib_common.h"
 #include "kernels/reference/fused_activation.h"
 #include "kernels/reference/nn_common.h"
@@ -61,10 +62,13 @@ ir::Dims conv_channels_first_shape(const ir::Dims& s) {
 class ConvKernel : public FastKernel {
  public:
   std::string implementation() const override {
+    if (!pointwise_rows_.empty()) return std::string("pointwise rows ") + isa_name(vector_kernels().isa);
     return depthwise_ ? std::string("depthwise ") + isa_name(depthwise_->isa()) : "onednn";
   }
+  // `pointwise_on_pool`: a 1x1 convolution fed by a global pool, which gets a copy of its weights as
+  // [M, C] rows for its calls on a 1x1 plane (see run_pointwise_rows).
   ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
-             ops::nn::WindowAttrs window, bool fused)
+             ops::nn::WindowAttrs window, bool fused, bool pointwise_on_pool)
       : conv_(spec, w, bias),
         depthwise_(is_depthwise_conv(spec) && depthwise_choice() != DepthwiseChoice::kOneDnn
                        ? std::make_unique<PackedDepthwiseConv>(spec, w, bias)
@@ -73,7 +77,9 @@ class ConvKernel : public FastKernel {
         w_shape_(std::move(w_shape)),
         window_(std::move(window)),
         fused_(fused),
-        force_depthwise_(depthwise_ && depthwise_choice() == DepthwiseChoice::kKiln) {}
+        force_depthwise_(depthwise_ && depthwise_choice() == DepthwiseChoice::kKiln) {
+    if (pointwise_on_pool) pointwise_rows_.assign(w, w + spec.out_channels * spec.in_channels);
+  }
 
   bool run(ops::KernelContext& ctx) const override {
     const ConvSpec& spec = conv_.spec();
@@ -117,6 +123,9 @@ class ConvKernel : public FastKernel {
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     if (y.numel() > 0 && x.numel() == 0) {
       padding_only(y.numel(), last ? 1 : plane, y.data<float>(), z);
+    } else if (y.numel() > 0 && !pointwise_rows_.empty() && spec.spatial_dims == 2 && in[0] * in[1] == 1 &&
+               plane == 1) {
+      run_pointwise_rows(s[0], x.data<float>(), y.data<float>(), z);
     } else if (y.numel() > 0 && depthwise_ && (force_depthwise_ || depthwise_->preferred(s[0], out[0], out[1]))) {
       depthwise_->run(s[0], in[0], in[1], out[0], out[1], pad_begin[0], pad_begin[1], x.data<float>(), y.data<float>(),
                       z);
@@ -140,6 +149,19 @@ class ConvKernel : public FastKernel {
                            (bias_.empty() ? 0.0f : bias_[(k / run) % m]) + (z ? z[k] : 0.0f));
   }
 
+  // A 1x1 convolution on a 1x1 plane (squeeze-and-excitation's two, after a global pool) is, per image, the
+  // [M, C] weights times the C input values: kiln's matrix-vector product, where oneDNN's convolution on
+  // one pixel costs ~1.5x ORT's on mobilenetv3-large's and gains little from a second thread. Either
+  // layout: an image's C values (and M results) are contiguous on a 1x1 plane.
+  void run_pointwise_rows(int64_t batch, const float* x, float* y, const float* z) const {
+    const ConvSpec& spec = conv_.spec();
+    const int64_t m = spec.out_channels, c = spec.in_channels;
+    for (int64_t n = 0; n < batch; ++n) dot_rows_f32(pointwise_rows_.data(), c, x + n * c, m, y + n * m);
+    for (int64_t k = 0; k < batch * m; ++k)
+      y[k] = conv_activate(spec.activation, spec.alpha, spec.beta,
+                           y[k] + (bias_.empty() ? 0.0f : bias_[k % m]) + (z ? z[k] : 0.0f));
+  }
+
   std::vector<size_t> absorbed_inputs() const override {
     return conv_.spec().has_bias ? std::vector<size_t>{1, 2} : std::vector<size_t>{1};
   }
@@ -147,7 +169,8 @@ class ConvKernel : public FastKernel {
  private:
   PackedConv conv_;
   std::unique_ptr<PackedDepthwiseConv> depthwise_;  // kiln's own kernel, for the depthwise convolutions it runs
-  std::vector<float> bias_;                         // for padding_only
+  std::vector<float> bias_;                         // for padding_only and run_pointwise_rows
+  std::vector<float> pointwise_rows_;               // [M, C]: W of a 1x1 convolution fed by a global pool
   std::vector<int64_t> w_shape_;                    // for messages
   ops::nn::WindowAttrs window_;
   bool fused_;
@@ -211,6 +234,25 @@ bool read_activation(const ops::NodeView& v, ConvSpec& spec) {
   return true;
 }
 
+// Whether n's input X comes from a global pool (GlobalAveragePool, GlobalMaxPool, or the ReduceMean /
+// ReduceMax that push_transposes writes for one on channels-last data), directly or, up to `depth` nodes
+// back, through convolutions: the two convolutions of a squeeze-and-excitation block. Their calls are
+// then on a 1x1 plane, as a rule (the kernel checks each call's shape).
+bool fed_by_global_pool(const ir::Graph& g, const ir::Node& n, int depth) {
+  if (depth <= 0 || n.inputs.empty()) return false;
+  for (const ir::Node& p : g.nodes) {
+    if (std::find(p.outputs.begin(), p.outputs.end(), n.inputs[0]) == p.outputs.end()) continue;
+    if (ir::is_default_domain(p.domain) && (p.op_type == "GlobalAveragePool" || p.op_type == "GlobalMaxPool" ||
+                                            p.op_type == "ReduceMean" || p.op_type == "ReduceMax"))
+      return true;
+    const bool conv = (p.op_type == "Conv" && ir::is_default_domain(p.domain)) ||
+                      (p.op_type == "FusedConv" && (p.domain == kMsDomain || p.domain == kKilnDomain));
+    // (Its weights may be gone from the graph already: its kernel, made first, took them.)
+    return conv && fed_by_global_pool(g, p, depth - 1);
+  }
+  return false;
+}
+
 std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   const bool fused = n.op_type == "FusedConv" && (n.domain == kMsDomain || n.domain == kKilnDomain);
   if (!fused && !(n.op_type == "Conv" && ir::is_default_domain(n.domain))) return nullptr;
@@ -260,8 +302,9 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
   }
   spec.add_sum = fused && n.inputs.size() > 3 && !n.inputs[3].empty();
   spec.has_bias = b != nullptr;
+  const bool pointwise = axes == 2 && spec.group == 1 && spec.kernel[0] == 1 && spec.kernel[1] == 1;
   return std::make_unique<ConvKernel>(spec, w->data<float>(), b ? b->data<float>() : nullptr, w->shape(),
-                                      std::move(window), fused);
+                                      std::move(window), fused, pointwise && fed_by_global_pool(g, n, 2));
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 // their two common shapes (same shape; a row vector or a scalar broadcast over rows); the time step
 // of an LSTM or GRU (the recurrent product h x R^T fused with the cell's gates); and the single unary
 // elementwise ops (Relu, Sigmoid, Log, Clip, Pow by a constant, ...) as elementwise steps; and the column
-// sums of a channels-last global pool.
+// sums of a channels-last global pool; a matrix times one vector (a 1x1 convolution on a 1x1 plane).
 //
 // Each kernel has three builds: AVX-512 (vector_kernels_avx512.cc), AVX2 + FMA (vector_kernels_avx2.cc)
 // and portable C++ (vector_kernels_scalar.cc, which also holds the drivers below). The two SIMD builds are
@@ -175,6 +175,8 @@ struct VectorKernelTable {
   void (*recurrent_step)(const RecurrentStepArgs& args, int64_t block_begin, int64_t block_end);
   // y[j] = sum over k < rows of x[k * stride + j], j < n (see column_sums_f32).
   void (*column_sums)(const float* x, int64_t rows, int64_t stride, int64_t n, float* y);
+  // y[i] = dot(w + i * k, x) over k floats, i < rows (see dot_rows_f32).
+  void (*dot_rows)(const float* w, int64_t k, const float* x, int64_t rows, float* y);
 };
 
 // The table for the level selected_isa() gives (chosen once, at first use).
@@ -210,6 +212,12 @@ constexpr int64_t kColumnSumBlock = 64;
 // threads by columns, in whole cache lines, once the work is large enough.
 void column_sums_f32(const float* x, int64_t rows, int64_t stride, int64_t n, float* y,
                      const VectorKernelTable& table = vector_kernels());
+
+// y[i] = sum over j < k of w[i * k + j] * x[j] for i < rows: a row-major [rows, k] matrix times one vector,
+// in float32 with fused multiply-adds (the SIMD builds sum each row in kLanes interleaved partial sums),
+// split across threads by rows once the matrix is large enough.
+void dot_rows_f32(const float* w, int64_t k, const float* x, int64_t rows, float* y,
+                  const VectorKernelTable& table = vector_kernels());
 
 // The per-ISA tables, defined in their files; use vector_kernels_for(), which checks the CPU first.
 const VectorKernelTable& avx512_vector_kernels();

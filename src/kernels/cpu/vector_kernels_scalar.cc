@@ -207,6 +207,16 @@ void column_sums(const float* x, int64_t rows, int64_t stride, int64_t n, float*
   }
 }
 
+// ---- dot products of rows --------------------------------------------------------------------------
+
+void dot_rows(const float* w, int64_t k, const float* x, int64_t rows, float* y) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < k; ++j) acc = std::fma(w[i * k + j], x[j], acc);
+    y[i] = acc;
+  }
+}
+
 // ---- drivers -----------------------------------------------------------------------------------------
 
 // Calls part(begin, end) over [0, count), one contiguous part per thread, each part a multiple of `grain`
@@ -238,7 +248,7 @@ constexpr int64_t kElementGrain = 16;
 const VectorKernelTable& scalar_vector_kernels() {
   static constexpr VectorKernelTable kTable{Isa::kScalar, layer_norm_rows, softmax_rows, gelu,        binary,
                                             exp_f32,      erf_f32,         tanh_f32,     sigmoid_f32, unary,
-                                            recurrent_step, column_sums};
+                                            recurrent_step, column_sums, dot_rows};
   return kTable;
 }
 
@@ -300,6 +310,15 @@ void column_sums_f32(const float* x, int64_t rows, int64_t stride, int64_t n, fl
     return;
   }
   split(n, rows, kElementGrain, [&](int64_t begin, int64_t end) { table.column_sums(x + begin, rows, stride, end - begin, y + begin); });
+}
+
+void dot_rows_f32(const float* w, int64_t k, const float* x, int64_t rows, float* y, const VectorKernelTable& table) {
+  if (rows <= 0) return;
+  if (k <= 0) {
+    std::fill_n(y, rows, 0.0f);
+    return;
+  }
+  split(rows, k, kElementGrain, [&](int64_t begin, int64_t end) { table.dot_rows(w + begin * k, k, x, end - begin, y + begin); });
 }
 
 // Elements per thread's worth of work, by what a step costs: the cheap ones are bound by memory and

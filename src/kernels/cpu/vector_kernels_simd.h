@@ -332,6 +332,48 @@ KILN_SIMD_TARGET void column_sums(const float* x, int64_t rows, int64_t stride, 
   for (int64_t j = 0; j < n; j += kBlock) column_sums_block<V>(x + j, rows, stride, std::min(kBlock, n - j), y + j);
 }
 
+// ---- dot products of rows (a matrix times one vector) --------------------------------------------------
+
+// y[i] = sum over j < k of w[i * k + j] * x[j], for i < rows: four rows at a time, each on its own
+// accumulator, x loaded once for the four.
+template <class V>
+KILN_SIMD_TARGET void dot_rows(const float* w, int64_t k, const float* x, int64_t rows, float* y) {
+  constexpr int64_t kLanes = V::kLanes;
+  const int64_t full = k / kLanes * kLanes;
+  const typename V::Mask tail = V::first(k - full);
+  int64_t i = 0;
+  for (; i + 4 <= rows; i += 4) {
+    const float* r0 = w + i * k;
+    const float *r1 = r0 + k, *r2 = r1 + k, *r3 = r2 + k;
+    V a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    for (int64_t j = 0; j < full; j += kLanes) {
+      const V xv = V::load(x + j);
+      a0 = fma(V::load(r0 + j), xv, a0);
+      a1 = fma(V::load(r1 + j), xv, a1);
+      a2 = fma(V::load(r2 + j), xv, a2);
+      a3 = fma(V::load(r3 + j), xv, a3);
+    }
+    if (full < k) {
+      const V xv = V::load(x + full, tail);
+      a0 = fma(V::load(r0 + full, tail), xv, a0);
+      a1 = fma(V::load(r1 + full, tail), xv, a1);
+      a2 = fma(V::load(r2 + full, tail), xv, a2);
+      a3 = fma(V::load(r3 + full, tail), xv, a3);
+    }
+    y[i] = reduce_add(a0);
+    y[i + 1] = reduce_add(a1);
+    y[i + 2] = reduce_add(a2);
+    y[i + 3] = reduce_add(a3);
+  }
+  for (; i < rows; ++i) {
+    const float* r = w + i * k;
+    V a = V::zero();
+    for (int64_t j = 0; j < full; j += kLanes) a = fma(V::load(r + j), V::load(x + j), a);
+    if (full < k) a = fma(V::load(r + full, tail), V::load(x + full, tail), a);
+    y[i] = reduce_add(a);
+  }
+}
+
 // ---- LayerNorm ---------------------------------------------------------------------------------------
 
 // Sum of (s - pivot) over n floats.
@@ -909,7 +951,7 @@ template <class V>
 constexpr VectorKernelTable vector_kernel_table(Isa isa) {
   return {isa,        layer_norm_rows<V>, softmax_rows<V>, gelu<V>,        binary<V>,
           exp_f32<V>, erf_f32<V>,         tanh_f32<V>,     sigmoid_f32<V>, unary<V>,
-          recurrent_step<V>, column_sums<V>};
+          recurrent_step<V>, column_sums<V>, dot_rows<V>};
 }
 
 }  // namespace simd
