@@ -18,18 +18,17 @@ using testing::contrib::attr_floats;
 using testing::contrib::attr_int;
 using testing::contrib::attr_ints;
 using testing::contrib::attr_string;
-using testing::contrib::max_abs_diff;
 using testing::contrib::Random;
 using testing::contrib::TestGraph;
 
-struct Activation {
+struct SeActivation {
   const char* name;
   std::vector<float> params;
 };
 
 // x -> global pool -> conv (C -> M, act) -> conv (M -> C, HardSigmoid) -> y, channels-last (ai.kiln
 // FusedConv after ReduceMean over H, W) or channels-first (Conv after GlobalAveragePool).
-TestGraph squeeze_excitation(bool channels_last, const Activation& act, bool bias, bool with_z, uint32_t seed) {
+TestGraph squeeze_excitation_graph(bool channels_last, const SeActivation& act, bool bias, bool with_z, uint32_t seed) {
   const int64_t c = 37, m = 21, batch = 2;
   TestGraph g(17);
   g.import_opset("ai.kiln", 1);
@@ -67,13 +66,13 @@ TestGraph squeeze_excitation(bool channels_last, const Activation& act, bool bia
 }
 
 // Runs g with fast kernels (returning each node's prepared kernel name) and without.
-struct Outcome {
+struct PointwiseOutcome {
   ir::Tensor fast, reference;
   std::vector<std::string> kernels;
 };
 
-Outcome run_both(const TestGraph& g) {
-  Outcome o;
+PointwiseOutcome run_fast_and_reference(const TestGraph& g) {
+  PointwiseOutcome o;
   runtime::SessionOptions fast, ref;
   fast.optimization = ref.optimization = passes::Level::kNone;
   ref.fast_kernels = false;
@@ -87,7 +86,7 @@ Outcome run_both(const TestGraph& g) {
 }
 
 TEST(ConvPointwiseRows, SqueezeExcitationConvolutionsMatchTheReference) {
-  const std::vector<Activation> acts = {{"", {}},
+  const std::vector<SeActivation> acts = {{"", {}},
                                         {"Relu", {}},
                                         {"LeakyRelu", {0.1f}},
                                         {"Clip", {-0.5f, 0.5f}},
@@ -96,21 +95,21 @@ TEST(ConvPointwiseRows, SqueezeExcitationConvolutionsMatchTheReference) {
                                         {"HardSigmoid", {0.2f, 0.5f}},
                                         {"HardSwish", {}}};
   uint32_t seed = 1;
-  for (const Activation& act : acts) {
+  for (const SeActivation& act : acts) {
     for (int variant = 0; variant < 4; ++variant) {
       const bool bias = variant & 1, with_z = variant & 2;
       const std::string what =
           std::string("act '") + act.name + "' bias " + std::to_string(bias) + " z " + std::to_string(with_z);
       SCOPED_TRACE(what);
-      const Outcome o = run_both(squeeze_excitation(true, act, bias, with_z, seed++));
-      EXPECT_LE(max_abs_diff(o.fast, o.reference), 1e-5);
+      const PointwiseOutcome o = run_fast_and_reference(squeeze_excitation_graph(true, act, bias, with_z, seed++));
+      EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
       ASSERT_EQ(o.kernels.size(), 3u);
       EXPECT_NE(o.kernels[1].find("pointwise rows"), std::string::npos) << o.kernels[1];
       EXPECT_NE(o.kernels[2].find("pointwise rows"), std::string::npos) << o.kernels[2];
     }
   }
-  const Outcome o = run_both(squeeze_excitation(false, {"", {}}, true, false, 99));
-  EXPECT_LE(max_abs_diff(o.fast, o.reference), 1e-5);
+  const PointwiseOutcome o = run_fast_and_reference(squeeze_excitation_graph(false, {"", {}}, true, false, 99));
+  EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
   ASSERT_EQ(o.kernels.size(), 3u);
   EXPECT_NE(o.kernels[1].find("pointwise rows"), std::string::npos) << o.kernels[1];
   EXPECT_NE(o.kernels[2].find("pointwise rows"), std::string::npos) << o.kernels[2];
@@ -125,9 +124,9 @@ TEST(ConvPointwiseRows, OnlyConvolutionsAfterAGlobalPoolAndOnlyOnAOnePixelPlane)
   g.constant("w", rng.floats({6, 8, 1, 1}));
   g.node("Conv", {"x", "w"}, {"y"}, {attr_ints("kernel_shape", {1, 1})});
   g.output("y");
-  Outcome o = run_both(g);
+  PointwiseOutcome o = run_fast_and_reference(g);
   EXPECT_NE(o.kernels[0].find("onednn"), std::string::npos) << o.kernels[0];
-  EXPECT_LE(max_abs_diff(o.fast, o.reference), 1e-5);
+  EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
 
   TestGraph h(17);
   h.import_opset("ai.kiln", 1);
@@ -137,9 +136,9 @@ TEST(ConvPointwiseRows, OnlyConvolutionsAfterAGlobalPoolAndOnlyOnAOnePixelPlane)
   h.node("FusedConv", {"pooled", "w"}, {"y"}, {attr_ints("kernel_shape", {1, 1}), attr_int("channels_last", 1)},
          "ai.kiln");
   h.output("y");
-  o = run_both(h);
+  o = run_fast_and_reference(h);
   EXPECT_NE(o.kernels[1].find("pointwise rows"), std::string::npos) << o.kernels[1];
-  EXPECT_LE(max_abs_diff(o.fast, o.reference), 1e-5);
+  EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
 }
 
 }  // namespace
