@@ -87,6 +87,19 @@ class Random {
   std::mt19937 gen_;
 };
 
+// A tensor of `dtype` whose bytes are a seeded pattern (float32: random values), so that a misplaced
+// element shows.
+inline ir::Tensor pattern_tensor(ir::DType dtype, const std::vector<int64_t>& shape, uint32_t seed) {
+  if (dtype == ir::DType::kFloat32) return Random(seed).floats(shape);
+  ir::Tensor t(dtype, shape);
+  std::mt19937 gen(seed);
+  auto* bytes = static_cast<uint8_t*>(t.raw());
+  for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(gen());
+  if (dtype == ir::DType::kBool)
+    for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] &= 1;
+  return t;
+}
+
 inline ir::Tensor scalar(float v) { return ir::Tensor::from_vector<float>({v}, {}); }
 inline ir::Tensor int64s(const std::vector<int64_t>& v) {
   return ir::Tensor::from_vector<int64_t>(v, {static_cast<int64_t>(v.size())});

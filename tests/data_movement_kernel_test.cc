@@ -26,21 +26,9 @@ using testing::expect_fast_matches_reference;
 using testing::contrib::attr_int;
 using testing::contrib::attr_ints;
 using testing::contrib::int64s;
+using testing::contrib::pattern_tensor;
 using testing::contrib::Random;
 using testing::contrib::TestGraph;
-
-// A tensor of `dtype` whose bytes are a seeded pattern (float32: random values), so that a misplaced
-// element shows.
-ir::Tensor pattern(ir::DType dtype, const std::vector<int64_t>& shape, uint32_t seed) {
-  if (dtype == ir::DType::kFloat32) return Random(seed).floats(shape);
-  ir::Tensor t(dtype, shape);
-  std::mt19937 gen(seed);
-  auto* bytes = static_cast<uint8_t*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(gen());
-  if (dtype == ir::DType::kBool)
-    for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] &= 1;
-  return t;
-}
 
 std::string describe(const std::vector<int64_t>& shape, const std::vector<int64_t>& perm) {
   return "shape " + ir::to_string(shape) + " perm " + ir::to_string(perm);
@@ -49,7 +37,7 @@ std::string describe(const std::vector<int64_t>& shape, const std::vector<int64_
 void check_transpose(const std::vector<int64_t>& shape, const std::vector<int64_t>& perm,
                      ir::DType dtype = ir::DType::kFloat32, Answered answered = Answered::kFast) {
   TestGraph g;
-  g.input("x", pattern(dtype, shape, static_cast<uint32_t>(shape.size() * 31 + perm.size())));
+  g.input("x", pattern_tensor(dtype, shape, static_cast<uint32_t>(shape.size() * 31 + perm.size())));
   g.node("Transpose", {"x"}, {"y"}, {attr_ints("perm", perm)});
   g.output("y");
   expect_fast_matches_reference(g, answered, describe(shape, perm) + " " + std::string(ir::dtype_name(dtype)));
@@ -158,7 +146,7 @@ std::string describe(const SliceCase& c) {
 void check_slice(const SliceCase& c, ir::DType dtype = ir::DType::kFloat32, Answered answered = Answered::kFast,
                  bool int32_params = false) {
   TestGraph g(13);
-  g.input("x", pattern(dtype, c.shape, static_cast<uint32_t>(c.shape.size() + c.starts.size())));
+  g.input("x", pattern_tensor(dtype, c.shape, static_cast<uint32_t>(c.shape.size() + c.starts.size())));
   auto param = [&](const std::string& name, const std::vector<int64_t>& v) {
     if (!int32_params) return g.constant(name, int64s(v));
     std::vector<int32_t> v32(v.begin(), v.end());
@@ -247,7 +235,7 @@ void check_concat(const std::vector<std::vector<int64_t>>& shapes, int64_t axis,
   std::vector<std::string> ins;
   std::string what = "axis " + std::to_string(axis) + ":";
   for (size_t i = 0; i < shapes.size(); ++i) {
-    ins.push_back(g.input("x" + std::to_string(i), pattern(dtype, shapes[i], static_cast<uint32_t>(i + 1))));
+    ins.push_back(g.input("x" + std::to_string(i), pattern_tensor(dtype, shapes[i], static_cast<uint32_t>(i + 1))));
     what += " " + ir::to_string(shapes[i]);
   }
   g.node("Concat", ins, {"y"}, {attr_int("axis", axis)});
@@ -286,7 +274,7 @@ TEST(DataMovementKernels, ConcatLeavesInvalidInputsToTheReference) {
   check_concat({{2, 0}, {2, 0}}, 1, ir::DType::kFloat32, Answered::kReference);  // empty output
   TestGraph g;  // element types differ
   g.input("a", Random(1).floats({2, 3}));
-  g.input("b", pattern(ir::DType::kInt32, {2, 3}, 2));
+  g.input("b", pattern_tensor(ir::DType::kInt32, {2, 3}, 2));
   g.node("Concat", {"a", "b"}, {"y"}, {attr_int("axis", 0)});
   g.output("y");
   expect_fast_matches_reference(g, Answered::kReference, "float32 and int32");
@@ -299,7 +287,7 @@ void check_split(const std::vector<int64_t>& shape, int64_t axis, const std::vec
                  int64_t opset, Answered answered = Answered::kFast, const std::vector<size_t>& unused = {},
                  ir::DType dtype = ir::DType::kFloat32, bool num_outputs_attr = false) {
   TestGraph g(opset);
-  g.input("x", pattern(dtype, shape, 7));
+  g.input("x", pattern_tensor(dtype, shape, 7));
   std::vector<std::string> ins = {"x"};
   std::vector<ir::Attribute> attrs = {attr_int("axis", axis)};
   if (!sizes.empty()) {

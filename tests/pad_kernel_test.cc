@@ -20,23 +20,15 @@ using testing::contrib::attr_float;
 using testing::contrib::attr_ints;
 using testing::contrib::attr_string;
 using testing::contrib::int64s;
+using testing::contrib::pattern_tensor;
 using testing::contrib::Random;
 using testing::contrib::TestGraph;
-
-ir::Tensor pad_test_pattern(ir::DType dtype, const std::vector<int64_t>& shape, uint32_t seed) {
-  if (dtype == ir::DType::kFloat32) return Random(seed).floats(shape);
-  ir::Tensor t(dtype, shape);
-  std::mt19937 gen(seed);
-  auto* bytes = static_cast<uint8_t*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(gen());
-  return t;
-}
 
 // Pad at opset 19 with pads as an input (and the constant as one when given).
 void check_pad(const std::vector<int64_t>& shape, const std::vector<int64_t>& pads, const std::string& mode,
                ir::DType dtype = ir::DType::kFloat32, Answered answered = Answered::kFast) {
   TestGraph g(19);
-  g.input("x", pad_test_pattern(dtype, shape, static_cast<uint32_t>(shape.size() * 13 + pads.size())));
+  g.input("x", pattern_tensor(dtype, shape, static_cast<uint32_t>(shape.size() * 13 + pads.size())));
   std::vector<std::string> ins = {"x", g.constant("pads", int64s(pads))};
   if (mode == "constant" && dtype == ir::DType::kFloat32)
     ins.push_back(g.constant("value", testing::contrib::scalar(-2.5f)));
@@ -108,7 +100,7 @@ TEST(PadKernel, OpsetFormsOfPadsAndConstant) {
   }
   // An int64 input at opset 10 gets the float value attribute converted.
   TestGraph g(10);
-  g.input("x", pad_test_pattern(ir::DType::kInt64, {4, 3}, 9));
+  g.input("x", pattern_tensor(ir::DType::kInt64, {4, 3}, 9));
   g.node("Pad", {"x"}, {"y"}, {attr_ints("pads", {1, 1, 0, 2}), attr_float("value", 7.0f)});
   g.output("y");
   expect_fast_matches_reference(g, Answered::kFast, "int64, opset 10 value");
