@@ -10,12 +10,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/error.h"
 #include "contrib_test_util.h"
+#include "kernels/cpu/onednn_engine.h"
 #include "runtime/session.h"
 
 namespace kiln {
@@ -746,6 +748,115 @@ TEST(PackedConv, ConcurrentCallsOnOneConv) {
     });
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) expect_close(got[t], want[t], "thread " + std::to_string(t));
+}
+
+// 3x3 stride-1 convolutions of 100 MFLOP and more run as oneDNN's Winograd convolution where oneDNN has one
+// (its AVX-512 kernels), on its blocked layout: the same outputs as the reference, in both activation
+// layouts, with bias, Relu and Z; ConvLayout::kPlain (no reorders) and KILN_WINOGRAD=off keep the direct
+// kernel, and smaller convolutions stay direct.
+TEST(PackedConv, LargeThreeByThreeConvolutionsRunAsWinograd) {
+  const bool has_winograd = kernels::cpu::onednn_isa_name().rfind("avx512_core", 0) == 0;
+  enum class Expect { kWinograd, kEither, kDirect };  // kEither: oneDNN's Winograd kernel decides (channels...)
+  struct WinoCase {
+    ConvCase conv;
+    bool add_sum;
+    Expect expect;  // on a CPU with oneDNN's Winograd kernel, with it allowed
+  };
+  const std::vector<WinoCase> cases = {
+      {{1, 64, 40, 40, 64, 3, 3, 1, 1, {1, 1, 1, 1}}, false, Expect::kWinograd},  // 118 MFLOP
+      {{1, 64, 36, 40, 64, 3, 3, 1, 1, {1, 1, 1, 1}}, true, Expect::kWinograd},   // Z, 106 MFLOP
+      {{1, 48, 34, 38, 80, 3, 3, 1, 1, {1, 1, 1, 1}, 1, 1, 1, false}, true, Expect::kEither},  // no bias, Z
+      {{2, 40, 27, 29, 64, 3, 3, 1, 1, {1, 1, 1, 1}}, false, Expect::kEither},  // batch 2, odd sizes
+      {{1, 32, 20, 20, 32, 3, 3, 1, 1, {1, 1, 1, 1}}, false, Expect::kDirect},  // 7 MFLOP
+  };
+  uint32_t seed = 900;
+  for (const WinoCase& wc : cases) {
+    const ConvCase& c = wc.conv;
+    SCOPED_TRACE(c.label() + (wc.add_sum ? " with Z" : ""));
+    Random rng(seed++);
+    const ir::Tensor w = rng.floats({c.m, c.c, c.kh, c.kw}, -0.1f, 0.1f);
+    const ir::Tensor b = rng.floats({c.m});
+    const int64_t oh = c.h + c.pads[0] + c.pads[2] - 2, ow = c.w + c.pads[1] + c.pads[3] - 2;
+    const ir::Tensor x = rng.floats({c.n, c.c, c.h, c.w});
+    const ir::Tensor z = rng.floats({c.n, c.m, oh, ow});
+    // The reference: FusedConv with Relu (and Z) on channels-first tensors.
+    TestGraph g;
+    g.input("x", x);
+    std::vector<std::string> inputs = {"x", g.constant("w", w), c.bias ? g.constant("b", b) : ""};
+    if (wc.add_sum) inputs.push_back(g.input("z", z));
+    std::vector<ir::Attribute> attrs = c.attributes();
+    attrs.push_back(attr_string("activation", "Relu"));
+    g.node("FusedConv", inputs, {"y"}, attrs, "com.microsoft");
+    g.output("y");
+    const ir::Tensor want = g.run()[0];
+    for (bool channels_last : {false, true}) {
+      for (ConvLayout layout : {ConvLayout::kAuto, ConvLayout::kPlain}) {
+        for (bool off : {false, true}) {
+          const std::string what = str(channels_last ? "channels-last" : "channels-first", " layout ",
+                                       static_cast<int>(layout), off ? " KILN_WINOGRAD=off" : "");
+          SCOPED_TRACE(what);
+          if (off) setenv("KILN_WINOGRAD", "off", 1);
+          ConvSpec spec = c.spec();
+          spec.channels_last = channels_last;
+          spec.layout = layout;
+          spec.activation = ConvActivation::kRelu;
+          spec.add_sum = wc.add_sum;
+          PackedConv conv(spec, w.data<float>(), c.bias ? b.data<float>() : nullptr);
+          unsetenv("KILN_WINOGRAD");
+          const std::string impl = conv.prepare(c.n, {c.h, c.w});
+          const bool allowed = has_winograd && wc.expect != Expect::kDirect && layout != ConvLayout::kPlain && !off;
+          const bool wino = impl.find("wino") != std::string::npos;
+          if (!allowed || wc.expect == Expect::kWinograd) {
+            EXPECT_EQ(wino, allowed) << impl;
+          }
+          const ir::Tensor xin = channels_last ? to_channels_last(x) : x;
+          const ir::Tensor zin = channels_last ? to_channels_last(z) : z;
+          const ir::Tensor expect = channels_last ? to_channels_last(want) : want;
+          ir::Tensor y(ir::DType::kFloat32, expect.shape());
+          conv.run(c.n, {c.h, c.w}, xin.data<float>(), y.data<float>(), wc.add_sum ? zin.data<float>() : nullptr);
+          expect_close(y, expect, what + " (" + impl + ")");
+          if (wc.add_sum) {  // z in place: y starts as z
+            ir::Tensor yz = zin.clone();
+            conv.run(c.n, {c.h, c.w}, xin.data<float>(), yz.data<float>(), yz.data<float>());
+            expect_close(yz, expect, what + " z in place (" + impl + ")");
+          }
+        }
+      }
+    }
+  }
+}
+
+// A FusedConv on oneDNN's path whose Z is read by nothing after it writes its output over Z (one buffer
+// in the memory plan); the planned runs give the reference's answer. A depthwise one (kiln's kernel
+// writes y before it reads z) keeps them apart.
+TEST(ConvKernel, FusedConvWritesOverADeadZ) {
+  for (bool depthwise : {false, true}) {
+    SCOPED_TRACE(depthwise ? "depthwise" : "dense");
+    Random rng(950);
+    const int64_t c = 16, m = 16, group = depthwise ? 16 : 1;
+    TestGraph g;
+    g.input("x", rng.floats({1, 9, 11, c}));
+    g.input("z_in", rng.floats({1, 9, 11, m}));
+    g.node("Relu", {"z_in"}, {"z"});
+    g.node("FusedConv",
+           {"x", g.constant("w", rng.floats({m, c / group, 3, 3}, -0.3f, 0.3f)), g.constant("b", rng.floats({m})), "z"},
+           {"y"},
+           {attr_ints("pads", {1, 1, 1, 1}), attr_int("group", group), attr_string("activation", "Relu"),
+            attr_int("channels_last", 1)},
+           "ai.kiln");
+    g.output("y");
+    ir::Model model = g.model();
+    model.opset_imports["ai.kiln"] = 1;
+    runtime::SessionOptions o;
+    o.optimization = passes::Level::kNone;
+    runtime::Session s(model, o);
+    o.fast_kernels = false;
+    runtime::Session ref(model, o);
+    s.run(g.feeds());  // records the plan
+    const std::vector<ir::Datum> got = s.run(g.feeds());
+    EXPECT_EQ(s.plan_stats().in_place_buffers, depthwise ? 0u : 1u);
+    expect_close(got[0].tensor, ref.run(g.feeds())[0].tensor, "planned run");
+  }
 }
 
 }  // namespace

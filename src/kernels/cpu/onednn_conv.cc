@@ -4,10 +4,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <new>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -35,6 +37,30 @@ constexpr int64_t kLayoutSpatial = 28;
 // parallel, 5.4 ms below 3 MFLOP single-threaded, 4.4 ms below 10 MFLOP, 4.5 ms below 30 MFLOP. Every
 // ResNet-50 convolution is above 100 MFLOP.
 constexpr double kParallelFlops = 10e6;
+
+// A 3x3 stride-1 convolution of at least this many FLOPs (and KILN_WINOGRAD not off) runs as oneDNN's
+// Winograd convolution where it has one (AVX-512), on its blocked layout with x and y reordered around
+// it: 2.25x (F(2x2,3x3)) to 4x (F(4x4,3x3)) fewer multiplies, where the direct kernels already run at the
+// FMA ceiling. Timed per convolution, reorders included, AMD EPYC Zen 4, avx512_core, 2 threads, C = M,
+// bias and Relu (direct brgconv on NHWC -> Winograd): 64ch 56x56 1.01 -> 0.57 ms, 128ch 28x28
+// 0.98 -> 0.36, 256ch 14x14 0.93 -> 0.48, 512ch 7x7 0.85 -> 0.64, 96ch 20x20 0.34 -> 0.19 (all 66-231
+// MFLOP, ResNet-50's four among them); below ~60 MFLOP it was a loss as often as a gain (128ch 14x14
+// 0.28 -> 0.30, 24ch 56x56 0.21 -> 0.27, 64ch 14x14 0.09 -> 0.11). Its outputs differ from the direct
+// kernel's by ~1e-6 of their magnitude (its transforms round differently), far inside what the
+// reference tests and the corpus check (rtol 1e-3) allow.
+constexpr double kWinogradFlops = 100e6;
+
+// KILN_WINOGRAD=off keeps every convolution on the direct kernels (to compare, or for bit-closer outputs).
+bool winograd_allowed() {
+  const char* v = std::getenv("KILN_WINOGRAD");
+  return !(v && (std::string(v) == "off" || std::string(v) == "0"));
+}
+
+// The convolutions oneDNN 2.6 has a Winograd kernel for: 2-D, 3x3, stride 1, dense, one group.
+bool winograd_shape(const ConvSpec& s) {
+  return !s.transposed && s.spatial_dims == 2 && s.group == 1 && s.kernel[0] == 3 && s.kernel[1] == 3 &&
+         s.strides[0] == 1 && s.strides[1] == 1 && s.dilations[0] == 1 && s.dilations[1] == 1;
+}
 
 // Outputs below this many elements get a transposed convolution's bias added on the calling thread alone.
 constexpr size_t kParallelBiasElements = size_t{1} << 16;
@@ -254,6 +280,9 @@ struct PackedConv::Impl {
   ConvLayout layout = ConvLayout::kBlocked;
   // kAuto on NHWC: blocked where plain finds only gemm or the reference loops (see choose_layout).
   bool blocked_if_plain_is_gemm = false;
+  // Shapes of at least kWinogradFlops try oneDNN's Winograd convolution first (not with ConvLayout::kPlain,
+  // which asks for no reorders).
+  bool winograd = false;
   Tag user_tag = Tag::nchw;  // the caller's activations: channels-first, or channels-last with spec.channels_last
   size_t axes = 2;           // spec.spatial_dims
   memory bias;               // empty without a bias
@@ -318,8 +347,8 @@ struct PackedConv::Impl {
     return out;
   }
 
-  dnnl::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md,
-                                      ConvLayout activation_layout) const {
+  dnnl::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md, ConvLayout activation_layout,
+                                      dnnl::algorithm algorithm = dnnl::algorithm::convolution_direct) const {
     const ConvSpec& s = spec;
     AxisWindows win;
     windows(checked_geometry(g.n, g.in), &win);
@@ -346,9 +375,8 @@ struct PackedConv::Impl {
                                                    dst_md, strides, dilations, pads_begin, pads_end);
       return dnnl::deconvolution_forward::primitive_desc(desc, attr, onednn_engine());
     }
-    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                               src_md, weights_md, bias_md, dst_md, strides, dilations, pads_begin,
-                                               pads_end);
+    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, algorithm, src_md, weights_md,
+                                               bias_md, dst_md, strides, dilations, pads_begin, pads_end);
     return dnnl::convolution_forward::primitive_desc(desc, attr, onednn_engine());
   }
 
@@ -406,6 +434,20 @@ struct PackedConv::Impl {
           activations = ConvLayout::kBlocked;
         }
       }
+      dnnl::algorithm algorithm = dnnl::algorithm::convolution_direct;
+      if (winograd && flops >= kWinogradFlops) {
+        try {
+          dnnl::primitive_desc w =
+              primitive_desc(g, any_weights, ConvLayout::kBlocked, dnnl::algorithm::convolution_winograd);
+          if (!is_reference(w)) {
+            pd = w;
+            activations = ConvLayout::kBlocked;
+            algorithm = dnnl::algorithm::convolution_winograd;
+          }
+        } catch (const dnnl::error&) {
+          // no Winograd kernel on this CPU (AVX2) or for this shape, padding or post-ops: the direct one
+        }
+      }
       for (const memory& w : weights) {
         if (w.get_desc() == pd.weights_desc(0)) e->weights = w;
       }
@@ -413,7 +455,7 @@ struct PackedConv::Impl {
         // Another layout for this shape. Keep the first one if the same kernel runs on it, else pack this one.
         dnnl::primitive_desc fixed;
         try {
-          fixed = primitive_desc(g, weights[0].get_desc(), activations);
+          fixed = primitive_desc(g, weights[0].get_desc(), activations, algorithm);
         } catch (const dnnl::error&) {
           // no implementation takes the first layout for this shape: pack the one it wants
         }
@@ -422,8 +464,7 @@ struct PackedConv::Impl {
           e->weights = weights[0];
         } else {
           e->weights = memory(pd.weights_desc(0), engine);
-          dnnl::reorder(weights[0], e->weights).execute(onednn_stream(), weights[0], e->weights);
-          onednn_stream().wait();
+          repack(weights[0], e->weights);
           weights.push_back(e->weights);
         }
       }
@@ -460,6 +501,23 @@ struct PackedConv::Impl {
     e->dst_offset = e->src_offset + (e->reorder_src ? align_up(e->src_md.get_size()) : 0);
     e->workspace_bytes = e->dst_offset + (e->reorder_dst ? align_up(e->dst_md.get_size()) : 0);
     return e;
+  }
+
+  // `to` = `from`, another packing of the same weights. oneDNN reorders into its Winograd layout only from
+  // a plain one, so a blocked `from` goes through the plain layout first.
+  void repack(memory from, memory to) const {
+    const dnnl::engine& engine = onednn_engine();
+    dnnl::stream& stream = onednn_stream();
+    std::unique_ptr<dnnl::reorder> direct;
+    try {
+      direct = std::make_unique<dnnl::reorder>(from, to);
+    } catch (const dnnl::error&) {
+      memory plain(user_weights_md(), engine);
+      dnnl::reorder(from, plain).execute(stream, from, plain);
+      dnnl::reorder(plain, to).execute(stream, plain, to);
+    }
+    if (direct) direct->execute(stream, from, to);
+    stream.wait();
   }
 
   std::shared_ptr<const Entry> entry(const Geometry& g) const {
@@ -564,6 +622,7 @@ PackedConv::PackedConv(const ConvSpec& spec, const float* w, const float* bias) 
   impl_->spec = spec;
   impl_->layout = choose_layout(spec);
   impl_->blocked_if_plain_is_gemm = s.channels_last && s.layout == ConvLayout::kAuto;
+  impl_->winograd = s.layout != ConvLayout::kPlain && winograd_shape(s) && winograd_allowed();
   impl_->axes = static_cast<size_t>(s.spatial_dims);
   impl_->user_tag = s.channels_last ? channels_last_tag(s.spatial_dims) : channels_first_tag(s.spatial_dims);
   const dnnl::engine& engine = onednn_engine();
@@ -606,7 +665,7 @@ void PackedConv::run(int64_t n, const ConvDims& in, const float* x, float* y, co
   if (n == 0) return;
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   const size_t y_count = e->y_count;
-  if (z) KILN_CHECK(!ranges_overlap(y, y_count, z, y_count), "[PackedConv] z must not overlap y");
+  if (z && z != y) KILN_CHECK(!ranges_overlap(y, y_count, z, y_count), "[PackedConv] z must be y or not overlap it");
   // The margin holds the bias alone: zeros here, the bias added below.
   if (e->margin) std::memset(y, 0, y_count * sizeof(float));
   if (!e->primitive) {  // every window past the output's end
@@ -632,7 +691,7 @@ void PackedConv::run(int64_t n, const ConvDims& in, const float* x, float* y, co
     step = "reordering z";
     if (e->reorder_dst)
       status = onednn_execute(e->sum_in, b->sum_in);
-    else
+    else if (z != y)  // z == y: in place, y holds z already
       std::memcpy(y, z, y_count * sizeof(float));
   }
   if (status == dnnl_success) {

@@ -156,7 +156,7 @@ class PackedConv {
 
   // y = ... for x [n, C, in...] and y [n, M, out...] (output_size's), both dense channels-first (with
   // spec.channels_last: x [n, in..., C], y [n, out..., M]); z (required iff spec.add_sum, of y's shape)
-  // must not overlap y. n == 0 does nothing. Thread-safe: concurrent calls with different y buffers are
+  // is y itself (in place) or must not overlap it. n == 0 does nothing. Thread-safe: concurrent calls with different y buffers are
   // fine.
   void run(int64_t n, const ConvDims& in, const float* x, float* y, const float* z = nullptr) const;
 
