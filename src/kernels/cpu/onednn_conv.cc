@@ -31,12 +31,13 @@ constexpr memory::data_type kF32 = memory::data_type::f32;
 // spatial size.
 constexpr int64_t kLayoutSpatial = 28;
 
-// Convolutions below this many FLOPs run on the calling thread alone: waking the other OpenMP threads
-// for the convolution and its two reorders costs more than they save. MobileNetV3-Small at batch 1 (most
-// of its convolutions 1-10 MFLOP), 2 threads, OMP_WAIT_POLICY=passive: 6.9 ms with every convolution
-// parallel, 5.4 ms below 3 MFLOP single-threaded, 4.4 ms below 10 MFLOP, 4.5 ms below 30 MFLOP. Every
-// ResNet-50 convolution is above 100 MFLOP.
-constexpr double kParallelFlops = 10e6;
+// Convolutions below this many FLOPs run on the calling thread alone: waking the other OpenMP thread for
+// the convolution and its reorders costs more than it saves. OpenMP's default wait policy (threads spin a
+// while after a parallel region before they sleep) makes a wake-up cheap when convolutions follow one
+// another: paired runs, AMD EPYC Zen 4, 2 threads, medians of 6, mobilenetv3-large 4.24 ms at 10 MFLOP,
+// 3.63 at 1 MFLOP, 3.82 at 0.3; ssdlite320-mobilenetv3 8.70, 8.25, 8.26. (Measured before with
+// OMP_WAIT_POLICY=passive, where a wake-up costs tens of microseconds, 10 MFLOP had been best.)
+constexpr double kParallelFlops = 1e6;
 
 // A 3x3 stride-1 convolution of at least this many FLOPs (and KILN_WINOGRAD not off) runs as oneDNN's
 // Winograd convolution where it has one (AVX-512), on its blocked layout with x and y reordered around
