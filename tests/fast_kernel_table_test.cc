@@ -309,7 +309,7 @@ std::vector<Case> binary_cases(const FastKernelEntry& e, int64_t opset) {
   for (const Shapes& c : {Shapes{{3, 17}, {3, 17}}, Shapes{{2, 3, 5}, {}}, Shapes{{1}, {4, 7}},
                           Shapes{{2, 3, 4, 5}, {3, 1, 1}}, Shapes{{1, 6, 5, 19}, {1, 1, 1, 19}},
                           Shapes{{4, 1, 6}, {1, 5, 1}}, Shapes{{7}, {3, 2, 7}}, Shapes{{2, 1, 3, 1}, {2, 4, 3, 5}},
-                          Shapes{{1, 70000}, {1, 70000}}}) {
+                          Shapes{{1, 70000}, {1, 70000}}, Shapes{{1, 1, 1, 37}, {1, 30, 20, 37}}}) {
     Random rng(static_cast<uint32_t>(c.a.size() * 7 + c.b.size()));
     TestGraph g = graph_for(e, opset);
     g.input("a", rng.floats(c.a));

@@ -3,7 +3,11 @@
 // scalar affine steps that CNN and transformer exports leave between their fused ops.
 //
 // The broadcast is planned as merged dims (broadcast_plan.h), whose inner run has each operand advance
-// or stay on one value: four loops the compiler vectorizes. The reference computes
+// or stay on one value: four loops the compiler vectorizes. Add and Mul where one operand has the
+// output's shape and the other repeats along it (the same shape, a scalar, or a vector over the innermost
+// merged dim: channels-last's SE gate) run kiln's per-ISA binary kernel instead (vector_kernels.h): on
+// efficientnet-b0's [1,112,112,32] x [1,1,1,32], a 32-float run per row, the compiler's baseline loops
+// took 0.45 ms. The reference computes
 // in double and rounds once; a float32 add, multiply or divide is the same correctly rounded result.
 #include "kernels/cpu/fast_kernel_table.h"
 
@@ -14,6 +18,7 @@
 
 #include "kernels/cpu/broadcast_plan.h"
 #include "kernels/cpu/fast_kernel_util.h"
+#include "kernels/cpu/vector_kernels.h"
 
 namespace kiln::kernels::cpu {
 
@@ -36,6 +41,31 @@ void run_inner(const float* a, int64_t sa, const float* b, int64_t sb, float* y,
   broadcast_inner_run(a, sa, b, sb, y, n, [](float u, float v) { return apply<kOp>(u, v); });
 }
 
+// For a plan where one operand is the whole output and the other repeats every `len` elements of it (len:
+// the output's size, 1, or the inner run), those two; false otherwise.
+bool repeating_operands(const BroadcastPlan& p, const float* a, const float* b, const float*& whole,
+                        const float*& repeating, int64_t& len) {
+  const size_t last = p.rank - 1;
+  if (p.sa[last] + p.sb[last] == 1 && p.rank == 1) {  // a scalar: the stride-0 one repeats every element
+    whole = p.sa[0] ? a : b;
+    repeating = p.sa[0] ? b : a;
+    len = 1;
+    return true;
+  }
+  if (p.sa[last] != 1 || p.sb[last] != 1) return false;
+  if (p.rank == 1) {  // the same shape
+    whole = a;
+    repeating = b;
+    len = p.size[0];
+    return true;
+  }
+  if (p.rank != 2 || (p.sa[0] != 0 && p.sb[0] != 0)) return false;
+  whole = p.sa[0] ? a : b;  // strides (inner, 1); the other's are (0, 1)
+  repeating = p.sa[0] ? b : a;
+  len = p.size[1];
+  return true;
+}
+
 template <ArithOp kOp>
 class BinaryKernel : public FastKernel {
  public:
@@ -51,6 +81,16 @@ class BinaryKernel : public FastKernel {
       const float* ap = a.data<float>();
       const float* bp = b.data<float>();
       float* yp = y.data<float>();
+      const float* whole = nullptr;
+      const float* repeating = nullptr;
+      int64_t len = 0;
+      if constexpr (kOp == ArithOp::kAdd || kOp == ArithOp::kMul) {  // commutative: either may be `whole`
+        if (repeating_operands(p, ap, bp, whole, repeating, len)) {
+          binary_f32(kOp == ArithOp::kAdd ? BinaryOp::kAdd : BinaryOp::kMul, whole, repeating, len, yp, y.numel());
+          ctx.set_output(0, std::move(y));
+          return true;
+        }
+      }
       const size_t last = p.rank - 1;
       const int64_t inner = p.size[last];
       const int64_t rows = y.numel() / inner;
