@@ -1,12 +1,17 @@
 // ai.kiln.ElementwiseChain (kernels/reference/elementwise_chain.h) in one pass over memory: X is walked
-// in chunks of a few KB that stay in L1 while every step runs over them, each step one loop the compiler
-// vectorizes (the transcendental ones call the reference's float functions per element), and the chunk
-// is then stored once. The chain of N ops thus reads X and writes Y once instead of N times each.
+// in chunks of a few KB that stay in L1 while every step runs over them, and the chunk is then stored
+// once. The chain of N ops thus reads X and writes Y once instead of N times each. A unary step runs
+// vector_kernels' unary over the whole chunk (per ISA; the transcendental ones within a few ulp of the
+// reference's float functions, see vector_kernels.h), a binary step one loop per row the compiler
+// vectorizes, exactly the reference's operation.
 //
 // The output's dims are merged where X and every operand step through them alike (as the binary
 // kernel does for two operands), which leaves outer dims walked per row and one inner run in which each
-// operand either advances (stride 1) or stays on one value (stride 0). Results are exactly the
-// reference's: the steps are the same float32 functions, applied in the same order.
+// operand either advances (stride 1) or stays on one value (stride 0). A chunk is part of one long row,
+// or several whole short rows (channels-last's: a row is one pixel's channels), so that a step's loop
+// runs over a chunk's worth of floats either way. With the per-element reference functions, SiLU
+// (Sigmoid, Mul) on [1,112,112,96] took 5.9 ms against ONNX Runtime's 0.2 (AMD EPYC Zen 4, avx512, 2
+// threads).
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>
@@ -14,6 +19,7 @@
 #include <cstring>
 
 #include "kernels/cpu/fast_kernel_util.h"
+#include "kernels/cpu/vector_kernels.h"
 #include "kernels/reference/elementwise_chain.h"
 
 namespace kiln::kernels::cpu {
@@ -27,6 +33,7 @@ constexpr size_t kChainMaxDims = 8;
 constexpr size_t kChainMaxInputs = 8;  // X and up to 7 operands
 constexpr int64_t kChainChunk = 1024;  // floats per chunk: 4 KB, in L1 with the operands' chunks
 constexpr int64_t kChainParallelElements = 1 << 15;
+constexpr int64_t kChainMaxRowsPerChunk = 64;  // short rows per chunk (their offsets are kept on the stack)
 
 // The broadcast of every input over X's shape as merged dims: sizes, and each input's element stride
 // per dim (0 where it broadcasts); the last dim is the inner run.
@@ -117,35 +124,6 @@ void binary_step(StepKind k, float* v, const float* b, int64_t sb, int64_t n) {
   }
 }
 
-void unary_step(const Step& s, float* v, int64_t n) {
-  switch (s.kind) {  // the cheap ones as loops that vectorize; the rest per element
-    case StepKind::kRelu:
-      for (int64_t j = 0; j < n; ++j) v[j] = v[j] < 0.0f ? 0.0f : v[j];
-      return;
-    case StepKind::kNeg:
-      for (int64_t j = 0; j < n; ++j) v[j] = -v[j];
-      return;
-    case StepKind::kAbs:
-      for (int64_t j = 0; j < n; ++j) v[j] = std::fabs(v[j]);
-      return;
-    case StepKind::kSqrt:
-      for (int64_t j = 0; j < n; ++j) v[j] = std::sqrt(v[j]);
-      return;
-    case StepKind::kReciprocal:
-      for (int64_t j = 0; j < n; ++j) v[j] = 1.0f / v[j];
-      return;
-    case StepKind::kPow:
-      if (s.p0 == 2.0f) {  // x * x is the double product rounded once, as std::pow(double, 2) is
-        for (int64_t j = 0; j < n; ++j) v[j] = v[j] * v[j];
-        return;
-      }
-      break;
-    default:
-      break;
-  }
-  for (int64_t j = 0; j < n; ++j) v[j] = ops::chain::apply_unary(s, v[j]);
-}
-
 class ElementwiseChainKernel : public FastKernel {
  public:
   explicit ElementwiseChainKernel(std::vector<Step> steps) : steps_(std::move(steps)) {}
@@ -164,35 +142,48 @@ class ElementwiseChainKernel : public FastKernel {
       float* yp = y.data<float>();
       const size_t last = p.rank - 1;
       const int64_t inner = p.size[last], rows = numel / inner;
-      const int64_t chunks = (inner + kChainChunk - 1) / kChainChunk;
+      // A chunk: kChainChunk floats of one row, or whole rows (at most kChainMaxRowsPerChunk) of a short one.
+      const int64_t rows_per_chunk = inner >= kChainChunk ? 1 : std::min(kChainMaxRowsPerChunk, kChainChunk / inner);
+      const int64_t col_chunks = inner >= kChainChunk ? (inner + kChainChunk - 1) / kChainChunk : 1;
+      const int64_t row_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+      const VectorKernelTable& table = vector_kernels();
       auto task = [&](int64_t t) {
-        const int64_t r = t / chunks, j0 = t % chunks * kChainChunk, n = std::min(kChainChunk, inner - j0);
-        // Offsets of row r in each input, from its index over the outer dims.
-        std::array<int64_t, kChainMaxInputs> off{};
-        int64_t rest = r;
-        for (size_t k = last; k-- > 0;) {
-          const int64_t d = rest % p.size[k];
-          rest /= p.size[k];
-          for (size_t i = 0; i < p.inputs; ++i) off[i] += d * p.stride[i][k];
+        const int64_t r0 = t / col_chunks * rows_per_chunk, r1 = std::min(rows, r0 + rows_per_chunk);
+        const int64_t j0 = t % col_chunks * kChainChunk, n = std::min(kChainChunk, inner - j0);
+        const int64_t row_count = r1 - r0;
+        // Offsets of each row in each input, from its index over the outer dims.
+        std::array<std::array<int64_t, kChainMaxInputs>, kChainMaxRowsPerChunk> off;
+        for (int64_t k = 0; k < row_count; ++k) {
+          off[k].fill(0);
+          int64_t rest = r0 + k;
+          for (size_t d = last; d-- > 0;) {
+            const int64_t i = rest % p.size[d];
+            rest /= p.size[d];
+            for (size_t in_i = 0; in_i < p.inputs; ++in_i) off[k][in_i] += i * p.stride[in_i][d];
+          }
         }
         alignas(64) float v[kChainChunk];
-        const float* xr = in[0] + off[0];
-        if (p.stride[0][last])
-          std::memcpy(v, xr + j0, sizeof(float) * static_cast<size_t>(n));
-        else
-          std::fill_n(v, n, xr[0]);
+        for (int64_t k = 0; k < row_count; ++k) {
+          const float* xr = in[0] + off[k][0];
+          if (p.stride[0][last])
+            std::memcpy(v + k * n, xr + j0, sizeof(float) * static_cast<size_t>(n));
+          else
+            std::fill_n(v + k * n, n, xr[0]);
+        }
         for (const Step& s : steps_) {
           if (!ops::chain::is_binary(s.kind)) {
-            unary_step(s, v, n);
+            table.unary(s, v, v, row_count * n);
             continue;
           }
           const auto o = static_cast<size_t>(s.operand);
           const int64_t sb = p.stride[o][last];
-          binary_step(s.kind, v, in[o] + off[o] + j0 * sb, sb, n);
+          for (int64_t k = 0; k < row_count; ++k) binary_step(s.kind, v + k * n, in[o] + off[k][o] + j0 * sb, sb, n);
         }
-        std::memcpy(yp + r * inner + j0, v, sizeof(float) * static_cast<size_t>(n));
+        // Several rows only when a chunk holds whole rows: then they lie one after another in y.
+        std::memcpy(yp + r0 * inner + j0, v, sizeof(float) * static_cast<size_t>(row_count * n));
       };
-      parallel_for_static(worth_threads(numel, kChainParallelElements) && rows * chunks > 1, rows * chunks, task);
+      const int64_t tasks = row_chunks * col_chunks;
+      parallel_for_static(worth_threads(numel, kChainParallelElements) && tasks > 1, tasks, task);
     }
     ctx.set_output(0, std::move(y));
     return true;
