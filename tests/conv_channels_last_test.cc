@@ -176,5 +176,24 @@ TEST(TransposePushing, StopsWhereAReaderCannotTakeIt) {
   EXPECT_EQ(f2.changed("Transpose pushed down"), 0);
 }
 
+// A Transpose meets a Resize that writes a graph output: through a downsampling one it moves (and stays on
+// the smaller output); before an upsampling one it stays, on the smaller input.
+TEST(TransposePushing, StaysBeforeAnUpsamplingResizeThatEndsTheGraph) {
+  for (float scale : {0.5f, 4.0f}) {
+    SCOPED_TRACE(::testing::Message() << "scale " << scale);
+    TestGraph g(17);
+    Random rng(8);
+    g.input("x", rng.floats({1, 8, 8, 3}));  // NHWC
+    g.node("Transpose", {"x"}, {"nchw"}, {attr_ints("perm", {0, 3, 1, 2})});
+    g.constant("roi", ir::Tensor(ir::DType::kFloat32, {0}));
+    g.constant("scales", ir::Tensor::from_vector<float>({1, 1, scale, scale}, {4}));
+    g.node("Resize", {"nchw", "roi", "scales"}, {"y"}, {attr_string("mode", "linear")});
+    g.output("y");
+    Fused f = push(g);
+    EXPECT_EQ(f.ops("Transpose"), 1);
+    EXPECT_EQ(f.changed("Transpose pushed down"), scale < 1 ? 1 : 0);
+  }
+}
+
 }  // namespace
 }  // namespace kiln
