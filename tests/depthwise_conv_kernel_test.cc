@@ -292,6 +292,8 @@ TEST(DepthwiseConvKernel, DISABLED_Timings) {
       {{72, 56, 56, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}, ""}, {"Relu", {}}},
       {{120, 28, 28, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, ""}, {"HardSwish", {}}},
       {{480, 14, 14, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, ""}, {"HardSwish", {}}},
+      {{96, 56, 56, 7, 7, 1, 1, 1, 1, {3, 3, 3, 3}, ""}, {"", {}}},  // ConvNeXt's
+      {{384, 14, 14, 7, 7, 1, 1, 1, 1, {3, 3, 3, 3}, ""}, {"", {}}},
   };
   const int max_threads = omp_get_max_threads();
   for (const Bench& bench : benches) {
