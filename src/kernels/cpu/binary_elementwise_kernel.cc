@@ -7,8 +7,8 @@
 // output's shape and the other repeats along it (the same shape, a scalar, or a vector over the innermost
 // merged dim: channels-last's SE gate) run kiln's per-ISA binary kernel instead (vector_kernels.h): on
 // efficientnet-b0's [1,112,112,32] x [1,1,1,32], a 32-float run per row, the compiler's baseline loops
-// took 0.45 ms. The reference computes
-// in double and rounds once; a float32 add, multiply or divide is the same correctly rounded result.
+// took 0.45 ms. The reference computes in double and rounds once; a float32 add, multiply or divide is the
+// same correctly rounded result.
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <omp.h>

@@ -160,8 +160,8 @@ class PackedConv {
 
   // y = ... for x [n, C, in...] and y [n, M, out...] (output_size's), both dense channels-first (with
   // spec.channels_last: x [n, in..., C], y [n, out..., M]); z (required iff spec.add_sum, of y's shape)
-  // is y itself (in place) or must not overlap it. n == 0 does nothing. Thread-safe: concurrent calls with different y buffers are
-  // fine.
+  // is y itself (in place) or must not overlap it. n == 0 does nothing. Thread-safe: concurrent calls with
+  // different y buffers are fine.
   void run(int64_t n, const ConvDims& in, const float* x, float* y, const float* z = nullptr) const;
 
   // Creates (or finds) the primitive for this input shape now, so that run() on it only executes.
