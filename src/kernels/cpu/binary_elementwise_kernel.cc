@@ -81,10 +81,10 @@ class BinaryKernel : public FastKernel {
       const float* ap = a.data<float>();
       const float* bp = b.data<float>();
       float* yp = y.data<float>();
-      const float* whole = nullptr;
-      const float* repeating = nullptr;
-      int64_t len = 0;
       if constexpr (kOp == ArithOp::kAdd || kOp == ArithOp::kMul) {  // commutative: either may be `whole`
+        const float* whole = nullptr;
+        const float* repeating = nullptr;
+        int64_t len = 0;
         if (repeating_operands(p, ap, bp, whole, repeating, len)) {
           binary_f32(kOp == ArithOp::kAdd ? BinaryOp::kAdd : BinaryOp::kMul, whole, repeating, len, yp, y.numel());
           ctx.set_output(0, std::move(y));
