@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "kernels/cpu/onednn_matmul.h"
 #include "onnx/model_io.h"
 #include "ort_peer.h"
+#include "runtime/threads.h"
 #include "test_util.h"
 
 namespace {
@@ -339,6 +341,36 @@ TEST(BenchCli, RefusesAnUnknownGemmEngine) {
     ::setenv("KILN_GEMM", saved.c_str(), 1);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "KILN_GEMM: unknown GEMM engine 'blas' (known: onednn, panel)")) << r.err;
+}
+
+// The kiln program restarts itself once with GOMP_SPINCOUNT set (runtime/threads.h) unless the user chose
+// a wait policy; the report names the policy that ran.
+TEST(BenchCli, BoundsOpenMpSpinningUnlessTheUserChoseAPolicy) {
+  TempDir dir;
+  const std::vector<std::string> args = {"bench", kBert, "--seq", "8", "--iterations", "1", "--warmup", "0",
+                                         "-q", "--json", dir.file("out.json")};
+  auto policy_of_a_run = [&] {
+    RunResult r = run_kiln(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(read_file(dir.file("out.json")))["omp_wait"].get<std::string>();
+  };
+  ScopedEnv no_preload("LD_PRELOAD", std::nullopt);
+  {
+    ScopedEnv spin("GOMP_SPINCOUNT", std::nullopt), policy("OMP_WAIT_POLICY", std::nullopt);
+    EXPECT_TRUE(runtime::wants_default_spin_count());
+    EXPECT_EQ(policy_of_a_run(), str("GOMP_SPINCOUNT=", runtime::kDefaultSpinCount));
+    ScopedEnv valgrind("LD_PRELOAD", "/usr/libexec/valgrind/vgpreload_core-amd64-linux.so");
+    EXPECT_FALSE(runtime::wants_default_spin_count());
+  }
+  {
+    ScopedEnv spin("GOMP_SPINCOUNT", std::nullopt), policy("OMP_WAIT_POLICY", "passive");
+    EXPECT_FALSE(runtime::wants_default_spin_count());
+    EXPECT_EQ(policy_of_a_run(), "OMP_WAIT_POLICY=passive");
+  }
+  {
+    ScopedEnv spin("GOMP_SPINCOUNT", "20000"), policy("OMP_WAIT_POLICY", std::nullopt);
+    EXPECT_EQ(policy_of_a_run(), "GOMP_SPINCOUNT=20000");
+  }
 }
 
 TEST(BenchCli, ConcurrentCallersShareTheSession) {

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "runtime/threads.h"
 
 namespace kiln::bench {
 
@@ -117,9 +118,9 @@ std::string format_table(const BenchReport& report) {
                 report.model_size_mb, passes::level_name(o.level), o.threads,
                 o.concurrency > 1 ? str(", ", o.concurrency, " concurrent callers").c_str() : "");
   out += buf;
-  std::snprintf(buf, sizeof buf, "cpu %s; kiln kernels: %s (KILN_CPU_ISA), matmuls: %s (KILN_GEMM)\n",
+  std::snprintf(buf, sizeof buf, "cpu %s; kiln kernels: %s (KILN_CPU_ISA), matmuls: %s (KILN_GEMM); OpenMP wait: %s\n",
                 cpu_model_name().c_str(), kernels::cpu::isa_name(kernels::cpu::selected_isa()),
-                kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine()));
+                kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine()), runtime::omp_wait_policy().c_str());
   out += buf;
   const std::string calls =
       o.duration_s > 0 ? str("timed calls for ", o.duration_s, " s") : str(o.iterations, " timed calls");
@@ -175,6 +176,7 @@ nlohmann::json to_json(const BenchReport& report) {
                       {"cpu", cpu_model_name()},
                       {"cpu_isa", kernels::cpu::isa_name(kernels::cpu::selected_isa())},
                       {"gemm", kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine())},
+                      {"omp_wait", runtime::omp_wait_policy()},
                       {"concurrency", o.concurrency},
                       {"warmup", o.warmup},
                       {"iterations", o.duration_s > 0 ? nlohmann::json(nullptr) : nlohmann::json(o.iterations)},

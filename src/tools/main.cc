@@ -1,12 +1,23 @@
 // The kiln program: one subcommand per file (cmd_*.cc), each a thin layer over the library.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "common/error.h"
+#include "runtime/threads.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  // libgomp read its environment when it was loaded, before main(): the wait policy kiln wants (see
+  // runtime/threads.h) takes a restart with it set. If the restart fails, kiln runs on libgomp's default.
+  if (kiln::runtime::wants_default_spin_count()) {
+    ::setenv("GOMP_SPINCOUNT", kiln::runtime::kDefaultSpinCount, 1);
+    ::execv("/proc/self/exe", argv);
+    ::unsetenv("GOMP_SPINCOUNT");
+  }
   CLI::App app{"kiln: turn a trained model into a fast inference engine, and prove it with numbers"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kiln 0.1.0");
