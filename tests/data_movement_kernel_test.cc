@@ -77,6 +77,18 @@ TEST(DataMovementKernels, TransposeTileEdges) {
   check_transpose({24, 3, 40}, {2, 1, 0});
 }
 
+// Three rows to interleave (an image's NCHW -> NHWC with 3 channels), which AVX-512 and AVX2 do with
+// permutes: widths around their 16 and 8 lanes and the 64-element blocks, batches, 4-byte integers, and 3
+// rows whose output is not dense (the permutes do not apply).
+TEST(DataMovementKernels, TransposeInterleavesThreeRows) {
+  for (int64_t cols : {1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 129}) {
+    check_transpose({3, cols}, {1, 0});
+    check_transpose({2, 3, 1, cols}, {0, 2, 3, 1});
+    check_transpose({1, 3, cols, 5}, {0, 2, 3, 1}, ir::DType::kInt32);
+    check_transpose({3, 2, cols}, {2, 1, 0});
+  }
+}
+
 // Over kMoveParallelBytes: split across threads, on every path.
 TEST(DataMovementKernels, TransposeLargeTensorsTakeTheThreadedPaths) {
   check_transpose({1, 96, 56, 56}, {0, 2, 3, 1});  // ConvNeXt's NCHW -> NHWC
@@ -86,6 +98,7 @@ TEST(DataMovementKernels, TransposeLargeTensorsTakeTheThreadedPaths) {
   check_transpose({1, 8, 7, 8, 7, 96}, {0, 1, 3, 2, 4, 5});  // Swin's windows
   check_transpose({1, 224 * 224, 3}, {0, 2, 1});  // an image NHWC -> NCHW: 3 columns
   check_transpose({3, 224 * 224}, {1, 0});  // and 3 rows
+  check_transpose({1, 3, 320, 317}, {0, 2, 3, 1});  // an odd width
   check_transpose({70000, 2}, {1, 0});
   check_transpose({1, 300000}, {1, 0});  // no movement: one copy, split
   check_transpose({9, 65, 131}, {2, 1, 0}, ir::DType::kInt64);
