@@ -201,12 +201,13 @@ KILN_MOVE_TARGET_AVX512 void transpose_tile16_avx512(const uint32_t* src, int64_
   for (int j = 0; j < 16; ++j) _mm512_storeu_ps(reinterpret_cast<float*>(dst + j * ds), r[j]);
 }
 
-// Three rows interleaved: dst[3 j + i] = src[i * ss + j] for i < 3, j < cols. An image's NCHW -> NHWC
-// Transpose with 3 channels (every CNN's input) is this, and its rows are too few for the tiles below.
-// Output lane l of vector v holds element o = 16 v + l: row o % 3 at column o / 3. Two two-source permutes
-// per vector: rows 0 and 1 first, then row 2 over that. [1,3,320,320]: 231 -> 41 us, 2 threads (AMD EPYC
-// Zen 4, avx512).
-KILN_MOVE_TARGET_AVX512 void interleave3_avx512(const uint32_t* src, int64_t ss, uint32_t* dst, int64_t cols) {
+// Three rows interleaved: dst[3 j + i] = src[i * ss + j] for i < 3 and the columns j of whole vectors,
+// whose count it returns. An image's NCHW -> NHWC Transpose with 3 channels (every CNN's input) is this,
+// and its rows are too few for the tiles below. Output lane l of vector v holds element o = 16 v + l: row
+// o % 3 at column o / 3. Two two-source permutes per vector: rows 0 and 1 first, then row 2 over that.
+// [1,3,320,320]: 231 -> 78 us, 2 threads (AMD EPYC Zen 4, avx512). AVX2 has no two-source permute: see
+// interleave3_avx2.
+KILN_MOVE_TARGET_AVX512 int64_t interleave3_avx512(const uint32_t* src, int64_t ss, uint32_t* dst, int64_t cols) {
   alignas(64) static constexpr auto kIndex = [] {
     std::array<std::array<int32_t, 16>, 6> t{};
     for (int v = 0; v < 3; ++v)
@@ -228,12 +229,11 @@ KILN_MOVE_TARGET_AVX512 void interleave3_avx512(const uint32_t* src, int64_t ss,
       _mm512_storeu_ps(d + 3 * j + 16 * v, _mm512_permutex2var_ps(t, second, r2));
     }
   }
-  for (; j < cols; ++j)
-    for (int64_t i = 0; i < 3; ++i) dst[3 * j + i] = src[i * ss + j];
+  return j;
 }
 
 // The same with eight lanes: each row's columns moved to their lanes, then the three blended.
-KILN_MOVE_TARGET_AVX2 void interleave3_avx2(const uint32_t* src, int64_t ss, uint32_t* dst, int64_t cols) {
+KILN_MOVE_TARGET_AVX2 int64_t interleave3_avx2(const uint32_t* src, int64_t ss, uint32_t* dst, int64_t cols) {
   alignas(32) static constexpr auto kIndex = [] {
     std::array<std::array<int32_t, 8>, 9> t{};  // per vector v: the column of each lane, row 1's lanes, row 2's
     for (int v = 0; v < 3; ++v)
@@ -260,15 +260,16 @@ KILN_MOVE_TARGET_AVX2 void interleave3_avx2(const uint32_t* src, int64_t ss, uin
       _mm256_storeu_ps(d + 3 * j + 8 * v, out);
     }
   }
-  for (; j < cols; ++j)
-    for (int64_t i = 0; i < 3; ++i) dst[3 * j + i] = src[i * ss + j];
+  return j;
 }
 
 // The 4-byte block: whole tiles of the widest kind `isa` allows, the edges at the next level down.
 void transpose_block_u32(Isa isa, const uint32_t* src, int64_t ss, uint32_t* dst, int64_t ds, int64_t rows,
                          int64_t cols) {
-  if (rows == 3 && ds == 3 && isa == Isa::kAvx512) return interleave3_avx512(src, ss, dst, cols);
-  if (rows == 3 && ds == 3 && isa == Isa::kAvx2) return interleave3_avx2(src, ss, dst, cols);
+  if (rows == 3 && ds == 3 && isa != Isa::kScalar) {
+    const int64_t done = isa == Isa::kAvx512 ? interleave3_avx512(src, ss, dst, cols) : interleave3_avx2(src, ss, dst, cols);
+    return transpose_block_scalar(src + done, ss, dst + 3 * done, ds, rows, cols - done);
+  }
   const int64_t tile = isa == Isa::kAvx512 ? 16 : isa == Isa::kAvx2 ? 8 : 0;
   if (tile == 0) return transpose_block_scalar(src, ss, dst, ds, rows, cols);
   const Isa lower = isa == Isa::kAvx512 ? Isa::kAvx2 : Isa::kScalar;
