@@ -195,5 +195,48 @@ TEST(TransposePushing, StaysBeforeAnUpsamplingResizeThatEndsTheGraph) {
   }
 }
 
+// A Reshape that only splits axes takes the Transpose before it (the split moves to the Transpose's
+// input): ssdlite's box heads, NHWC -> NCHW -> [N, anchors, classes, H, W] -> [N, H, W, anchors, classes],
+// become one Reshape. Size-1 axes join or leave the splits; a Reshape that merges axes keeps its Transpose.
+TEST(TransposePushing, PassesAReshapeThatOnlySplitsAxes) {
+  Random rng(9);
+  {
+    TestGraph g(17);
+    g.input("x", rng.floats({1, 4, 3, 12}));  // NHWC
+    g.node("Transpose", {"x"}, {"nchw"}, {attr_ints("perm", {0, 3, 1, 2})});
+    g.node("Relu", {"nchw"}, {"act"});  // the Transpose reaches the Reshape on a value the pass made
+    g.constant("shape", ir::Tensor::from_vector<int64_t>({1, 3, 4, 4, 3}, {5}));
+    g.node("Reshape", {"act", "shape"}, {"split"});
+    g.node("Transpose", {"split"}, {"y"}, {attr_ints("perm", {0, 3, 4, 1, 2})});
+    g.output("y");
+    Fused f = push(g);
+    EXPECT_EQ(f.ops("Transpose"), 0) << f.rejections();
+    EXPECT_EQ(f.ops("Reshape"), 1);
+  }
+  {
+    TestGraph g(17);
+    g.input("x", rng.floats({2, 1, 6, 5}));
+    g.node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 3, 1, 2})});  // [2, 5, 1, 6]
+    g.constant("shape", ir::Tensor::from_vector<int64_t>({2, 1, 5, 2, 3, 1}, {6}));  // the 1 of t dropped
+    g.node("Reshape", {"t", "shape"}, {"r"});
+    g.node("Relu", {"r"}, {"y"});
+    g.output("y");
+    Fused f = push(g);
+    EXPECT_EQ(f.ops("Transpose"), 1);
+    EXPECT_EQ(f.changed("Transpose pushed down"), 2);  // past the Reshape, then the Relu
+  }
+  {
+    TestGraph g(17);
+    g.input("x", rng.floats({2, 3, 4, 5}));
+    g.node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 2, 3, 1})});  // [2, 4, 5, 3]
+    g.constant("shape", ir::Tensor::from_vector<int64_t>({2, 20, 3}, {3}));  // merges 4 and 5
+    g.node("Reshape", {"t", "shape"}, {"r"});
+    g.node("Relu", {"r"}, {"y"});
+    g.output("y");
+    Fused f = push(g);
+    EXPECT_EQ(f.changed("Transpose pushed down"), 0);
+  }
+}
+
 }  // namespace
 }  // namespace kiln

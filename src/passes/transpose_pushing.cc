@@ -12,6 +12,10 @@
 //   Resize(T_p(a), scales | sizes)            =>  T_p(Resize(a, scales or sizes permuted))   (not an enlarging
 //                                                 one that writes a graph output nothing else reads: T_p
 //                                                 would stay on its larger output)
+//   Reshape(T_p(x), s), s only splitting axes =>  T_p'(Reshape(x, s'))  s' splits x's axes alike, p' moves
+//                                                 the split axes as p moved theirs (static shapes only):
+//                                                 ssdlite's box heads, [1,20,20,546] -> [1,546,20,20] ->
+//                                                 [1,6,91,20,20] -> [1,20,20,6,91], become one Reshape
 //   Transpose_q(T_p(x)), q after p identity   =>  x                 (else one Transpose, p then q)
 //
 // with T_p = Transpose(perm = p): a = [N, H, W, C] for the pools, which then pool channels-last
@@ -25,7 +29,10 @@
 // Exact: no value changes, only where the axis order is changed. Level all (with the channels-last
 // conversion that needs it).
 #include <algorithm>
+#include <unordered_map>
 
+#include "analysis/shape_inference.h"
+#include "common/error.h"
 #include "passes/graph_edit.h"
 #include "passes/graph_index.h"
 #include "passes/passes.h"
@@ -101,6 +108,54 @@ std::optional<ir::Tensor> permute_pushed_constant(const ir::Tensor& c, const Pus
   return t;
 }
 
+// Reshape(T_p(x)) to `s` when the Reshape only splits axes: each axis of T_p(x) becomes a run of consecutive
+// axes of s (size-1 axes of s may join a run; an axis of size 1 may become none). Then the same split
+// applied to x's axes, s', and a Transpose p' of it give the same tensor.
+struct SplitThrough {
+  std::vector<int64_t> x_shape;  // s'
+  PushedPerm perm;               // p'
+};
+
+std::optional<SplitThrough> split_through(const std::vector<int64_t>& x, const PushedPerm& p,
+                                          const std::vector<int64_t>& s) {
+  const size_t rank = p.size();
+  if (x.size() != rank) return std::nullopt;
+  for (int64_t d : x)
+    if (d <= 0) return std::nullopt;
+  for (int64_t d : s)
+    if (d <= 0) return std::nullopt;
+  // Run i of s, [begin[i], end[i]), holds transposed axis i (x's axis p[i]).
+  std::vector<size_t> begin(rank), end(rank);
+  size_t j = 0;
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t a = x[static_cast<size_t>(p[i])];
+    begin[i] = j;
+    if (a == 1) {
+      if (j < s.size() && s[j] == 1) ++j;
+      continue;
+    }
+    int64_t product = 1;
+    while (j < s.size() && product < a) product *= s[j++];
+    if (product != a) return std::nullopt;
+  }
+  while (j < s.size() && s[j] == 1) ++j;  // trailing 1s join the last run
+  if (j != s.size() || rank == 0) return std::nullopt;
+  end.back() = j;
+  for (size_t i = 0; i + 1 < rank; ++i) end[i] = begin[i + 1];
+  SplitThrough r;
+  const PushedPerm inv = inverse_perm(p);
+  std::vector<size_t> offset(rank);  // where x's axis k's run starts in s'
+  for (size_t k = 0; k < rank; ++k) {
+    const auto i = static_cast<size_t>(inv[k]);
+    offset[k] = r.x_shape.size();
+    r.x_shape.insert(r.x_shape.end(), s.begin() + static_cast<int64_t>(begin[i]), s.begin() + static_cast<int64_t>(end[i]));
+  }
+  for (size_t i = 0; i < rank; ++i)
+    for (size_t t = begin[i]; t < end[i]; ++t)
+      r.perm.push_back(static_cast<int64_t>(offset[static_cast<size_t>(p[i])] + (t - begin[i])));
+  return r;
+}
+
 ir::Attribute pushing_int_attr(const char* name, int64_t v) {
   ir::Attribute a;
   a.name = name;
@@ -133,7 +188,18 @@ void pushing_set_attr(ir::Node& n, ir::Attribute a) {
 
 class Pusher {
  public:
-  Pusher(ir::Graph& g, PassContext& ctx) : g_(g), ctx_(ctx) { index_.emplace(g); }
+  Pusher(ir::Graph& g, PassContext& ctx) : g_(g), ctx_(ctx) {
+    index_.emplace(g);
+    // Shapes, for the Reshapes a Transpose may pass: inferred now, while the graph is in order (the
+    // Transposes this pass adds go at the end of the node list).
+    if (std::any_of(g.nodes.begin(), g.nodes.end(), [](const ir::Node& n) { return is_op(n, "Reshape"); })) {
+      try {
+        types_ = analysis::infer_types(ctx.model(), g, {}, ctx.options().limits);
+      } catch (const Error&) {
+        // no shapes: no Reshape takes a Transpose
+      }
+    }
+  }
 
   // Pushes one Transpose (or cancels one pair); false when none moves.
   bool step() {
@@ -194,6 +260,7 @@ class Pusher {
       const int64_t axis = pushing_axis_attr(n, 0);
       return axis >= -static_cast<int64_t>(rank) && axis < static_cast<int64_t>(rank);
     }
+    if (n.op_type == "Reshape") return n.inputs.size() == 2 && n.inputs[0] == t_out && reshape_split(n, p).has_value();
     if (n.op_type == "GlobalAveragePool" || n.op_type == "GlobalMaxPool") return rank >= 3;
     if (n.op_type == "MaxPool" || n.op_type == "AveragePool") return takes_pool(n, t_out, p);
     if (n.op_type == "Resize") {
@@ -210,6 +277,27 @@ class Pusher {
       return true;
     }
     return false;
+  }
+
+  // The split a Reshape n of T_p(x) is, when x's and n's output shapes are static (see split_through).
+  std::optional<SplitThrough> reshape_split(const ir::Node& n, const PushedPerm& p) {
+    const ir::Node* t = index_->producer_node(n.inputs[0]);
+    if (!t || n.inputs[1] == n.inputs[0]) return std::nullopt;
+    std::optional<std::vector<int64_t>> x = static_shape(t->inputs[0]), s = static_shape(n.outputs[0]);
+    if (!x || !s) return std::nullopt;
+    return split_through(*x, p, *s);
+  }
+
+  // A value's shape when every dim is known: from the types inferred before the first edit (values keep
+  // their shapes while Transposes move), or for a value this pass made, from the value it stands for.
+  std::optional<std::vector<int64_t>> static_shape(const std::string& v) const {
+    if (auto it = made_shapes_.find(v); it != made_shapes_.end()) return it->second;
+    if (!types_) return std::nullopt;
+    const ir::Type* t = tensor_type_with_shape(*types_, v);
+    if (!t || !t->shape->is_static()) return std::nullopt;
+    std::vector<int64_t> dims;
+    for (size_t i = 0; i < t->shape->rank(); ++i) dims.push_back((*t->shape)[i].value);
+    return dims;
   }
 
   // Whether Resize n makes its input larger: scales multiplying to more than 1, or sizes (an upsampling's,
@@ -269,7 +357,14 @@ class Pusher {
       return;
     }
     const PushedPerm inv = inverse_perm(p);
-    if (is_layout_free_unary(n.op_type)) {
+    PushedPerm out_perm = p;  // the Transpose each output gets
+    if (n.op_type == "Reshape") {
+      const SplitThrough split = *reshape_split(n, p);
+      std::string name = ctx_.fresh_name(n.inputs[1] + "_split");
+      g_.add_initializer(name, ir::Tensor::from_vector<int64_t>(split.x_shape, {static_cast<int64_t>(split.x_shape.size())}));
+      n.inputs = {x, name};
+      out_perm = split.perm;
+    } else if (is_layout_free_unary(n.op_type)) {
       n.inputs[0] = x;
     } else if (is_layout_free_binary(n.op_type)) {
       for (std::string& in : n.inputs) {
@@ -333,12 +428,18 @@ class Pusher {
     for (std::string& out : n.outputs) {
       if (out.empty()) continue;
       std::string inner = ctx_.fresh_name(out + "_before_transpose");
+      // T_out_perm(inner) = out: out dim i is inner dim out_perm[i].
+      if (std::optional<std::vector<int64_t>> dims = static_shape(out); dims && dims->size() == out_perm.size()) {
+        std::vector<int64_t> inner_dims(dims->size());
+        for (size_t i = 0; i < dims->size(); ++i) inner_dims[static_cast<size_t>(out_perm[i])] = (*dims)[i];
+        made_shapes_[inner] = std::move(inner_dims);
+      }
       ir::Node t;
       t.op_type = "Transpose";
       t.name = ctx_.fresh_name(n.name + "_transpose");
       t.inputs = {inner};
       t.outputs = {out};
-      t.attributes.push_back(pushing_ints_attr("perm", p));
+      t.attributes.push_back(pushing_ints_attr("perm", out_perm));
       out = inner;
       g_.nodes.push_back(std::move(t));
     }
@@ -350,6 +451,8 @@ class Pusher {
   ir::Graph& g_;
   PassContext& ctx_;
   std::optional<GraphIndex> index_;  // rebuilt after each edit
+  std::optional<analysis::InferredTypes> types_;  // for Reshapes: the graph's as the pass found it
+  std::unordered_map<std::string, std::vector<int64_t>> made_shapes_;  // static shapes of values made here
 };
 
 }  // namespace
