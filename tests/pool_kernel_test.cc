@@ -83,6 +83,19 @@ TEST(PoolKernels, MaxPoolMatchesReference) {
       {{1, 2, 9, 8}, {attr_ints("kernel_shape", {3, 3}), attr_string("auto_pad", "VALID")}, "VALID"},
       {{1, 2, 4, 4}, {attr_ints("kernel_shape", {2, 2}), attr_ints("pads", {2, 2, 2, 2})}, "windows over padding only"},
       {{1, 3, 1, 1}, {attr_ints("kernel_shape", {1, 1})}, "1x1"},
+      // Large windows, which run separably: a YOLO SPP block's, stride 2, dilations, windows wider than
+      // the input, and padding that leaves whole output rows and columns over padding only.
+      {{1, 6, 13, 13}, {attr_ints("kernel_shape", {13, 13}), attr_ints("pads", {6, 6, 6, 6})}, "13x13 SPP"},
+      {{2, 3, 13, 11}, {attr_ints("kernel_shape", {5, 5}), attr_ints("pads", {2, 2, 2, 2})}, "5x5 SPP"},
+      {{1, 4, 40, 37},
+       {attr_ints("kernel_shape", {9, 9}), attr_ints("pads", {4, 4, 4, 4}), attr_ints("strides", {1, 1})},
+       "9x9 with interior columns"},
+      {{1, 3, 17, 19}, {attr_ints("kernel_shape", {7, 5}), attr_ints("strides", {2, 2}), attr_ints("pads", {3, 2, 3, 2})},
+       "7x5 stride 2"},
+      {{1, 2, 20, 18}, {attr_ints("kernel_shape", {5, 5}), attr_ints("dilations", {2, 3}), attr_ints("pads", {4, 6, 4, 6})},
+       "5x5 dilated"},
+      {{1, 2, 4, 3}, {attr_ints("kernel_shape", {6, 6}), attr_ints("pads", {7, 7, 7, 7})},
+       "6x6 with outputs over padding only"},
   };
   uint32_t seed = 1;
   for (const PoolCase& c : cases) {
@@ -103,8 +116,10 @@ TEST(PoolKernels, MaxPoolNaNsAsTheReference) {
   TestGraph g;
   g.input("x", x);
   g.node("MaxPool", {"x"}, {"y"}, {attr_ints("kernel_shape", {3, 3}), attr_ints("pads", {1, 1, 1, 1})});
+  g.node("MaxPool", {"x"}, {"y5"}, {attr_ints("kernel_shape", {5, 5}), attr_ints("pads", {2, 2, 2, 2})});  // separable
   g.output("y");
-  expect_fast_equals_reference(g, 1, "NaNs");
+  g.output("y5");
+  expect_fast_equals_reference(g, 2, "NaNs");
 }
 
 TEST(PoolKernels, GlobalAveragePoolMatchesReference) {
