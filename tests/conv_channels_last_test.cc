@@ -195,6 +195,39 @@ TEST(TransposePushing, StaysBeforeAnUpsamplingResizeThatEndsTheGraph) {
   }
 }
 
+// A YOLO SPP block: three MaxPools of one value, concatenated with it. The Concat takes the Transpose once
+// the pools have, so all stay channels-last; a pool whose output has another reader keeps the Transpose.
+TEST(TransposePushing, PassesAnSppBlockOfPoolsAndTheirConcat) {
+  for (bool extra_reader : {false, true}) {
+    SCOPED_TRACE(extra_reader ? "a pool's output read elsewhere too" : "SPP");
+    TestGraph g(17);
+    Random rng(10);
+    g.input("x", rng.floats({1, 9, 9, 6}));  // NHWC
+    g.node("Transpose", {"x"}, {"nchw"}, {attr_ints("perm", {0, 3, 1, 2})});
+    std::vector<std::string> cat = {"nchw"};
+    for (int64_t k : {5, 9, 13}) {
+      const std::string out = "pool" + std::to_string(k);
+      g.node("MaxPool", {"nchw"}, {out},
+             {attr_ints("kernel_shape", {k, k}), attr_ints("pads", {k / 2, k / 2, k / 2, k / 2})});
+      cat.push_back(out);
+    }
+    g.node("Concat", cat, {"spp"}, {attr_int("axis", 1)});
+    g.node("Transpose", {"spp"}, {"y"}, {attr_ints("perm", {0, 2, 3, 1})});
+    g.output("y");
+    if (extra_reader) {
+      g.node("Relu", {"pool9"}, {"side"});
+      g.output("side");
+    }
+    Fused f = push(g);
+    if (extra_reader) {
+      EXPECT_EQ(f.changed("Transpose pushed down"), 0);
+    } else {
+      EXPECT_EQ(f.ops("Transpose"), 0) << f.rejections();
+      EXPECT_EQ(f.changed("Transpose pushed down"), 4);  // the three pools, then the Concat
+    }
+  }
+}
+
 // A Reshape that only splits axes takes the Transpose before it (the split moves to the Transpose's
 // input): ssdlite's box heads, NHWC -> NCHW -> [N, anchors, classes, H, W] -> [N, H, W, anchors, classes],
 // become one Reshape. Size-1 axes join or leave the splits; a Reshape that merges axes keeps its Transpose.

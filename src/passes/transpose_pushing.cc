@@ -4,7 +4,8 @@
 //   T_p(x) -> Relu -> ...                     =>  x -> Relu -> T_p -> ...
 //   T_p(a) + T_p(b)                           =>  T_p(a + b)
 //   T_p(a) * c      (c a constant)            =>  T_p(a * c')       c' = c unsqueezed to a's rank, then T_p^-1
-//   Concat(T_p(a), T_p(b), axis)              =>  T_p(Concat(a, b, axis = p[axis]))
+//   Concat(T_p(a), T_p(b), axis)              =>  T_p(Concat(a, b, axis = p[axis]))   (also where some
+//                                                 inputs are readers of T_p(a) that take it first)
 //   Split(T_p(a), axis)                       =>  T_p of each output of Split(a, axis = p[axis])
 //   GlobalAveragePool(T_p(a))                 =>  T_p(ReduceMean(a, axes = p[2:], keepdims))   (also Max)
 //   MaxPool(T_p(a)), p = (0, 3, 1, 2)         =>  T_p(ai.kiln.MaxPool(a, channels_last = 1))   (also Average;
@@ -219,10 +220,19 @@ class Pusher {
           }
         continue;
       }
+      // Every reader takes it, or is a Concat that will once the other readers have: it goes first to
+      // one that takes it now.
       bool all = true;
-      for (const Use& u : uses) all = all && takes(u.node, out, *p);
-      if (!all) continue;
-      rewrite(uses.front().node, g_.nodes[i].inputs[0], *p);
+      int first = -1;
+      for (const Use& u : uses) {
+        if (takes(u.node, out, *p)) {
+          if (first < 0) first = u.node;
+        } else {
+          all = all && concat_takes_after_its_inputs(u.node, out, *p);
+        }
+      }
+      if (!all || first < 0) continue;
+      rewrite(first, g_.nodes[i].inputs[0], *p);
       return true;
     }
     return false;
@@ -277,6 +287,24 @@ class Pusher {
       return true;
     }
     return false;
+  }
+
+  // A Concat r of t_out = T_p(x) and of the outputs of other readers of t_out that take it and feed only
+  // the Concat: once those have taken it, every input of r is T_p of something, and r takes it too. A
+  // YOLO SPP block, three MaxPools of one value concatenated with it, so stays channels-last.
+  bool concat_takes_after_its_inputs(int r, const std::string& t_out, const PushedPerm& p) {
+    const ir::Node& n = g_.nodes[r];
+    if (!is_op(n, "Concat") || !ir::is_default_domain(n.domain)) return false;
+    const int64_t axis = pushing_axis_attr(n, 0), rank = static_cast<int64_t>(p.size());
+    if (axis < -rank || axis >= rank) return false;
+    for (const std::string& in : n.inputs) {
+      if (in == t_out || same_transpose(in, p)) continue;
+      const int producer = index_->producer(in);
+      if (producer < 0 || index_->only_consumer(in) != r || is_op(g_.nodes[producer], "Concat")) return false;
+      const ir::Node& m = g_.nodes[producer];
+      if (m.inputs.empty() || m.inputs[0] != t_out || !takes(producer, t_out, p)) return false;
+    }
+    return true;
   }
 
   // The split a Reshape n of T_p(x) is, when x's and n's output shapes are static (see split_through).
