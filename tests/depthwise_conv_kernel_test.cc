@@ -126,6 +126,9 @@ std::vector<DwShape> dw_shapes() {
   s.push_back({24, 15, 14, 7, 7, 1, 1, 1, 1, {3, 3, 3, 3}, ""});
   s.push_back({5, 9, 10, 7, 7, 2, 1, 1, 1, {0, 3, 2, 0}, ""});
   s.push_back({17, 12, 13, 3, 3, 1, 1, 2, 2, {2, 2, 2, 2}, ""});  // dilation 2
+  s.push_back({33, 6, 45, 5, 5, 1, 1, 2, 2, {4, 4, 4, 4}, ""});   // dilated 5x5: tiles of pixels 2 apart
+  s.push_back({17, 5, 50, 7, 7, 1, 1, 3, 3, {9, 9, 9, 9}, ""});   // and 7x7, 3 apart
+  s.push_back({200, 6, 45, 5, 5, 1, 1, 2, 2, {4, 4, 4, 4}, ""});  // many channel vectors, the last masked
   s.push_back({9, 11, 14, 3, 5, 1, 2, 2, 1, {1, 0, 0, 3}, ""});   // non-square, mixed
   s.push_back({16, 6, 7, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, ""});    // no pads
   s.push_back({3, 3, 2, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}, ""});     // kernel wider than the input

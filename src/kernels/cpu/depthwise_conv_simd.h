@@ -7,8 +7,8 @@
 // channel vector of the tile summed tap by tap (the tap's weights loaded once for the tile's pixels); the
 // few pixels whose window reaches into the left or right padding go one at a time with their taps
 // clipped; rows in the top or bottom padding just have fewer taps. 5- and 7-wide kernels at stride 1 first
-// take the inner pixels in tiles of 8 that load each input column once for every pixel it feeds
-// (depthwise_block_unit). Then one pass over the row, still in L1, adds z and applies the activation.
+// take the inner pixels in tiles of 8 (dilation_w apart) that load each input column once for every pixel
+// it feeds (depthwise_block_unit). Then one pass over the row, still in L1, adds z and applies the activation.
 #pragma once
 
 #include <algorithm>
@@ -96,15 +96,16 @@ KILN_SIMD_TARGET inline void depthwise_pixels(const DepthwiseConvArgs& a, const 
   if (full < ch) depthwise_block<V, kTile, 1, true>(a, r, iw0, j_begin, j_end, full, V::first(ch - full), y);
 }
 
-// kTile output pixels from `ow` of one channel vector (c; the lanes of m when kMasked) for a kernel kKw
-// wide at stride 1 and dilation 1, every tap column inside the row: neighbouring pixels share input
-// columns, so each of the kTile + kKw - 1 columns a tap row covers is loaded once and feeds every pixel
-// whose window holds it, against one load per pixel and tap in depthwise_block (3x3: 10 loads for 24
-// FMAs instead of 24). The row's kKw weight vectors stay in registers.
+// kTile output pixels of one channel vector (c; the lanes of m when kMasked), `dilation_w` apart from the
+// one at iw0 + pad_left, for a kernel kKw wide at stride 1, every tap column inside the row: such pixels
+// share input columns (pixel t's tap j reads column iw0 + dilation_w (t + j)), so each of the kTile + kKw -
+// 1 columns a tap row covers is loaded once and feeds every pixel whose window holds it, against one load
+// per pixel and tap in depthwise_block (5x5: 12 loads for 40 FMAs instead of 40). The row's kKw weight
+// vectors stay in registers.
 template <class V, int kTile, int kKw, bool kMasked>
 KILN_SIMD_TARGET inline void depthwise_block_unit(const DepthwiseConvArgs& a, const DepthwiseRow& r, int64_t iw0,
                                                   int64_t c, typename V::Mask m, float* y) {
-  const int64_t ch = a.channels, cp = a.packed_channels;
+  const int64_t ch = a.channels, cp = a.packed_channels, step = a.dilation_w * ch;
   V acc[kTile];
   const V b = kMasked ? V::load(a.bias + c, m) : V::load(a.bias + c);
   for (int t = 0; t < kTile; ++t) acc[t] = b;
@@ -115,7 +116,7 @@ KILN_SIMD_TARGET inline void depthwise_block_unit(const DepthwiseConvArgs& a, co
     for (int j = 0; j < kKw; ++j) w[j] = V::load(wr + j * cp);
 #pragma GCC unroll 16
     for (int u = 0; u < kTile + kKw - 1; ++u) {
-      const V xv = kMasked ? V::load(xr + u * ch, m) : V::load(xr + u * ch);
+      const V xv = kMasked ? V::load(xr + u * step, m) : V::load(xr + u * step);
 #pragma GCC unroll 16
       for (int t = 0; t < kTile; ++t)
         if (u - t >= 0 && u - t < kKw) acc[t] = fma(xv, w[u - t], acc[t]);
@@ -123,13 +124,14 @@ KILN_SIMD_TARGET inline void depthwise_block_unit(const DepthwiseConvArgs& a, co
   }
   for (int t = 0; t < kTile; ++t) {
     if (kMasked)
-      acc[t].store(y + t * ch + c, m);
+      acc[t].store(y + t * step + c, m);
     else
-      acc[t].store(y + t * ch + c);
+      acc[t].store(y + t * step + c);
   }
 }
 
-// depthwise_pixels for a kernel kKw wide at stride 1 and dilation 1, every tap column inside the row.
+// Pixels ow, ow + dilation_w, ... (kTile of them) for a kernel kKw wide at stride 1, every tap column
+// inside the row.
 template <class V, int kTile, int kKw>
 KILN_SIMD_TARGET inline void depthwise_pixels_unit(const DepthwiseConvArgs& a, const DepthwiseRow& r, int64_t ow,
                                                    float* y_row) {
@@ -239,11 +241,15 @@ KILN_SIMD_TARGET void depthwise_conv_rows(const DepthwiseConvArgs& a, int64_t be
   int64_t inner_end = last_start < 0 ? 0 : std::min(last_start / a.stride_w + 1, ow_count);
   if (inner_end < inner_begin) inner_end = inner_begin;
   const int64_t image = a.in_h * a.in_w * ch;
-  const bool unit = a.stride_w == 1 && a.dilation_w == 1;
-  // 3x3 kernels stay on depthwise_pixels: timed per shape (AMD EPYC Zen 4, avx512, 1 thread), the shared
-  // columns gained on 5x5 (240 channels 28x28 0.230 -> 0.206 ms, 120 channels 0.094 -> 0.077) and lost 7 %
-  // on 3x3 (144 channels 56x56 0.310 -> 0.334).
+  // Stride 1: tiles of pixels that share input columns, dilation_w apart; a span of kTile * dilation_w
+  // consecutive pixels is dilation_w such tiles. 3x3 kernels stay on depthwise_pixels: timed per shape
+  // (AMD EPYC Zen 4, avx512, 1 thread), the shared columns gained on 5x5 (240 channels 28x28 0.230 ->
+  // 0.206 ms, 120 channels 0.094 -> 0.077) and lost 7 % on 3x3 (144 channels 56x56 0.310 -> 0.334).
+  // Dilated 5x5 (lraspp-mobilenetv3's, dilation 2 on [1,32,32,960]), fastest of 3 runs: 1 thread 0.86-1.07
+  // -> 0.79-1.0 ms, 2 threads 0.74-0.79 -> 0.71-0.76 (bound by memory there).
+  const bool unit = a.stride_w == 1;
   const bool unit_5 = unit && a.kernel_w == 5, unit_7 = unit && a.kernel_w == 7;
+  const int64_t unit_span = kDepthwiseUnitTile * a.dilation_w;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / a.out_h, oh = row % a.out_h;
     DepthwiseRow r;
@@ -254,11 +260,13 @@ KILN_SIMD_TARGET void depthwise_conv_rows(const DepthwiseConvArgs& a, int64_t be
     for (int64_t ow = 0; ow < ow_count; ++ow) {
       if (ow == inner_begin) {  // the inner pixels, in tiles
         if (unit_5) {
-          for (; ow + kDepthwiseUnitTile <= inner_end; ow += kDepthwiseUnitTile)
-            depthwise_pixels_unit<V, kDepthwiseUnitTile, 5>(a, r, ow, y);
+          for (; ow + unit_span <= inner_end; ow += unit_span)
+            for (int64_t phase = 0; phase < a.dilation_w; ++phase)
+              depthwise_pixels_unit<V, kDepthwiseUnitTile, 5>(a, r, ow + phase, y);
         } else if (unit_7) {
-          for (; ow + kDepthwiseUnitTile <= inner_end; ow += kDepthwiseUnitTile)
-            depthwise_pixels_unit<V, kDepthwiseUnitTile, 7>(a, r, ow, y);
+          for (; ow + unit_span <= inner_end; ow += unit_span)
+            for (int64_t phase = 0; phase < a.dilation_w; ++phase)
+              depthwise_pixels_unit<V, kDepthwiseUnitTile, 7>(a, r, ow + phase, y);
         }
         for (; ow + kDepthwiseTile <= inner_end; ow += kDepthwiseTile)
           depthwise_pixels<V, kDepthwiseTile>(a, r, ow, 0, a.kernel_w, y);
