@@ -343,6 +343,18 @@ TEST(DataMovementKernels, SplitMatchesReference) {
     check_split({3, 8, 5}, 1, {2, 6}, 2, 13, Answered::kFast, {}, t);
 }
 
+// Rows of up to 4 KiB go whole to the threads, each segment copied inline in overlapping moves of 32, 16,
+// 8 or 4 bytes or byte by byte: segment widths around each of those, and channels-last feature maps large
+// enough to be threaded, both ways.
+TEST(DataMovementKernels, ConcatAndSplitOfShortRows) {
+  for (int64_t a : {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 70})
+    for (int64_t b : {1, 5, 9, 64, 100}) check_concat({{37, a}, {37, 0}, {37, b}}, 1, ir::DType::kUInt8);
+  check_concat({{1, 104, 104, 24}, {1, 104, 104, 24}}, 3);  // ddddocr-det's, threaded
+  check_concat({{1, 52, 52, 4}, {1, 52, 52, 1}, {1, 52, 52, 1}}, -1);
+  check_split({1, 104, 104, 48}, 3, {24, 24}, 2, 13);
+  check_split({1, 104, 104, 48}, 3, {5, 43}, 2, 13, Answered::kFast, {}, ir::DType::kUInt8);
+}
+
 TEST(DataMovementKernels, SplitLeavesInvalidInputsToTheReference) {
   check_split({4, 9}, 1, {2, 3}, 2, 13, Answered::kReference);  // does not add up
   check_split({4, 9}, 1, {2, 7}, 3, 13, Answered::kReference);  // sizes for other outputs
