@@ -347,8 +347,8 @@ TEST(BenchCli, RefusesAnUnknownGemmEngine) {
 // a wait policy; the report names the policy that ran.
 TEST(BenchCli, BoundsOpenMpSpinningUnlessTheUserChoseAPolicy) {
   TempDir dir;
-  const std::vector<std::string> args = {"bench", kBert, "--seq", "8", "--iterations", "1", "--warmup", "0",
-                                         "-q", "--json", dir.file("out.json")};
+  const std::vector<std::string> args = {"bench",    kBert, "--seq", "8",      "--iterations",      "1",
+                                         "--warmup", "0",   "-q",    "--json", dir.file("out.json")};
   auto policy_of_a_run = [&] {
     RunResult r = run_kiln(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;

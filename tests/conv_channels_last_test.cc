@@ -249,7 +249,7 @@ TEST(TransposePushing, PassesAReshapeThatOnlySplitsAxes) {
   {
     TestGraph g(17);
     g.input("x", rng.floats({2, 1, 6, 5}));
-    g.node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 3, 1, 2})});  // [2, 5, 1, 6]
+    g.node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 3, 1, 2})});            // [2, 5, 1, 6]
     g.constant("shape", ir::Tensor::from_vector<int64_t>({2, 1, 5, 2, 3, 1}, {6}));  // the 1 of t dropped
     g.node("Reshape", {"t", "shape"}, {"r"});
     g.node("Relu", {"r"}, {"y"});
@@ -261,7 +261,7 @@ TEST(TransposePushing, PassesAReshapeThatOnlySplitsAxes) {
   {
     TestGraph g(17);
     g.input("x", rng.floats({2, 3, 4, 5}));
-    g.node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 2, 3, 1})});  // [2, 4, 5, 3]
+    g.node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 2, 3, 1})});    // [2, 4, 5, 3]
     g.constant("shape", ir::Tensor::from_vector<int64_t>({2, 20, 3}, {3}));  // merges 4 and 5
     g.node("Reshape", {"t", "shape"}, {"r"});
     g.node("Relu", {"r"}, {"y"});

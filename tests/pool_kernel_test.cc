@@ -90,11 +90,14 @@ TEST(PoolKernels, MaxPoolMatchesReference) {
       {{1, 4, 40, 37},
        {attr_ints("kernel_shape", {9, 9}), attr_ints("pads", {4, 4, 4, 4}), attr_ints("strides", {1, 1})},
        "9x9 with interior columns"},
-      {{1, 3, 17, 19}, {attr_ints("kernel_shape", {7, 5}), attr_ints("strides", {2, 2}), attr_ints("pads", {3, 2, 3, 2})},
+      {{1, 3, 17, 19},
+       {attr_ints("kernel_shape", {7, 5}), attr_ints("strides", {2, 2}), attr_ints("pads", {3, 2, 3, 2})},
        "7x5 stride 2"},
-      {{1, 2, 20, 18}, {attr_ints("kernel_shape", {5, 5}), attr_ints("dilations", {2, 3}), attr_ints("pads", {4, 6, 4, 6})},
+      {{1, 2, 20, 18},
+       {attr_ints("kernel_shape", {5, 5}), attr_ints("dilations", {2, 3}), attr_ints("pads", {4, 6, 4, 6})},
        "5x5 dilated"},
-      {{1, 2, 4, 3}, {attr_ints("kernel_shape", {6, 6}), attr_ints("pads", {7, 7, 7, 7})},
+      {{1, 2, 4, 3},
+       {attr_ints("kernel_shape", {6, 6}), attr_ints("pads", {7, 7, 7, 7})},
        "6x6 with outputs over padding only"},
   };
   uint32_t seed = 1;

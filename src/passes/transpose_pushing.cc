@@ -149,7 +149,8 @@ std::optional<SplitThrough> split_through(const std::vector<int64_t>& x, const P
   for (size_t k = 0; k < rank; ++k) {
     const auto i = static_cast<size_t>(inv[k]);
     offset[k] = r.x_shape.size();
-    r.x_shape.insert(r.x_shape.end(), s.begin() + static_cast<int64_t>(begin[i]), s.begin() + static_cast<int64_t>(end[i]));
+    r.x_shape.insert(r.x_shape.end(), s.begin() + static_cast<int64_t>(begin[i]),
+                     s.begin() + static_cast<int64_t>(end[i]));
   }
   for (size_t i = 0; i < rank; ++i)
     for (size_t t = begin[i]; t < end[i]; ++t)
@@ -389,7 +390,8 @@ class Pusher {
     if (n.op_type == "Reshape") {
       const SplitThrough split = *reshape_split(n, p);
       std::string name = ctx_.fresh_name(n.inputs[1] + "_split");
-      g_.add_initializer(name, ir::Tensor::from_vector<int64_t>(split.x_shape, {static_cast<int64_t>(split.x_shape.size())}));
+      g_.add_initializer(name,
+                         ir::Tensor::from_vector<int64_t>(split.x_shape, {static_cast<int64_t>(split.x_shape.size())}));
       n.inputs = {x, name};
       out_perm = split.perm;
     } else if (is_layout_free_unary(n.op_type)) {
@@ -479,8 +481,9 @@ class Pusher {
   ir::Graph& g_;
   PassContext& ctx_;
   std::optional<GraphIndex> index_;  // rebuilt after each edit
-  std::optional<analysis::InferredTypes> types_;  // for Reshapes: the graph's as the pass found it
-  std::unordered_map<std::string, std::vector<int64_t>> made_shapes_;  // static shapes of values made here
+  // For Reshapes: the graph's types as the pass found it, and the static shapes of values made since.
+  std::optional<analysis::InferredTypes> types_;
+  std::unordered_map<std::string, std::vector<int64_t>> made_shapes_;
 };
 
 }  // namespace

@@ -213,7 +213,7 @@ KILN_MOVE_TARGET_AVX512 int64_t interleave3_avx512(const uint32_t* src, int64_t 
     for (int v = 0; v < 3; ++v)
       for (int l = 0; l < 16; ++l) {
         const int o = 16 * v + l, row = o % 3, col = o / 3;
-        t[2 * v][l] = row == 1 ? 16 + col : col;  // from rows 0 (0..15) and 1 (16..31); row 2's lanes unused
+        t[2 * v][l] = row == 1 ? 16 + col : col;    // from rows 0 (0..15) and 1 (16..31); row 2's lanes unused
         t[2 * v + 1][l] = row == 2 ? 16 + col : l;  // keeps the first step's lane, or takes row 2's column
       }
     return t;
@@ -224,7 +224,8 @@ KILN_MOVE_TARGET_AVX512 int64_t interleave3_avx512(const uint32_t* src, int64_t 
   for (; j + 16 <= cols; j += 16) {
     const __m512 r0 = _mm512_loadu_ps(s + j), r1 = _mm512_loadu_ps(s + ss + j), r2 = _mm512_loadu_ps(s + 2 * ss + j);
     for (int v = 0; v < 3; ++v) {
-      const __m512i first = _mm512_load_si512(kIndex[2 * v].data()), second = _mm512_load_si512(kIndex[2 * v + 1].data());
+      const __m512i first = _mm512_load_si512(kIndex[2 * v].data()),
+                    second = _mm512_load_si512(kIndex[2 * v + 1].data());
       const __m512 t = _mm512_permutex2var_ps(r0, first, r1);
       _mm512_storeu_ps(d + 3 * j + 16 * v, _mm512_permutex2var_ps(t, second, r2));
     }
@@ -252,8 +253,10 @@ KILN_MOVE_TARGET_AVX2 int64_t interleave3_avx2(const uint32_t* src, int64_t ss, 
     const __m256 r0 = _mm256_loadu_ps(s + j), r1 = _mm256_loadu_ps(s + ss + j), r2 = _mm256_loadu_ps(s + 2 * ss + j);
     for (int v = 0; v < 3; ++v) {
       const __m256i col = _mm256_load_si256(reinterpret_cast<const __m256i*>(kIndex[3 * v].data()));
-      const __m256 from1 = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(kIndex[3 * v + 1].data())));
-      const __m256 from2 = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(kIndex[3 * v + 2].data())));
+      const __m256 from1 =
+          _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(kIndex[3 * v + 1].data())));
+      const __m256 from2 =
+          _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(kIndex[3 * v + 2].data())));
       __m256 out = _mm256_permutevar8x32_ps(r0, col);
       out = _mm256_blendv_ps(out, _mm256_permutevar8x32_ps(r1, col), from1);
       out = _mm256_blendv_ps(out, _mm256_permutevar8x32_ps(r2, col), from2);
@@ -267,7 +270,8 @@ KILN_MOVE_TARGET_AVX2 int64_t interleave3_avx2(const uint32_t* src, int64_t ss, 
 void transpose_block_u32(Isa isa, const uint32_t* src, int64_t ss, uint32_t* dst, int64_t ds, int64_t rows,
                          int64_t cols) {
   if (rows == 3 && ds == 3 && isa != Isa::kScalar) {
-    const int64_t done = isa == Isa::kAvx512 ? interleave3_avx512(src, ss, dst, cols) : interleave3_avx2(src, ss, dst, cols);
+    const int64_t done =
+        isa == Isa::kAvx512 ? interleave3_avx512(src, ss, dst, cols) : interleave3_avx2(src, ss, dst, cols);
     return transpose_block_scalar(src + done, ss, dst + 3 * done, ds, rows, cols - done);
   }
   const int64_t tile = isa == Isa::kAvx512 ? 16 : isa == Isa::kAvx2 ? 8 : 0;
