@@ -585,30 +585,11 @@ std::unique_ptr<FastKernel> make_slice(const ir::Node& n, const ir::Graph&, int6
 
 // ---- Concat and Split -----------------------------------------------------------------------------
 
-// Rows of Concat's output (Split's input) up to this many bytes take copy_segments' short-row path.
+// Rows of Concat's output (Split's input) up to this many bytes take copy_segments' short-row path, in
+// pieces of about kShortRowPieceBytes.
 constexpr int64_t kShortRowBytes = 4096;
+constexpr int64_t kShortRowPieceBytes = 16384;
 
-// dst[0, n) = src[0, n) for the short segments of a row, without a call: 32-byte moves, the last one
-// ending at n (overlapping the one before), or two overlapping moves of the largest power of two <= n.
-// Nothing is read or written outside [0, n).
-inline void short_copy(char* dst, const char* src, int64_t n) {
-  if (n >= 32) {
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) std::memcpy(dst + i, src + i, 32);
-    if (i < n) std::memcpy(dst + n - 32, src + n - 32, 32);
-  } else if (n >= 16) {
-    std::memcpy(dst, src, 16);
-    std::memcpy(dst + n - 16, src + n - 16, 16);
-  } else if (n >= 8) {
-    std::memcpy(dst, src, 8);
-    std::memcpy(dst + n - 8, src + n - 8, 8);
-  } else if (n >= 4) {
-    std::memcpy(dst, src, 4);
-    std::memcpy(dst + n - 4, src + n - 4, 4);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-}
 
 // A [outer, row_bytes] block whose every row is the parts' rows side by side: part k gives part_bytes(k)
 // bytes of each row, its rows dense at part_data(k) (null: a Split output nobody reads, skipped). Concat
@@ -623,7 +604,7 @@ template <bool kGather, class Block, class PartData, class PartBytes>
 void copy_segments(Block* block, int64_t outer, int64_t row_bytes, size_t parts, const PartData& part_data,
                    const PartBytes& part_bytes, bool parallel) {
   if (row_bytes <= kShortRowBytes && outer > 1) {
-    const int64_t rows_per_piece = std::max<int64_t>(1, 16384 / std::max<int64_t>(row_bytes, 1));
+    const int64_t rows_per_piece = std::max<int64_t>(1, kShortRowPieceBytes / std::max<int64_t>(row_bytes, 1));
     const int64_t pieces = (outer + rows_per_piece - 1) / rows_per_piece;
     parallel_for_ranges(parallel, pieces, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin * rows_per_piece; row < std::min(outer, end * rows_per_piece); ++row) {

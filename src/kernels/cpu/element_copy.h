@@ -50,6 +50,28 @@ inline void copy_run(W* dst, const W* src, int64_t n) {
   }
 }
 
+// dst[0, n) = src[0, n) in bytes, without a call (for a row's short segments, where copy_run's memcpy
+// call costs more than a 96-byte segment): 32-byte moves, the last one ending at n (overlapping the one
+// before), or two overlapping moves of the largest power of two <= n. Nothing outside [0, n) is touched.
+inline void short_copy(char* dst, const char* src, int64_t n) {
+  if (n >= 32) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) std::memcpy(dst + i, src + i, 32);
+    if (i < n) std::memcpy(dst + n - 32, src + n - 32, 32);
+  } else if (n >= 16) {
+    std::memcpy(dst, src, 16);
+    std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
 // Up to N integers read from a kernel's input or attribute (Slice's starts, Pad's pads), held without
 // touching the heap.
 template <size_t N>
