@@ -5,6 +5,9 @@
 // held once) and answers every call: an invalid one fails with the reference kernel's message.
 // 2-D channels-last depthwise convolutions (group == C == M) also get kiln's own kernel
 // (depthwise_conv.h), run per call where PackedDepthwiseConv::preferred says it beats oneDNN's.
+// Channels-last 1x1 convolutions with SiLU or Sigmoid (EfficientNet's expansions) run on kiln's own
+// (pointwise_conv.h) on AVX-512, the activation applied in registers: oneDNN 2.6's swish post-op cost as
+// much as its convolution.
 #include "kernels/cpu/fast_kernel_table.h"
 
 #include <algorithm>
@@ -18,6 +21,7 @@
 #include "kernels/cpu/depthwise_conv.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_conv.h"
+#include "kernels/cpu/pointwise_conv.h"
 #include "kernels/cpu/vector_kernels.h"
 #include "kernels/reference/contrib_common.h"
 #include "kernels/reference/fused_activation.h"
@@ -46,6 +50,17 @@ DepthwiseChoice depthwise_choice() {
   return DepthwiseChoice::kBySize;
 }
 
+// KILN_POINTWISE=kiln runs every channels-last 1x1 convolution PackedPointwiseConv computes on it,
+// whatever its activation; KILN_POINTWISE=onednn runs none there (to compare the two). By default only
+// SiLU and Sigmoid go there: oneDNN's 1x1 convolution is as fast on the product, and its post-ops for
+// the others cost next to nothing. Read when a kernel is made.
+bool use_pointwise_conv(const ConvSpec& spec) {
+  const char* v = std::getenv("KILN_POINTWISE");
+  const std::string choice = v ? v : "";
+  if (choice == "onednn" || !pointwise_conv_supported(spec)) return false;
+  return choice == "kiln" || spec.activation == ConvActivation::kSilu || spec.activation == ConvActivation::kSigmoid;
+}
+
 // [N, spatial..., C] as [N, C, spatial...]: the channels-first shape the reference Conv sees (and names in
 // its messages) when the reference FusedConv runs it on channels-last X.
 ir::Dims conv_channels_first_shape(const ir::Dims& s) {
@@ -63,13 +78,16 @@ class ConvKernel : public FastKernel {
  public:
   std::string implementation() const override {
     if (!pointwise_rows_.empty()) return std::string("pointwise rows ") + isa_name(vector_kernels().isa);
+    if (pointwise_) return "pointwise avx512";
     return depthwise_ ? std::string("depthwise ") + isa_name(depthwise_->isa()) : "onednn";
   }
   // `pointwise_on_pool`: a 1x1 convolution fed by a global pool, which gets a copy of its weights as
   // [M, C] rows for its calls on a 1x1 plane (see run_pointwise_rows).
   ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
              ops::nn::WindowAttrs window, bool fused, bool pointwise_on_pool)
-      : conv_(spec, w, bias),
+      : spec_(spec),
+        pointwise_(use_pointwise_conv(spec) ? std::make_unique<PackedPointwiseConv>(spec, w, bias) : nullptr),
+        conv_(pointwise_ ? nullptr : std::make_unique<PackedConv>(spec, w, bias)),
         depthwise_(is_depthwise_conv(spec) && depthwise_choice() != DepthwiseChoice::kOneDnn
                        ? std::make_unique<PackedDepthwiseConv>(spec, w, bias)
                        : nullptr),
@@ -82,7 +100,7 @@ class ConvKernel : public FastKernel {
   }
 
   bool run(ops::KernelContext& ctx) const override {
-    const ConvSpec& spec = conv_.spec();
+    const ConvSpec& spec = spec_;
     const bool last = spec.channels_last;
     const ir::Tensor& x = ctx.input(0);
     if (fused_) ops::contrib::require_float32(ctx, x.dtype(), "input X");
@@ -129,11 +147,15 @@ class ConvKernel : public FastKernel {
     } else if (y.numel() > 0 && depthwise_ && (force_depthwise_ || depthwise_->preferred(s[0], out[0], out[1]))) {
       depthwise_->run(s[0], in[0], in[1], out[0], out[1], pad_begin[0], pad_begin[1], x.data<float>(), y.data<float>(),
                       z);
+    } else if (y.numel() > 0 && pointwise_) {
+      KILN_CHECK(out == in, "internal: [", ctx.node().label(),
+                 "] a 1x1 convolution's output size differs from its input's");
+      pointwise_->run(s[0] * plane, x.data<float>(), y.data<float>());
     } else if (y.numel() > 0) {
       ConvDims conv_out = {0, 0, 0};
-      KILN_CHECK(conv_.output_size(in, &conv_out) && conv_out == out, "internal: [", ctx.node().label(),
+      KILN_CHECK(conv_->output_size(in, &conv_out) && conv_out == out, "internal: [", ctx.node().label(),
                  "] PackedConv's output size differs from the reference's");
-      conv_.run(s[0], in, x.data<float>(), y.data<float>(), z);
+      conv_->run(s[0], in, x.data<float>(), y.data<float>(), z);
     }
     ctx.set_output(0, std::move(y));
     return true;
@@ -143,9 +165,9 @@ class ConvKernel : public FastKernel {
   // every window covers padding only, so y = act(bias (+ z)) over `count` values, each output channel's
   // in runs of `run` (the output plane channels-first, 1 channels-last).
   void padding_only(int64_t count, int64_t run, float* y, const float* z) const {
-    const int64_t m = conv_.spec().out_channels;
+    const int64_t m = spec_.out_channels;
     for (int64_t k = 0; k < count; ++k)
-      y[k] = conv_activate(conv_.spec().activation, conv_.spec().alpha, conv_.spec().beta,
+      y[k] = conv_activate(spec_.activation, spec_.alpha, spec_.beta,
                            (bias_.empty() ? 0.0f : bias_[(k / run) % m]) + (z ? z[k] : 0.0f));
   }
 
@@ -154,7 +176,7 @@ class ConvKernel : public FastKernel {
   // one pixel costs ~1.5x ORT's on mobilenetv3-large's and gains little from a second thread. Either
   // layout: an image's C values (and M results) are contiguous on a 1x1 plane.
   void run_pointwise_rows(int64_t batch, const float* x, float* y, const float* z) const {
-    const ConvSpec& spec = conv_.spec();
+    const ConvSpec& spec = spec_;
     const int64_t m = spec.out_channels, c = spec.in_channels;
     for (int64_t n = 0; n < batch; ++n) dot_rows_f32(pointwise_rows_.data(), c, x + n * c, m, y + n * m);
     for (int64_t k = 0; k < batch * m; ++k)
@@ -163,18 +185,20 @@ class ConvKernel : public FastKernel {
   }
 
   std::vector<size_t> absorbed_inputs() const override {
-    return conv_.spec().has_bias ? std::vector<size_t>{1, 2} : std::vector<size_t>{1};
+    return spec_.has_bias ? std::vector<size_t>{1, 2} : std::vector<size_t>{1};
   }
   // Z may be Y's memory on oneDNN's path: its sum post-op accumulates into what Y holds, so Z in place
   // saves copying Z into Y first (ResNet-50's 16 residual 1x1 convolutions: ~10 % of each). kiln's
   // depthwise and pointwise-rows paths write Y before they read Z, so kernels that may take them do not.
   std::vector<size_t> in_place_inputs() const override {
-    if (!conv_.spec().add_sum || depthwise_ || !pointwise_rows_.empty()) return {};
+    if (!spec_.add_sum || depthwise_ || !pointwise_rows_.empty()) return {};
     return {3};
   }
 
  private:
-  PackedConv conv_;
+  ConvSpec spec_;
+  std::unique_ptr<PackedPointwiseConv> pointwise_;  // kiln's 1x1 convolution, for every call where it runs
+  std::unique_ptr<PackedConv> conv_;                // oneDNN's, where it does not
   std::unique_ptr<PackedDepthwiseConv> depthwise_;  // kiln's own kernel, for the depthwise convolutions it runs
   std::vector<float> bias_;                         // for padding_only and run_pointwise_rows
   std::vector<float> pointwise_rows_;               // [M, C]: W of a 1x1 convolution fed by a global pool

@@ -1,0 +1,89 @@
+// PackedPointwiseConv (pointwise_conv.h): the weights packed once, the work cut into tasks of a chunk of
+// pixels by one block of 64 output channels, the tasks split across the OpenMP team.
+#include "kernels/cpu/pointwise_conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/fast_kernel_util.h"
+
+namespace kiln::kernels::cpu {
+namespace {
+
+// Output channels per task: the kernel's widest block.
+constexpr int64_t kTaskChannels = 64;
+// Pixels per task: its rows of x (at most 96 x C floats; 120 KiB at C = 320) stay in L2 while each
+// channel block reads them.
+constexpr int64_t kTaskPixels = 96;
+// Tasks a thread should have to even out: 2 threads on 3 tasks would be 2:1.
+constexpr int64_t kMinTasksPerThread = 4;
+// Below this many multiply-adds a second thread costs more than it gives back.
+constexpr int64_t kPointwiseParallelMacs = 1 << 18;
+
+}  // namespace
+
+bool pointwise_conv_supported(const ConvSpec& s) {
+  if (selected_isa() != Isa::kAvx512) return false;
+  if (!s.channels_last || s.transposed || s.group != 1 || s.add_sum || s.in_channels < 1 || s.out_channels < 1)
+    return false;
+  for (int i = 0; i < s.spatial_dims; ++i) {
+    if (s.kernel[i] != 1 || s.strides[i] != 1) return false;
+    if (s.padding == ConvPadding::kExplicit && (s.pads_begin[i] != 0 || s.pads_end[i] != 0)) return false;
+  }
+  switch (s.activation) {
+    case ConvActivation::kNone:
+    case ConvActivation::kRelu:
+    case ConvActivation::kSigmoid:
+    case ConvActivation::kSilu:
+      return true;
+    default:
+      return false;
+  }
+}
+
+PackedPointwiseConv::PackedPointwiseConv(const ConvSpec& spec, const float* w, const float* bias) : spec_(spec) {
+  KILN_CHECK(pointwise_conv_supported(spec), "[PackedPointwiseConv] not a 1x1 convolution it computes here");
+  const int64_t k = spec.in_channels, m = spec.out_channels;
+  packed_channels_ = (m + kPointwiseChannelBlock - 1) / kPointwiseChannelBlock * kPointwiseChannelBlock;
+  w_.assign(static_cast<size_t>(k * packed_channels_), 0.0f);
+  for (int64_t o = 0; o < m; ++o)
+    for (int64_t c = 0; c < k; ++c) w_[c * packed_channels_ + o] = w[o * k + c];
+  bias_.assign(static_cast<size_t>(packed_channels_), 0.0f);
+  if (spec.has_bias) std::copy(bias, bias + m, bias_.begin());
+}
+
+void PackedPointwiseConv::run(int64_t pixels, const float* x, float* y) const {
+  PointwiseConvArgs a;
+  a.in_channels = spec_.in_channels;
+  a.out_channels = spec_.out_channels;
+  a.packed_channels = packed_channels_;
+  a.x = x;
+  a.w = w_.data();
+  a.bias = bias_.data();
+  a.y = y;
+  a.activation = spec_.activation;
+  // Chunks of near-equal size (at most kTaskPixels, whole blocks of pixels but the last), so that equal
+  // numbers of tasks are near-equal work; on small planes (7x7) at least kMinTasksPerThread tasks a thread
+  // where the plane has the pixels, as there may be one chunk but few channel blocks.
+  const int64_t blocks = (a.out_channels + kTaskChannels - 1) / kTaskChannels;
+  const int64_t wanted_tasks = kMinTasksPerThread * omp_get_max_threads();
+  int64_t chunks = std::max((pixels + kTaskPixels - 1) / kTaskPixels, (wanted_tasks + blocks - 1) / blocks);
+  chunks = std::min(chunks, (pixels + kPointwiseBlockPixels - 1) / kPointwiseBlockPixels);
+  int64_t chunk_pixels = (pixels + chunks - 1) / chunks;
+  chunk_pixels = (chunk_pixels + kPointwiseBlockPixels - 1) / kPointwiseBlockPixels * kPointwiseBlockPixels;
+  chunks = (pixels + chunk_pixels - 1) / chunk_pixels;
+  const int64_t macs = pixels * a.in_channels * a.out_channels;
+  // Task t is chunk t / blocks, channel block t % blocks: consecutive tasks share their pixels.
+  parallel_for_ranges(worth_threads(macs, kPointwiseParallelMacs), chunks * blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t p0 = t / blocks * chunk_pixels, c0 = t % blocks * kTaskChannels;
+      pointwise_conv_avx512(a, p0, std::min(pixels, p0 + chunk_pixels), c0,
+                            std::min(a.out_channels, c0 + kTaskChannels));
+    }
+  });
+}
+
+}  // namespace kiln::kernels::cpu
