@@ -719,6 +719,31 @@ TEST(VectorKernels, DotRowsMatchADoubleLoop) {
   }
 }
 
+// A repeating row b (a broadcast over the last axis) from any element on: a thread's range starts and ends
+// mid-row; rows of 1 to 5 vectors (held in registers up to 4) and longer. Exact, as the portable build.
+TEST(VectorKernels, BinaryWithARepeatingRowMatchesThePortableBuildOverAnyRange) {
+  const VectorKernelTable& plain = *kernels::cpu::vector_kernels_for(Isa::kScalar);
+  std::mt19937 gen(67);
+  std::normal_distribution<float> d(0, 3);
+  for (int64_t b_len : {2, 7, 16, 24, 32, 33, 48, 63, 64, 65, 80, 144}) {
+    const int64_t count = 5 * b_len + 3;
+    std::vector<float> a(static_cast<size_t>(count)), b(static_cast<size_t>(b_len));
+    for (float& v : a) v = d(gen);
+    for (float& v : b) v = d(gen);
+    for (const VectorKernelTable* t : tables()) {
+      for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, count}, {3, count - 1}, {b_len, 3 * b_len},
+                                {b_len - 1, 2 * b_len + 1}, {1, 2}}) {
+        for (BinaryOp op : {BinaryOp::kAdd, BinaryOp::kMul}) {
+          std::vector<float> want(static_cast<size_t>(count), -1.0f), got(want);
+          plain.binary(op, a.data(), b.data(), b_len, want.data(), begin, end);
+          t->binary(op, a.data(), b.data(), b_len, got.data(), begin, end);
+          ASSERT_EQ(got, want) << isa_name(t->isa) << " b_len " << b_len << " [" << begin << ", " << end << ")";
+        }
+      }
+    }
+  }
+}
+
 TEST(VectorKernels, EveryKernelKeepsToItsRowsAtEveryTailLengthAndMatchesThePortableBuild) {
   // Up to two AVX-512 vectors and one more: every tail length of both SIMD builds, with and without
   // whole vectors before it. Two rows, the second ending at a page end; the first's tail would read the

@@ -282,16 +282,56 @@ KILN_SIMD_TARGET void binary_scalar(const float* a, float b, float* y, int64_t c
   }
 }
 
+// Whole rows [begin, end) of y = a op b, b one row of b_len <= 4 vectors (a channels-last squeeze-and-excitation
+// gate: 32 to 144 channels), held in registers for every row.
+template <class V, BinaryOp kOp, int kVectors>
+KILN_SIMD_TARGET void binary_short_rows(const float* a, const float* b, int64_t b_len, float* y, int64_t begin,
+                                        int64_t end) {
+  constexpr int64_t kLanes = V::kLanes;
+  const typename V::Mask tail = V::first(b_len - (kVectors - 1) * kLanes);
+  V bv[kVectors];
+  for (int j = 0; j + 1 < kVectors; ++j) bv[j] = V::load(b + j * kLanes);
+  bv[kVectors - 1] = V::load(b + (kVectors - 1) * kLanes, tail);
+  for (int64_t i = begin; i < end; i += b_len) {
+    for (int j = 0; j + 1 < kVectors; ++j) apply<kOp>(V::load(a + i + j * kLanes), bv[j]).store(y + i + j * kLanes);
+    const int64_t last = i + (kVectors - 1) * kLanes;
+    apply<kOp>(V::load(a + last, tail), bv[kVectors - 1]).store(y + last, tail);
+  }
+}
+
 template <class V, BinaryOp kOp>
 KILN_SIMD_TARGET void binary_range(const float* a, const float* b, int64_t b_len, float* y, int64_t begin,
                                    int64_t end) {
   if (b_len == 1) return binary_scalar<V, kOp>(a + begin, b[0], y + begin, end - begin);
-  for (int64_t i = begin; i < end;) {
-    int64_t col = i % b_len;
-    int64_t len = std::min(b_len - col, end - i);
+  // A partial first row, whole rows, a partial last row; one division in all (one per row cost as much as
+  // the row's work on short rows).
+  int64_t i = begin;
+  const int64_t col = i % b_len;
+  if (col != 0) {
+    const int64_t len = std::min(b_len - col, end - i);
     binary_span<V, kOp>(a + i, b + col, y + i, len);
     i += len;
   }
+  const int64_t whole_end = i + (end - i) / b_len * b_len;
+  const int64_t vectors = (b_len + V::kLanes - 1) / V::kLanes;
+  if (vectors <= 4 && whole_end > i) {
+    switch (vectors) {
+      case 1:
+        binary_short_rows<V, kOp, 1>(a, b, b_len, y, i, whole_end);
+        break;
+      case 2:
+        binary_short_rows<V, kOp, 2>(a, b, b_len, y, i, whole_end);
+        break;
+      case 3:
+        binary_short_rows<V, kOp, 3>(a, b, b_len, y, i, whole_end);
+        break;
+      default:
+        binary_short_rows<V, kOp, 4>(a, b, b_len, y, i, whole_end);
+        break;
+    }
+    i = whole_end;
+  }
+  for (; i < end; i += b_len) binary_span<V, kOp>(a + i, b, y + i, std::min(b_len, end - i));
 }
 
 template <class V>
