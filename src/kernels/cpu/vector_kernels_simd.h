@@ -345,31 +345,34 @@ KILN_SIMD_TARGET void binary(BinaryOp op, const float* a, const float* b, int64_
 
 // ---- column sums (a global pool over channels-last rows) ----------------------------------------------
 
-// y[j] = sum over k < rows of x[k * stride + j], for `width` (at most 4 vectors) columns from x and y.
+// y[j] += sum over k in [k0, k1) of x[k * stride + j], for `width` (at most 4 vectors) columns from x and y.
 template <class V>
-KILN_SIMD_TARGET inline void column_sums_block(const float* x, int64_t rows, int64_t stride, int64_t width, float* y) {
+KILN_SIMD_TARGET inline void column_sums_block(const float* x, int64_t k0, int64_t k1, int64_t stride, int64_t width,
+                                               float* y) {
   constexpr int64_t kLanes = V::kLanes;
   const int64_t full = width / kLanes;  // whole vectors; the tail, if any, is one more masked one
   const typename V::Mask tail = V::first(width - full * kLanes);
-  V total[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
-  for (int64_t k0 = 0; k0 < rows; k0 += kColumnSumBlock) {
-    V part[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
-    const int64_t k1 = std::min(rows, k0 + kColumnSumBlock);
-    for (int64_t k = k0; k < k1; ++k) {
-      const float* row = x + k * stride;
-      for (int64_t v = 0; v < full; ++v) part[v] = part[v] + V::load(row + v * kLanes);
-      if (full < 4 && full * kLanes < width) part[full] = part[full] + V::load(row + full * kLanes, tail);
-    }
-    for (int v = 0; v < 4; ++v) total[v] = total[v] + part[v];
+  V part[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* row = x + k * stride;
+    for (int64_t v = 0; v < full; ++v) part[v] = part[v] + V::load(row + v * kLanes);
+    if (full < 4 && full * kLanes < width) part[full] = part[full] + V::load(row + full * kLanes, tail);
   }
-  for (int64_t v = 0; v < full; ++v) total[v].store(y + v * kLanes);
-  if (full < 4 && full * kLanes < width) total[full].store(y + full * kLanes, tail);
+  for (int64_t v = 0; v < full; ++v) (V::load(y + v * kLanes) + part[v]).store(y + v * kLanes);
+  if (full < 4 && full * kLanes < width)
+    (V::load(y + full * kLanes, tail) + part[full]).store(y + full * kLanes, tail);
 }
 
+// One pass over the rows: each block of kColumnSumBlock rows summed for every column (4 vectors at a time)
+// and added to y, so that a row's cache lines are read once (a pass per 4 vectors of columns re-read them).
 template <class V>
 KILN_SIMD_TARGET void column_sums(const float* x, int64_t rows, int64_t stride, int64_t n, float* y) {
   constexpr int64_t kBlock = 4 * V::kLanes;
-  for (int64_t j = 0; j < n; j += kBlock) column_sums_block<V>(x + j, rows, stride, std::min(kBlock, n - j), y + j);
+  std::fill_n(y, n, 0.0f);
+  for (int64_t k0 = 0; k0 < rows; k0 += kColumnSumBlock) {
+    const int64_t k1 = std::min(rows, k0 + kColumnSumBlock);
+    for (int64_t j = 0; j < n; j += kBlock) column_sums_block<V>(x + j, k0, k1, stride, std::min(kBlock, n - j), y + j);
+  }
 }
 
 // ---- dot products of rows (a matrix times one vector) --------------------------------------------------
