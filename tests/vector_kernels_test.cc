@@ -731,8 +731,11 @@ TEST(VectorKernels, BinaryWithARepeatingRowMatchesThePortableBuildOverAnyRange) 
     for (float& v : a) v = d(gen);
     for (float& v : b) v = d(gen);
     for (const VectorKernelTable* t : tables()) {
-      for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, count}, {3, count - 1}, {b_len, 3 * b_len},
-                                {b_len - 1, 2 * b_len + 1}, {1, 2}}) {
+      for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, count},
+                                {3, count - 1},
+                                {b_len, 3 * b_len},
+                                {b_len - 1, 2 * b_len + 1},
+                                {1, 2}}) {
         for (BinaryOp op : {BinaryOp::kAdd, BinaryOp::kMul}) {
           std::vector<float> want(static_cast<size_t>(count), -1.0f), got(want);
           plain.binary(op, a.data(), b.data(), b_len, want.data(), begin, end);

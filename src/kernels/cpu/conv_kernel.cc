@@ -8,8 +8,6 @@
 // Channels-last 1x1 convolutions with SiLU or Sigmoid (EfficientNet's expansions) run on kiln's own
 // (pointwise_conv.h) on AVX-512, the activation applied in registers: oneDNN 2.6's swish post-op cost as
 // much as its convolution.
-#include "kernels/cpu/fast_kernel_table.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -19,6 +17,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/depthwise_conv.h"
+#include "kernels/cpu/fast_kernel_table.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_conv.h"
 #include "kernels/cpu/pointwise_conv.h"

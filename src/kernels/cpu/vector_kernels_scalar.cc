@@ -322,8 +322,8 @@ void column_sums_f32(const float* x, int64_t rows, int64_t stride, int64_t n, fl
   if (n <= kRowSplitColumns && rows >= 2 * kColumnSumBlock && rows * n > kParallelMinElements && threads > 1 &&
       !omp_in_parallel()) {
     const int64_t blocks = (rows + kColumnSumBlock - 1) / kColumnSumBlock;
-    auto* partials = reinterpret_cast<float*>(
-        thread_buffer<ColumnSumPartials>(static_cast<size_t>(threads * n) * sizeof(float)));
+    auto* partials =
+        reinterpret_cast<float*>(thread_buffer<ColumnSumPartials>(static_cast<size_t>(threads * n) * sizeof(float)));
     int64_t team = 1;
 #pragma omp parallel
     {

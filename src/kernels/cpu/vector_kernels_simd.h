@@ -359,8 +359,7 @@ KILN_SIMD_TARGET inline void column_sums_block(const float* x, int64_t k0, int64
     if (full < 4 && full * kLanes < width) part[full] = part[full] + V::load(row + full * kLanes, tail);
   }
   for (int64_t v = 0; v < full; ++v) (V::load(y + v * kLanes) + part[v]).store(y + v * kLanes);
-  if (full < 4 && full * kLanes < width)
-    (V::load(y + full * kLanes, tail) + part[full]).store(y + full * kLanes, tail);
+  if (full < 4 && full * kLanes < width) (V::load(y + full * kLanes, tail) + part[full]).store(y + full * kLanes, tail);
 }
 
 // One pass over the rows: each block of kColumnSumBlock rows summed for every column (4 vectors at a time)
