@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "contrib_test_util.h"
 #include "kernels/cpu/cpu_features.h"
 #include "runtime/profiler.h"
@@ -35,6 +36,11 @@ struct PointwiseCase {
   bool with_z = false;
   std::vector<int64_t> strides = {};  // default 1 on every axis
   std::vector<int64_t> pads = {};     // default 0
+  std::vector<int64_t> kernel = {};   // default 1 on every axis
+  // A channel scale S [N, 1..., C] (a squeeze-and-excitation gate, values in [0, 1]): as FusedConv's fifth
+  // input, or, with scale_by_mul, as a Mul of X before it (what the fused form must equal).
+  bool scale = false;
+  bool scale_by_mul = false;
 };
 
 TestGraph pointwise_graph(const PointwiseCase& c, uint32_t seed) {
@@ -44,13 +50,22 @@ TestGraph pointwise_graph(const PointwiseCase& c, uint32_t seed) {
   const size_t axes = c.x_shape.size() - 2;
   const int64_t channels = c.x_shape.back();
   g.input("x", rng.floats(c.x_shape, -3.0f, 3.0f));
+  const std::vector<int64_t> kernel = c.kernel.empty() ? std::vector<int64_t>(axes, 1) : c.kernel;
   std::vector<int64_t> w_shape = {c.m, channels};
-  w_shape.resize(axes + 2, 1);
+  w_shape.insert(w_shape.end(), kernel.begin(), kernel.end());
   g.constant("w", rng.floats(w_shape));
-  std::vector<std::string> inputs = {"x", "w"};
+  std::vector<int64_t> s_shape(c.x_shape.size(), 1);
+  s_shape.front() = c.x_shape.front();
+  s_shape.back() = channels;
+  const ir::Tensor gate = rng.floats(s_shape, 0.0f, 1.0f);
+  std::string x = "x";
+  if (c.scale && c.scale_by_mul) {
+    g.node("Mul", {"x", g.input("s", gate)}, {"scaled"}, {}, "");
+    x = "scaled";
+  }
+  std::vector<std::string> inputs = {x, "w"};
   if (c.bias) inputs.push_back(g.constant("b", rng.floats({c.m})));
-  std::vector<ir::Attribute> attrs = {attr_ints("kernel_shape", std::vector<int64_t>(axes, 1)),
-                                      attr_int("channels_last", 1)};
+  std::vector<ir::Attribute> attrs = {attr_ints("kernel_shape", kernel), attr_int("channels_last", 1)};
   if (!c.strides.empty()) attrs.push_back(attr_ints("strides", c.strides));
   if (!c.pads.empty()) attrs.push_back(attr_ints("pads", c.pads));
   if (!c.activation.empty()) attrs.push_back(attr_string("activation", c.activation));
@@ -60,6 +75,10 @@ TestGraph pointwise_graph(const PointwiseCase& c, uint32_t seed) {
     std::vector<int64_t> y_shape = c.x_shape;
     y_shape.back() = c.m;
     inputs.push_back(g.input("z", rng.floats(y_shape)));
+  }
+  if (c.scale && !c.scale_by_mul) {
+    inputs.resize(4);
+    inputs.push_back(g.input("s", gate));
   }
   g.node("FusedConv", inputs, {"y"}, attrs, "ai.kiln");
   g.output("y");
@@ -108,7 +127,8 @@ TEST(PointwiseConvKernel, SiluAndSigmoidConvolutionsMatchTheReference) {
   }
 }
 
-// KILN_POINTWISE=kiln takes none and Relu too; a residual Z and the other activations stay on oneDNN.
+// KILN_POINTWISE=kiln takes none and Relu too, with a residual Z or without; the other activations stay on
+// oneDNN.
 TEST(PointwiseConvKernel, ForcedKilnTakesTheActivationsTheKernelHas) {
   ScopedEnv force("KILN_POINTWISE", "kiln");
   struct Expected {
@@ -118,8 +138,8 @@ TEST(PointwiseConvKernel, ForcedKilnTakesTheActivationsTheKernelHas) {
   const std::vector<Expected> cases = {
       {{{2, 6, 7, 19}, 40, ""}, true},
       {{{1, 8, 9, 33}, 17, "Relu"}, true},
-      {{{1, 8, 9, 33}, 17, "", true, true}, false},
-      {{{1, 8, 9, 33}, 17, "Silu", false, true}, false},
+      {{{1, 8, 9, 33}, 17, "", true, true}, true},
+      {{{1, 8, 9, 33}, 17, "Silu", false, true}, true},
       {{{1, 8, 9, 33}, 17, "LeakyRelu"}, false},
   };
   uint32_t seed = 11;
@@ -163,6 +183,70 @@ TEST(PointwiseConvKernel, OnlyDenseChannelsLastOneByOnes) {
   const Outcome o = run_fast_and_reference(g);
   EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 2e-5);
   EXPECT_EQ(o.kernel, "FusedConv onednn");
+}
+
+// ai.kiln.FusedConv's channel scale S: the fused form against the reference's Mul then FusedConv, on kiln's
+// pointwise kernel (S applied to its weights; with Z, every activation it takes, two images) and on oneDNN's
+// path (X * S made first: a 3x3 convolution, KILN_POINTWISE=onednn); a bad S fails as the reference does.
+TEST(PointwiseConvKernel, ChannelScaleMatchesAMulBeforeTheConvolution) {
+  std::vector<PointwiseCase> cases = {
+      {{2, 7, 9, 37}, 70, "", true, true},
+      {{1, 12, 12, 24}, 144, "Silu", false, false},
+      {{2, 5, 5, 16}, 24, "Relu", true, false},
+      {{1, 112, 112, 32}, 16, "", true, false},
+      {{1, 9, 8, 3}, 8, "Sigmoid", true, true, {}, {1, 1, 1, 1}, {3, 3}},
+  };
+  uint32_t seed = 41;
+  auto check = [&](PointwiseCase c, bool pointwise) {
+    SCOPED_TRACE(ir::to_string(c.x_shape) + " -> " + std::to_string(c.m) + " '" + c.activation + "'");
+    c.scale = true;
+    c.scale_by_mul = true;
+    const TestGraph mul = pointwise_graph(c, seed);
+    c.scale_by_mul = false;
+    const TestGraph fused = pointwise_graph(c, seed++);
+    const Outcome want = run_fast_and_reference(mul), got = run_fast_and_reference(fused);
+    EXPECT_LE(testing::contrib::max_abs_diff(got.reference, want.reference), 0.0);
+    EXPECT_LE(testing::contrib::max_abs_diff(got.fast, want.reference), 1e-5 + 2e-7 * c.x_shape.back());
+    if (pointwise) {
+      expect_pointwise_kernel(got.kernel);
+    } else {
+      EXPECT_EQ(got.kernel, "FusedConv onednn");
+    }
+  };
+  for (size_t i = 0; i < cases.size(); ++i) check(cases[i], i + 1 < cases.size());
+  ScopedEnv off("KILN_POINTWISE", "onednn");
+  check(cases[0], false);
+}
+
+TEST(PointwiseConvKernel, ABadChannelScaleFailsAsTheReferenceDoes) {
+  Random rng(9);
+  for (bool last : {true, false}) {
+    TestGraph g(17);
+    g.import_opset("ai.kiln", 1);
+    g.input("x", rng.floats(last ? std::vector<int64_t>{2, 4, 4, 8} : std::vector<int64_t>{2, 8, 4, 4}));
+    g.input("s", rng.floats(last ? std::vector<int64_t>{2, 1, 4, 8} : std::vector<int64_t>{2, 8, 1, 1}));
+    g.constant("w", rng.floats({6, 8, 1, 1}));
+    g.node("FusedConv", {"x", "w", "", "", "s"}, {"y"},
+           {attr_ints("kernel_shape", {1, 1}), attr_int("channels_last", last ? 1 : 0)}, "ai.kiln");
+    g.output("y");
+    std::string messages[2];
+    for (int fast = 0; fast < 2; ++fast) {
+      runtime::SessionOptions o;
+      o.optimization = passes::Level::kNone;
+      o.fast_kernels = fast == 1;
+      try {
+        runtime::Session session(g.model(), o);
+        session.run(g.feeds());
+        ADD_FAILURE() << "no error (fast " << fast << ", channels_last " << last << ")";
+      } catch (const Error& e) {
+        messages[fast] = e.what();
+      }
+    }
+    EXPECT_EQ(messages[1], messages[0]);
+    EXPECT_NE(messages[0].find(last ? "S of shape [2,1,4,8] must be [N, 1..., C]" : "input S needs channels_last = 1"),
+              std::string::npos)
+        << messages[0];
+  }
 }
 
 }  // namespace

@@ -53,6 +53,8 @@ const std::vector<Pass>& pipeline() {
 // elementwise chain holds Adds and Muls that the Conv, LayerNorm and layout passes look for).
 const std::vector<Pass>& finishing_passes() {
   static const std::vector<Pass> passes = {
+      // On the channels-last convolutions the layout passes wrote, before the chains take any Mul.
+      {"fuse_channel_scale_into_conv", Level::kAll, fuse_channel_scale_into_conv},
       {"fuse_elementwise_chains", Level::kExtended, fuse_elementwise_chains},
       {"eliminate_dead_code", Level::kBasic, eliminate_dead_code},
   };

@@ -36,5 +36,6 @@ bool push_transposes(ir::Graph& g, PassContext& ctx);
 
 // ---- finishing (extended, target kiln): once, after the rest reached their fixed point ----
 bool fuse_elementwise_chains(ir::Graph& g, PassContext& ctx);
+bool fuse_channel_scale_into_conv(ir::Graph& g, PassContext& ctx);
 
 }  // namespace kiln::passes

@@ -50,14 +50,16 @@ DepthwiseChoice depthwise_choice() {
 }
 
 // KILN_POINTWISE=kiln runs every channels-last 1x1 convolution PackedPointwiseConv computes on it,
-// whatever its activation; KILN_POINTWISE=onednn runs none there (to compare the two). By default only
-// SiLU and Sigmoid go there: oneDNN's 1x1 convolution is as fast on the product, and its post-ops for
-// the others cost next to nothing. Read when a kernel is made.
-bool use_pointwise_conv(const ConvSpec& spec) {
+// whatever its activation; KILN_POINTWISE=onednn runs none there (to compare the two). By default SiLU
+// and Sigmoid go there, and every one with a channel scale S (which the kernel applies to its weights,
+// where oneDNN's convolution needs X * S written out first): oneDNN's 1x1 convolution is as fast on the
+// product, and its post-ops for the other activations cost next to nothing. Read when a kernel is made.
+bool use_pointwise_conv(const ConvSpec& spec, bool scaled) {
   const char* v = std::getenv("KILN_POINTWISE");
   const std::string choice = v ? v : "";
   if (choice == "onednn" || !pointwise_conv_supported(spec)) return false;
-  return choice == "kiln" || spec.activation == ConvActivation::kSilu || spec.activation == ConvActivation::kSigmoid;
+  return choice == "kiln" || scaled || spec.activation == ConvActivation::kSilu ||
+         spec.activation == ConvActivation::kSigmoid;
 }
 
 // [N, spatial..., C] as [N, C, spatial...]: the channels-first shape the reference Conv sees (and names in
@@ -82,10 +84,12 @@ class ConvKernel : public FastKernel {
   }
   // `pointwise_on_pool`: a 1x1 convolution fed by a global pool, which gets a copy of its weights as
   // [M, C] rows for its calls on a 1x1 plane (see run_pointwise_rows).
+  // `scaled`: ai.kiln.FusedConv's channel scale S is given (see run_scaled).
   ConvKernel(const ConvSpec& spec, const float* w, const float* bias, std::vector<int64_t> w_shape,
-             ops::nn::WindowAttrs window, bool fused, bool pointwise_on_pool)
+             ops::nn::WindowAttrs window, bool fused, bool pointwise_on_pool, bool scaled)
       : spec_(spec),
-        pointwise_(use_pointwise_conv(spec) ? std::make_unique<PackedPointwiseConv>(spec, w, bias) : nullptr),
+        scaled_(scaled),
+        pointwise_(use_pointwise_conv(spec, scaled) ? std::make_unique<PackedPointwiseConv>(spec, w, bias) : nullptr),
         conv_(pointwise_ ? nullptr : std::make_unique<PackedConv>(spec, w, bias)),
         depthwise_(is_depthwise_conv(spec) && depthwise_choice() != DepthwiseChoice::kOneDnn
                        ? std::make_unique<PackedDepthwiseConv>(spec, w, bias)
@@ -99,9 +103,30 @@ class ConvKernel : public FastKernel {
   }
 
   bool run(ops::KernelContext& ctx) const override {
+    if (!scaled_) return run_scaled(ctx, ctx.input(0), nullptr);
+    // X * S, checked as the reference does; made here unless kiln's pointwise kernel takes S itself.
+    const ir::Tensor& x = ctx.input(0);
+    ops::contrib::require_float32(ctx, x.dtype(), "input X");
+    if (!spec_.channels_last) ctx.fail("input S needs channels_last = 1");
+    const ir::Tensor& st = ctx.input(4);
+    ops::contrib::require_channel_scale(ctx, x, st);
+    const size_t rank = x.rank();
+    if (pointwise_) return run_scaled(ctx, x, st.data<float>());
+    ir::Tensor scaled = ctx.make_tensor(ir::DType::kFloat32, x.shape());
+    const int64_t images = x.dim(0), c = x.dim(rank - 1);
+    for (int64_t n = 0; n < images && c > 0; ++n) {
+      const int64_t image = x.numel() / images;
+      binary_f32(BinaryOp::kMul, x.data<float>() + n * image, st.data<float>() + n * c, c,
+                 scaled.data<float>() + n * image, image);
+    }
+    return run_scaled(ctx, scaled, nullptr);
+  }
+
+  // The convolution of x (X, or X * S made by run), scaled by `scale` (S's values) on kiln's pointwise
+  // kernel when given.
+  bool run_scaled(ops::KernelContext& ctx, const ir::Tensor& x, const float* scale) const {
     const ConvSpec& spec = spec_;
     const bool last = spec.channels_last;
-    const ir::Tensor& x = ctx.input(0);
     if (fused_) ops::contrib::require_float32(ctx, x.dtype(), "input X");
     if (last && x.rank() < 3)
       ctx.fail("input X must have rank >= 3 (N, spatial..., C), got ", ir::to_string(x.shape()));
@@ -140,16 +165,17 @@ class ConvKernel : public FastKernel {
     ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
     if (y.numel() > 0 && x.numel() == 0) {
       padding_only(y.numel(), last ? 1 : plane, y.data<float>(), z);
-    } else if (y.numel() > 0 && !pointwise_rows_.empty() && spec.spatial_dims == 2 && in[0] * in[1] == 1 &&
+    } else if (y.numel() > 0 && !pointwise_rows_.empty() && !scale && spec.spatial_dims == 2 && in[0] * in[1] == 1 &&
                plane == 1) {
       run_pointwise_rows(s[0], x.data<float>(), y.data<float>(), z);
-    } else if (y.numel() > 0 && depthwise_ && (force_depthwise_ || depthwise_->preferred(s[0], out[0], out[1]))) {
+    } else if (y.numel() > 0 && depthwise_ && !scale &&
+               (force_depthwise_ || depthwise_->preferred(s[0], out[0], out[1]))) {
       depthwise_->run(s[0], in[0], in[1], out[0], out[1], pad_begin[0], pad_begin[1], x.data<float>(), y.data<float>(),
                       z);
     } else if (y.numel() > 0 && pointwise_) {
       KILN_CHECK(out == in, "internal: [", ctx.node().label(),
                  "] a 1x1 convolution's output size differs from its input's");
-      pointwise_->run(s[0] * plane, x.data<float>(), y.data<float>());
+      pointwise_->run(s[0], plane, x.data<float>(), y.data<float>(), z, scale);
     } else if (y.numel() > 0) {
       ConvDims conv_out = {0, 0, 0};
       KILN_CHECK(conv_->output_size(in, &conv_out) && conv_out == out, "internal: [", ctx.node().label(),
@@ -188,7 +214,8 @@ class ConvKernel : public FastKernel {
   }
   // Z may be Y's memory on oneDNN's path: its sum post-op accumulates into what Y holds, so Z in place
   // saves copying Z into Y first (ResNet-50's 16 residual 1x1 convolutions: ~10 % of each). kiln's
-  // depthwise and pointwise-rows paths write Y before they read Z, so kernels that may take them do not.
+  // depthwise and pointwise-rows paths write Y before they read Z, so kernels that may take them do not;
+  // its pointwise kernel reads each value of Z before it writes Y's at the same place.
   std::vector<size_t> in_place_inputs() const override {
     if (!spec_.add_sum || depthwise_ || !pointwise_rows_.empty()) return {};
     return {3};
@@ -196,6 +223,7 @@ class ConvKernel : public FastKernel {
 
  private:
   ConvSpec spec_;
+  bool scaled_;                                     // S given: X * S is convolved
   std::unique_ptr<PackedPointwiseConv> pointwise_;  // kiln's 1x1 convolution, for every call where it runs
   std::unique_ptr<PackedConv> conv_;                // oneDNN's, where it does not
   std::unique_ptr<PackedDepthwiseConv> depthwise_;  // kiln's own kernel, for the depthwise convolutions it runs
@@ -286,7 +314,8 @@ bool fed_by_global_pool(const ir::Graph& g, const ir::Node& n, int depth) {
 std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   const bool fused = n.op_type == "FusedConv" && (n.domain == kMsDomain || n.domain == kKilnDomain);
   if (!fused && !(n.op_type == "Conv" && ir::is_default_domain(n.domain))) return nullptr;
-  if (n.inputs.size() > (fused ? 4u : 3u)) return nullptr;
+  const bool kiln_fused = fused && n.domain == kKilnDomain;
+  if (n.inputs.size() > (kiln_fused ? 5u : fused ? 4u : 3u)) return nullptr;
   const ir::Tensor* w = float_constant(g, n, 1);
   if (!w || w->rank() < 3 || w->rank() > 2 + kMaxConvSpatialDims || w->numel() == 0) return nullptr;
   const size_t axes = w->rank() - 2;
@@ -333,8 +362,9 @@ std::unique_ptr<FastKernel> make_conv_kernel(const ir::Node& n, const ir::Graph&
   spec.add_sum = fused && n.inputs.size() > 3 && !n.inputs[3].empty();
   spec.has_bias = b != nullptr;
   const bool pointwise = axes == 2 && spec.group == 1 && spec.kernel[0] == 1 && spec.kernel[1] == 1;
+  const bool scaled = kiln_fused && n.inputs.size() > 4 && !n.inputs[4].empty();
   return std::make_unique<ConvKernel>(spec, w->data<float>(), b ? b->data<float>() : nullptr, w->shape(),
-                                      std::move(window), fused, pointwise && fed_by_global_pool(g, n, 2));
+                                      std::move(window), fused, pointwise && fed_by_global_pool(g, n, 2), scaled);
 }
 
 }  // namespace

@@ -28,11 +28,12 @@ KILN_TARGET_AVX512 inline V activate(V v) {
   return v;
 }
 
-// R pixels from x (row stride K) times B channel vectors from channel c, onto y (row stride M); the last
-// vector's lanes past M are masked by `tail`.
+// R pixels from x (row stride K) times B channel vectors from channel c, onto y (row stride M), z added
+// when given; the last vector's lanes past M are masked by `tail`.
 template <int R, int B, ConvActivation kAct>
-KILN_TARGET_AVX512 void pointwise_block(const PointwiseConvArgs& a, const float* x, float* y, int64_t c, V::Mask tail) {
-  const int64_t k_count = a.in_channels, m = a.out_channels, cp = a.packed_channels;
+KILN_TARGET_AVX512 void pointwise_block(const PointwiseConvArgs& a, const float* x, const float* z, float* y, int64_t c,
+                                        V::Mask tail) {
+  const int64_t k_count = a.in_channels, m = a.out_channels, cp = a.w_stride;
   // Every loop over R or B unrolled, so that acc lives in registers from the start to the stores.
   V acc[R][B];
 #pragma GCC unroll 4
@@ -41,7 +42,7 @@ KILN_TARGET_AVX512 void pointwise_block(const PointwiseConvArgs& a, const float*
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) acc[r][j] = b;
   }
-  const float* w = a.w + c;
+  const float* w = a.w + (c - a.w_column);
   for (int64_t k = 0; k < k_count; ++k, w += cp) {
     V wv[B];
 #pragma GCC unroll 4
@@ -51,6 +52,14 @@ KILN_TARGET_AVX512 void pointwise_block(const PointwiseConvArgs& a, const float*
       const V xv(x[r * k_count + k]);
 #pragma GCC unroll 4
       for (int j = 0; j < B; ++j) acc[r][j] = fma(xv, wv[j], acc[r][j]);
+    }
+  }
+  if (z != nullptr) {
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int j = 0; j + 1 < B; ++j) acc[r][j] = acc[r][j] + V::load(z + r * m + c + j * 16);
+      acc[r][B - 1] = acc[r][B - 1] + V::load(z + r * m + c + (B - 1) * 16, tail);
     }
   }
 #pragma GCC unroll 6
@@ -66,12 +75,14 @@ template <int B, ConvActivation kAct>
 KILN_TARGET_AVX512 void pointwise_pixels(const PointwiseConvArgs& a, int64_t p_begin, int64_t p_end, int64_t c) {
   const int64_t lanes_left = a.out_channels - c - (B - 1) * 16;
   const V::Mask tail = V::first(lanes_left < 16 ? lanes_left : 16);
-  const float* x = a.x + p_begin * a.in_channels;
-  float* y = a.y + p_begin * a.out_channels;
+  const int64_t k = a.in_channels, m = a.out_channels;
+  const float* x = a.x + p_begin * k;
+  const float* z = a.z ? a.z + p_begin * m : nullptr;
+  float* y = a.y + p_begin * m;
   int64_t p = p_begin;
-  for (; p + kRows <= p_end; p += kRows, x += kRows * a.in_channels, y += kRows * a.out_channels)
-    pointwise_block<kRows, B, kAct>(a, x, y, c, tail);
-  for (; p < p_end; ++p, x += a.in_channels, y += a.out_channels) pointwise_block<1, B, kAct>(a, x, y, c, tail);
+  for (; p + kRows <= p_end; p += kRows, x += kRows * k, y += kRows * m, z = z ? z + kRows * m : nullptr)
+    pointwise_block<kRows, B, kAct>(a, x, z, y, c, tail);
+  for (; p < p_end; ++p, x += k, y += m, z = z ? z + m : nullptr) pointwise_block<1, B, kAct>(a, x, z, y, c, tail);
 }
 
 template <ConvActivation kAct>

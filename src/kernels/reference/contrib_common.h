@@ -52,6 +52,10 @@ bool channels_last(const NodeView& node);
 // The axis order taking channels-last [N, spatial..., C] to [N, C, spatial...], or back (`to_last`).
 std::vector<int64_t> channel_perm(size_t rank, bool to_last);
 
+// ai.kiln.FusedConv's channel scale S: float32, [N, 1..., C] for channels-last X [N, spatial..., C]
+// (kernels/reference/contrib_fused_conv.cc); fails with the reference's message otherwise.
+void require_channel_scale(const NodeView& node, const ir::Tensor& x, const ir::Tensor& s);
+
 // s with its dims permuted: out[i] = s[perm[i]].
 ir::Shape permuted(const ir::Shape& s, const std::vector<int64_t>& perm);
 

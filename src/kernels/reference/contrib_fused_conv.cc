@@ -15,7 +15,11 @@
 //   ONNX Runtime cannot load it, so a model holding it runs in kiln only. And with `channels_last` = 1
 //   (default 0) X, Z and Y are channels-last, [N, spatial..., C], W staying [M, C / group, k...]: what the
 //   optimizer's conversion to channels-last writes (passes/conv_channels_last.cc), so that consecutive
-//   convolutions need no layout change between them.
+//   convolutions need no layout change between them. Channels-last, it takes a fifth input S, [N, 1...,
+//   C] (X's rank): X is scaled per image and channel before the convolution,
+//     Y = activation(Conv(X * S, W, B) + Z)
+//   a squeeze-and-excitation block's gate, which passes/channel_scale_fusion.cc moves into the
+//   convolution after it so that the scaled X is never written out.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -95,7 +99,9 @@ void infer_fused_conv(InferenceContext& ctx) {
   require_float32_input(ctx, 1, "weights W");
   require_float32_input(ctx, 2, "bias B");
   require_float32_input(ctx, 3, "input Z");
+  require_float32_input(ctx, 4, "input S");
   read_activation(ctx);
+  if (ctx.has_input(4) && !channels_last(ctx)) ctx.fail("input S needs channels_last = 1");
   if (channels_last(ctx)) {
     // Conv's inference on the channels-first view of X, its output turned channels-last.
     std::vector<ir::Type> first(ctx.num_inputs());
@@ -126,15 +132,47 @@ void infer_fused_conv(InferenceContext& ctx) {
       ok = !(*z)[i].is_static() || !y[i].is_static() || (*z)[i].value == y[i].value;
     if (!ok) ctx.fail("Z of shape ", ir::to_string(*z), " must have the output's shape ", ir::to_string(y));
   }
+  auto scale = input_shape(ctx, 4), x = input_shape(ctx, 0);
+  if (scale && x) {
+    bool ok = scale->rank() == x->rank() && x->rank() >= 3;
+    for (size_t i = 0; ok && i < x->rank(); ++i) {
+      const bool spatial = i > 0 && i + 1 < x->rank();
+      const ir::Dim& d = (*scale)[i];
+      ok =
+          spatial ? !d.is_static() || d.value == 1 : !d.is_static() || !(*x)[i].is_static() || d.value == (*x)[i].value;
+    }
+    if (!ok) ctx.fail("S of shape ", ir::to_string(*scale), " must be [N, 1..., C] for X of shape ", ir::to_string(*x));
+  }
+}
+
+// X * S, S [N, 1..., C] scaling channels-last X per image and channel.
+ir::Tensor scaled_input(KernelContext& ctx) {
+  const ir::Tensor& x = ctx.input(0);
+  const ir::Tensor& s = ctx.input(4);
+  require_channel_scale(ctx, x, s);
+  ir::Tensor scaled = ctx.make_tensor(ir::DType::kFloat32, x.shape());
+  const int64_t n = x.dim(0), c = x.dim(x.rank() - 1), plane = n == 0 || c == 0 ? 0 : x.numel() / (n * c);
+  const float* xp = x.data<float>();
+  const float* sp = s.data<float>();
+  float* out = scaled.data<float>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = 0; p < plane; ++p)
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t at = (i * plane + p) * c + k;
+        out[at] = xp[at] * sp[i * c + k];
+      }
+  return scaled;
 }
 
 // Conv's reference kernel on X (channels-first), W and B.
 ir::Tensor convolve(KernelContext& ctx, bool last) {
   if (!last) {
+    if (ctx.has_input(4)) ctx.fail("input S needs channels_last = 1");
     conv_def().kernel(ctx);
     return ctx.outputs()[0].tensor;
   }
-  const ir::Tensor& x = ctx.input(0);
+  const ir::Tensor scaled = ctx.has_input(4) ? scaled_input(ctx) : ir::Tensor();
+  const ir::Tensor& x = ctx.has_input(4) ? scaled : ctx.input(0);
   if (x.rank() < 3) ctx.fail("input X must have rank >= 3 (N, spatial..., C), got ", ir::to_string(x.shape()));
   ir::Datum first(tensor_detail::permute(ctx, x, x.shape(), channel_perm(x.rank(), false)));
   std::vector<const ir::Datum*> inputs = {&first};
@@ -163,6 +201,16 @@ void fused_conv_kernel(KernelContext& ctx) {
 }
 
 }  // namespace
+
+void require_channel_scale(const NodeView& node, const ir::Tensor& x, const ir::Tensor& s) {
+  require_float32(node, s.dtype(), "input S");
+  const size_t rank = x.rank();
+  bool ok = s.rank() == rank && rank >= 3 && s.dim(0) == x.dim(0) && s.dim(rank - 1) == x.dim(rank - 1);
+  for (size_t i = 1; ok && i + 1 < rank; ++i) ok = s.dim(i) == 1;
+  if (!ok)
+    node.fail("S of shape ", ir::to_string(s.shape()), " must be [N, 1..., C] for X of shape ",
+              ir::to_string(x.shape()));
+}
 
 void register_fused_conv_ops(OpRegistry& r) {
   r.add(OpDef{kMsDomain, "FusedConv", kMsMinOpset, kMsMaxOpset, infer_fused_conv, fused_conv_kernel});
