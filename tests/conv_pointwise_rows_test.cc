@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "contrib_test_util.h"
+#include "fast_kernel_check.h"
 #include "runtime/profiler.h"
 #include "runtime/session.h"
 
@@ -65,26 +66,6 @@ TestGraph squeeze_excitation_graph(bool channels_last, const SeActivation& act, 
   return g;
 }
 
-// Runs g with fast kernels (returning each node's prepared kernel name) and without.
-struct PointwiseOutcome {
-  ir::Tensor fast, reference;
-  std::vector<std::string> kernels;
-};
-
-PointwiseOutcome run_fast_and_reference(const TestGraph& g) {
-  PointwiseOutcome o;
-  runtime::SessionOptions fast, ref;
-  fast.optimization = ref.optimization = passes::Level::kNone;
-  ref.fast_kernels = false;
-  runtime::Profiler profiler;
-  runtime::Session fast_session(g.model(), fast), ref_session(g.model(), ref);
-  fast_session.set_profiler(&profiler);
-  o.fast = fast_session.run(g.feeds())[0].tensor;
-  o.reference = ref_session.run(g.feeds())[0].tensor;
-  for (const runtime::ProfiledNode& n : profiler.nodes()) o.kernels.push_back(n.fast_kernel);
-  return o;
-}
-
 TEST(ConvPointwiseRows, SqueezeExcitationConvolutionsMatchTheReference) {
   const std::vector<SeActivation> acts = {{"", {}},
                                         {"Relu", {}},
@@ -101,14 +82,16 @@ TEST(ConvPointwiseRows, SqueezeExcitationConvolutionsMatchTheReference) {
       const std::string what =
           std::string("act '") + act.name + "' bias " + std::to_string(bias) + " z " + std::to_string(with_z);
       SCOPED_TRACE(what);
-      const PointwiseOutcome o = run_fast_and_reference(squeeze_excitation_graph(true, act, bias, with_z, seed++));
+      const testing::FastAndReference o =
+          testing::run_fast_and_reference(squeeze_excitation_graph(true, act, bias, with_z, seed++));
       EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
       ASSERT_EQ(o.kernels.size(), 3u);
       EXPECT_NE(o.kernels[1].find("pointwise rows"), std::string::npos) << o.kernels[1];
       EXPECT_NE(o.kernels[2].find("pointwise rows"), std::string::npos) << o.kernels[2];
     }
   }
-  const PointwiseOutcome o = run_fast_and_reference(squeeze_excitation_graph(false, {"", {}}, true, false, 99));
+  const testing::FastAndReference o =
+      testing::run_fast_and_reference(squeeze_excitation_graph(false, {"", {}}, true, false, 99));
   EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
   ASSERT_EQ(o.kernels.size(), 3u);
   EXPECT_NE(o.kernels[1].find("pointwise rows"), std::string::npos) << o.kernels[1];
@@ -124,7 +107,7 @@ TEST(ConvPointwiseRows, OnlyConvolutionsAfterAGlobalPoolAndOnlyOnAOnePixelPlane)
   g.constant("w", rng.floats({6, 8, 1, 1}));
   g.node("Conv", {"x", "w"}, {"y"}, {attr_ints("kernel_shape", {1, 1})});
   g.output("y");
-  PointwiseOutcome o = run_fast_and_reference(g);
+  testing::FastAndReference o = testing::run_fast_and_reference(g);
   EXPECT_NE(o.kernels[0].find("onednn"), std::string::npos) << o.kernels[0];
   EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
 
@@ -136,7 +119,7 @@ TEST(ConvPointwiseRows, OnlyConvolutionsAfterAGlobalPoolAndOnlyOnAOnePixelPlane)
   h.node("FusedConv", {"pooled", "w"}, {"y"}, {attr_ints("kernel_shape", {1, 1}), attr_int("channels_last", 1)},
          "ai.kiln");
   h.output("y");
-  o = run_fast_and_reference(h);
+  o = testing::run_fast_and_reference(h);
   EXPECT_NE(o.kernels[1].find("pointwise rows"), std::string::npos) << o.kernels[1];
   EXPECT_LE(testing::contrib::max_abs_diff(o.fast, o.reference), 1e-5);
 }

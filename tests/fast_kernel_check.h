@@ -41,6 +41,27 @@ inline KernelOutcome run_kernels(const contrib::TestGraph& g, bool fast) {
   return r;
 }
 
+// The first output of g from a fast session and from a reference one, and the fast kernel each node of the
+// fast session ran (the profiler's names: "FusedConv onednn").
+struct FastAndReference {
+  ir::Tensor fast, reference;
+  std::vector<std::string> kernels;
+};
+
+inline FastAndReference run_fast_and_reference(const contrib::TestGraph& g) {
+  FastAndReference o;
+  runtime::SessionOptions fast, ref;
+  fast.optimization = ref.optimization = passes::Level::kNone;
+  ref.fast_kernels = false;
+  runtime::Profiler profiler;
+  runtime::Session fast_session(g.model(), fast), ref_session(g.model(), ref);
+  fast_session.set_profiler(&profiler);
+  o.fast = fast_session.run(g.feeds())[0].tensor;
+  o.reference = ref_session.run(g.feeds())[0].tensor;
+  for (const runtime::ProfiledNode& n : profiler.nodes()) o.kernels.push_back(n.fast_kernel);
+  return o;
+}
+
 // Whether the fast kernel is expected to answer the graph's one node, or to decline it.
 enum class Answered { kFast, kReference };
 

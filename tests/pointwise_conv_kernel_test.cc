@@ -7,11 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
 #include "contrib_test_util.h"
+#include "fast_kernel_check.h"
 #include "kernels/cpu/cpu_features.h"
-#include "runtime/profiler.h"
-#include "runtime/session.h"
 #include "test_util.h"
 
 namespace kiln {
@@ -85,23 +83,15 @@ TestGraph pointwise_graph(const PointwiseCase& c, uint32_t seed) {
   return g;
 }
 
+// The fast and reference outputs, and the fast kernel of the graph's last node (the convolution).
 struct Outcome {
   ir::Tensor fast, reference;
   std::string kernel;
 };
 
 Outcome run_fast_and_reference(const TestGraph& g) {
-  Outcome o;
-  runtime::SessionOptions fast, ref;
-  fast.optimization = ref.optimization = passes::Level::kNone;
-  ref.fast_kernels = false;
-  runtime::Profiler profiler;
-  runtime::Session fast_session(g.model(), fast), ref_session(g.model(), ref);
-  fast_session.set_profiler(&profiler);
-  o.fast = fast_session.run(g.feeds())[0].tensor;
-  o.reference = ref_session.run(g.feeds())[0].tensor;
-  if (!profiler.nodes().empty()) o.kernel = profiler.nodes().back().fast_kernel;
-  return o;
+  testing::FastAndReference r = testing::run_fast_and_reference(g);
+  return {std::move(r.fast), std::move(r.reference), r.kernels.empty() ? "" : r.kernels.back()};
 }
 
 void expect_pointwise_kernel(const std::string& kernel) {
@@ -229,19 +219,7 @@ TEST(PointwiseConvKernel, ABadChannelScaleFailsAsTheReferenceDoes) {
     g.node("FusedConv", {"x", "w", "", "", "s"}, {"y"},
            {attr_ints("kernel_shape", {1, 1}), attr_int("channels_last", last ? 1 : 0)}, "ai.kiln");
     g.output("y");
-    std::string messages[2];
-    for (int fast = 0; fast < 2; ++fast) {
-      runtime::SessionOptions o;
-      o.optimization = passes::Level::kNone;
-      o.fast_kernels = fast == 1;
-      try {
-        runtime::Session session(g.model(), o);
-        session.run(g.feeds());
-        ADD_FAILURE() << "no error (fast " << fast << ", channels_last " << last << ")";
-      } catch (const Error& e) {
-        messages[fast] = e.what();
-      }
-    }
+    const std::string messages[2] = {testing::run_kernels(g, false).error, testing::run_kernels(g, true).error};
     EXPECT_EQ(messages[1], messages[0]);
     EXPECT_NE(messages[0].find(last ? "S of shape [2,1,4,8] must be [N, 1..., C]" : "input S needs channels_last = 1"),
               std::string::npos)
