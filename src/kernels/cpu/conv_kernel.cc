@@ -5,9 +5,12 @@
 // held once) and answers every call: an invalid one fails with the reference kernel's message.
 // 2-D channels-last depthwise convolutions (group == C == M) also get kiln's own kernel
 // (depthwise_conv.h), run per call where PackedDepthwiseConv::preferred says it beats oneDNN's.
-// Channels-last 1x1 convolutions with SiLU or Sigmoid (EfficientNet's expansions) run on kiln's own
-// (pointwise_conv.h) on AVX-512, the activation applied in registers: oneDNN 2.6's swish post-op cost as
-// much as its convolution.
+// Channels-last 1x1 convolutions with SiLU or Sigmoid (EfficientNet's expansions) or with ai.kiln.FusedConv's
+// channel scale S run on kiln's own (pointwise_conv.h) on AVX-512, the activation applied in registers and S
+// to the weights: oneDNN 2.6's swish post-op cost as much as its convolution, and oneDNN's convolution would
+// need X * S written out first (which this kernel does where it cannot run).
+#include "kernels/cpu/fast_kernel_table.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -17,7 +20,6 @@
 
 #include "common/error.h"
 #include "kernels/cpu/depthwise_conv.h"
-#include "kernels/cpu/fast_kernel_table.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_conv.h"
 #include "kernels/cpu/pointwise_conv.h"
