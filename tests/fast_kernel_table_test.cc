@@ -282,7 +282,9 @@ std::vector<Case> reduce_cases(const FastKernelEntry& e, int64_t opset) {
     int64_t keepdims;
   };
   for (const Shape& c : {Shape{{2, 3, 7, 5}, {2, 3}, 1}, Shape{{2, 7, 5, 300}, {1, 2}, 1}, Shape{{3, 1, 33}, {-1}, 0},
-                         Shape{{4, 6}, {}, 1}, Shape{{2, 1, 9, 4}, {1, 2}, 0}}) {
+                         Shape{{4, 6}, {}, 1}, Shape{{2, 1, 9, 4}, {1, 2}, 0},
+                         // Over every element of a large tensor: one run split across the threads.
+                         Shape{{2, 40001}, {}, 0}}) {
     Random rng(static_cast<uint32_t>(c.x.size() + c.axes.size()));
     TestGraph g = graph_for(e, opset);
     g.input("x", rng.floats(c.x));
