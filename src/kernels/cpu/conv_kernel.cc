@@ -115,12 +115,10 @@ class ConvKernel : public FastKernel {
     const size_t rank = x.rank();
     if (pointwise_) return run_scaled(ctx, x, st.data<float>());
     ir::Tensor scaled = ctx.make_tensor(ir::DType::kFloat32, x.shape());
-    const int64_t images = x.dim(0), c = x.dim(rank - 1);
-    for (int64_t n = 0; n < images && c > 0; ++n) {
-      const int64_t image = x.numel() / images;
+    const int64_t images = x.dim(0), c = x.dim(rank - 1), image = images > 0 ? x.numel() / images : 0;
+    for (int64_t n = 0; n < images && c > 0; ++n)
       binary_f32(BinaryOp::kMul, x.data<float>() + n * image, st.data<float>() + n * c, c,
                  scaled.data<float>() + n * image, image);
-    }
     return run_scaled(ctx, scaled, nullptr);
   }
 

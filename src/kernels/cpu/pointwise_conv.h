@@ -65,7 +65,7 @@ class PackedPointwiseConv {
   void run(int64_t images, int64_t plane, const float* x, float* y, const float* z, const float* s) const;
 
  private:
-  // Pixels [p_begin, p_end) of one image (scaled by s, when given) or of all.
+  // `pixels` rows from a.x into a.y: every image's, or, with s, one image's, its weights scaled by s.
   void run_pixels(PointwiseConvArgs a, int64_t pixels, const float* s) const;
 
   ConvSpec spec_;
