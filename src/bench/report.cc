@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/cpu_model_name.h"
 #include "common/error.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/onednn_matmul.h"
@@ -28,19 +29,6 @@ std::string ratio(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%7.2fx", v);
   return buf;
-}
-
-// The CPU's name as the kernel reports it ("model name" in /proc/cpuinfo): every figure names its CPU.
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t colon = line.find(':');
-    if (line.rfind("model name", 0) != 0 || colon == std::string::npos) continue;
-    const size_t value = line.find_first_not_of(" \t", colon + 1);
-    return value == std::string::npos ? "unknown CPU" : line.substr(value);
-  }
-  return "unknown CPU";
 }
 
 std::string seq_text(const std::optional<int64_t>& seq) { return seq ? std::to_string(*seq) : "-"; }

@@ -1,7 +1,6 @@
 // kiln bench: latency percentiles, throughput, memory and size of a model per (batch, seq), optionally
 // side by side with ONNX Runtime and OpenVINO (--vs ort,openvino). The work is in bench/; this file parses options and
 // prints.
-#include <unistd.h>
 
 #include <cstdio>
 
@@ -12,6 +11,7 @@
 #include "runtime/profile_report.h"
 #include "runtime/threads.h"
 #include "tools/commands.h"
+#include "tools/progress_line.h"
 
 namespace kiln::tools {
 
@@ -91,26 +91,11 @@ int run(const BenchArgs& args) {
     std::fprintf(stderr, "model: the built-in %s (random weights), %s\n", exporter::kDefaultPreset, o.model.c_str());
   }
 
-  // On a terminal, one status line redrawn in place; in logs, one line per step.
-  const bool tty = isatty(fileno(stderr));
-  bool line_open = false;
-  bench::Progress progress = [&](const std::string& text, bool transient) {
-    if (args.quiet) return;
-    if (tty) {
-      std::fprintf(stderr, "\r\033[K%s", text.c_str());
-      line_open = true;
-    } else if (!transient) {
-      std::fprintf(stderr, "%s\n", text.c_str());
-    }
-  };
   bench::BenchReport report;
-  try {
-    report = bench::run_benchmark(o, progress);
-  } catch (...) {
-    if (line_open) std::fprintf(stderr, "\r\033[K");
-    throw;
+  {
+    ProgressLine line(args.quiet);
+    report = bench::run_benchmark(o, [&](const std::string& text, bool transient) { line.show(text, transient); });
   }
-  if (line_open) std::fprintf(stderr, "\r\033[K");
   std::fputs(bench::format_table(report).c_str(), stdout);
   if (profile) {
     std::vector<runtime::TraceSection> sections;

@@ -531,16 +531,14 @@ struct PackedConv::Impl {
   // A BoundArgs for `e`: an idle one, or a new one when every one made is in use.
   IdlePool<BoundArgs>::Lease bound_args(const Entry& e) const {
     return e.bound.take([&] {
-      const dnnl::engine& engine = onednn_engine();
       auto b = std::make_unique<BoundArgs>();
       try {
-        b->x = memory(e.user_src_md, engine, DNNL_MEMORY_NONE);
-        b->y = memory(e.user_written_md, engine, DNNL_MEMORY_NONE);
-        b->src = e.reorder_src ? memory(e.src_md, engine, DNNL_MEMORY_NONE) : b->x;
-        b->dst = e.reorder_dst ? memory(e.dst_md, engine, DNNL_MEMORY_NONE) : b->y;
+        b->x = unbound_memory(e.user_src_md);
+        b->y = unbound_memory(e.user_written_md);
+        b->src = e.reorder_src ? unbound_memory(e.src_md) : b->x;
+        b->dst = e.reorder_dst ? unbound_memory(e.dst_md) : b->y;
         if (e.scratch_bytes > 0) {
-          const memory::desc scratch_md({static_cast<memory::dim>(e.scratch_bytes)}, memory::data_type::u8, Tag::a);
-          b->scratch = memory(scratch_md, engine, DNNL_MEMORY_NONE);
+          b->scratch = unbound_scratchpad(e.scratch_bytes);
         }
         // The reorders run one after another and after / before the convolution, so they share its scratchpad.
         auto add_scratch = [&](OneDnnArgs& args) {
@@ -552,7 +550,7 @@ struct PackedConv::Impl {
           add_scratch(b->src_in);
         }
         if (spec.add_sum && e.reorder_dst) {
-          b->z = memory(e.user_dst_md, engine, DNNL_MEMORY_NONE);
+          b->z = unbound_memory(e.user_dst_md);
           b->sum_in.add(DNNL_ARG_FROM, b->z);
           b->sum_in.add(DNNL_ARG_TO, b->dst);
           add_scratch(b->sum_in);

@@ -30,6 +30,13 @@ dnnl_status_t onednn_rebind(const dnnl::memory& m, const void* data) {
   return dnnl_memory_set_data_handle_v2(m.get(), const_cast<void*>(data), nullptr);
 }
 
+dnnl::memory unbound_memory(const dnnl::memory::desc& md) { return dnnl::memory(md, onednn_engine(), DNNL_MEMORY_NONE); }
+
+dnnl::memory unbound_scratchpad(size_t bytes) {
+  return unbound_memory(
+      dnnl::memory::desc({static_cast<dnnl::memory::dim>(bytes)}, dnnl::memory::data_type::u8, dnnl::memory::format_tag::a));
+}
+
 std::string onednn_isa_name() {
   using dnnl::cpu_isa;
   switch (dnnl::get_effective_cpu_isa()) {

@@ -48,6 +48,11 @@ dnnl_status_t onednn_execute(const dnnl::primitive& p, const OneDnnArgs& args);
 // padding is zeroed (a reorder into a padded blocked layout writes the padding itself).
 dnnl_status_t onednn_rebind(const dnnl::memory& m, const void* data);
 
+// A memory object of `md` on onednn_engine() that points nowhere yet (onednn_rebind gives it each call's
+// data), and the same for a primitive's user-managed scratchpad of `bytes`.
+dnnl::memory unbound_memory(const dnnl::memory::desc& md);
+dnnl::memory unbound_scratchpad(size_t bytes);
+
 // The instruction set oneDNN's JIT kernels use on this machine, e.g. "avx2" or "avx512_core_amx".
 std::string onednn_isa_name();
 

@@ -14,6 +14,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_engine.h"
+#include "kernels/cpu/packed_weights.h"
 #include "kernels/cpu/panel_gemm.h"
 #include "kernels/cpu/primitive_lru.h"
 #include "kernels/cpu/thread_buffer.h"
@@ -155,28 +156,7 @@ struct PackedMatMul::Impl {
     memory chosen;
     try {
       pd = primitive_desc(g, any_md);
-      for (const memory& w : weights) {
-        if (w.get_desc() == pd.weights_desc()) chosen = w;
-      }
-      if (!chosen) {
-        // oneDNN would rather have another layout for this M. Keep the first one if the same kernel
-        // runs on it (it usually does: the layout depends on N and K blocking), else pack this one.
-        dnnl::matmul::primitive_desc fixed;
-        try {
-          fixed = primitive_desc(g, weights[0].get_desc());
-        } catch (const dnnl::error&) {
-          // no implementation takes the first layout at this M: pack the one it wants
-        }
-        if (fixed && std::string(fixed.impl_info_str()) == pd.impl_info_str()) {
-          pd = fixed;
-          chosen = weights[0];
-        } else {
-          chosen = memory(pd.weights_desc(), onednn_engine());
-          dnnl::reorder(weights[0], chosen).execute(onednn_stream(), weights[0], chosen);
-          onednn_stream().wait();
-          weights.push_back(chosen);
-        }
-      }
+      chosen = pick_packed_weights(weights, pd, [&](const memory::desc& md) { return primitive_desc(g, md); });
     } catch (const dnnl::error& e) {
       fail("[PackedMatMul] oneDNN has no matmul for M=", g.m, " K=", spec.k, " N=", spec.n, " lda=", g.lda,
            " ldy=", g.ldy, ": ", e.what());
@@ -203,23 +183,21 @@ struct PackedMatMul::Impl {
   // A BoundArgs for `e`: an idle one, or a new one when every one made is in use.
   IdlePool<BoundArgs>::Lease bound_args(const Entry& e) const {
     return e.bound.take([&] {
-      const dnnl::engine& engine = onednn_engine();
       auto b = std::make_unique<BoundArgs>();
       try {
-        b->src = memory(e.src_md, engine, DNNL_MEMORY_NONE);
-        b->dst = memory(e.dst_md, engine, DNNL_MEMORY_NONE);
+        b->src = unbound_memory(e.src_md);
+        b->dst = unbound_memory(e.dst_md);
         b->args.add(DNNL_ARG_SRC, b->src);
         b->args.add(DNNL_ARG_WEIGHTS, e.weights);
         b->args.add(DNNL_ARG_DST, b->dst);
         if (spec.has_bias) b->args.add(DNNL_ARG_BIAS, bias);
         if (spec.add_residual) {
-          b->residual = memory(e.residual_md, engine, DNNL_MEMORY_NONE);
+          b->residual = unbound_memory(e.residual_md);
           const int index = spec.post == PostOp::kNone ? 0 : 1;  // the binary post-op's place in the chain
           b->args.add(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, b->residual);
         }
         if (e.scratch_bytes > 0) {
-          const memory::desc scratch_md({static_cast<memory::dim>(e.scratch_bytes)}, memory::data_type::u8, Tag::a);
-          b->scratch = memory(scratch_md, engine, DNNL_MEMORY_NONE);
+          b->scratch = unbound_scratchpad(e.scratch_bytes);
           b->args.add(DNNL_ARG_SCRATCHPAD, b->scratch);
         }
       } catch (const dnnl::error& err) {
