@@ -90,6 +90,42 @@ std::vector<Case> gemm_cases(const FastKernelEntry& e, int64_t opset) {
   return cases;
 }
 
+// int8 weights B [13, 21] with zero point 0, per tensor or per column, with and without a bias; A of
+// odd sizes and ranks, and all zeros (an empty range: scale 1). Tolerance: the fast kernel removes A's
+// zero point in float32 (onednn_int8_matmul.h), the reference in integers.
+std::vector<Case> dynamic_quantize_matmul_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  int seed = 0;
+  for (bool per_column : {false, true})
+    for (bool bias : {false, true})
+      for (std::vector<int64_t> a_shape : {std::vector<int64_t>{13}, {5, 13}, {2, 37, 13}}) {
+        Random rng(static_cast<uint32_t>(++seed));
+        TestGraph g = graph_for(e, opset);
+        g.input("a", rng.floats(a_shape, -2.0f, 3.0f));
+        std::vector<int8_t> b(13 * 21);
+        for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 255) - 127);
+        g.constant("b", ir::Tensor::from_vector(b, {13, 21}));
+        g.constant("s", per_column ? rng.floats({21}, 0.001f, 0.01f) : ir::Tensor::from_vector<float>({0.004f}, {}));
+        std::vector<std::string> ins = {"a", "b", "s"};
+        if (bias) {
+          g.constant("z", ir::Tensor::from_vector(std::vector<int8_t>(per_column ? 21 : 1, 0), per_column ? std::vector<int64_t>{21} : std::vector<int64_t>{}));
+          ins.push_back("z");
+          ins.push_back(g.constant("bias", rng.floats({21})));
+        }
+        add_node(g, e, ins);
+        cases.push_back({std::string(per_column ? "per column" : "per tensor") + (bias ? ", bias" : "") + ", A rank " +
+                             std::to_string(a_shape.size()),
+                         std::move(g), 1e-4});
+      }
+  TestGraph g = graph_for(e, opset);
+  g.input("a", ir::Tensor::from_vector(std::vector<float>(4 * 13, 0.0f), {4, 13}));
+  g.constant("b", ir::Tensor::from_vector(std::vector<int8_t>(13 * 21, 3), {13, 21}));
+  g.constant("s", ir::Tensor::from_vector<float>({0.5f}, {}));
+  add_node(g, e, {"a", "b", "s"});
+  cases.push_back({"A all zeros", std::move(g), 0.0});
+  return cases;
+}
+
 std::vector<Case> conv_cases(const FastKernelEntry& e, int64_t opset) {
   struct Shape {
     const char* what;
@@ -715,6 +751,7 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {"ai.kiln:FusedConv", conv_cases},
       {":ConvTranspose", conv_transpose_cases},
       {"com.microsoft:Attention", attention_cases},
+      {"com.microsoft:DynamicQuantizeMatMul", dynamic_quantize_matmul_cases},
       {":LayerNormalization", layer_norm_cases},
       {"com.microsoft:SkipLayerNormalization", layer_norm_cases},
       {":Gelu", gelu_cases},

@@ -26,6 +26,8 @@ const std::vector<Pass>& pipeline() {
       {"simplify_transpose_reshape_chains", Level::kBasic, simplify_transpose_reshape_chains},
       {"fold_conv_batch_norm", Level::kBasic, fold_conv_batch_norm},
       {"fuse_matmul_add_into_gemm", Level::kBasic, fuse_matmul_add_into_gemm},
+      // int8 MatMuls first: their bias Add is theirs, not a SkipLayerNormalization's or a BiasGelu's.
+      {"fuse_dynamic_quantize_matmul", Level::kExtended, fuse_dynamic_quantize_matmul},
       // HardSwish before the Conv fusions, which take it as an activation.
       {"fuse_hard_swish", Level::kExtended, fuse_hard_swish},
       {"fuse_conv_activation", Level::kExtended, fuse_conv_activation},

@@ -17,11 +17,12 @@ Command run_command();
 Command conformance_command();
 Command export_command();
 Command optimize_command();
+Command quantize_command();
 Command bench_command();
 
 inline std::vector<Command> all_commands() {
-  return {inspect_command(),  run_command(),   export_command(),
-          optimize_command(), bench_command(), conformance_command()};
+  return {inspect_command(),  run_command(),   export_command(), optimize_command(),
+          quantize_command(), bench_command(), conformance_command()};
 }
 
 }  // namespace kiln::tools

@@ -1,5 +1,6 @@
 // Reference kernels for the quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
-// MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv.
+// MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv; and ONNX Runtime's
+// com.microsoft.DynamicQuantizeMatMul, which its quantize_dynamic models run as.
 //
 // Numerics follow ONNX's reference implementation (onnx.reference), including where it rounds: integer
 // products are exact (int64) and wrap to int32 where ONNX accumulates in int32; float intermediates are
@@ -14,6 +15,7 @@
 
 #include "ir/narrow_types.h"
 #include "kernels/reference/common.h"
+#include "kernels/reference/dynamic_quantization.h"
 #include "ops/registry.h"
 
 namespace kiln::ops {
@@ -348,10 +350,9 @@ void dynamic_quantize_linear(KernelContext& ctx) {
       if (v > maxx) maxx = v;
       if (v < minx) minx = v;
     }
-    // An all-zero input has an empty range: scale 1 gives zero point 0 and y = 0, as ONNX's reference.
-    float scale = maxx == minx ? 1.0f : (maxx - minx) / 255.0f;
-    float zp = std::clamp(0.0f - minx / scale, 0.0f, 255.0f);
-    double zpi = round_half_even(zp);
+    const DynamicQuantization params = dynamic_quantization(minx, maxx);
+    const float scale = params.scale;
+    const double zpi = params.zero_point;
     Tensor y = ctx.make_tensor(DType::kUInt8, x.shape());
     uint8_t* out = y.data<uint8_t>();
     for (int64_t i = 0; i < x.numel(); ++i) {
@@ -525,6 +526,73 @@ void matmul_integer(KernelContext& ctx) {
   std::vector<int32_t> c = int_matmul(plan, centered_operand(ctx, a, azp, "a_zero_point", plan, true),
                                       centered_operand(ctx, b, bzp, "b_zero_point", plan, false));
   std::copy(c.begin(), c.end(), y.data<int32_t>());
+  ctx.set_output(0, std::move(y));
+}
+
+// com.microsoft.DynamicQuantizeMatMul: the subgraph ONNX Runtime's quantize_dynamic writes for a MatMul
+// (DynamicQuantizeLinear(A) -> MatMulInteger with B -> Cast to float -> Mul by a_scale * b_scale), plus an
+// optional bias, as one op:
+//
+//     Y = float(sum_k (qA - zpA) (B - zpB)) * (a_scale * b_scale) + bias
+//
+// with qA, a_scale, zpA from A as DynamicQuantizeLinear computes them; b_scale and b_zero_point are
+// per tensor or per column of B; the float products are rounded in that order, as the subgraph rounds.
+
+void infer_dynamic_quantize_matmul(InferenceContext& ctx) {
+  const ir::Type& a = ctx.input_type(0);
+  const ir::Type& b = ctx.input_type(1);
+  if (a.dtype != DType::kFloat32) ctx.fail("A must be float32, got ", ir::dtype_name(a.dtype));
+  check_8bit(ctx, b.dtype, "B");
+  if (ctx.input_type(2).dtype != DType::kFloat32)
+    ctx.fail("b_scale must be float32, got ", ir::dtype_name(ctx.input_type(2).dtype));
+  if (ctx.has_input(3)) check_same_type(ctx, ctx.input_type(3).dtype, b.dtype, "b_zero_point", "B");
+  if (ctx.has_input(4) && ctx.input_type(4).dtype != DType::kFloat32)
+    ctx.fail("bias must be float32, got ", ir::dtype_name(ctx.input_type(4).dtype));
+  ctx.set_output(0, DType::kFloat32, infer_matmul_shape(ctx, a, b));
+}
+
+void dynamic_quantize_matmul(KernelContext& ctx) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  const Tensor& b_scale = ctx.input(2);
+  const Tensor* bzp = optional_input(ctx, 3);
+  const Tensor* bias = optional_input(ctx, 4);
+  if (a.dtype() != DType::kFloat32) ctx.fail("A must be float32, got ", ir::dtype_name(a.dtype()));
+  check_8bit(ctx, b.dtype(), "B");
+  if (b_scale.dtype() != DType::kFloat32) ctx.fail("b_scale must be float32, got ", ir::dtype_name(b_scale.dtype()));
+  if (bzp) check_same_type(ctx, bzp->dtype(), b.dtype(), "b_zero_point", "B");
+  MatMulPlan plan = plan_matmul(ctx, a.shape(), b.shape());
+  if (bias) {
+    if (bias->dtype() != DType::kFloat32) ctx.fail("bias must be float32, got ", ir::dtype_name(bias->dtype()));
+    if (bias->rank() != 1 || bias->dim(0) != plan.n)
+      ctx.fail("bias must be a 1-D tensor of ", plan.n, " values (B's columns), got shape ",
+               ir::to_string(bias->shape()));
+  }
+  Tensor y = ctx.make_tensor(DType::kFloat32, plan.out_shape);
+  const float* x = a.data<float>();
+  float lo = 0.0f, hi = 0.0f;  // NaNs are skipped by these comparisons
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    if (x[i] > hi) hi = x[i];
+    if (x[i] < lo) lo = x[i];
+  }
+  const DynamicQuantization q = dynamic_quantization(lo, hi);
+  Tensor qa(DType::kUInt8, a.shape());
+  for (int64_t i = 0; i < a.numel(); ++i) qa.data<uint8_t>()[i] = quantize_u8(x[i], q);
+  const Tensor azp = Tensor::scalar<uint8_t>(q.zero_point);
+  std::vector<int32_t> c = int_matmul(plan, centered_operand(ctx, qa, &azp, "a_zero_point", plan, true),
+                                      centered_operand(ctx, b, bzp, "b_zero_point", plan, false));
+  const std::vector<int64_t> scale_at = operand_param_offsets(ctx, "b_scale", b_scale, plan, false);
+  const float* bs = b_scale.data<float>();
+  const float* bias_data = bias ? bias->data<float>() : nullptr;
+  float* out = y.data<float>();
+  for (size_t mat = 0; mat < plan.a_mat.size(); ++mat)
+    for (int64_t i = 0; i < plan.m; ++i)
+      for (int64_t j = 0; j < plan.n; ++j) {
+        const size_t o = (mat * static_cast<size_t>(plan.m) + static_cast<size_t>(i)) * static_cast<size_t>(plan.n) +
+                         static_cast<size_t>(j);
+        const float scale = q.scale * bs[scale_at[static_cast<size_t>(plan.b_mat[mat] * plan.n + j)]];
+        out[o] = static_cast<float>(c[o]) * scale + (bias_data ? bias_data[j] : 0.0f);
+      }
   ctx.set_output(0, std::move(y));
 }
 
@@ -932,6 +1000,8 @@ void register_quantization_ops(OpRegistry& r) {
   r.add(OpDef{"", "DynamicQuantizeLinear", 11, kMaxOnnxOpset, infer_dynamic_quantize_linear, dynamic_quantize_linear});
   r.add(OpDef{"", "MatMulInteger", 10, kMaxOnnxOpset, infer_matmul_integer, matmul_integer});
   r.add(OpDef{"", "QLinearMatMul", 10, kMaxOnnxOpset, infer_qlinear_matmul, qlinear_matmul});
+  r.add(OpDef{"com.microsoft", "DynamicQuantizeMatMul", 1, std::numeric_limits<int64_t>::max(),
+              infer_dynamic_quantize_matmul, dynamic_quantize_matmul});
   r.add(OpDef{"", "ConvInteger", 10, kMaxOnnxOpset, infer_conv_integer, conv_integer});
   r.add(OpDef{"", "QLinearConv", 10, kMaxOnnxOpset, infer_qlinear_conv, qlinear_conv});
 }

@@ -1,0 +1,217 @@
+// int8 dynamic quantization (passes/dynamic_quantization.cc) and kiln's reading of it: the rewrite into
+// ONNX Runtime's quantize_dynamic format (structure, numbers near float32, and ORT running the result
+// to the same numbers), then the fusion of each product into com.microsoft.DynamicQuantizeMatMul
+// (passes/dynamic_quantize_matmul_fusion.cc), whose fast kernel must give what the unfused subgraph gives.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "contrib_test_util.h"
+#include "pass_test_util.h"
+#include "passes/dynamic_quantization.h"
+#include "passes/passes.h"
+#include "runtime/session.h"
+
+namespace kiln {
+namespace {
+
+using testing::contrib::attr_int;
+using testing::contrib::Random;
+using testing::contrib::TestGraph;
+
+// x [2, 5, 48] -> MatMul W1 [48, 40] + b1 -> Relu -> h; x -> MatMul W2 [48, 40] -> y2 (same A as W1);
+// h [10, 40] (Reshape) -> Gemm W3^T [24, 40] (transB) + C [24], alpha 0.5 -> y3. Two outputs.
+TestGraph int8_test_model(uint32_t seed) {
+  Random rng(seed);
+  TestGraph g(17);
+  g.input("x", rng.floats({2, 5, 48}));
+  g.node("MatMul", {"x", g.constant("W1", rng.floats({48, 40}, -0.2f, 0.2f))}, {"m1"});
+  g.node("Add", {"m1", g.constant("b1", rng.floats({40}))}, {"a1"});
+  g.node("Relu", {"a1"}, {"h"});
+  g.node("MatMul", {"x", g.constant("W2", rng.floats({48, 40}, -0.3f, 0.3f))}, {"y2"});
+  g.node("Reshape", {"h", g.constant("shape", ir::Tensor::from_vector<int64_t>({10, 40}, {2}))}, {"h2"});
+  ir::Attribute alpha;
+  alpha.name = "alpha";
+  alpha.kind = ir::Attribute::Kind::kFloat;
+  alpha.f = 0.5f;
+  g.node("Gemm", {"h2", g.constant("W3", rng.floats({24, 40}, -0.2f, 0.2f)), g.constant("C", rng.floats({24}))},
+         {"y3"}, {attr_int("transB", 1), alpha});
+  g.output("y2");
+  g.output("y3");
+  return g;
+}
+
+ir::Model quantized_copy(const TestGraph& g, const passes::DynamicQuantizeOptions& options = {},
+                    passes::DynamicQuantizeReport* report = nullptr) {
+  ir::Model m = g.model();
+  passes::DynamicQuantizeReport r = passes::quantize_dynamic(m, options);
+  if (report) *report = r;
+  return m;
+}
+
+double output_cosine(const ir::Tensor& a, const ir::Tensor& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    ab += double(a.data<float>()[i]) * b.data<float>()[i];
+    aa += double(a.data<float>()[i]) * a.data<float>()[i];
+    bb += double(b.data<float>()[i]) * b.data<float>()[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST(DynamicQuantization, WritesOnnxRuntimesFormatForEveryProductWithConstantWeights) {
+  const TestGraph g = int8_test_model(1);
+  passes::DynamicQuantizeReport report;
+  const ir::Model q = quantized_copy(g, {}, &report);
+  EXPECT_EQ(report.quantized.size(), 3u);
+  EXPECT_TRUE(report.skipped.empty());
+  EXPECT_EQ(testing::count_ops(q, "MatMul"), 0);
+  EXPECT_EQ(testing::count_ops(q, "Gemm"), 0);
+  EXPECT_EQ(testing::count_ops(q, "MatMulInteger"), 3);
+  // x is quantized once for both of its products; h2 once.
+  EXPECT_EQ(testing::count_ops(q, "DynamicQuantizeLinear"), 2);
+  // The float weights are gone; int8 ones with a scalar scale and zero point took their place.
+  EXPECT_EQ(q.graph.find_initializer("W1"), nullptr);
+  int int8_weights = 0;
+  for (const auto& [name, t] : q.graph.initializers)
+    if (t.dtype() == ir::DType::kInt8 && t.rank() == 2) ++int8_weights;
+  EXPECT_EQ(int8_weights, 3);
+  EXPECT_EQ(report.float_weight_bytes, (48 * 40 * 2 + 24 * 40) * 4);
+  bool tagged = false;
+  for (const auto& [k, v] : q.metadata_props) tagged |= k == "kiln.quantization" && v == "int8-dynamic";
+  EXPECT_TRUE(tagged);
+}
+
+TEST(DynamicQuantization, StaysNearFloat32AndOnnxRuntimeRunsItToTheSameNumbers) {
+  for (bool per_channel : {false, true}) {
+    SCOPED_TRACE(per_channel ? "per column" : "per tensor");
+    const TestGraph g = int8_test_model(2);
+    passes::DynamicQuantizeOptions options;
+    options.per_channel = per_channel;
+    const ir::Model q = quantized_copy(g, options);
+    const std::vector<ir::Datum> want = testing::run_unoptimized(g.model(), g.feeds());
+    const std::vector<ir::Datum> got = testing::run_unoptimized(q, g.feeds(), true);
+    ASSERT_EQ(got.size(), 2u);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_GT(output_cosine(got[i].tensor, want[i].tensor), 0.999);
+      EXPECT_LT(testing::max_abs_diff(got[i].tensor, want[i].tensor), 0.05);
+      EXPECT_GT(testing::max_abs_diff(got[i].tensor, want[i].tensor), 0.0);  // it did quantize
+    }
+    testing::expect_ort_matches(q, g.feeds(), got, 1e-5, "quantized model");
+  }
+}
+
+TEST(DynamicQuantization, LeavesExcludedNodesAndOtherProductsInFloat) {
+  const TestGraph g = int8_test_model(3);
+  passes::DynamicQuantizeOptions options;
+  options.exclude = {"Gemm", "MatMul_3"};  // an op type, and a node's name (the second MatMul)
+  passes::DynamicQuantizeReport report;
+  const ir::Model q = quantized_copy(g, options, &report);
+  EXPECT_EQ(report.quantized.size(), 1u);
+  ASSERT_EQ(report.skipped.size(), 2u);
+  EXPECT_EQ(report.skipped[0].reason, "excluded (--exclude)");
+  EXPECT_EQ(testing::count_ops(q, "MatMulInteger"), 1);
+  EXPECT_EQ(testing::count_ops(q, "Gemm"), 1);
+
+  // A product of two activations is no candidate.
+  Random rng(4);
+  TestGraph h(17);
+  h.input("a", rng.floats({3, 4}));
+  h.input("b", rng.floats({4, 5}));
+  h.node("MatMul", {"a", "b"}, {"y"});
+  h.output("y");
+  ir::Model m = h.model();
+  report = passes::quantize_dynamic(m, {});
+  EXPECT_TRUE(report.quantized.empty());
+  ASSERT_EQ(report.skipped.size(), 1u);
+  EXPECT_EQ(report.skipped[0].reason, "B is not a 2-D float32 constant");
+}
+
+TEST(DynamicQuantization, RefusesOpsetsWithoutDynamicQuantizeLinear) {
+  TestGraph g(10);
+  Random rng(5);
+  g.input("x", rng.floats({2, 4}));
+  g.node("MatMul", {"x", g.constant("W", rng.floats({4, 3}))}, {"y"});
+  g.output("y");
+  ir::Model m = g.model();
+  try {
+    passes::quantize_dynamic(m, {});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs ONNX opset 11 or later (DynamicQuantizeLinear); the model imports opset 10"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(DynamicQuantizeMatMulFusion, FoldsEachProductAndItsBiasIntoOneOpWithTheSameResults) {
+  for (bool per_channel : {false, true}) {
+    SCOPED_TRACE(per_channel ? "per column" : "per tensor");
+    const TestGraph g = int8_test_model(6);
+    passes::DynamicQuantizeOptions options;
+    options.per_channel = per_channel;
+    const ir::Model q = quantized_copy(g, options);
+    passes::OptimizeOptions o;
+    o.level = passes::Level::kExtended;
+    // The fused model runs the fast kernel; the unfused one the reference kernels, op by op.
+    const testing::Optimized fused = testing::optimize_and_compare(q, o, g.feeds(), 1e-4);
+    SCOPED_TRACE(fused.text());
+    EXPECT_EQ(fused.ops("com.microsoft.DynamicQuantizeMatMul"), 3);
+    EXPECT_EQ(fused.ops("MatMulInteger"), 0);
+    EXPECT_EQ(fused.ops("DynamicQuantizeLinear"), 0);
+    EXPECT_EQ(fused.ops("Cast"), 0);
+    // W1's bias Add and the Gemm's C joined their products.
+    EXPECT_EQ(fused.ops("Add"), 0);
+    const ir::Node* gemm = fused.writer_of("y3");
+    ASSERT_NE(gemm, nullptr);
+    EXPECT_EQ(gemm->op_type, "DynamicQuantizeMatMul");
+    ASSERT_EQ(gemm->inputs.size(), 5u);
+    EXPECT_FALSE(gemm->inputs[4].empty());
+  }
+}
+
+// The reference kernel of com.microsoft.DynamicQuantizeMatMul against the ONNX subgraph it stands for, both
+// on the reference kernels alone: the same integers, and the same float32 rounding in the same order.
+TEST(DynamicQuantizeMatMulReference, IsTheSubgraphBitForBit) {
+  const TestGraph g = int8_test_model(8);
+  for (bool per_channel : {false, true}) {
+    passes::DynamicQuantizeOptions options;
+    options.per_channel = per_channel;
+    const ir::Model q = quantized_copy(g, options);
+    const testing::Fused fused = testing::run_passes(q, {passes::fuse_dynamic_quantize_matmul});
+    ASSERT_EQ(fused.changed("DynamicQuantizeMatMul"), 3);
+    runtime::SessionOptions reference;
+    reference.optimization = passes::Level::kNone;
+    reference.fast_kernels = false;
+    reference.verify_inference = true;
+    runtime::Session want(q, reference), got(fused.model, reference);
+    const std::vector<ir::Datum> a = want.run(g.feeds()), b = got.run(g.feeds());
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(testing::max_abs_diff(a[i].tensor, b[i].tensor), 0.0);
+  }
+}
+
+TEST(DynamicQuantizeMatMulFusion, LeavesAProductWhoseScaleIsNotTheActivationsAlone) {
+  // MatMulInteger of two quantized activations: no constant B, so it stays.
+  Random rng(7);
+  TestGraph g(17);
+  g.input("a", rng.floats({3, 4}));
+  g.input("b", rng.floats({4, 5}));
+  g.node("DynamicQuantizeLinear", {"a"}, {"qa", "sa", "za"});
+  g.node("DynamicQuantizeLinear", {"b"}, {"qb", "sb", "zb"});
+  g.node("MatMulInteger", {"qa", "qb", "za", "zb"}, {"p"});
+  g.node("Cast", {"p"}, {"pf"}, {attr_int("to", 1)});
+  g.node("Mul", {"sa", "sb"}, {"s"});
+  g.node("Mul", {"pf", "s"}, {"y"});
+  g.output("y");
+  const testing::Fused f = testing::run_passes(g.model(), {passes::fuse_dynamic_quantize_matmul});
+  EXPECT_EQ(f.changed("DynamicQuantizeMatMul"), 0);
+  ASSERT_EQ(f.reasons().size(), 1u);
+  EXPECT_EQ(f.reasons()[0], "B or its zero point is not a constant");
+}
+
+}  // namespace
+}  // namespace kiln
