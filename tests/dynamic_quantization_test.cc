@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "common/error.h"
+#include "io/npy.h"
+#include "onnx/model_io.h"
+#include "analysis/model_preparation.h"
 #include "contrib_test_util.h"
 #include "pass_test_util.h"
 #include "passes/dynamic_quantization.h"
@@ -192,6 +195,70 @@ TEST(DynamicQuantizeMatMulReference, IsTheSubgraphBitForBit) {
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(testing::max_abs_diff(a[i].tensor, b[i].tensor), 0.0);
   }
+}
+
+// QAttention's reference: its integer projection, scaled, equals Attention's on the dequantized input and
+// weights (up to float rounding: the one sums exact integers, the other float products in double).
+TEST(QAttentionReference, IsTheQuantizedProjectionThenAttention) {
+  for (bool per_column : {false, true}) {
+    SCOPED_TRACE(per_column ? "per column" : "per tensor");
+    Random rng(11);
+    const int64_t batch = 2, seq = 6, in = 12, d = 8;  // 2 heads of 4
+    std::vector<uint8_t> xq(batch * seq * in);
+    for (size_t i = 0; i < xq.size(); ++i) xq[i] = static_cast<uint8_t>(i * 71 % 256);
+    std::vector<int8_t> wq(in * 3 * d);
+    for (size_t i = 0; i < wq.size(); ++i) wq[i] = static_cast<int8_t>(static_cast<int>(i * 29 % 255) - 127);
+    const float x_scale = 0.02f;
+    const uint8_t x_zp = 100;
+    std::vector<float> w_scale(per_column ? 3 * d : 1);
+    for (size_t i = 0; i < w_scale.size(); ++i) w_scale[i] = 0.003f + 0.0005f * static_cast<float>(i % 5);
+    const ir::Tensor bias = rng.floats({3 * d});
+    const ir::Tensor mask = ir::Tensor::from_vector<int32_t>({1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1}, {batch, seq});
+
+    TestGraph q(17);
+    q.input("x", ir::Tensor::from_vector(xq, {batch, seq, in}));
+    q.constant("w", ir::Tensor::from_vector(wq, {in, 3 * d}));
+    q.constant("b", bias);
+    q.constant("xs", ir::Tensor::from_vector<float>({x_scale}, {}));
+    q.constant("ws", ir::Tensor::from_vector(w_scale, per_column ? std::vector<int64_t>{3 * d} : std::vector<int64_t>{}));
+    q.input("mask", mask);
+    q.constant("xz", ir::Tensor::from_vector<uint8_t>({x_zp}, {}));
+    q.contrib("QAttention", {"x", "w", "b", "xs", "ws", "mask", "xz"}, {"y"}, {attr_int("num_heads", 2)});
+    q.output("y");
+
+    std::vector<float> xf(xq.size()), wf(wq.size());
+    for (size_t i = 0; i < xq.size(); ++i) xf[i] = (static_cast<float>(xq[i]) - x_zp) * x_scale;
+    for (size_t i = 0; i < wq.size(); ++i) wf[i] = wq[i] * w_scale[per_column ? i % (3 * d) : 0];
+    TestGraph f(17);
+    f.input("x", ir::Tensor::from_vector(xf, {batch, seq, in}));
+    f.constant("w", ir::Tensor::from_vector(wf, {in, 3 * d}));
+    f.constant("b", bias);
+    f.input("mask", mask);
+    f.contrib("Attention", {"x", "w", "b", "mask"}, {"y"}, {attr_int("num_heads", 2)});
+    f.output("y");
+    EXPECT_LT(testing::max_abs_diff(q.run()[0], f.run()[0]), 1e-5);
+  }
+}
+
+// The int8 BERT fixture: its Q, K and V products fused into QAttention (after one DynamicQuantizeLinear
+// of their input), the other products into DynamicQuantizeMatMul; outputs near the unfused int8 model's.
+TEST(DynamicQuantizeMatMulFusion, TheInt8BertFixtureGetsQAttention) {
+  ir::Model m = onnx_io::load_model(KILN_SOURCE_DIR "/tests/data/bert-tiny/model.onnx");
+  analysis::prepare_model(m);
+  passes::quantize_dynamic(m, {});
+  std::unordered_map<std::string, ir::Datum> feeds;
+  for (const char* name : {"input_ids", "attention_mask", "token_type_ids"})
+    feeds[name] = ir::Datum(io::read_npy(std::string(KILN_SOURCE_DIR "/tests/data/bert-tiny/inputs/") + name + ".npy"));
+  passes::OptimizeOptions o;
+  o.level = passes::Level::kExtended;
+  o.target = passes::Target::kOnnxRuntime;
+  // Not closer: a last-bit difference before a quantization can move a value by one step of its scale.
+  const testing::Optimized fused = testing::optimize_and_compare(m, o, feeds, 1e-3);
+  SCOPED_TRACE(fused.text());
+  EXPECT_EQ(fused.ops("com.microsoft.QAttention"), 2);
+  EXPECT_EQ(fused.ops("com.microsoft.DynamicQuantizeMatMul"), 7);
+  EXPECT_EQ(fused.ops("DynamicQuantizeLinear"), 2);
+  EXPECT_EQ(fused.ops("MatMul"), 0);
 }
 
 TEST(DynamicQuantizeMatMulFusion, LeavesAProductWhoseScaleIsNotTheActivationsAlone) {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -123,6 +124,62 @@ std::vector<Case> dynamic_quantize_matmul_cases(const FastKernelEntry& e, int64_
   g.constant("s", ir::Tensor::from_vector<float>({0.5f}, {}));
   add_node(g, e, {"a", "b", "s"});
   cases.push_back({"A all zeros", std::move(g), 0.0});
+  return cases;
+}
+
+// DynamicQuantizeLinear of odd sizes and ranges: mixed signs, one sign only (the range extended to 0), all
+// zeros, a NaN (quantized to 0). Exact: both sides quantize by the one rule.
+std::vector<Case> dynamic_quantize_linear_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  struct Input {
+    const char* what;
+    std::vector<int64_t> shape;
+    float lo, hi;
+  };
+  for (const Input& in : {Input{"mixed signs", {3, 37}, -3.0f, 5.0f}, Input{"positive", {129}, 0.5f, 2.0f},
+                          Input{"negative", {2, 2, 17}, -7.0f, -1.0f}, Input{"zeros", {20}, 0.0f, 0.0f}}) {
+    Random rng(static_cast<uint32_t>(cases.size() + 1));
+    TestGraph g = graph_for(e, opset);
+    ir::Tensor x = rng.floats(in.shape, in.lo, in.hi);
+    if (in.lo == in.hi)
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 0.0f;
+    g.input("x", x);
+    g.node(e.op, {"x"}, {"y", "scale", "zero_point"}, {}, e.domain);
+    for (const char* out : {"y", "scale", "zero_point"}) g.output(out);
+    cases.push_back({in.what, std::move(g), 0.0});
+  }
+  TestGraph g = graph_for(e, opset);
+  ir::Tensor x = Random(9).floats({40}, -1.0f, 2.0f);
+  x.data<float>()[7] = std::numeric_limits<float>::quiet_NaN();
+  g.input("x", x);
+  add_node(g, e, {"x"});
+  cases.push_back({"a NaN", std::move(g), 0.0});
+  return cases;
+}
+
+// QAttention on uint8 input [2, 5, 16] (2 heads of 8), int8 weights [16, 48], per tensor or per column
+// scales, with and without a raw [2, 5] mask.
+std::vector<Case> qattention_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (bool per_column : {false, true})
+    for (bool mask : {false, true}) {
+      Random rng(static_cast<uint32_t>(cases.size() + 1));
+      TestGraph g = graph_for(e, opset);
+      std::vector<uint8_t> x(2 * 5 * 16);
+      for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 97 % 256);
+      g.input("x", ir::Tensor::from_vector(x, {2, 5, 16}));
+      std::vector<int8_t> w(16 * 48);
+      for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(static_cast<int>(i * 53 % 255) - 127);
+      g.constant("w", ir::Tensor::from_vector(w, {16, 48}));
+      g.constant("b", rng.floats({48}));
+      g.input("x_scale", ir::Tensor::from_vector<float>({0.01f}, {}));
+      g.constant("w_scale", per_column ? rng.floats({48}, 0.001f, 0.004f) : ir::Tensor::from_vector<float>({0.002f}, {}));
+      g.input("x_zero_point", ir::Tensor::from_vector<uint8_t>({121}, {}));
+      std::string m;
+      if (mask) m = g.input("mask", ir::Tensor::from_vector<int32_t>({1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, {2, 5}));
+      add_node(g, e, {"x", "w", "b", "x_scale", "w_scale", m, "x_zero_point"}, {attr_int("num_heads", 2)});
+      cases.push_back({std::string(per_column ? "per column" : "per tensor") + (mask ? ", masked" : ""), std::move(g)});
+    }
   return cases;
 }
 
@@ -752,6 +809,8 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {":ConvTranspose", conv_transpose_cases},
       {"com.microsoft:Attention", attention_cases},
       {"com.microsoft:DynamicQuantizeMatMul", dynamic_quantize_matmul_cases},
+      {"com.microsoft:QAttention", qattention_cases},
+      {":DynamicQuantizeLinear", dynamic_quantize_linear_cases},
       {":LayerNormalization", layer_norm_cases},
       {"com.microsoft:SkipLayerNormalization", layer_norm_cases},
       {":Gelu", gelu_cases},
@@ -834,9 +893,12 @@ TEST(FastKernelTable, EveryEntryMatchesTheReferenceAtItsOpsets) {
   for (const FastKernelEntry& e : kernels::cpu::fast_kernel_table()) {
     auto maker = case_makers().find(key(e));
     ASSERT_NE(maker, case_makers().end()) << key(e) << " has no cases in fast_kernel_table_test.cc";
-    // The cases are float32, but for the entries that take no float32 (the logical ops), whose cases are
-    // in their own types, and the comparisons, whose cases cover each of theirs.
-    ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32) || e.dtypes == kernels::cpu::dtype_set({ir::DType::kBool}))
+    // The cases are float32, but for the entries that take no float32 (the logical ops, QAttention), whose
+    // cases are in their own types, and the comparisons, whose cases cover each of theirs.
+    // QAttention's input is uint8 (its cases too).
+    ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32) ||
+                e.dtypes == kernels::cpu::dtype_set({ir::DType::kBool}) ||
+                e.dtypes == kernels::cpu::dtype_set({ir::DType::kUInt8}))
         << key(e) << ": cases are float32 only";
     for (int64_t opset : std::set<int64_t>{e.since_opset, newest_opset(e)}) {
       for (Case& c : maker->second(e, opset)) {

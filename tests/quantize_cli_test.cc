@@ -70,6 +70,14 @@ TEST(QuantizeCli, Int8DynamicBertRunsInKilnAndOnnxRuntimeAlike) {
     EXPECT_LT(int8_file_max_diff(ours[0].tensor, theirs), 1e-3) << "kiln vs ONNX Runtime on the int8 model";
     EXPECT_GT(int8_file_cosine(ours[0].tensor, fp32), 0.999) << "int8 vs the float32 reference output";
     EXPECT_GT(int8_file_max_diff(ours[0].tensor, fp32), 1e-4) << "the model did change";
+
+    // kiln's optimized int8 model (QAttention, DynamicQuantizeMatMul) runs in ONNX Runtime too.
+    r = testing::run_kiln({"optimize", dir.file("int8.onnx"), "-o", dir.file("int8-opt.onnx"), "--report"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("QAttention 2"), std::string::npos) << r.out;
+    ort = testing::run_ort(dir.file("int8-opt.onnx"), kBertTinyFixture + "/inputs", dir.file("ort-opt"), "disabled");
+    ASSERT_EQ(ort.exit_code, 0) << ort.err;
+    EXPECT_LT(int8_file_max_diff(ours[0].tensor, io::read_npy(dir.file("ort-opt/last_hidden_state.npy"))), 1e-3);
   }
 }
 

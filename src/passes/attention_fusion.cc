@@ -43,6 +43,11 @@
 // itself, which is the same for a 0/1 mask. The Cast to int32 is written once and read by every layer.
 // No mask means no mask input. The output projection MatMul+Add stays as it is.
 //
+// int8 models (ONNX Runtime's quantize_dynamic, or `kiln quantize --mode int8-dynamic`, once their
+// products are folded into DynamicQuantizeMatMul): when Q, K and V are all DynamicQuantizeMatMul of one
+// input (int8 weights with zero point 0), the block becomes DynamicQuantizeLinear(x) -> com.microsoft.
+// QAttention, ONNX Runtime's int8 Attention, with the three int8 weights packed and one scale per column.
+//
 // Not fused, with that reason: masks not built from a 2-D mask input, i.e. a causal triangle (a constant,
 // or Where over a bool buffer), a custom float mask, or scores masked by Where (GPT-2). Matching causal
 // masks onto Attention's unidirectional=1 is left for when decoder models need it.
@@ -53,10 +58,12 @@
 // the block's own nodes, are removed with the block; the constants they read die later (dead-code
 // elimination).
 //
-// Reported: "Attention" per fused block; candidates (a MatMul of two Transposes, or of scaled ones, that
+// Reported: "Attention" (or "QAttention") per fused block; candidates (a MatMul of two Transposes, or of scaled ones, that
 // reaches a Softmax) left alone are rejected with the reason, at the Q.K^T MatMul where the match started.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
@@ -116,6 +123,9 @@ struct Head {
   double scale = 1;             // the product of those Mul/Div factors
   std::string x, weight, bias;  // bias "" when there is no Add
   int64_t heads = 0, head_size = 0;
+  // A com.microsoft.DynamicQuantizeMatMul (int8 weights, zero point 0) instead of a MatMul: its scale.
+  bool quantized = false;
+  std::string weight_scale;
 };
 
 struct Match {
@@ -203,6 +213,8 @@ class Matcher {
     m.k = head(mm.inputs[1], {0, 2, 3, 1}, "K", true);
     m.v = head(g_.nodes[m.pv].inputs[1], {0, 2, 1, 3}, "V", false);
     m.scale *= m.q.scale * m.k.scale;
+    if (m.q.quantized != m.k.quantized || m.q.quantized != m.v.quantized)
+      reject("Q, K and V are not all int8 (DynamicQuantizeMatMul) or all float32 (MatMul) projections");
     if (m.q.x != m.k.x || m.q.x != m.v.x)
       reject("Q, K and V do not read the same input (" + quoted(m.q.x) + ", " + quoted(m.k.x) + ", " + quoted(m.v.x) +
              ")");
@@ -575,7 +587,7 @@ class Matcher {
       h.add = index_of(p);
       const ir::Node* a = index_.producer_node(p->inputs[0]);
       const ir::Node* b = index_.producer_node(p->inputs[1]);
-      int mm_side = a && is_op(*a, "MatMul") ? 0 : (b && is_op(*b, "MatMul") ? 1 : -1);
+      int mm_side = is_projection(a) ? 0 : (is_projection(b) ? 1 : -1);
       if (mm_side < 0) reject(what + " is not a MatMul plus bias");
       h.bias = p->inputs[1 - mm_side];
       p = mm_side == 0 ? a : b;
@@ -585,6 +597,7 @@ class Matcher {
         reject("the " + what + " bias " + quoted(h.bias) + " is not float32 [" + std::to_string(h.heads * h.head_size) +
                "]");
     }
+    if (p && is_dynamic_quantize_matmul(*p)) return quantized_head(h, *p, what);
     if (!p || !is_op(*p, "MatMul")) reject(what + " is not computed by a MatMul");
     h.matmul = index_of(p);
     h.x = p->inputs[0];
@@ -594,6 +607,43 @@ class Matcher {
     if (w->dtype() != ir::DType::kFloat32 || w->rank() != 2 || w->dim(1) != h.heads * h.head_size)
       reject("the " + what + " weights " + quoted(h.weight) + " are not float32 [in, " +
              std::to_string(h.heads * h.head_size) + "]");
+    return h;
+  }
+
+  static bool is_dynamic_quantize_matmul(const ir::Node& n) {
+    return n.domain == kContribDomain && n.op_type == "DynamicQuantizeMatMul" && n.inputs.size() >= 3;
+  }
+  static bool is_projection(const ir::Node* n) { return n && (is_op(*n, "MatMul") || is_dynamic_quantize_matmul(*n)); }
+
+  // An int8 projection: B int8 [in, D] with zero point 0, its scale per tensor or per column, its bias
+  // (an input of the op, or the Add after it, not both).
+  Head quantized_head(Head h, const ir::Node& p, const std::string& what) const {
+    h.quantized = true;
+    h.matmul = index_of(&p);
+    h.x = p.inputs[0];
+    h.weight = p.inputs[1];
+    h.weight_scale = p.inputs[2];
+    const int64_t d = h.heads * h.head_size;
+    std::optional<ir::Tensor> w = index_.constant(h.weight);
+    if (!w || w->dtype() != ir::DType::kInt8 || w->rank() != 2 || w->dim(1) != d)
+      reject("the " + what + " weights " + quoted(h.weight) + " are not an int8 constant [in, " + std::to_string(d) + "]");
+    std::optional<ir::Tensor> scale = index_.constant(h.weight_scale);
+    if (!scale || scale->dtype() != ir::DType::kFloat32 || (scale->numel() != 1 && scale->shape() != ir::Dims{d}))
+      reject("the " + what + " weight scale " + quoted(h.weight_scale) + " is not a float32 constant, one or " +
+             std::to_string(d) + " values");
+    if (p.inputs.size() > 3 && !p.inputs[3].empty()) {
+      std::optional<ir::Tensor> zp = index_.constant(p.inputs[3]);
+      bool zero = zp.has_value() && zp->dtype() == ir::DType::kInt8;
+      for (int64_t i = 0; zero && i < zp->numel(); ++i) zero = zp->data<int8_t>()[i] == 0;
+      if (!zero) reject("the " + what + " weights' zero point is not 0");
+    }
+    if (p.inputs.size() > 4 && !p.inputs[4].empty()) {
+      if (!h.bias.empty()) reject("the " + what + " projection has a bias input and a bias Add");
+      h.bias = p.inputs[4];
+      std::optional<ir::Tensor> bias = index_.constant(h.bias);
+      if (!bias || bias->dtype() != ir::DType::kFloat32 || bias->rank() != 1 || bias->dim(0) != d)
+        reject("the " + what + " bias " + quoted(h.bias) + " is not a float32 constant [" + std::to_string(d) + "]");
+    }
     return h;
   }
 
@@ -695,16 +745,31 @@ class Matcher {
   int64_t opset_;
 };
 
-// [in, D] x 3 -> [in, 3D], Q | K | V along the columns.
+// [in, D] x 3 -> [in, 3D], Q | K | V along the columns (float32, or int8 for QAttention).
 ir::Tensor pack_weights(const ir::Tensor& q, const ir::Tensor& k, const ir::Tensor& v) {
   const int64_t rows = q.dim(0), d = q.dim(1);
-  ir::Tensor w(ir::DType::kFloat32, {rows, 3 * d});
-  float* out = w.data<float>();
-  const float* src[3] = {q.data<float>(), k.data<float>(), v.data<float>()};
+  ir::Tensor w(q.dtype(), {rows, 3 * d});
+  const size_t size = ir::dtype_size(q.dtype());
+  auto* out = static_cast<std::byte*>(w.raw());
+  const ir::Tensor* src[3] = {&q, &k, &v};
   for (int64_t r = 0; r < rows; ++r)
     for (int part = 0; part < 3; ++part)
-      for (int64_t c = 0; c < d; ++c) out[r * 3 * d + part * d + c] = src[part][r * d + c];
+      std::memcpy(out + static_cast<size_t>(r * 3 * d + part * d) * size,
+                  static_cast<const std::byte*>(src[part]->raw()) + static_cast<size_t>(r * d) * size,
+                  static_cast<size_t>(d) * size);
   return w;
+}
+
+// QAttention's weight scale: [3D], each projection's scale (one, or one per column) in its columns.
+ir::Tensor pack_weight_scales(const GraphIndex& index, const Head& q, const Head& k, const Head& v, int64_t d) {
+  ir::Tensor s(ir::DType::kFloat32, {3 * d});
+  float* out = s.data<float>();
+  const Head* heads[3] = {&q, &k, &v};
+  for (int part = 0; part < 3; ++part) {
+    const ir::Tensor t = *index.constant(heads[part]->weight_scale);
+    for (int64_t c = 0; c < d; ++c) out[part * d + c] = t.data<float>()[t.numel() == 1 ? 0 : c];
+  }
+  return s;
 }
 
 ir::Tensor pack_bias(const GraphIndex& index, const Head& q, const Head& k, const Head& v, int64_t d) {
@@ -759,12 +824,31 @@ bool fuse_attention(ir::Graph& g, PassContext& ctx) {
     g.add_initializer(b, pack_bias(index, m.q, m.k, m.v, d));
 
     ir::Node att;
-    att.name = ctx.fresh_name(scope + "Attention");
-    att.op_type = "Attention";
-    att.domain = kContribDomain;
-    att.inputs = {m.q.x, w, b};
-    if (!m.raw_mask.empty()) att.inputs.push_back(mask_int32(m.raw_mask));
     att.outputs = {g.nodes[m.out_reshape].outputs[0]};
+    att.domain = kContribDomain;
+    if (!m.q.quantized) {
+      att.name = ctx.fresh_name(scope + "Attention");
+      att.op_type = "Attention";
+      att.inputs = {m.q.x, w, b};
+      if (!m.raw_mask.empty()) att.inputs.push_back(mask_int32(m.raw_mask));
+    } else {
+      // int8: the input quantized once by a DynamicQuantizeLinear, then ONNX Runtime's QAttention with the
+      // packed int8 weights and one scale per column.
+      const std::string x = m.q.x;
+      std::vector<std::string> q = {ctx.fresh_name(x + "_quantized"), ctx.fresh_name(x + "_scale"),
+                                    ctx.fresh_name(x + "_zero_point")};
+      ir::Node dql;
+      dql.name = ctx.fresh_name(scope + "QuantizeLinear");
+      dql.op_type = "DynamicQuantizeLinear";
+      dql.inputs = {x};
+      dql.outputs = q;
+      added.push_back(std::move(dql));
+      std::string ws = ctx.fresh_name(scope + "qkv_weight_scale");
+      g.add_initializer(ws, pack_weight_scales(index, m.q, m.k, m.v, d));
+      att.name = ctx.fresh_name(scope + "QAttention");
+      att.op_type = "QAttention";
+      att.inputs = {q[0], w, b, q[1], ws, m.raw_mask.empty() ? "" : mask_int32(m.raw_mask), q[2]};
+    }
     ir::Attribute heads;
     heads.name = "num_heads";
     heads.kind = ir::Attribute::Kind::kInt;
@@ -789,7 +873,7 @@ bool fuse_attention(ir::Graph& g, PassContext& ctx) {
     }
     added.push_back(std::move(att));
     removed.insert(removed.end(), m.remove.begin(), m.remove.end());
-    ctx.changed("Attention");
+    ctx.changed(m.q.quantized ? "QAttention" : "Attention");
   }
   remove_nodes(g, removed);
   for (ir::Node& n : added) g.nodes.push_back(std::move(n));

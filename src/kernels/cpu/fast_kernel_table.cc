@@ -15,7 +15,7 @@ std::span<const FastKernelEntry> fast_kernel_table() {
           resize_kernel_entries, recurrent_kernel_entries, elementwise_chain_kernel_entries, pad_kernel_entries,
           gather_kernel_entries, batch_norm_kernel_entries,
           unary_elementwise_kernel_entries, comparison_kernel_entries,
-          dynamic_quantize_matmul_kernel_entries})
+          dynamic_quantization_kernel_entries})
       for (const FastKernelEntry& e : family()) all.push_back(e);
     return all;
   }();

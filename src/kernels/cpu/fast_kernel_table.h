@@ -59,7 +59,7 @@ std::span<const FastKernelEntry> gather_kernel_entries();      // gather_kernel.
 std::span<const FastKernelEntry> batch_norm_kernel_entries();  // batch_norm_kernel.cc
 std::span<const FastKernelEntry> unary_elementwise_kernel_entries();  // unary_elementwise_kernel.cc
 std::span<const FastKernelEntry> comparison_kernel_entries();  // comparison_kernel.cc
-std::span<const FastKernelEntry> dynamic_quantize_matmul_kernel_entries();  // dynamic_quantize_matmul_kernel.cc
+std::span<const FastKernelEntry> dynamic_quantization_kernel_entries();  // dynamic_quantization_kernel.cc
 
 // Every entry, in a fixed order; at most one per (domain, op, opset).
 std::span<const FastKernelEntry> fast_kernel_table();

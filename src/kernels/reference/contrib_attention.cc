@@ -1,5 +1,5 @@
 // com.microsoft Attention (multi-head self-attention with packed Q|K|V weights), as ONNX Runtime's CPU
-// kernel computes it:
+// kernel computes it (and QAttention, its int8 twin, below):
 //
 //   input (B,S,D_in) x weights (D_in, D+D+D_v) + bias  ->  Q | K | V, split into num_heads heads
 //   score[b,n,i,j] = scale * Q[b,i,n] . K[b,j,n]  (+ attention_bias[b,n,i,j])  (+ mask[b,i,j])
@@ -98,6 +98,19 @@ void refuse_state(const NodeView& node, bool past, bool past_sequence_length, bo
   if (present) node.fail("output 1 (present) is requested: attention with present state is not supported");
 }
 
+// The output's shape: the input's (batch, sequence) and D_v from the weights' columns, when known.
+std::optional<ir::Shape> output_shape(const InferenceContext& ctx, const AttentionConfig& c, const ir::Type& x,
+                                      size_t weights_input) {
+  if (!x.shape) return std::nullopt;
+  if (x.shape->rank() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(*x.shape));
+  std::optional<ir::Shape> out = x.shape;
+  out->dims[2] = ir::Dim();
+  auto w = input_shape(ctx, weights_input);
+  if (w && w->rank() != 2) ctx.fail("weights must be 2-D, got ", ir::to_string(*w));
+  if (w && (*w)[1].is_static()) out->dims[2] = ir::Dim(hidden_sizes(ctx, c, (*w)[1].value).v);
+  return out;
+}
+
 void infer_attention(InferenceContext& ctx) {
   AttentionConfig c = read_config(ctx);
   refuse_state(ctx, ctx.has_input(kPast), ctx.has_input(kPastSequenceLength), ctx.has_output(1));
@@ -107,24 +120,15 @@ void infer_attention(InferenceContext& ctx) {
   require_int32_input(ctx, kMaskIndex, "mask_index");
   require_float32_input(ctx, kAttentionBias, "attention_bias");
   const ir::Type& x = ctx.input_type(kInput);
-  std::optional<ir::Shape> out;
-  if (x.shape) {
-    if (x.shape->rank() != 3)
-      ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(*x.shape));
-    out = x.shape;
-    out->dims[2] = ir::Dim();
-    auto w = input_shape(ctx, kWeights);
-    if (w && w->rank() != 2) ctx.fail("weights must be 2-D, got ", ir::to_string(*w));
-    if (w && (*w)[1].is_static()) out->dims[2] = ir::Dim(hidden_sizes(ctx, c, (*w)[1].value).v);
-  }
-  ctx.set_output(0, x.dtype, out);
+  ctx.set_output(0, x.dtype, output_shape(ctx, c, x, kWeights));
 }
 
 // The additive mask (B, S, T) built from mask_index and unidirectional; empty when nothing is masked.
-std::vector<float> build_mask(const KernelContext& ctx, const AttentionConfig& c, int64_t batch, int64_t seq) {
+std::vector<float> build_mask(const KernelContext& ctx, const AttentionConfig& c, int64_t batch, int64_t seq,
+                              size_t mask_input) {
   int64_t total = seq;  // no past state: T = S
   bool causal = c.unidirectional && seq > 1;
-  const ir::Tensor* m = ctx.has_input(kMaskIndex) ? &ctx.input(kMaskIndex) : nullptr;
+  const ir::Tensor* m = ctx.has_input(mask_input) ? &ctx.input(mask_input) : nullptr;
   if (m) {
     require_int32(ctx, m->dtype(), "mask_index");
     const auto& d = m->shape();
@@ -178,29 +182,11 @@ std::vector<float> build_mask(const KernelContext& ctx, const AttentionConfig& c
   return mask;
 }
 
-void attention_kernel(KernelContext& ctx) {
-  AttentionConfig c = read_config(ctx);
-  refuse_state(ctx, ctx.has_input(kPast), ctx.has_input(kPastSequenceLength), ctx.has_output(1));
-  const ir::Tensor& x = ctx.input(kInput);
-  const ir::Tensor& w = ctx.input(kWeights);
-  require_float32(ctx, x.dtype(), "input");
-  require_float32(ctx, w.dtype(), "weights");
-  if (x.rank() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(x.shape()));
-  if (w.rank() != 2 || w.dim(0) != x.dim(2))
-    ctx.fail("weights of shape ", ir::to_string(w.shape()), " must be 2-D with ", x.dim(2),
-             " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
-  const int64_t batch = x.dim(0), seq = x.dim(1), in_hidden = x.dim(2), columns = w.dim(1);
+// Scores, softmax and the weighted sum of V from the Q | K | V projections, (B*S, columns) floats.
+void attend(KernelContext& ctx, const AttentionConfig& c, const std::vector<float>& qkv, int64_t batch, int64_t seq,
+            int64_t columns, const HiddenSizes& hs, const ir::Tensor* attn_bias, size_t mask_input) {
   const int64_t total = seq;
-  HiddenSizes hs = hidden_sizes(ctx, c, columns);
   const int64_t heads = c.num_heads, head = hs.qk / heads, v_head = hs.v / heads;
-  const float* bias = nullptr;
-  if (ctx.has_input(kBias)) {
-    const ir::Tensor& b = ctx.input(kBias);
-    require_float32(ctx, b.dtype(), "bias");
-    require_vector(ctx, b, columns, "bias");
-    bias = b.data<float>();
-  }
-  const ir::Tensor* attn_bias = ctx.has_input(kAttentionBias) ? &ctx.input(kAttentionBias) : nullptr;
   if (attn_bias) {
     require_float32(ctx, attn_bias->dtype(), "attention_bias");
     const auto& d = attn_bias->shape();
@@ -208,20 +194,8 @@ void attention_kernel(KernelContext& ctx) {
       ctx.fail("attention_bias of shape ", ir::to_string(d), " must be (batch or 1, num_heads or 1, sequence, ",
                "total_sequence) = ([", batch, " or 1], [", heads, " or 1], ", seq, ", ", total, ")");
   }
-  std::vector<float> mask = build_mask(ctx, c, batch, seq);
+  std::vector<float> mask = build_mask(ctx, c, batch, seq, mask_input);
   const float scale = c.scale == 0.0f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(head))) : c.scale;
-
-  // Q | K | V projections, (B*S, columns), kept in float32 as ONNX Runtime keeps them (the bias added in
-  // float32 to the rounded product, as its GEMM does).
-  std::vector<float> qkv(static_cast<size_t>(batch * seq * columns));
-  const float* xp = x.data<float>();
-  const float* wp = w.data<float>();
-  for (int64_t r = 0; r < batch * seq; ++r)
-    for (int64_t col = 0; col < columns; ++col) {
-      double acc = 0;
-      for (int64_t k = 0; k < in_hidden; ++k) acc += static_cast<double>(xp[r * in_hidden + k]) * wp[k * columns + col];
-      qkv[r * columns + col] = static_cast<float>(acc) + (bias ? bias[col] : 0.0f);
-    }
   auto q_at = [&](int64_t b, int64_t i, int64_t n) { return qkv.data() + (b * seq + i) * columns + n * head; };
   auto k_at = [&](int64_t b, int64_t j, int64_t n) { return qkv.data() + (b * seq + j) * columns + hs.qk + n * head; };
   auto v_at = [&](int64_t b, int64_t j, int64_t n) {
@@ -262,14 +236,141 @@ void attention_kernel(KernelContext& ctx) {
   ctx.set_output(0, std::move(y));
 }
 
+void attention_kernel(KernelContext& ctx) {
+  AttentionConfig c = read_config(ctx);
+  refuse_state(ctx, ctx.has_input(kPast), ctx.has_input(kPastSequenceLength), ctx.has_output(1));
+  const ir::Tensor& x = ctx.input(kInput);
+  const ir::Tensor& w = ctx.input(kWeights);
+  require_float32(ctx, x.dtype(), "input");
+  require_float32(ctx, w.dtype(), "weights");
+  if (x.rank() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(x.shape()));
+  if (w.rank() != 2 || w.dim(0) != x.dim(2))
+    ctx.fail("weights of shape ", ir::to_string(w.shape()), " must be 2-D with ", x.dim(2),
+             " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
+  const int64_t batch = x.dim(0), seq = x.dim(1), in_hidden = x.dim(2), columns = w.dim(1);
+  HiddenSizes hs = hidden_sizes(ctx, c, columns);
+  const float* bias = nullptr;
+  if (ctx.has_input(kBias)) {
+    const ir::Tensor& b = ctx.input(kBias);
+    require_float32(ctx, b.dtype(), "bias");
+    require_vector(ctx, b, columns, "bias");
+    bias = b.data<float>();
+  }
+  // Q | K | V projections, (B*S, columns), kept in float32 as ONNX Runtime keeps them (the bias added in
+  // float32 to the rounded product, as its GEMM does).
+  std::vector<float> qkv(static_cast<size_t>(batch * seq * columns));
+  const float* xp = x.data<float>();
+  const float* wp = w.data<float>();
+  for (int64_t r = 0; r < batch * seq; ++r)
+    for (int64_t col = 0; col < columns; ++col) {
+      double acc = 0;
+      for (int64_t k = 0; k < in_hidden; ++k) acc += static_cast<double>(xp[r * in_hidden + k]) * wp[k * columns + col];
+      qkv[r * columns + col] = static_cast<float>(acc) + (bias ? bias[col] : 0.0f);
+    }
+  attend(ctx, c, qkv, batch, seq, columns, hs, ctx.has_input(kAttentionBias) ? &ctx.input(kAttentionBias) : nullptr,
+         kMaskIndex);
+}
+
+// com.microsoft.QAttention: Attention on a quantized input and quantized weights (what ONNX Runtime's
+// quantize_dynamic writes for an Attention node, after a DynamicQuantizeLinear of its input):
+//   inputs: 0 input (uint8 or int8), 1 weight (int8 or uint8), 2 bias (float), 3 input_scale (scalar),
+//   4 weight_scale (scalar or per column), 5 mask_index, 6 input_zero_point, 7 weight_zero_point (scalar
+//   or per column), 8 past (refused).
+// The projections are float(sum_k (x - x_zp)(w - w_zp)) * (input_scale * weight_scale) + bias, then
+// everything as Attention.
+enum QAttentionInput : size_t {
+  kQInput = 0,
+  kQWeights = 1,
+  kQBias = 2,
+  kQInputScale = 3,
+  kQWeightScale = 4,
+  kQMaskIndex = 5,
+  kQInputZeroPoint = 6,
+  kQWeightZeroPoint = 7,
+  kQPast = 8,
+};
+
+bool is_8bit(ir::DType t) { return t == ir::DType::kUInt8 || t == ir::DType::kInt8; }
+
+void infer_qattention(InferenceContext& ctx) {
+  AttentionConfig c = read_config(ctx);
+  refuse_state(ctx, ctx.has_input(kQPast), false, ctx.has_output(1));
+  if (!is_8bit(ctx.input_type(kQInput).dtype)) ctx.fail("input must be uint8 or int8");
+  if (!is_8bit(ctx.input_type(kQWeights).dtype)) ctx.fail("weight must be uint8 or int8");
+  require_float32_input(ctx, kQBias, "bias");
+  require_float32_input(ctx, kQInputScale, "input_scale");
+  require_float32_input(ctx, kQWeightScale, "weight_scale");
+  require_int32_input(ctx, kQMaskIndex, "mask_index");
+  ctx.set_output(0, ir::DType::kFloat32, output_shape(ctx, c, ctx.input_type(kQInput), kQWeights));
+}
+
+// A scale or zero point: one value, or `n` (per column). Returns the values as double, one per column.
+std::vector<double> per_column(const KernelContext& ctx, const ir::Tensor& t, int64_t n, const char* what) {
+  if (t.numel() != 1 && !(t.rank() == 1 && t.dim(0) == n))
+    ctx.fail(what, " of shape ", ir::to_string(t.shape()), " must be a scalar or ", n, " values (one per column)");
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = t.as_double(t.numel() == 1 ? 0 : i);
+  return v;
+}
+
+void qattention_kernel(KernelContext& ctx) {
+  AttentionConfig c = read_config(ctx);
+  refuse_state(ctx, ctx.has_input(kQPast), false, ctx.has_output(1));
+  const ir::Tensor& x = ctx.input(kQInput);
+  const ir::Tensor& w = ctx.input(kQWeights);
+  if (!is_8bit(x.dtype())) ctx.fail("input must be uint8 or int8, got ", ir::dtype_name(x.dtype()));
+  if (!is_8bit(w.dtype())) ctx.fail("weight must be uint8 or int8, got ", ir::dtype_name(w.dtype()));
+  if (x.rank() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(x.shape()));
+  if (w.rank() != 2 || w.dim(0) != x.dim(2))
+    ctx.fail("weight of shape ", ir::to_string(w.shape()), " must be 2-D with ", x.dim(2),
+             " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
+  const int64_t batch = x.dim(0), seq = x.dim(1), in_hidden = x.dim(2), columns = w.dim(1);
+  HiddenSizes hs = hidden_sizes(ctx, c, columns);
+  const ir::Tensor& b = ctx.input(kQBias);
+  require_float32(ctx, b.dtype(), "bias");
+  require_vector(ctx, b, columns, "bias");
+  const ir::Tensor& xs = ctx.input(kQInputScale);
+  require_float32(ctx, xs.dtype(), "input_scale");
+  if (xs.numel() != 1) ctx.fail("input_scale must be a scalar, got shape ", ir::to_string(xs.shape()));
+  const ir::Tensor& ws = ctx.input(kQWeightScale);
+  require_float32(ctx, ws.dtype(), "weight_scale");
+  const std::vector<double> w_scale = per_column(ctx, ws, columns, "weight_scale");
+  int64_t x_zp = 0;
+  if (ctx.has_input(kQInputZeroPoint)) {
+    const ir::Tensor& z = ctx.input(kQInputZeroPoint);
+    if (z.dtype() != x.dtype() || z.numel() != 1)
+      ctx.fail("input_zero_point must be one value of the input's type ", ir::dtype_name(x.dtype()));
+    x_zp = static_cast<int64_t>(z.as_double(0));
+  }
+  std::vector<double> w_zp(static_cast<size_t>(columns), 0.0);
+  if (ctx.has_input(kQWeightZeroPoint)) {
+    const ir::Tensor& z = ctx.input(kQWeightZeroPoint);
+    if (z.dtype() != w.dtype()) ctx.fail("weight_zero_point must have the weight's type ", ir::dtype_name(w.dtype()));
+    w_zp = per_column(ctx, z, columns, "weight_zero_point");
+  }
+  const float input_scale = xs.data<float>()[0];
+  std::vector<float> qkv(static_cast<size_t>(batch * seq * columns));
+  for (int64_t r = 0; r < batch * seq; ++r)
+    for (int64_t col = 0; col < columns; ++col) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < in_hidden; ++k)
+        acc += (static_cast<int64_t>(x.as_double(r * in_hidden + k)) - x_zp) *
+               (static_cast<int64_t>(w.as_double(k * columns + col)) - static_cast<int64_t>(w_zp[col]));
+      const float scale = input_scale * static_cast<float>(w_scale[col]);
+      qkv[r * columns + col] = static_cast<float>(static_cast<int32_t>(acc)) * scale + b.data<float>()[col];
+    }
+  attend(ctx, c, qkv, batch, seq, columns, hs, nullptr, kQMaskIndex);
+}
+
 }  // namespace
 
-std::vector<float> attention_mask(const KernelContext& ctx, int64_t batch, int64_t seq) {
-  return build_mask(ctx, read_config(ctx), batch, seq);
+std::vector<float> attention_mask(const KernelContext& ctx, int64_t batch, int64_t seq, size_t mask_input) {
+  return build_mask(ctx, read_config(ctx), batch, seq, mask_input);
 }
 
 void register_attention_ops(OpRegistry& r) {
   r.add(OpDef{kMsDomain, "Attention", kMsMinOpset, kMsMaxOpset, infer_attention, attention_kernel});
+  r.add(OpDef{kMsDomain, "QAttention", kMsMinOpset, kMsMaxOpset, infer_qattention, qattention_kernel});
 }
 
 }  // namespace kiln::ops::contrib
