@@ -157,6 +157,31 @@ std::vector<Case> dynamic_quantize_linear_cases(const FastKernelEntry& e, int64_
   return cases;
 }
 
+// DequantizeLinear of int8 and uint8, with and without a zero point, a scalar scale (the embedding
+// tables' form). Exact.
+std::vector<Case> dequantize_linear_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (bool uint8 : {false, true})
+    for (bool zero_point : {false, true}) {
+      TestGraph g = graph_for(e, opset);
+      std::vector<std::string> ins = {"x", g.constant("scale", ir::Tensor::from_vector<float>({0.037f}, {}))};
+      if (uint8) {
+        std::vector<uint8_t> x(3 * 41);
+        for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 89 % 256);
+        g.input("x", ir::Tensor::from_vector(x, {3, 41}));
+        if (zero_point) ins.push_back(g.constant("zp", ir::Tensor::from_vector<uint8_t>({131}, {})));
+      } else {
+        std::vector<int8_t> x(3 * 41);
+        for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int8_t>(static_cast<int>(i * 89 % 256) - 128);
+        g.input("x", ir::Tensor::from_vector(x, {3, 41}));
+        if (zero_point) ins.push_back(g.constant("zp", ir::Tensor::from_vector<int8_t>({-3}, {})));
+      }
+      add_node(g, e, ins);
+      cases.push_back({std::string(uint8 ? "uint8" : "int8") + (zero_point ? " with a zero point" : ""), std::move(g), 0.0});
+    }
+  return cases;
+}
+
 // QAttention on uint8 input [2, 5, 16] (2 heads of 8), int8 weights [16, 48], per tensor or per column
 // scales, with and without a raw [2, 5] mask.
 std::vector<Case> qattention_cases(const FastKernelEntry& e, int64_t opset) {
@@ -811,6 +836,7 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {"com.microsoft:DynamicQuantizeMatMul", dynamic_quantize_matmul_cases},
       {"com.microsoft:QAttention", qattention_cases},
       {":DynamicQuantizeLinear", dynamic_quantize_linear_cases},
+      {":DequantizeLinear", dequantize_linear_cases},
       {":LayerNormalization", layer_norm_cases},
       {"com.microsoft:SkipLayerNormalization", layer_norm_cases},
       {":Gelu", gelu_cases},
@@ -893,12 +919,13 @@ TEST(FastKernelTable, EveryEntryMatchesTheReferenceAtItsOpsets) {
   for (const FastKernelEntry& e : kernels::cpu::fast_kernel_table()) {
     auto maker = case_makers().find(key(e));
     ASSERT_NE(maker, case_makers().end()) << key(e) << " has no cases in fast_kernel_table_test.cc";
-    // The cases are float32, but for the entries that take no float32 (the logical ops, QAttention), whose
+    // The cases are float32, but for the entries that take no float32 (the logical ops, the int8 ones), whose
     // cases are in their own types, and the comparisons, whose cases cover each of theirs.
-    // QAttention's input is uint8 (its cases too).
+    // QAttention's and DequantizeLinear's inputs are 8-bit integers (their cases too).
     ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32) ||
                 e.dtypes == kernels::cpu::dtype_set({ir::DType::kBool}) ||
-                e.dtypes == kernels::cpu::dtype_set({ir::DType::kUInt8}))
+                e.dtypes == kernels::cpu::dtype_set({ir::DType::kUInt8}) ||
+                e.dtypes == kernels::cpu::dtype_set({ir::DType::kInt8, ir::DType::kUInt8}))
         << key(e) << ": cases are float32 only";
     for (int64_t opset : std::set<int64_t>{e.since_opset, newest_opset(e)}) {
       for (Case& c : maker->second(e, opset)) {

@@ -53,6 +53,7 @@ TEST(QuantizeCli, Int8DynamicBertRunsInKilnAndOnnxRuntimeAlike) {
     testing::RunResult r = testing::run_kiln(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("13 MatMul/Gemm node(s) in int8"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("and 2 embedding table(s)"), std::string::npos) << r.out;  // words and positions
     EXPECT_LT(std::filesystem::file_size(dir.file("int8.onnx")), std::filesystem::file_size(kBertTinyFixture + "/model.onnx"));
 
     testing::OrtRun ort = testing::run_ort(dir.file("int8.onnx"), kBertTinyFixture + "/inputs", dir.file("ort"), "all");

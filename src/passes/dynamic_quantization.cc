@@ -58,6 +58,41 @@ bool excluded(const ir::Node& n, const DynamicQuantizeOptions& options) {
                      [&](const std::string& e) { return e == n.name || e == n.op_type; });
 }
 
+// An embedding table (a Gather of rows from a large float32 constant [V, D]) as ONNX Runtime's
+// quantize_dynamic stores it: int8 rows, symmetric per tensor, gathered and then dequantized
+// (Gather -> DequantizeLinear), so that only the rows read are ever float32. Tables under
+// kMinTableValues stay float32 (a token-type table of 2 rows saves nothing). Returns whether it did.
+constexpr int64_t kMinTableValues = 64 * 1024;
+
+bool quantize_table(ir::Graph& g, const GraphIndex& index, const ir::Node& n, PassContext& ctx,
+                    std::vector<ir::Node>& nodes, DynamicQuantizeReport& report) {
+  const std::optional<ir::Tensor> table = index.constant(n.inputs[0]);
+  const ir::Attribute* axis = n.find_attribute("axis");
+  if (!table || table->dtype() != ir::DType::kFloat32 || table->rank() != 2 || table->numel() < kMinTableValues ||
+      (axis && axis->i != 0) || n.inputs.size() != 2 || index.constant(n.inputs[1]))
+    return false;
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  quantize_columns(table->data<float>(), table->dim(0), table->dim(1), false, false, 1.0f, q, scale);
+  const std::string& t = n.inputs[0];
+  const std::string qt = ctx.fresh_name(t + "_quantized"), st = ctx.fresh_name(t + "_scale"),
+                    zt = ctx.fresh_name(t + "_zero_point");
+  g.add_initializer(qt, ir::Tensor::from_vector(q, table->shape()));
+  g.add_initializer(st, ir::Tensor::from_vector(scale, {}));
+  g.add_initializer(zt, ir::Tensor::from_vector(std::vector<int8_t>{0}, {}));
+  const std::string rows = ctx.fresh_name(n.outputs[0] + "_quantized");
+  ir::Node gather = n;
+  gather.inputs[0] = qt;
+  gather.outputs = {rows};
+  nodes.push_back(std::move(gather));
+  nodes.push_back(make_node(ctx.fresh_name(n.name + "_dequantize"), "DequantizeLinear", {rows, st, zt}, {n.outputs[0]}));
+  report.quantized.push_back(n.label());
+  ++report.tables;
+  report.float_weight_bytes += static_cast<int64_t>(table->nbytes());
+  report.int8_weight_bytes += static_cast<int64_t>(q.size() + 5);
+  return true;
+}
+
 }  // namespace
 
 DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOptions& options) {
@@ -79,6 +114,7 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
   for (const ir::Node& n : g.nodes) {
     const bool matmul = is_op(n, "MatMul") && n.inputs.size() == 2;
     const bool gemm = is_op(n, "Gemm") && n.inputs.size() >= 2;
+    if (is_op(n, "Gather") && !excluded(n, options) && quantize_table(g, index, n, ctx, nodes, report)) continue;
     if (!matmul && !gemm) {
       nodes.push_back(n);
       continue;

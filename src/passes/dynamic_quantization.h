@@ -4,7 +4,8 @@
 //
 //   DynamicQuantizeLinear(A) -> MatMulInteger(qA, qB, a_zp, b_zp) -> Cast(float) -> Mul(., a_scale * b_scale)
 //
-// (plus an Add of Gemm's C), the output keeping the original name. Weights are symmetric int8 in
+// (plus an Add of Gemm's C), the output keeping the original name; and each embedding table (a Gather
+// from a float32 constant of at least 64 Ki values) becomes int8 rows, Gather -> DequantizeLinear. Weights are symmetric int8 in
 // [-127, 127] (zero point 0), per tensor or per column of B; activations are uint8 with a scale and zero
 // point computed on every call from the data's range. One DynamicQuantizeLinear serves every product of
 // the same A (Q, K and V share theirs); shared weights are quantized once.
@@ -28,7 +29,8 @@ struct DynamicQuantizeOptions {
 };
 
 struct DynamicQuantizeReport {
-  std::vector<std::string> quantized;  // node labels, in graph order
+  std::vector<std::string> quantized;  // node labels (products and embedding Gathers), in graph order
+  int64_t tables = 0;                  // of them, embedding Gathers
   std::vector<Rejection> skipped;      // MatMul / Gemm nodes left in float32, and why
   int64_t float_weight_bytes = 0;      // of the quantized nodes' weights, before
   int64_t int8_weight_bytes = 0;       // and after (with scales and zero points)

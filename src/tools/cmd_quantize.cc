@@ -43,12 +43,16 @@ int run(const QuantizeArgs& args) {
     fail(args.input, ": no MatMul or Gemm with constant float32 weights to quantize");
   }
   onnx_io::save_model(model, args.output);
-  std::printf("wrote %s: %s, %zu MatMul/Gemm node(s) in int8 (%s weights), %zu left in float32\n",
-              args.output.c_str(), args.mode.c_str(), report.quantized.size(),
-              args.per_channel ? "per-column" : "per-tensor", report.skipped.size());
-  std::printf("weights of the quantized nodes: %.1f MB float32 -> %.1f MB int8; file %.1f MB -> %.1f MB\n",
+  const int64_t products = static_cast<int64_t>(report.quantized.size()) - report.tables;
+  std::printf("wrote %s: %s, %lld MatMul/Gemm node(s) in int8 (%s weights) and %lld embedding table(s), %zu "
+              "product(s) left in float32\n",
+              args.output.c_str(), args.mode.c_str(), static_cast<long long>(products),
+              args.per_channel ? "per-column" : "per-tensor", static_cast<long long>(report.tables),
+              report.skipped.size());
+  std::printf("weights of the quantized nodes: %.1f MB float32 -> %.1f MB int8; file %.1f MB -> %.1f MB (%.2fx)\n",
               static_cast<double>(report.float_weight_bytes) / (1 << 20),
-              static_cast<double>(report.int8_weight_bytes) / (1 << 20), file_mb(args.input), file_mb(args.output));
+              static_cast<double>(report.int8_weight_bytes) / (1 << 20), file_mb(args.input), file_mb(args.output),
+              file_mb(args.input) > 0 ? file_mb(args.output) / file_mb(args.input) : 0.0);
   if (args.report) {
     for (const auto& q : report.quantized) std::printf("  int8: %s\n", q.c_str());
     for (const auto& s : report.skipped) std::printf("  float32: %s: %s\n", s.node.c_str(), s.reason.c_str());
@@ -70,7 +74,8 @@ Command quantize_command() {
                           "int8-dynamic: each MatMul and Gemm with constant weights as ONNX Runtime's "
                           "quantize_dynamic writes it: int8 weights (symmetric, zero point 0) and uint8 "
                           "activations quantized on every call from their range (DynamicQuantizeLinear -> "
-                          "MatMulInteger -> Cast -> Mul); kiln runs each as one int8 kernel")
+                          "MatMulInteger -> Cast -> Mul), and embedding tables of 64 Ki values or more as int8 "
+                          "rows (Gather -> DequantizeLinear); kiln runs each product as one int8 kernel")
                 ->required()
                 ->check(CLI::IsMember({"int8-dynamic"}));
             c->add_flag("--per-channel", args->per_channel,

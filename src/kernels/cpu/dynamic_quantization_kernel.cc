@@ -1,5 +1,5 @@
 // The fast kernels of int8 dynamic quantization: DynamicQuantizeLinear of a float32 tensor (before a
-// QAttention), and com.microsoft.DynamicQuantizeMatMul (the form kiln folds ONNX Runtime's
+// QAttention), DequantizeLinear of an int8 embedding's gathered rows, and com.microsoft.DynamicQuantizeMatMul (the form kiln folds ONNX Runtime's
 // quantize_dynamic MatMuls into): int8 weights B [K,N] with zero point 0, b_scale per tensor or per
 // column, an optional bias, all constants.
 //
@@ -77,6 +77,44 @@ class DynamicQuantizeLinearKernel : public FastKernel {
   }
 };
 
+// DequantizeLinear of int8 or uint8 with one scale (float32) and zero point: y = (x - zero point) * scale
+// in float32, as the reference rounds it. Per-axis and blocked forms are the reference's.
+class DequantizeLinearKernel : public FastKernel {
+ public:
+  bool run(ops::KernelContext& ctx) const override {
+    const ir::Tensor& x = ctx.input(0);
+    const ir::Tensor& scale = ctx.input(1);
+    const ir::Tensor* zp = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+    if (scale.dtype() != ir::DType::kFloat32 || scale.numel() != 1 || (zp && (zp->numel() != 1 || zp->dtype() != x.dtype())))
+      return false;
+    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, x.shape());
+    const float s = scale.data<float>()[0];
+    float* out = y.data<float>();
+    if (x.dtype() == ir::DType::kInt8) {
+      dequantize(x.data<int8_t>(), x.numel(), zp ? zp->data<int8_t>()[0] : 0, s, out);
+    } else if (x.dtype() == ir::DType::kUInt8) {
+      dequantize(x.data<uint8_t>(), x.numel(), zp ? zp->data<uint8_t>()[0] : 0, s, out);
+    } else {
+      return false;
+    }
+    ctx.set_output(0, std::move(y));
+    return true;
+  }
+
+ private:
+  template <class Q>
+  static void dequantize(const Q* x, int64_t count, int zero_point, float scale, float* y) {
+    const float z = zero_point;
+    for (int64_t i = 0; i < count; ++i) y[i] = (static_cast<float>(x[i]) - z) * scale;
+  }
+};
+
+std::unique_ptr<FastKernel> make_dequantize_linear(const ir::Node& n, const ir::Graph&, int64_t opset) {
+  ops::NodeView v(n, opset);
+  if (v.attr_int("block_size", 0) != 0) return nullptr;
+  return std::make_unique<DequantizeLinearKernel>();
+}
+
 std::unique_ptr<FastKernel> make_dynamic_quantize_linear(const ir::Node&, const ir::Graph&, int64_t) {
   return std::make_unique<DynamicQuantizeLinearKernel>();
 }
@@ -112,6 +150,7 @@ std::unique_ptr<FastKernel> make_dynamic_quantize_matmul(const ir::Node& n, cons
 std::span<const FastKernelEntry> dynamic_quantization_kernel_entries() {
   static const FastKernelEntry kEntries[] = {
       {"", "DynamicQuantizeLinear", 11, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_dynamic_quantize_linear},
+      {"", "DequantizeLinear", 10, kLatestOpset, dtype_set({ir::DType::kInt8, ir::DType::kUInt8}), make_dequantize_linear},
       {"com.microsoft", "DynamicQuantizeMatMul", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
        make_dynamic_quantize_matmul},
   };
