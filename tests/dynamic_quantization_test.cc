@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,7 @@ using testing::contrib::Random;
 using testing::contrib::TestGraph;
 
 // x [2, 5, 48] -> MatMul W1 [48, 40] + b1 -> Relu -> h; x -> MatMul W2 [48, 40] -> y2 (same A as W1);
-// h [10, 40] (Reshape) -> Gemm W3^T [24, 40] (transB) + C [24], alpha 0.5 -> y3. Two outputs.
+// h [10, 40] (Reshape) -> Gemm W3^T [24, 40] (transB) + C [24], alpha 0.5, beta 2 -> y3. Two outputs.
 TestGraph int8_test_model(uint32_t seed) {
   Random rng(seed);
   TestGraph g(17);
@@ -40,8 +41,11 @@ TestGraph int8_test_model(uint32_t seed) {
   alpha.name = "alpha";
   alpha.kind = ir::Attribute::Kind::kFloat;
   alpha.f = 0.5f;
+  ir::Attribute beta = alpha;
+  beta.name = "beta";
+  beta.f = 2.0f;
   g.node("Gemm", {"h2", g.constant("W3", rng.floats({24, 40}, -0.2f, 0.2f)), g.constant("C", rng.floats({24}))},
-         {"y3"}, {attr_int("transB", 1), alpha});
+         {"y3"}, {attr_int("transB", 1), alpha, beta});
   g.output("y2");
   g.output("y3");
   return g;
@@ -131,6 +135,30 @@ TEST(DynamicQuantization, LeavesExcludedNodesAndOtherProductsInFloat) {
   EXPECT_TRUE(report.quantized.empty());
   ASSERT_EQ(report.skipped.size(), 1u);
   EXPECT_EQ(report.skipped[0].reason, "B is not a 2-D float32 constant");
+}
+
+TEST(DynamicQuantization, SharedWeightsAreQuantizedOnceAndNonFiniteOnesNotAtAll) {
+  Random rng(12);
+  TestGraph g(17);
+  g.input("x", rng.floats({3, 16}));
+  g.input("z", rng.floats({3, 16}));
+  g.constant("W", rng.floats({16, 8}));
+  g.node("MatMul", {"x", "W"}, {"y1"});
+  g.node("MatMul", {"z", "W"}, {"y2"});
+  ir::Tensor bad = rng.floats({16, 8});
+  bad.data<float>()[5] = std::numeric_limits<float>::infinity();
+  g.node("MatMul", {"x", g.constant("Bad", bad)}, {"y3"});
+  for (const char* y : {"y1", "y2", "y3"}) g.output(y);
+  ir::Model m = g.model();
+  const passes::DynamicQuantizeReport report = passes::quantize_dynamic(m, {});
+  EXPECT_EQ(report.quantized.size(), 2u);
+  EXPECT_EQ(report.float_weight_bytes, 16 * 8 * 4);  // W once
+  EXPECT_EQ(report.int8_weight_bytes, 16 * 8 + 5);
+  ASSERT_EQ(report.skipped.size(), 1u);
+  EXPECT_EQ(report.skipped[0].reason, "B \"Bad\" holds NaN or infinity");
+  int int8_weights = 0;
+  for (const auto& [name, t] : m.graph.initializers) int8_weights += t.dtype() == ir::DType::kInt8 && t.rank() == 2;
+  EXPECT_EQ(int8_weights, 1);
 }
 
 TEST(DynamicQuantization, RefusesOpsetsWithoutDynamicQuantizeLinear) {
@@ -261,7 +289,7 @@ TEST(DynamicQuantizeMatMulFusion, TheInt8BertFixtureGetsQAttention) {
   EXPECT_EQ(fused.ops("MatMul"), 0);
 }
 
-TEST(DynamicQuantizeMatMulFusion, LeavesAProductWhoseScaleIsNotTheActivationsAlone) {
+TEST(DynamicQuantizeMatMulFusion, LeavesAProductOfTwoActivations) {
   // MatMulInteger of two quantized activations: no constant B, so it stays.
   Random rng(7);
   TestGraph g(17);

@@ -99,13 +99,14 @@ std::vector<Case> dynamic_quantize_matmul_cases(const FastKernelEntry& e, int64_
   int seed = 0;
   for (bool per_column : {false, true})
     for (bool bias : {false, true})
-      for (std::vector<int64_t> a_shape : {std::vector<int64_t>{13}, {5, 13}, {2, 37, 13}}) {
+      for (std::vector<int64_t> a_shape : {std::vector<int64_t>{13}, {5, 13}, {2, 37, 13}, {3, 100}}) {
         Random rng(static_cast<uint32_t>(++seed));
         TestGraph g = graph_for(e, opset);
         g.input("a", rng.floats(a_shape, -2.0f, 3.0f));
-        std::vector<int8_t> b(13 * 21);
+        const int64_t k = a_shape.back();  // 100: past oneDNN's blocking of K
+        std::vector<int8_t> b(static_cast<size_t>(k * 21));
         for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 255) - 127);
-        g.constant("b", ir::Tensor::from_vector(b, {13, 21}));
+        g.constant("b", ir::Tensor::from_vector(b, {k, 21}));
         g.constant("s", per_column ? rng.floats({21}, 0.001f, 0.01f) : ir::Tensor::from_vector<float>({0.004f}, {}));
         std::vector<std::string> ins = {"a", "b", "s"};
         if (bias) {
@@ -148,12 +149,17 @@ std::vector<Case> dynamic_quantize_linear_cases(const FastKernelEntry& e, int64_
     for (const char* out : {"y", "scale", "zero_point"}) g.output(out);
     cases.push_back({in.what, std::move(g), 0.0});
   }
-  TestGraph g = graph_for(e, opset);
-  ir::Tensor x = Random(9).floats({40}, -1.0f, 2.0f);
-  x.data<float>()[7] = std::numeric_limits<float>::quiet_NaN();
-  g.input("x", x);
-  add_node(g, e, {"x"});
-  cases.push_back({"a NaN", std::move(g), 0.0});
+  // Large enough for the range and the rounding to be split across threads, NaNs in more than one piece.
+  for (int64_t count : {int64_t{40}, int64_t{100003}}) {
+    TestGraph g = graph_for(e, opset);
+    ir::Tensor x = Random(9).floats({count}, -1.0f, 2.0f);
+    for (int64_t i = 7; i < count; i += 40000) x.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
+    x.data<float>()[count - 1] = 5.0f;  // the maximum in the last piece
+    g.input("x", x);
+    g.node(e.op, {"x"}, {"y", "scale", "zero_point"}, {}, e.domain);
+    for (const char* out : {"y", "scale", "zero_point"}) g.output(out);
+    cases.push_back({"NaN, " + std::to_string(count) + " values", std::move(g), 0.0});
+  }
   return cases;
 }
 
@@ -182,29 +188,58 @@ std::vector<Case> dequantize_linear_cases(const FastKernelEntry& e, int64_t opse
   return cases;
 }
 
-// QAttention on uint8 input [2, 5, 16] (2 heads of 8), int8 weights [16, 48], per tensor or per column
-// scales, with and without a raw [2, 5] mask.
+// QAttention on uint8 (or int8) input [2, 5, 16] (2 heads of 8), int8 weights [16, 48], per tensor or per
+// column scales, with and without a raw [2, 5] mask; then an int8 input, a 1-D mask_index (end
+// positions) and unidirectional=1.
 std::vector<Case> qattention_cases(const FastKernelEntry& e, int64_t opset) {
   std::vector<Case> cases;
+  enum class Variant { kPlain, kInt8Input, kLengths, kCausal };
+  struct Shape {
+    bool per_column, mask;
+    Variant variant;
+  };
+  std::vector<Shape> shapes;
   for (bool per_column : {false, true})
-    for (bool mask : {false, true}) {
+    for (bool mask : {false, true}) shapes.push_back({per_column, mask, Variant::kPlain});
+  shapes.push_back({true, true, Variant::kInt8Input});
+  shapes.push_back({false, true, Variant::kLengths});
+  shapes.push_back({true, false, Variant::kCausal});
+  for (const Shape& sh : shapes) {
+      const bool per_column = sh.per_column, mask = sh.mask;
       Random rng(static_cast<uint32_t>(cases.size() + 1));
       TestGraph g = graph_for(e, opset);
-      std::vector<uint8_t> x(2 * 5 * 16);
-      for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 97 % 256);
-      g.input("x", ir::Tensor::from_vector(x, {2, 5, 16}));
+      if (sh.variant == Variant::kInt8Input) {
+        std::vector<int8_t> x(2 * 5 * 16);
+        for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int8_t>(static_cast<int>(i * 97 % 256) - 128);
+        g.input("x", ir::Tensor::from_vector(x, {2, 5, 16}));
+      } else {
+        std::vector<uint8_t> x(2 * 5 * 16);
+        for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 97 % 256);
+        g.input("x", ir::Tensor::from_vector(x, {2, 5, 16}));
+      }
       std::vector<int8_t> w(16 * 48);
       for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(static_cast<int>(i * 53 % 255) - 127);
       g.constant("w", ir::Tensor::from_vector(w, {16, 48}));
       g.constant("b", rng.floats({48}));
       g.input("x_scale", ir::Tensor::from_vector<float>({0.01f}, {}));
       g.constant("w_scale", per_column ? rng.floats({48}, 0.001f, 0.004f) : ir::Tensor::from_vector<float>({0.002f}, {}));
-      g.input("x_zero_point", ir::Tensor::from_vector<uint8_t>({121}, {}));
+      if (sh.variant == Variant::kInt8Input)
+        g.input("x_zero_point", ir::Tensor::from_vector<int8_t>({-7}, {}));
+      else
+        g.input("x_zero_point", ir::Tensor::from_vector<uint8_t>({121}, {}));
       std::string m;
-      if (mask) m = g.input("mask", ir::Tensor::from_vector<int32_t>({1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, {2, 5}));
-      add_node(g, e, {"x", "w", "b", "x_scale", "w_scale", m, "x_zero_point"}, {attr_int("num_heads", 2)});
-      cases.push_back({std::string(per_column ? "per column" : "per tensor") + (mask ? ", masked" : ""), std::move(g)});
-    }
+      if (sh.variant == Variant::kLengths)
+        m = g.input("mask", ir::Tensor::from_vector<int32_t>({3, 5}, {2}));
+      else if (mask)
+        m = g.input("mask", ir::Tensor::from_vector<int32_t>({1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, {2, 5}));
+      std::vector<ir::Attribute> attrs = {attr_int("num_heads", 2)};
+      if (sh.variant == Variant::kCausal) attrs.push_back(attr_int("unidirectional", 1));
+      add_node(g, e, {"x", "w", "b", "x_scale", "w_scale", m, "x_zero_point"}, attrs);
+      const char* names[] = {"", ", int8 input", ", mask_index of lengths", ", unidirectional"};
+      cases.push_back({std::string(per_column ? "per column" : "per tensor") + (mask ? ", masked" : "") +
+                           names[static_cast<int>(sh.variant)],
+                       std::move(g)});
+  }
   return cases;
 }
 
@@ -924,7 +959,6 @@ TEST(FastKernelTable, EveryEntryMatchesTheReferenceAtItsOpsets) {
     // QAttention's and DequantizeLinear's inputs are 8-bit integers (their cases too).
     ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32) ||
                 e.dtypes == kernels::cpu::dtype_set({ir::DType::kBool}) ||
-                e.dtypes == kernels::cpu::dtype_set({ir::DType::kUInt8}) ||
                 e.dtypes == kernels::cpu::dtype_set({ir::DType::kInt8, ir::DType::kUInt8}))
         << key(e) << ": cases are float32 only";
     for (int64_t opset : std::set<int64_t>{e.since_opset, newest_opset(e)}) {

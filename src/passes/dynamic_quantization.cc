@@ -1,6 +1,7 @@
 #include "passes/dynamic_quantization.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -53,6 +54,12 @@ void quantize_columns(const float* w, int64_t k, int64_t n, bool trans, bool per
     for (float& s : scales) s *= alpha;  // Gemm's alpha: (alpha s) (qA x qB) == alpha (s (qA x qB))
 }
 
+// Quantizing NaN or infinity has no meaning (and an infinite maximum would make every scale useless).
+bool all_finite(const ir::Tensor& t) {
+  const float* v = t.data<float>();
+  return std::all_of(v, v + t.numel(), [](float x) { return std::isfinite(x); });
+}
+
 bool excluded(const ir::Node& n, const DynamicQuantizeOptions& options) {
   return std::any_of(options.exclude.begin(), options.exclude.end(),
                      [&](const std::string& e) { return e == n.name || e == n.op_type; });
@@ -69,7 +76,7 @@ bool quantize_table(ir::Graph& g, const GraphIndex& index, const ir::Node& n, Pa
   const std::optional<ir::Tensor> table = index.constant(n.inputs[0]);
   const ir::Attribute* axis = n.find_attribute("axis");
   if (!table || table->dtype() != ir::DType::kFloat32 || table->rank() != 2 || table->numel() < kMinTableValues ||
-      (axis && axis->i != 0) || n.inputs.size() != 2 || index.constant(n.inputs[1]))
+      (axis && axis->i != 0) || n.inputs.size() != 2 || index.constant(n.inputs[1]) || !all_finite(*table))
     return false;
   std::vector<int8_t> q;
   std::vector<float> scale;
@@ -136,6 +143,10 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
       skip("A is a constant too (constant folding's work)");
       continue;
     }
+    if (!all_finite(*b)) {
+      skip("B \"" + n.inputs[1] + "\" holds NaN or infinity");
+      continue;
+    }
     float alpha = 1.0f, beta = 1.0f;
     bool trans_b = false;
     std::optional<ir::Tensor> c;
@@ -160,7 +171,6 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
       }
     }
     const int64_t k = trans_b ? b->dim(1) : b->dim(0), cols = trans_b ? b->dim(0) : b->dim(1);
-    const std::string scope = scope_of(n.name);
 
     // The activations' quantization, once per A.
     auto [act, fresh] = activation.try_emplace(n.inputs[0]);
@@ -172,7 +182,7 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
     const std::vector<std::string>& qa = act->second;
 
     // The weights, once per (B, layout, alpha).
-    const std::string key = n.inputs[1] + (trans_b ? "|T" : "") + "|" + std::to_string(alpha);
+    const std::string key = n.inputs[1] + (trans_b ? "|T" : "") + "|" + std::to_string(std::bit_cast<uint32_t>(alpha));
     auto [wq, new_weights] = weights.try_emplace(key);
     if (new_weights) {
       std::vector<int8_t> q;
@@ -185,9 +195,9 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
       g.add_initializer(wq->second.scale, ir::Tensor::from_vector(scales, group_shape));
       g.add_initializer(wq->second.zero_point,
                         ir::Tensor::from_vector(std::vector<int8_t>(scales.size(), 0), group_shape));
-      report.int8_weight_bytes += static_cast<int64_t>(q.size() + scales.size() * 5);
+      report.int8_weight_bytes += static_cast<int64_t>(q.size() + scales.size() * 5);  // 4 for a scale, 1 its zero point
+      report.float_weight_bytes += static_cast<int64_t>(b->nbytes());
     }
-    report.float_weight_bytes += static_cast<int64_t>(b->nbytes());
 
     const std::string out = n.outputs[0];
     const std::string product = ctx.fresh_name(out + "_output_quantized");

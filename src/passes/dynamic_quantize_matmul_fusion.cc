@@ -9,8 +9,8 @@
 // B, b_scale, b_zp and bias must be constants (bias a 1-D vector over B's columns); the Mul and Add take
 // their operands in either order. One DynamicQuantizeLinear may feed several MatMulIntegers (Q, K and V
 // share theirs): each is rewritten, and the DynamicQuantizeLinear goes with its last reader (dead code).
-// The product is the same computation, so only float rounding can differ (none: the kernel rounds as
-// the subgraph does).
+// The product is the same computation: the reference kernel rounds as the subgraph does, bit for bit;
+// the fast kernel removes A's zero point in float32, so its results may differ in the last bits.
 //
 // Candidates reported and left alone: a MatMulInteger whose A does not come from a DynamicQuantizeLinear
 // with its own zero point, whose B or zero points are not constants, or whose result is read elsewhere.
@@ -56,8 +56,17 @@ bool fuse_dynamic_quantize_matmul(ir::Graph& g, PassContext& ctx) {
       continue;
     }
     const std::string b_zp = mmi.inputs.size() > 3 ? mmi.inputs[3] : "";
-    if (!index.constant(mmi.inputs[1]) || (!b_zp.empty() && !index.constant(b_zp))) {
+    const std::optional<ir::Tensor> b = index.constant(mmi.inputs[1]);
+    if (!b || (!b_zp.empty() && !index.constant(b_zp))) {
       ctx.rejected(kPattern, mmi, "B or its zero point is not a constant");
+      continue;
+    }
+    // DynamicQuantizeMatMul takes b_scale and b_zero_point per tensor or as one value per column of B.
+    auto per_tensor_or_column = [&](const ir::Tensor& t) {
+      return t.numel() == 1 || (b->rank() >= 1 && t.shape() == ir::Dims{b->shape().back()});
+    };
+    if (!b_zp.empty() && !per_tensor_or_column(*index.constant(b_zp))) {
+      ctx.rejected(kPattern, mmi, "B's zero point is neither one value nor one per column");
       continue;
     }
     const int cast_at = index.only_consumer(mmi.outputs[0]);
@@ -77,12 +86,15 @@ bool fuse_dynamic_quantize_matmul(ir::Graph& g, PassContext& ctx) {
       ctx.rejected(kPattern, mmi, "the scale is not a_scale times a constant b_scale");
       continue;
     }
+    if (!per_tensor_or_column(*index.constant(b_scale))) {
+      ctx.rejected(kPattern, mmi, "b_scale is neither one value nor one per column");
+      continue;
+    }
     // A bias Add after it joins the op: a constant vector over B's columns.
     std::string bias, output = mul.outputs[0];
     int add_at = index.only_consumer(mul.outputs[0]);
     if (add_at >= 0 && is_op(g.nodes[add_at], "Add")) {
       const std::string other = other_input(g.nodes[add_at], mul.outputs[0]);
-      const std::optional<ir::Tensor> b = index.constant(mmi.inputs[1]);
       const std::optional<ir::Tensor> v = other.empty() ? std::nullopt : index.constant(other);
       if (v && v->dtype() == ir::DType::kFloat32 && v->rank() == 1 && b->rank() >= 1 && v->dim(0) == b->shape().back()) {
         bias = other;

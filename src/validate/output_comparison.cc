@@ -179,7 +179,7 @@ void OutputComparer::add_top_k(const ir::Tensor& reference, const ir::Tensor& ca
         const double held = b_at(begin + want);
         int64_t above = 0;
         for (int64_t k = 0; k < classes && above < kTopK; ++k) above += b_at(begin + k) > held;
-        f_.top5.agreeing += above < kTopK;
+        f_.top5.agreeing += !std::isnan(held) && above < kTopK;  // a NaN where the reference's top-1 is: no
         ++f_.top5.rows;
       }
     });

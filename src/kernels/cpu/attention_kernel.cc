@@ -6,7 +6,7 @@
 // 3-D) and unidirectional use the reference's mask builder.
 //
 // The same kernel runs com.microsoft.QAttention (int8 weights with zero point 0, one scale or one per
-// column; the input quantized to uint8 before it, its scale and zero point given per call): the
+// column; the input quantized to uint8 (or int8) before it, its scale and zero point given per call): the
 // projection through Int8MatMul (int8_matmul.h); the attention itself is the same float32 code.
 #include "kernels/cpu/fast_kernel_table.h"
 
@@ -57,24 +57,22 @@ class AttentionKernel : public FastKernel {
   }
   // The QKV projection's engine; the attention itself runs at kiln's selected ISA.
   std::string implementation() const override {
-    const std::string projection = int8_ ? int8_->implementation() : gemm_engine_implementation(f32_->engine());
+    const std::string projection = quantized_ ? int8_->implementation() : gemm_engine_implementation(f32_->engine());
     return projection + " + " + FastKernel::implementation();
   }
 
   bool run(ops::KernelContext& ctx) const override {
     const ir::Tensor& x = ctx.input(0);
-    const ir::DType want = quantized_ ? ir::DType::kUInt8 : ir::DType::kFloat32;
-    if (x.dtype() != want) {
-      if (quantized_) return false;  // an int8 input: the reference's
-      ctx.fail("input must be float32, got ", ir::dtype_name(x.dtype()));
-    }
+    if (!quantized_ && x.dtype() != ir::DType::kFloat32) ctx.fail("input must be float32, got ", ir::dtype_name(x.dtype()));
+    if (quantized_ && x.dtype() != ir::DType::kUInt8 && x.dtype() != ir::DType::kInt8)
+      ctx.fail("input must be uint8 or int8, got ", ir::dtype_name(x.dtype()));
     const ir::Dims& s = x.shape();
     if (s.size() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(s));
     if (s[2] != k_)
       ctx.fail("weights of shape ", ir::to_string(o_.w_shape), " must be 2-D with ", s[2],
                " rows (input_hidden of input ", ir::to_string(s), ")");
     const int64_t hidden3 = n_, d = hidden3 / 3, hs = d / o_.heads;
-    const size_t mask_input = quantized_ ? 5 : 3;
+    const size_t mask_input = quantized_ ? ops::contrib::kQAttentionMaskIndex : ops::contrib::kAttentionMaskIndex;
     const int64_t batch = s[0], seq = s[1];
     // The common mask, a raw (batch, sequence) int32 one, is expanded per batch row here; any other
     // (lengths, 3-D, causal) is built as the reference builds it, one row per query.
@@ -96,18 +94,32 @@ class AttentionKernel : public FastKernel {
     if (!quantized_) {
       f32_->run(batch * seq, x.data<float>(), k_, qkv.data<float>(), hidden3);
     } else {
-      const ir::Tensor& x_scale = ctx.input(3);
+      const ir::Tensor& x_scale = ctx.input(ops::contrib::kQAttentionInputScale);
       if (x_scale.dtype() != ir::DType::kFloat32 || x_scale.numel() != 1)
         ctx.fail("input_scale must be one float32 value, got ", ir::dtype_name(x_scale.dtype()), " ",
                  ir::to_string(x_scale.shape()));
-      uint8_t zp = 0;
-      if (ctx.has_input(6)) {
-        const ir::Tensor& z = ctx.input(6);
-        if (z.dtype() != ir::DType::kUInt8 || z.numel() != 1)
-          ctx.fail("input_zero_point must be one value of the input's type uint8");
-        zp = z.data<uint8_t>()[0];
+      int zp = 0;
+      if (ctx.has_input(ops::contrib::kQAttentionInputZeroPoint)) {
+        const ir::Tensor& z = ctx.input(ops::contrib::kQAttentionInputZeroPoint);
+        if (z.dtype() != x.dtype() || z.numel() != 1)
+          ctx.fail("input_zero_point must be one value of the input's type ", ir::dtype_name(x.dtype()), ", got ",
+                   ir::dtype_name(z.dtype()), " ", ir::to_string(z.shape()));
+        zp = z.dtype() == ir::DType::kUInt8 ? z.data<uint8_t>()[0] : z.data<int8_t>()[0];
       }
-      int8_->run(batch * seq, x.data<uint8_t>(), x_scale.data<float>()[0], zp, qkv.data<float>());
+      const uint8_t* q = nullptr;
+      ir::Tensor shifted;
+      if (x.dtype() == ir::DType::kInt8) {
+        // int8 as uint8: x - zp == (x + 128) - (zp + 128), and x + 128 is x's bits with the top one flipped.
+        shifted = ctx.make_tensor(ir::DType::kUInt8, x.shape());
+        const auto* in = reinterpret_cast<const uint8_t*>(x.data<int8_t>());
+        uint8_t* out = shifted.data<uint8_t>();
+        for (int64_t i = 0; i < x.numel(); ++i) out[i] = in[i] ^ 0x80u;
+        q = out;
+        zp += 128;
+      } else {
+        q = x.data<uint8_t>();
+      }
+      int8_->run(batch * seq, q, x_scale.data<float>()[0], static_cast<uint8_t>(zp), qkv.data<float>());
     }
     // The additive mask per batch row: 0 where the raw mask attends (> 0), mask_filter_value elsewhere.
     ir::Tensor add_mask;
@@ -196,7 +208,7 @@ std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::G
 std::unique_ptr<FastKernel> make_qattention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
   ops::NodeView v(n, opset);
   int64_t heads = v.attr_int("num_heads", 0);
-  if (heads <= 0 || v.attr_int("do_rotary", 0) != 0) return nullptr;
+  if (heads <= 0 || v.attr_int("do_rotary", 0) != 0 || !v.attr_ints("qkv_hidden_sizes").empty()) return nullptr;
   if (n.inputs.size() > 8 && !n.inputs[8].empty()) return nullptr;  // past state
   for (size_t i = 1; i < n.outputs.size(); ++i)
     if (!n.outputs[i].empty()) return nullptr;
@@ -229,7 +241,8 @@ std::unique_ptr<FastKernel> make_qattention_kernel(const ir::Node& n, const ir::
 std::span<const FastKernelEntry> attention_kernel_entries() {
   static const FastKernelEntry kEntries[] = {
       {"com.microsoft", "Attention", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_attention_kernel},
-      {"com.microsoft", "QAttention", 1, kLatestOpset, dtype_set({ir::DType::kUInt8}), make_qattention_kernel},
+      {"com.microsoft", "QAttention", 1, kLatestOpset, dtype_set({ir::DType::kUInt8, ir::DType::kInt8}),
+       make_qattention_kernel},
   };
   return kEntries;
 }

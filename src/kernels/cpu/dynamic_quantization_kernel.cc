@@ -111,7 +111,10 @@ class DequantizeLinearKernel : public FastKernel {
 
 std::unique_ptr<FastKernel> make_dequantize_linear(const ir::Node& n, const ir::Graph&, int64_t opset) {
   ops::NodeView v(n, opset);
+  // Blocked scales (opset 21) and an output type other than float32 (opset 23) are the reference's.
   if (v.attr_int("block_size", 0) != 0) return nullptr;
+  if (v.attr_int("output_dtype", 0) != 0 && v.attr_int("output_dtype", 0) != static_cast<int64_t>(ir::DType::kFloat32))
+    return nullptr;
   return std::make_unique<DequantizeLinearKernel>();
 }
 

@@ -5,9 +5,9 @@
 //
 // Where int8 is fast (VNNI or AMX: int8_matmul_is_fast()) through PackedInt8MatMul; elsewhere in float32,
 // by PackedMatMul on the weights dequantized once (b_scale * B) and A dequantized per call ((A - zero
-// point) * a_scale): the same products of the same quantized values, so a model's results (its
-// quantization error included) are the same on every CPU, at float32 speed there. The kernels of
-// DynamicQuantizeMatMul and QAttention share it.
+// point) * a_scale): the same products of the same quantized values, so a model's quantization error is
+// the same on every CPU (the float32 roundings of the two paths differ in the last bits), at float32
+// speed there. The kernels of DynamicQuantizeMatMul and QAttention share it.
 #pragma once
 
 #include <cstdint>

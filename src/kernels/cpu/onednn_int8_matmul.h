@@ -15,8 +15,9 @@
 // The zero point's removal is exact in integers but done here in float32: for a typical BERT layer the
 // two terms are ~1e2 and cancel to ~1, so y carries an absolute error of ~1e-5 beyond the reference's.
 //
-// One primitive per (M, lda, ldy), kept in a 16-entry LRU cache as PackedMatMul keeps its own; the
-// scratchpad and the per-call memory objects are made once per thread and call.
+// One primitive per (M, lda, ldy), kept in a 16-entry LRU cache as PackedMatMul keeps its own; each
+// primitive's memory objects are made once per call running at once (IdlePool), its scratchpad and the
+// post-ops' per-call data live in per-thread buffers.
 #pragma once
 
 #include <cstddef>

@@ -11,7 +11,14 @@
 
 namespace kiln::ops::contrib {
 
-// mask_input: the mask_index input's place (3 in Attention, 5 in QAttention).
-std::vector<float> attention_mask(const KernelContext& ctx, int64_t batch, int64_t seq, size_t mask_input = 3);
+// Where the inputs the fast kernel reads itself sit: mask_index in Attention and QAttention, and
+// QAttention's input_scale and input_zero_point (ONNX Runtime's order).
+inline constexpr size_t kAttentionMaskIndex = 3;
+inline constexpr size_t kQAttentionInputScale = 3;
+inline constexpr size_t kQAttentionMaskIndex = 5;
+inline constexpr size_t kQAttentionInputZeroPoint = 6;
+
+// mask_input: the mask_index input's place (kAttentionMaskIndex or kQAttentionMaskIndex).
+std::vector<float> attention_mask(const KernelContext& ctx, int64_t batch, int64_t seq, size_t mask_input);
 
 }  // namespace kiln::ops::contrib

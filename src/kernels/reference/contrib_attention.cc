@@ -33,7 +33,7 @@ enum AttentionInput : size_t {
   kInput = 0,
   kWeights = 1,
   kBias = 2,
-  kMaskIndex = 3,
+  kMaskIndex = kAttentionMaskIndex,
   kPast = 4,
   kAttentionBias = 5,
   kPastSequenceLength = 6,
@@ -282,10 +282,10 @@ enum QAttentionInput : size_t {
   kQInput = 0,
   kQWeights = 1,
   kQBias = 2,
-  kQInputScale = 3,
+  kQInputScale = kQAttentionInputScale,
   kQWeightScale = 4,
-  kQMaskIndex = 5,
-  kQInputZeroPoint = 6,
+  kQMaskIndex = kQAttentionMaskIndex,
+  kQInputZeroPoint = kQAttentionInputZeroPoint,
   kQWeightZeroPoint = 7,
   kQPast = 8,
 };
@@ -326,6 +326,9 @@ void qattention_kernel(KernelContext& ctx) {
              " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
   const int64_t batch = x.dim(0), seq = x.dim(1), in_hidden = x.dim(2), columns = w.dim(1);
   HiddenSizes hs = hidden_sizes(ctx, c, columns);
+  if (!ctx.has_input(kQBias)) ctx.fail("bias (input 2) is required");
+  if (!ctx.has_input(kQInputScale)) ctx.fail("input_scale (input 3) is required");
+  if (!ctx.has_input(kQWeightScale)) ctx.fail("weight_scale (input 4) is required");
   const ir::Tensor& b = ctx.input(kQBias);
   require_float32(ctx, b.dtype(), "bias");
   require_vector(ctx, b, columns, "bias");

@@ -1,6 +1,7 @@
-// DynamicQuantizeLinear's rule for uint8 scale and zero point, shared by the reference kernels
-// (DynamicQuantizeLinear, com.microsoft.DynamicQuantizeMatMul) and the fast kernel that folds the same
-// quantization into an int8 matmul: one definition, so that every path quantizes a tensor identically.
+// DynamicQuantizeLinear's rule for a uint8 scale and zero point, and for quantizing one float32 value,
+// shared by the reference kernels (DynamicQuantizeLinear, com.microsoft.DynamicQuantizeMatMul) and the
+// fast ones (kernels/cpu/activation_quantization.h, whose vector loop computes the same): one
+// definition, so that every path quantizes a tensor identically.
 //
 // The range is extended to include 0 (so that 0 is exact); scale = (max - min) / 255, and an empty range
 // (all zeros) takes scale 1, zero point 0, as ONNX's reference does. A value then quantizes to

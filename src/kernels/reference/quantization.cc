@@ -356,12 +356,11 @@ void dynamic_quantize_linear(KernelContext& ctx) {
     Tensor y = ctx.make_tensor(DType::kUInt8, x.shape());
     uint8_t* out = y.data<uint8_t>();
     for (int64_t i = 0; i < x.numel(); ++i) {
-      double q;
-      if constexpr (std::is_same_v<T, double>)
-        q = xs[i] / static_cast<double>(scale);
-      else
-        q = static_cast<float>(xs[i]) / scale;
-      out[i] = saturate<uint8_t>(round_half_even(q) + zpi);
+      if constexpr (std::is_same_v<T, double>) {
+        out[i] = saturate<uint8_t>(round_half_even(xs[i] / static_cast<double>(scale)) + zpi);
+      } else {
+        out[i] = quantize_u8(static_cast<float>(xs[i]), params);  // float32 division, as ONNX's reference
+      }
     }
     ctx.set_output(0, std::move(y));
     if (ctx.has_output(1)) ctx.set_output(1, Tensor::scalar<T>(static_cast<T>(scale)));
