@@ -54,6 +54,10 @@ int run(const QuantizeArgs& args) {
               static_cast<double>(report.float_weight_bytes) / (1 << 20),
               static_cast<double>(report.int8_weight_bytes) / (1 << 20), file_mb(args.input), file_mb(args.output),
               file_mb(args.input) > 0 ? file_mb(args.output) / file_mb(args.input) : 0.0);
+  std::printf("check its accuracy: kiln validate %s %s%s\n", args.input.c_str(), args.output.c_str(),
+              args.per_channel ? ""
+                               : "  (per-tensor scales: on trained models --per-channel is usually much closer to "
+                                 "float32, e.g. all-MiniLM-L6-v2's cosine 0.992 against 0.952)");
   if (args.report) {
     for (const auto& q : report.quantized) std::printf("  int8: %s\n", q.c_str());
     for (const auto& s : report.skipped) std::printf("  float32: %s: %s\n", s.node.c_str(), s.reason.c_str());
@@ -81,7 +85,8 @@ Command quantize_command() {
                 ->check(CLI::IsMember({"int8-dynamic"}));
             c->add_flag("--per-channel", args->per_channel,
                         "A scale per column of the weights (per output channel) instead of one per tensor: "
-                        "closer to float32 when the columns' ranges differ");
+                        "closer to float32 when the columns' ranges differ, as in most trained models "
+                        "(all-MiniLM-L6-v2: cosine 0.992 against 0.952 per tensor); the same speed");
             c->add_option("--exclude", args->exclude,
                           "Node names or op types to leave in float32 (repeatable), e.g. a sensitive "
                           "classifier head");
