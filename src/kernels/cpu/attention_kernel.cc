@@ -46,25 +46,25 @@ class AttentionKernel : public FastKernel {
       : int8_(std::make_unique<Int8MatMul>(k, n, w, w_scale, bias)),
         k_(k),
         n_(n),
-        quantized_(true),
         absorbed_(std::move(absorbed)),
         o_(std::move(o)) {}
 
   // The weights and bias live packed here; every call is answered (the factories leave past state and
   // attention_bias to the reference), bad inputs with the reference's messages.
   std::vector<size_t> absorbed_inputs() const override {
-    return quantized_ ? absorbed_ : std::vector<size_t>{1, 2};
+    return int8_ ? absorbed_ : std::vector<size_t>{1, 2};
   }
   // The QKV projection's engine; the attention itself runs at kiln's selected ISA.
   std::string implementation() const override {
-    const std::string projection = quantized_ ? int8_->implementation() : gemm_engine_implementation(f32_->engine());
+    const std::string projection = int8_ ? int8_->implementation() : gemm_engine_implementation(f32_->engine());
     return projection + " + " + FastKernel::implementation();
   }
 
   bool run(ops::KernelContext& ctx) const override {
+    const bool quantized = int8_ != nullptr;
     const ir::Tensor& x = ctx.input(0);
-    if (!quantized_ && x.dtype() != ir::DType::kFloat32) ctx.fail("input must be float32, got ", ir::dtype_name(x.dtype()));
-    if (quantized_ && x.dtype() != ir::DType::kUInt8 && x.dtype() != ir::DType::kInt8)
+    if (!quantized && x.dtype() != ir::DType::kFloat32) ctx.fail("input must be float32, got ", ir::dtype_name(x.dtype()));
+    if (quantized && x.dtype() != ir::DType::kUInt8 && x.dtype() != ir::DType::kInt8)
       ctx.fail("input must be uint8 or int8, got ", ir::dtype_name(x.dtype()));
     const ir::Dims& s = x.shape();
     if (s.size() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(s));
@@ -72,7 +72,7 @@ class AttentionKernel : public FastKernel {
       ctx.fail("weights of shape ", ir::to_string(o_.w_shape), " must be 2-D with ", s[2],
                " rows (input_hidden of input ", ir::to_string(s), ")");
     const int64_t hidden3 = n_, d = hidden3 / 3, hs = d / o_.heads;
-    const size_t mask_input = quantized_ ? ops::contrib::kQAttentionMaskIndex : ops::contrib::kAttentionMaskIndex;
+    const size_t mask_input = quantized ? ops::contrib::kQAttentionMaskIndex : ops::contrib::kAttentionMaskIndex;
     const int64_t batch = s[0], seq = s[1];
     // The common mask, a raw (batch, sequence) int32 one, is expanded per batch row here; any other
     // (lengths, 3-D, causal) is built as the reference builds it, one row per query.
@@ -91,7 +91,7 @@ class AttentionKernel : public FastKernel {
     }
     // Scratch from make_tensor: in a planned run it is a slice of the arena, not a heap allocation.
     ir::Tensor qkv = ctx.make_tensor(ir::DType::kFloat32, {batch * seq, hidden3});
-    if (!quantized_) {
+    if (!quantized) {
       f32_->run(batch * seq, x.data<float>(), k_, qkv.data<float>(), hidden3);
     } else {
       const ir::Tensor& x_scale = ctx.input(ops::contrib::kQAttentionInputScale);
@@ -168,7 +168,6 @@ class AttentionKernel : public FastKernel {
   std::unique_ptr<PackedMatMul> f32_;  // Attention
   std::unique_ptr<Int8MatMul> int8_;   // QAttention
   int64_t k_, n_;
-  bool quantized_ = false;
   std::vector<size_t> absorbed_;
   Options o_;
 };

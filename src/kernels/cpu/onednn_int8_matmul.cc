@@ -194,11 +194,4 @@ void PackedInt8MatMul::run(int64_t m, const uint8_t* a, int64_t lda, float a_sca
     fail("[PackedInt8MatMul] oneDNN matmul M=", m, " K=", im.k, " N=", im.n, " failed: ", dnnl_status2str(status));
 }
 
-int64_t PackedInt8MatMul::k() const { return impl_->k; }
-int64_t PackedInt8MatMul::n() const { return impl_->n; }
-
-std::string PackedInt8MatMul::implementation(int64_t m) const {
-  return impl_->entry({m, impl_->k, impl_->n})->implementation;
-}
-
 }  // namespace kiln::kernels::cpu

@@ -46,10 +46,6 @@ class PackedInt8MatMul {
   void run(int64_t m, const uint8_t* a, int64_t lda, float a_scale, uint8_t a_zero_point, float* y,
            int64_t ldy) const;
 
-  int64_t k() const;
-  int64_t n() const;
-  // oneDNN's implementation for this M, e.g. "brg:avx512_core_vnni" (creates the primitive if needed).
-  std::string implementation(int64_t m) const;
 
  private:
   struct Impl;

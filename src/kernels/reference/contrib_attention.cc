@@ -182,6 +182,14 @@ std::vector<float> build_mask(const KernelContext& ctx, const AttentionConfig& c
   return mask;
 }
 
+// The input is 3-D and the weights 2-D with as many rows as the input's last dim.
+void check_input_and_weights(const NodeView& node, const ir::Tensor& x, const ir::Tensor& w, const char* weights) {
+  if (x.rank() != 3) node.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(x.shape()));
+  if (w.rank() != 2 || w.dim(0) != x.dim(2))
+    node.fail(weights, " of shape ", ir::to_string(w.shape()), " must be 2-D with ", x.dim(2),
+              " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
+}
+
 // Scores, softmax and the weighted sum of V from the Q | K | V projections, (B*S, columns) floats.
 void attend(KernelContext& ctx, const AttentionConfig& c, const std::vector<float>& qkv, int64_t batch, int64_t seq,
             int64_t columns, const HiddenSizes& hs, const ir::Tensor* attn_bias, size_t mask_input) {
@@ -243,10 +251,7 @@ void attention_kernel(KernelContext& ctx) {
   const ir::Tensor& w = ctx.input(kWeights);
   require_float32(ctx, x.dtype(), "input");
   require_float32(ctx, w.dtype(), "weights");
-  if (x.rank() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(x.shape()));
-  if (w.rank() != 2 || w.dim(0) != x.dim(2))
-    ctx.fail("weights of shape ", ir::to_string(w.shape()), " must be 2-D with ", x.dim(2),
-             " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
+  check_input_and_weights(ctx, x, w, "weights");
   const int64_t batch = x.dim(0), seq = x.dim(1), in_hidden = x.dim(2), columns = w.dim(1);
   HiddenSizes hs = hidden_sizes(ctx, c, columns);
   const float* bias = nullptr;
@@ -320,10 +325,7 @@ void qattention_kernel(KernelContext& ctx) {
   const ir::Tensor& w = ctx.input(kQWeights);
   if (!is_8bit(x.dtype())) ctx.fail("input must be uint8 or int8, got ", ir::dtype_name(x.dtype()));
   if (!is_8bit(w.dtype())) ctx.fail("weight must be uint8 or int8, got ", ir::dtype_name(w.dtype()));
-  if (x.rank() != 3) ctx.fail("input must be 3-D (batch, sequence, input_hidden), got ", ir::to_string(x.shape()));
-  if (w.rank() != 2 || w.dim(0) != x.dim(2))
-    ctx.fail("weight of shape ", ir::to_string(w.shape()), " must be 2-D with ", x.dim(2),
-             " rows (input_hidden of input ", ir::to_string(x.shape()), ")");
+  check_input_and_weights(ctx, x, w, "weight");
   const int64_t batch = x.dim(0), seq = x.dim(1), in_hidden = x.dim(2), columns = w.dim(1);
   HiddenSizes hs = hidden_sizes(ctx, c, columns);
   if (!ctx.has_input(kQBias)) ctx.fail("bias (input 2) is required");
