@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/half.h"
 #include "kernels/cpu/onednn_engine.h"
 #include "kernels/cpu/panel_gemm.h"
 #include "test_util.h"
@@ -55,8 +56,14 @@ struct Problem {
   int64_t m = 0, lda = 0, ldy = 0, ldr = 0;
   std::vector<float> a, b, bias, residual;
   std::vector<double> want, bound;  // dense [m, n]
+  bool bf16 = false;
 
-  Problem(const MatMulSpec& s, int64_t m_, std::mt19937& rng, int64_t pad = 0) : spec(s), m(m_) {
+  double operand(float v) const { return bf16 ? bfloat16_bits_to_float(float_to_bfloat16_bits(v)) : v; }
+
+  // With bf16_operands, the reference multiplies A and B rounded to bfloat16 (as spec.bf16 computes where
+  // bf16_matmul_is_fast()): exact products of the rounded values, summed as precisely as float32's.
+  Problem(const MatMulSpec& s, int64_t m_, std::mt19937& rng, int64_t pad = 0, bool bf16_operands = false)
+      : spec(s), m(m_), bf16(bf16_operands) {
     lda = spec.k + pad;
     ldy = spec.n + pad;
     ldr = spec.add_residual ? spec.n + pad : 0;
@@ -74,7 +81,7 @@ struct Problem {
     for (int64_t p = 0; p < k; ++p) {
       for (int64_t j = 0; j < n; ++j) {
         b_kn[static_cast<size_t>(p * n + j)] =
-            spec.trans_b ? b[static_cast<size_t>(j * k + p)] : b[static_cast<size_t>(p * n + j)];
+            operand(spec.trans_b ? b[static_cast<size_t>(j * k + p)] : b[static_cast<size_t>(p * n + j)]);
       }
     }
     want.assign(static_cast<size_t>(m * n), 0.0);
@@ -84,7 +91,7 @@ struct Problem {
       std::fill(acc_row.begin(), acc_row.end(), 0.0);
       std::fill(magnitude_row.begin(), magnitude_row.end(), 0.0);
       for (int64_t p = 0; p < k; ++p) {
-        const double av = a[static_cast<size_t>(i * lda + p)];
+        const double av = operand(a[static_cast<size_t>(i * lda + p)]);
         const double* brow = b_kn.data() + p * n;
         for (int64_t j = 0; j < n; ++j) {
           const double term = av * brow[j];
@@ -421,6 +428,79 @@ TEST(OneDnnMatMul, RefusesBadArguments) {
       EXPECT_NE(std::string(e.what()).find("[PackedMatMul] lda 3 is less than K 4"), std::string::npos) << e.what();
     }
   }
+}
+
+// bf16 products against the reference on bfloat16-rounded operands, over shapes, post-ops, strides and
+// two row counts on one packing; on a CPU without faster bfloat16 the spec falls back to float32 and is
+// held to the float32 reference instead.
+TEST(OneDnnMatMul, Bfloat16ProductsMatchTheRoundedOperands) {
+  std::mt19937 rng(29);
+  const bool fast = bf16_matmul_is_fast();
+  std::cout << "bf16 products " << (fast ? "run in bfloat16 here" : "fall back to float32 here") << "\n";
+  struct Case {
+    int64_t m, k, n;
+    PostOp post;
+    bool residual, trans_b;
+    float alpha;  // a power of two: bf16(alpha * b) == alpha * bf16(b), the reference's order
+    int64_t pad;
+  };
+  const int64_t big = testing::kSanitizeBuild ? 160 : 768;
+  const std::vector<Case> cases = {
+      {1, 1, 1, PostOp::kNone, false, false, 1.0f, 0},         {3, 7, 5, PostOp::kRelu, true, true, 0.5f, 0},
+      {17, 64, 33, PostOp::kGeluErf, false, false, 1.0f, 3},   {19, 37, 29, PostOp::kGeluTanh, true, false, 1.0f, 11},
+      {128, big, 96, PostOp::kNone, true, true, 0.125f, 0},    {128, 96, big, PostOp::kGeluErf, false, false, 1.0f, 0},
+  };
+  int compared_to_float32 = 0, beyond_float32 = 0;
+  for (const Case& c : cases) {
+    MatMulSpec spec;
+    spec.k = c.k;
+    spec.n = c.n;
+    spec.post = c.post;
+    spec.has_bias = true;
+    spec.add_residual = c.residual;
+    spec.trans_b = c.trans_b;
+    spec.alpha = c.alpha;
+    spec.engine = GemmEngine::kOneDnn;
+    spec.bf16 = true;
+    Problem p(spec, c.m, rng, c.pad, fast);
+    PackedMatMul mm(spec, p.b.data(), p.bias.data());
+    EXPECT_EQ(mm.spec().bf16, fast);
+    const std::string what = "bf16 " + describe(spec, c.m);
+    expect_matches(mm, p, what);
+    Problem one_row = p;  // a second row count on the same packed weights
+    one_row.m = 1;
+    expect_matches(mm, one_row, what + " (M=1)");
+    if (!fast) continue;
+    // The bf16 result is further from the float32 reference than float32's own rounding allows somewhere:
+    // the bf16 kernels really ran.
+    Problem exact = p;
+    exact.bf16 = false;
+    exact.compute_reference();
+    std::vector<float> y(static_cast<size_t>(p.m * p.ldy));
+    mm.run(p.m, p.a.data(), p.lda, y.data(), p.ldy, c.residual ? p.residual.data() : nullptr, p.ldr);
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < p.spec.n; ++j) {
+        const size_t at = static_cast<size_t>(i * p.spec.n + j);
+        ++compared_to_float32;
+        beyond_float32 += std::abs(y[static_cast<size_t>(i * p.ldy + j)] - exact.want[at]) > exact.bound[at];
+      }
+  }
+  if (fast) EXPECT_GT(beyond_float32, compared_to_float32 / 10);
+}
+
+// The float32 engines ignore spec.bf16: the panel GEMM (AVX2 machines) has no bfloat16 path.
+TEST(OneDnnMatMul, PanelGemmStaysFloat32WhenBfloat16IsAsked) {
+  if (!panel_gemm_supported()) GTEST_SKIP() << "no AVX2: no panel GEMM on this CPU";
+  std::mt19937 rng(31);
+  MatMulSpec spec;
+  spec.k = 33;
+  spec.n = 21;
+  spec.engine = GemmEngine::kPanel;
+  spec.bf16 = true;
+  Problem p(spec, 9, rng);
+  PackedMatMul mm(spec, p.b.data(), nullptr);
+  EXPECT_FALSE(mm.spec().bf16);
+  expect_matches(mm, p, "panel asked for bf16");
 }
 
 }  // namespace

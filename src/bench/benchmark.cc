@@ -301,15 +301,20 @@ BenchReport run_benchmark(const BenchOptions& o, const Progress& progress) {
     const auto t = Clock::now();
     runtime::SessionOptions so;
     so.optimization = o.level;
+    so.precision = o.precision;
     std::optional<runtime::Session> session;
     session.emplace(std::move(*model), so);
     model.reset();
+    if (ci == 0 && session->precision() == runtime::Precision::kBfloat16 && !session->computes_bf16())
+      report.notes.push_back("bf16 asked for, but this CPU computes bfloat16 no faster than float32 (no AVX512-BF16 "
+                             "or AMX), so kiln's matrix products ran in float32");
 
     ConfigResult cr;
     cr.batch = batch;
     cr.seq = seq;
     EngineResult& k = cr.kiln;
     k.engine = "kiln";
+    k.precision = session->computes_bf16() ? "bf16" : "f32";
     k.batch = batch;
     k.seq = seq;
     k.threads = o.threads;

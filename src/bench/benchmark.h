@@ -23,6 +23,7 @@
 #include "bench/peer_bench.h"
 #include "passes/pass.h"
 #include "runtime/profiler.h"
+#include "runtime/session.h"
 
 namespace kiln::bench {
 
@@ -39,6 +40,7 @@ struct BenchOptions {
   std::string inputs_npz;  // user inputs instead of generated ones (one configuration, their shapes)
   std::string input_dir;
   passes::Level level = passes::Level::kAll;
+  runtime::Precision precision = runtime::Precision::kModel;  // kiln's matrix products (--precision)
   std::vector<PeerEngine> peers;  // --vs (parse_peer_engines)
   uint64_t seed = 0;
   // --profile: after each configuration's rounds, this many more calls of kiln by one caller, profiled
@@ -58,7 +60,7 @@ struct RoundResult {
 struct EngineResult {
   std::string engine;     // "kiln", or a peer's PeerEngine::name
   std::string version;    // a peer's version; empty for kiln
-  std::string precision;  // what a peer computed in (f32, bf16, ...); empty for kiln
+  std::string precision;  // what the engine's matrix products computed in: f32, bf16, ...
   int64_t batch = 1;
   std::optional<int64_t> seq;  // none for models without a sequence dim
   int threads = 1;

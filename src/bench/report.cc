@@ -102,8 +102,10 @@ std::string format_table(const BenchReport& report) {
   const BenchOptions& o = report.options;
   std::string out;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "model %s (%.1f MB), level %s, %d thread(s)%s\n", o.model.c_str(),
-                report.model_size_mb, passes::level_name(o.level), o.threads,
+  const std::string kiln_precision = report.configs.empty() ? "" : report.configs.front().kiln.precision;
+  std::snprintf(buf, sizeof buf, "model %s (%.1f MB), level %s, kiln computes in %s, %d thread(s)%s\n",
+                o.model.c_str(), report.model_size_mb, passes::level_name(o.level),
+                kiln_precision.empty() ? "f32" : kiln_precision.c_str(), o.threads,
                 o.concurrency > 1 ? str(", ", o.concurrency, " concurrent callers").c_str() : "");
   out += buf;
   std::snprintf(buf, sizeof buf, "cpu %s; kiln kernels: %s (KILN_CPU_ISA), matmuls: %s (KILN_GEMM); OpenMP wait: %s\n",

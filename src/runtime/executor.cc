@@ -9,8 +9,9 @@
 
 namespace kiln::runtime {
 
-Executor::Executor(ir::Model& model, ops::Limits limits, bool fast_kernels, bool release_absorbed)
-    : model_(model), limits_(limits), fast_kernels_(fast_kernels) {
+Executor::Executor(ir::Model& model, ops::Limits limits, bool fast_kernels, bool release_absorbed,
+                   kernels::cpu::FastKernelOptions fast_options)
+    : model_(model), limits_(limits), fast_kernels_(fast_kernels), fast_options_(fast_options) {
   prepare(model.graph, release_absorbed ? &model.graph : nullptr);
 }
 
@@ -81,7 +82,7 @@ void Executor::prepare(const ir::Graph& g, ir::Graph* releasable) {
       fail("unsupported op ", n.op_type, " (domain ", ir::is_default_domain(n.domain) ? "ai.onnx" : n.domain,
            ", opset ", opset_of(n), ")", n.name.empty() ? "" : " at node \"" + n.name + "\"");
     p.defs.push_back(def);
-    p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n)) : nullptr);
+    p.fast.push_back(fast_kernels_ ? kernels::cpu::make_fast_kernel(n, g, opset_of(n), fast_options_) : nullptr);
     p.in_place.push_back(p.fast.back() ? p.fast.back()->in_place_inputs() : std::vector<size_t>{});
     absorbed.emplace_back(n.inputs.size(), false);
     p.held_inputs.emplace_back();

@@ -59,8 +59,10 @@ class Executor {
   // Resolves every node of the model (and of its subgraphs) to its op declaration once, and with
   // `fast_kernels` prepares the fast kernels (packing weights). Initializers of the main graph that fast
   // kernels absorbed (FastKernel::absorbed_inputs) and nothing else reads are, with `release_absorbed`,
-  // erased from the model as they are packed, so that the weights are never held twice.
-  Executor(ir::Model& model, ops::Limits limits, bool fast_kernels = false, bool release_absorbed = false);
+  // erased from the model as they are packed, so that the weights are never held twice. `fast_options`
+  // say what the fast kernels may trade for speed (bfloat16 products).
+  Executor(ir::Model& model, ops::Limits limits, bool fast_kernels = false, bool release_absorbed = false,
+           kernels::cpu::FastKernelOptions fast_options = {});
   ~Executor();
 
   // Runs g with `bindings` for its inputs (by name; an input that is also an initializer may be left
@@ -179,6 +181,7 @@ class Executor {
   const ir::Model& model_;
   ops::Limits limits_;
   bool fast_kernels_;
+  kernels::cpu::FastKernelOptions fast_options_;
   std::unordered_map<const ir::Graph*, PreparedGraph> prepared_;
   NodeObserver observer_;
   Profiler* profiler_ = nullptr;

@@ -5,14 +5,45 @@
 
 #include "analysis/model_preparation.h"
 #include "analysis/shape_inference.h"
+#include "common/error.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "onnx/model_io.h"
 #include "passes/optimizer.h"
 
 namespace kiln::runtime {
 
+Precision parse_precision(std::string_view name) {
+  if (name == "fp32" || name == "float32") return Precision::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return Precision::kBfloat16;
+  if (name == "model") return Precision::kModel;
+  fail("unknown precision '", name, "' (known: fp32, bf16)");
+}
+
+namespace {
+
+// The precision the model's metadata asks for; float32 when it has no tag.
+Precision tagged_precision(const ir::Model& m) {
+  for (const auto& [key, value] : m.metadata_props) {
+    if (key != kPrecisionMetadataKey) continue;
+    Precision p = Precision::kModel;
+    try {
+      p = parse_precision(value);
+    } catch (const Error&) {
+      // named below, as the model's
+    }
+    KILN_CHECK(p != Precision::kModel, "the model's metadata ", kPrecisionMetadataKey, " = '", value,
+               "' is not a precision kiln knows (fp32, bf16)");
+    return p;
+  }
+  return Precision::kFloat32;
+}
+
+}  // namespace
+
 Session::Session(ir::Model model, SessionOptions options)
     : model_(std::make_unique<ir::Model>(std::move(model))), options_(options) {
   ir::Model& m = *model_;
+  precision_ = options_.precision == Precision::kModel ? tagged_precision(m) : options_.precision;
   analysis::prepare_model(m);
   if (options_.optimization != passes::Level::kNone) {
     passes::OptimizeOptions po;
@@ -49,7 +80,20 @@ Session::Session(ir::Model model, SessionOptions options)
     }
   }
   // verify_inference re-infers types on the model per run, so it keeps every weight there.
-  executor_ = std::make_unique<Executor>(m, options_.limits, options_.fast_kernels, !options_.verify_inference);
+  executor_ = std::make_unique<Executor>(m, options_.limits, options_.fast_kernels, !options_.verify_inference,
+                                         fast_kernel_options());
+}
+
+kernels::cpu::FastKernelOptions Session::fast_kernel_options() const {
+  kernels::cpu::FastKernelOptions fast;
+  fast.bf16_matmul = precision_ == Precision::kBfloat16;
+  return fast;
+}
+
+bool Session::computes_bf16() const {
+  // PackedMatMul's rule: bf16 on oneDNN where it is faster (KILN_GEMM=panel keeps float32).
+  return precision_ == Precision::kBfloat16 && options_.fast_kernels && kernels::cpu::bf16_matmul_is_fast() &&
+         kernels::cpu::auto_gemm_engine() == kernels::cpu::GemmEngine::kOneDnn;
 }
 
 Session Session::load(const std::string& path, SessionOptions options) {
@@ -143,7 +187,7 @@ std::vector<ir::Datum> Session::run(const std::unordered_map<std::string, ir::Da
     if (d.is_tensor()) concrete[name] = ir::Type::tensor(d.tensor.dtype(), ir::Shape::of(d.tensor.shape()));
   analysis::InferredTypes inferred = analysis::infer_types(*model_, model_->graph, concrete, options_.limits);
   // With the options' kernels: the conformance runner checks the fast kernels this way too.
-  Executor checked(*model_, options_.limits, options_.fast_kernels);
+  Executor checked(*model_, options_.limits, options_.fast_kernels, false, fast_kernel_options());
   checked.set_observer([&](const ir::Node& n, std::span<const ir::Datum> outs) {
     for (size_t k = 0; k < n.outputs.size(); ++k) {
       auto it = inferred.types.find(n.outputs[k]);

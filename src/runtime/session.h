@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -14,6 +15,22 @@
 #include "analysis/shape_inference.h"
 
 namespace kiln::runtime {
+
+// The precision of the matrix products with constant weights (MatMul, Gemm, Attention's projections).
+enum class Precision {
+  kModel,     // what the model's metadata asks for (kPrecisionMetadataKey), float32 without it
+  kFloat32,
+  kBfloat16,  // bfloat16 operands, float32 sums, where the CPU computes bfloat16 faster; float32 elsewhere
+};
+
+// The model metadata entry that records a precision for the runtime (`kiln quantize --mode bf16`): ONNX
+// has no bfloat16 matrix product that ONNX Runtime's CPU provider runs, so the file keeps float32 weights
+// and this tag tells kiln to multiply them in bfloat16.
+inline constexpr const char* kPrecisionMetadataKey = "kiln.precision";
+
+// "fp32", "bf16" (the names --precision and the metadata use; also "float32", "bfloat16"), or "model" for
+// kModel. Throws kiln::Error naming the known ones.
+Precision parse_precision(std::string_view name);
 
 struct SessionOptions {
   ops::Limits limits;
@@ -26,6 +43,7 @@ struct SessionOptions {
   // Fast kernels (oneDNN, kiln's vectorized ones) where they cover a node; false runs the reference
   // kernels only, the ground truth the fast ones are tested against.
   bool fast_kernels = true;
+  Precision precision = Precision::kModel;
 };
 
 class Session {
@@ -42,6 +60,11 @@ class Session {
   const ir::Model& model() const { return *model_; }
   // Nodes that run on a fast kernel where it covers the call (0 with options.fast_kernels off).
   size_t fast_kernel_count() const;
+  // The precision asked for (options.precision, or the model's tag): never kModel.
+  Precision precision() const { return precision_; }
+  // Whether matrix products run in bfloat16: bf16 asked for, fast kernels on, and a CPU that computes
+  // bfloat16 faster (else they run in float32, and this says false).
+  bool computes_bf16() const;
   // The memory plans made so far (one per input-shape signature; Executor::PlanStats).
   Executor::PlanStats plan_stats() const { return executor_->plan_stats(); }
   // Times every node of the following runs into `profiler` (runtime/profiler.h), which must outlive its
@@ -59,9 +82,11 @@ class Session {
 
  private:
   void check_feeds(const std::unordered_map<std::string, ir::Datum>& feeds) const;
+  kernels::cpu::FastKernelOptions fast_kernel_options() const;
 
   std::unique_ptr<ir::Model> model_;  // stable address: the executor keeps references into it
   SessionOptions options_;
+  Precision precision_ = Precision::kFloat32;
   std::vector<ir::ValueInfo> inputs_;
   std::vector<ir::ValueInfo> outputs_;
   // Per input and dim: the index of its symbol in symbols_ (-1: none), for check_feeds.

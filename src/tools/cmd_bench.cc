@@ -30,6 +30,7 @@ struct BenchArgs {
   std::string inputs;
   std::string input_dir;
   std::string level = "all";
+  std::string precision;  // empty: the model's tag
   std::string json;
   std::string vs;
   uint64_t seed = 0;
@@ -79,6 +80,7 @@ int run(const BenchArgs& args) {
   o.inputs_npz = args.inputs;
   o.input_dir = args.input_dir;
   o.level = passes::parse_level(args.level);
+  if (!args.precision.empty()) o.precision = runtime::parse_precision(args.precision);
   o.seed = args.seed;
   const bool profile = args.profile || !args.profile_json.empty();
   if (profile) o.profile_runs = args.iterations;
@@ -157,6 +159,11 @@ Command bench_command() {
                                          "input) instead of generated ones: one configuration, their shapes");
             c->add_option("--input-dir", args->input_dir, "Inputs from DIR/NAME.npy instead of generated ones")
                 ->excludes(inputs);
+            c->add_option("--precision", args->precision,
+                          "Precision of the matrix products: fp32, or bf16 (bfloat16 operands, float32 sums; where the CPU has "
+                          "AVX512-BF16 or AMX, float32 elsewhere). Default: the model's kiln.precision tag (kiln quantize "
+                          "--mode bf16), else fp32")
+                ->check(CLI::IsMember({"fp32", "bf16"}));
             c->add_option("--level", args->level,
                           "kiln's graph optimization when the session is created: none, basic, extended or all (all adds "
                           "the layout passes: convolutions run channels-last; ONNX Runtime always runs with all its "

@@ -40,6 +40,7 @@ struct RunArgs {
   int64_t max_length = 512;
   bool cased = false;
   std::string level = "all";
+  std::string precision;  // empty: the model's tag
   int threads = runtime::default_threads();
   bool profile = false;
   std::string profile_json;
@@ -129,8 +130,14 @@ int run(const RunArgs& args) {
   }
   runtime::SessionOptions options;
   options.optimization = passes::parse_level(args.level);
+  if (!args.precision.empty()) options.precision = runtime::parse_precision(args.precision);
   runtime::set_intra_op_threads(args.threads);
   runtime::Session session = runtime::Session::load(model, options);
+  if (session.precision() == runtime::Precision::kBfloat16)
+    std::fprintf(stderr, "precision: %s\n",
+                 session.computes_bf16() ? "bf16 (matrix products in bfloat16, float32 sums)"
+                                         : "bf16 asked for; this CPU has no faster bfloat16 (AVX512-BF16 or AMX), so "
+                                           "the matrix products run in float32");
   std::map<std::string, int64_t> dims = parse_dims(args.dims);
   std::unordered_map<std::string, ir::Datum> feeds;
   if (!args.texts.empty())
@@ -257,6 +264,11 @@ Command run_command() {
             c->add_option("--max-length", args->max_length, "Truncate each tokenized input to this many tokens")
                 ->capture_default_str();
             c->add_flag("--cased", args->cased, "The vocabulary is cased: no lower-casing or accent stripping");
+            c->add_option("--precision", args->precision,
+                          "Precision of the matrix products: fp32, or bf16 (bfloat16 operands, float32 sums; where the CPU has "
+                          "AVX512-BF16 or AMX, float32 elsewhere). Default: the model's kiln.precision tag (kiln quantize "
+                          "--mode bf16), else fp32")
+                ->check(CLI::IsMember({"fp32", "bf16"}));
             c->add_option("--level", args->level,
                           "Graph optimization applied when the model is loaded: none, basic, extended or all (all "
                           "adds the layout passes: convolutions run channels-last)")

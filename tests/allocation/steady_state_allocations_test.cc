@@ -252,6 +252,17 @@ TEST(SteadyStateAllocations, TorchExportedBertTiny) {
   expect_steady(steady_state_allocations(s, random_feeds(m, {{"batch", 2}, {"sequence", 9}}, 1)), 5, kMatMulsPerRun);
 }
 
+// bf16 products round A into a per-thread buffer, kept from call to call (float32 where bf16 is not faster).
+TEST(SteadyStateAllocations, TorchExportedBertTinyInBfloat16) {
+  SKIP_OR_NAME_SETTING();
+  ir::Model m = onnx_io::load_model(testing::source_path("tests/data/bert-tiny/model.onnx"));
+  runtime::SessionOptions options;
+  options.precision = runtime::Precision::kBfloat16;
+  runtime::Session s(m, options);
+  std::printf("bf16 products: %s\n", s.computes_bf16() ? "yes" : "no, float32 on this CPU or setting");
+  expect_steady(steady_state_allocations(s, random_feeds(m, {{"batch", 2}, {"sequence", 9}}, 1)), 5, kMatMulsPerRun);
+}
+
 TEST(SteadyStateAllocations, EveryShapeSeenBeforeRunsWithoutTheHeap) {
   SKIP_OR_NAME_SETTING();
   ir::Model m = onnx_io::load_model(testing::source_path("tests/data/bert-tiny/model.onnx"));

@@ -56,7 +56,8 @@ class AttentionKernel : public FastKernel {
   }
   // The QKV projection's engine; the attention itself runs at kiln's selected ISA.
   std::string implementation() const override {
-    const std::string projection = int8_ ? int8_->implementation() : gemm_engine_implementation(f32_->engine());
+    const std::string projection = int8_ ? int8_->implementation()
+                                         : gemm_engine_implementation(f32_->engine()) + (f32_->spec().bf16 ? " bf16" : "");
     return projection + " + " + FastKernel::implementation();
   }
 
@@ -182,7 +183,8 @@ AttentionKernel::Options options(const ops::NodeView& v, int64_t heads, const ir
   return o;
 }
 
-std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
+std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset,
+                                                  const FastKernelOptions& fast_options) {
   ops::NodeView v(n, opset);
   int64_t heads = v.attr_int("num_heads", 0);
   if (heads <= 0 || v.attr_int("do_rotary", 0) != 0 || !v.attr_ints("qkv_hidden_sizes").empty()) return nullptr;
@@ -199,6 +201,7 @@ std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::G
   spec.k = w->shape()[0];
   spec.n = w->shape()[1];
   spec.has_bias = true;
+  spec.bf16 = fast_options.bf16_matmul;
   return std::make_unique<AttentionKernel>(spec, w->data<float>(), bias->data<float>(), options(v, heads, w->shape()));
 }
 
@@ -239,7 +242,9 @@ std::unique_ptr<FastKernel> make_qattention_kernel(const ir::Node& n, const ir::
 
 std::span<const FastKernelEntry> attention_kernel_entries() {
   static const FastKernelEntry kEntries[] = {
-      {"com.microsoft", "Attention", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_attention_kernel},
+      {"com.microsoft", "Attention", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
+       [](const ir::Node& n, const ir::Graph& g, int64_t opset) { return make_attention_kernel(n, g, opset, {}); },
+       make_attention_kernel},
       {"com.microsoft", "QAttention", 1, kLatestOpset, dtype_set({ir::DType::kUInt8, ir::DType::kInt8}),
        make_qattention_kernel},
   };

@@ -19,6 +19,9 @@ namespace kiln::kernels::cpu {
 // Prepares the kernel for node n of graph g (whose initializers are its constants), or returns nullptr
 // when it does not cover this node's attributes or constants.
 using FastKernelFactory = std::unique_ptr<FastKernel> (*)(const ir::Node& n, const ir::Graph& g, int64_t opset);
+// The same for the kernels whose choices depend on the session's options (the matrix products' precision).
+using FastKernelFactoryWithOptions = std::unique_ptr<FastKernel> (*)(const ir::Node& n, const ir::Graph& g,
+                                                                      int64_t opset, const FastKernelOptions& options);
 
 // A set of element types, one bit per ir::DType.
 constexpr uint64_t dtype_set(std::initializer_list<ir::DType> types) {
@@ -36,7 +39,8 @@ struct FastKernelEntry {
   int64_t since_opset;    // the first version of the op (in its domain's opset) whose meaning it implements
   int64_t until_opset;    // the last, inclusive; kLatestOpset: every later one
   uint64_t dtypes;        // element types it computes in (of input 0); others are declined per call
-  FastKernelFactory make;
+  FastKernelFactory make;  // with default options; for every entry
+  FastKernelFactoryWithOptions make_with_options = nullptr;  // where set, used instead of `make`
 };
 
 // Per family, in the family's file.

@@ -43,8 +43,16 @@ class FastKernel {
   std::string name_;
 };
 
+// What a session lets the fast kernels trade for speed (runtime::SessionOptions::precision).
+struct FastKernelOptions {
+  // Matrix products with constant weights (MatMul, Gemm, Attention's projections) in bfloat16 where the
+  // CPU computes it faster (MatMulSpec::bf16): about 3 significant digits per operand, float32 sums.
+  bool bf16_matmul = false;
+};
+
 // The fast kernel for node `n` of graph `g` (whose initializers are its constants), or nullptr when there
 // is none for this node.
-std::unique_ptr<FastKernel> make_fast_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset);
+std::unique_ptr<FastKernel> make_fast_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset,
+                                             const FastKernelOptions& options = {});
 
 }  // namespace kiln::kernels::cpu

@@ -44,7 +44,9 @@ class MatMulKernel : public FastKernel {
   std::vector<size_t> absorbed_inputs() const override {
     return gemm_ && mm_.spec().has_bias ? std::vector<size_t>{1, 2} : std::vector<size_t>{1};
   }
-  std::string implementation() const override { return gemm_engine_implementation(mm_.engine()); }
+  std::string implementation() const override {
+    return gemm_engine_implementation(mm_.engine()) + (mm_.spec().bf16 ? " bf16" : "");
+  }
 
  private:
   PackedMatMul mm_;
@@ -52,17 +54,20 @@ class MatMulKernel : public FastKernel {
   std::vector<int64_t> b_shape_;  // for messages
 };
 
-std::unique_ptr<FastKernel> make_matmul(const ir::Node& n, const ir::Graph& g) {
+std::unique_ptr<FastKernel> make_matmul(const ir::Node& n, const ir::Graph& g, int64_t,
+                                        const FastKernelOptions& options) {
   const ir::Tensor* b = float_constant(g, n, 1);
   if (!b || b->shape().size() != 2) return make_batched_matmul_kernel();
   if (b->numel() == 0) return nullptr;
   MatMulSpec spec;
   spec.k = b->shape()[0];
   spec.n = b->shape()[1];
+  spec.bf16 = options.bf16_matmul;
   return std::make_unique<MatMulKernel>(spec, b->data<float>(), nullptr, false, b->shape());
 }
 
-std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int64_t opset) {
+std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int64_t opset,
+                                      const FastKernelOptions& options) {
   ops::NodeView v(n, opset);
   const bool trans_a = v.attr_int("transA", 0) != 0, trans_b = v.attr_int("transB", 0) != 0;
   auto dynamic = [&] {
@@ -76,6 +81,7 @@ std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int
   spec.k = b->shape()[spec.trans_b ? 1 : 0];
   spec.n = b->shape()[spec.trans_b ? 0 : 1];
   spec.alpha = v.attr_float("alpha", 1.0f);
+  spec.bf16 = options.bf16_matmul;
   std::vector<float> bias;
   if (n.inputs.size() > 2 && !n.inputs[2].empty()) {
     const ir::Tensor* c = float_constant(g, n, 2);
@@ -96,9 +102,10 @@ std::unique_ptr<FastKernel> make_gemm(const ir::Node& n, const ir::Graph& g, int
 std::span<const FastKernelEntry> matmul_kernel_entries() {
   static const FastKernelEntry kEntries[] = {
       {"", "MatMul", 1, kLatestOpset, dtype_set({ir::DType::kFloat32}),
-       [](const ir::Node& n, const ir::Graph& g, int64_t) { return make_matmul(n, g); }},
+       [](const ir::Node& n, const ir::Graph& g, int64_t opset) { return make_matmul(n, g, opset, {}); }, make_matmul},
       // Gemm before 7 had a `broadcast` attribute; from 7 on C broadcasts unidirectionally.
-      {"", "Gemm", 7, kLatestOpset, dtype_set({ir::DType::kFloat32}), make_gemm},
+      {"", "Gemm", 7, kLatestOpset, dtype_set({ir::DType::kFloat32}),
+       [](const ir::Node& n, const ir::Graph& g, int64_t opset) { return make_gemm(n, g, opset, {}); }, make_gemm},
   };
   return kEntries;
 }

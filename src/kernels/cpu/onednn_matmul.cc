@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cpu/bfloat16_rows.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/fast_kernel_util.h"
 #include "kernels/cpu/onednn_engine.h"
@@ -25,6 +26,10 @@ namespace {
 using dnnl::memory;
 using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
+constexpr memory::data_type kBf16 = memory::data_type::bf16;
+
+// Names the per-thread buffer of A rounded to bfloat16 (spec.bf16).
+struct Bfloat16Activations {};
 
 // The M the weights' layout is chosen for: a BERT-base sequence, the shape the layout matters most for.
 constexpr int64_t kLayoutM = 128;
@@ -87,6 +92,15 @@ GemmEngine gemm_engine_from_env() {
 
 }  // namespace
 
+bool bf16_matmul_is_fast() {
+  static const bool fast = [] {
+    if (selected_isa() != Isa::kAvx512) return false;
+    const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+    return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+  }();
+  return fast;
+}
+
 GemmEngine auto_gemm_engine() {
   static const GemmEngine engine = gemm_engine_from_env();
   return engine;
@@ -134,8 +148,11 @@ struct PackedMatMul::Impl {
   mutable std::vector<memory> weights;
   mutable PrimitiveLru<Entry> cache{kMaxCachedPrimitives};
 
+  // The element type of A and of the packed weights.
+  memory::data_type operand_type() const { return spec.bf16 ? kBf16 : kF32; }
+
   dnnl::matmul::primitive_desc primitive_desc(const Geometry& g, const memory::desc& weights_md) const {
-    const memory::desc src_md({g.m, spec.k}, kF32, memory::dims{g.lda, 1});
+    const memory::desc src_md({g.m, spec.k}, operand_type(), memory::dims{g.lda, 1});
     const memory::desc dst_md({g.m, spec.n}, kF32, memory::dims{g.ldy, 1});
     const memory::desc bias_md = spec.has_bias ? memory::desc({1, spec.n}, kF32, Tag::ab) : memory::desc();
     dnnl::post_ops ops;
@@ -151,7 +168,7 @@ struct PackedMatMul::Impl {
 
   // Called with `mutex` held. Picks the packed weights for this geometry, packing a new layout if needed.
   std::shared_ptr<const Entry> make_entry(const Geometry& g) const {
-    const memory::desc any_md({spec.k, spec.n}, kF32, Tag::any);
+    const memory::desc any_md({spec.k, spec.n}, operand_type(), Tag::any);
     dnnl::matmul::primitive_desc pd;
     memory chosen;
     try {
@@ -212,7 +229,8 @@ struct PackedMatMul::Impl {
     KILN_CHECK(m >= 0, "[PackedMatMul] M must be >= 0, got ", m);
     KILN_CHECK(lda >= spec.k, "[PackedMatMul] lda ", lda, " is less than K ", spec.k);
     KILN_CHECK(ldy >= spec.n, "[PackedMatMul] ldy ", ldy, " is less than N ", spec.n);
-    Geometry g{m, lda, ldy, 0};
+    // bf16 products read A's rounded copy, which is dense.
+    Geometry g{m, spec.bf16 ? spec.k : lda, ldy, 0};
     if (spec.add_residual) {
       g.ldr = ld_residual == 0 ? spec.n : ld_residual;
       KILN_CHECK(g.ldr >= spec.n, "[PackedMatMul] residual leading dimension ", g.ldr, " is less than N ", spec.n);
@@ -227,6 +245,7 @@ PackedMatMul::PackedMatMul(const MatMulSpec& spec, const float* b, const float* 
   KILN_CHECK(!spec.has_bias || bias != nullptr, "[PackedMatMul] has_bias but no bias");
   impl_->spec = spec;
   impl_->spec.engine = resolve_engine(spec.engine);
+  impl_->spec.bf16 = spec.bf16 && impl_->spec.engine == GemmEngine::kOneDnn && bf16_matmul_is_fast();
   if (impl_->spec.engine == GemmEngine::kPanel) {
     impl_->panel = std::make_unique<PanelPackedB>(spec.k, spec.n, b, spec.trans_b, spec.alpha);
     if (spec.has_bias) impl_->panel_bias.assign(bias, bias + spec.n);
@@ -239,7 +258,8 @@ PackedMatMul::PackedMatMul(const MatMulSpec& spec, const float* b, const float* 
     const memory::desc user_md({spec.k, spec.n}, kF32, spec.trans_b ? Tag::ba : Tag::ab);
     memory user(user_md, engine, const_cast<float*>(b));
     const Geometry g{kLayoutM, spec.k, spec.n, spec.add_residual ? spec.n : 0};
-    const dnnl::matmul::primitive_desc pd = impl_->primitive_desc(g, memory::desc({spec.k, spec.n}, kF32, Tag::any));
+    const dnnl::matmul::primitive_desc pd =
+        impl_->primitive_desc(g, memory::desc({spec.k, spec.n}, impl_->operand_type(), Tag::any));
     memory::desc packed_md = pd.weights_desc();
     if (packed_md == memory::desc({spec.k, spec.n}, kF32, Tag::ab) && (spec.n * sizeof(float)) % 4096 == 0) {
       const memory::desc padded({spec.k, spec.n}, kF32, memory::dims{spec.n + kRowPadFloats, 1});
@@ -295,7 +315,14 @@ void PackedMatMul::run(int64_t m, const float* a, int64_t lda, float* y, int64_t
   }
   const std::shared_ptr<const Entry> e = impl_->entry(g);
   const auto b = impl_->bound_args(*e);
-  dnnl_status_t status = onednn_rebind(b->src, a);
+  const void* src = a;
+  if (spec.bf16) {
+    auto* rounded = reinterpret_cast<uint16_t*>(
+        thread_buffer<Bfloat16Activations>(sizeof(uint16_t) * static_cast<size_t>(m * spec.k)));
+    round_rows_to_bfloat16(m, spec.k, a, lda, rounded);
+    src = rounded;
+  }
+  dnnl_status_t status = onednn_rebind(b->src, src);
   if (status == dnnl_success) status = onednn_rebind(b->dst, y);
   if (status == dnnl_success && spec.add_residual) status = onednn_rebind(b->residual, residual);
   if (status == dnnl_success && e->scratch_bytes > 0)

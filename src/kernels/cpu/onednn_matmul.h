@@ -41,6 +41,12 @@
 // - Threads: oneDNN runs on OpenMP (omp_set_num_threads), the process's one pool; nothing here starts
 //   a thread.
 //
+// - bf16 (spec.bf16): oneDNN 2.6 has no float32 x bfloat16 matmul, and its fpmath_mode::bf16 on float32
+//   inputs does not engage the bf16 kernels (measured: still brg:avx512_core), so the weights are
+//   packed as bf16 once and A is rounded into a per-thread buffer on each call (a pass over M x K floats,
+//   small beside the M x K x N product): brg:avx512_core_bf16 ran [128,768] x [768,3072] at 436 GFLOP/s
+//   against 224 in float32 (AMD EPYC Zen 4, avx512, 2 threads).
+//
 // This header keeps oneDNN out of its includes (the runtime includes it; only kernels/cpu/ knows oneDNN).
 #pragma once
 
@@ -72,7 +78,16 @@ struct MatMulSpec {
   bool trans_b = false;  // B is stored [N,K] row-major (Gemm's transB = 1)
   float alpha = 1.0f;
   GemmEngine engine = GemmEngine::kAuto;
+  // Multiply in bfloat16 where bf16_matmul_is_fast(): the weights packed as bfloat16, A rounded to
+  // bfloat16 per call (bfloat16_rows.h), products summed and written in float32, bias, activation and
+  // residual applied in float32. Elsewhere the product stays float32 (spec() then says bf16 = false): a
+  // CPU without bf16 arithmetic would only lose accuracy and gain no speed.
+  bool bf16 = false;
 };
+
+// Whether bfloat16 products run faster than float32 here: oneDNN's avx512_core_bf16 (vdpbf16ps) or AMX
+// kernels, with kiln's kernels at the AVX-512 level (KILN_CPU_ISA=avx2 turns it off, to test float32).
+bool bf16_matmul_is_fast();
 
 // The engine kAuto stands for on this machine (KILN_GEMM, read once, then the ISA). Throws kiln::Error
 // when KILN_GEMM holds an unknown name, or names panel on a CPU without AVX2.
