@@ -2,6 +2,8 @@
 // ISA level this machine runs, across query and key block edges, with strided rows and masks.
 #include "kernels/cpu/attention_tile.h"
 
+#include "common/half.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -46,7 +48,7 @@ HeadData random_head(int64_t queries, int64_t keys, int64_t head_size, bool mask
   return h;
 }
 
-void run(HeadData& h, float scale, Isa isa) {
+void run(HeadData& h, float scale, Isa isa, bool bf16 = false) {
   AttentionHeadArgs a;
   a.queries = h.queries;
   a.keys = h.keys;
@@ -61,6 +63,7 @@ void run(HeadData& h, float scale, Isa isa) {
     a.mask_stride = h.keys;
   }
   a.out = h.out.data();
+  a.bf16 = bf16;
   kernels::cpu::attention_head(a, isa);
 }
 
@@ -130,6 +133,44 @@ TEST(AttentionTile, MaskedKeyBlocksAddNothingAndFullyMaskedRowsAreNaN) {
     for (int64_t t = 0; t < 8; ++t) EXPECT_TRUE(std::isnan(h.out[2 * h.ld + t])) << t;
     for (int64_t t = 0; t < 8; ++t) EXPECT_TRUE(std::isnan(h.out[3 * h.ld + t])) << t;
   }
+}
+
+// bf16 products: against the exact result on Q, K and V rounded to bfloat16, within the rounding of the
+// probabilities (2^-9 relative each: |error| <= ~2^-8 * max |v|), across block edges, odd key counts and
+// masks; where the CPU has no faster bfloat16 (or the head size is no multiple of 32) the float32 path runs
+// and is held to float32's bound. Where bf16 runs it must differ from float32 by more than float32's error.
+TEST(AttentionTile, Bfloat16ProductsStayWithinTheirRounding) {
+  struct Case {
+    int64_t queries, keys, head_size;
+    bool masked;
+  };
+  for (Isa isa : isas())
+    for (const Case& c : {Case{1, 1, 32, false}, Case{13, 7, 32, true}, Case{128, 128, 64, true},
+                          Case{49, 257, 64, false}, Case{130, 513, 32, true}, Case{20, 30, 20, false}}) {
+      const bool bf16 = kernels::cpu::attention_head_runs_bf16(c.head_size, isa);
+      SCOPED_TRACE(::testing::Message() << kernels::cpu::isa_name(isa) << (bf16 ? " bf16" : " float32") << " queries "
+                                        << c.queries << " keys " << c.keys << " head " << c.head_size);
+      HeadData h = random_head(c.queries, c.keys, c.head_size, c.masked, static_cast<uint32_t>(c.keys + 1));
+      HeadData rounded = h;
+      for (auto* x : {&rounded.q, &rounded.k, &rounded.v})
+        for (float& f : *x) f = bfloat16_bits_to_float(float_to_bfloat16_bits(f));
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_size));
+      run(h, scale, isa, /*bf16=*/true);
+      double worst = 0, worst_vs_exact = 0;
+      for (int64_t i = 0; i < c.queries; ++i) {
+        std::vector<double> want = expected_row(bf16 ? rounded : h, scale, i), exact = expected_row(h, scale, i);
+        for (int64_t t = 0; t < c.head_size; ++t) {
+          worst = std::max(worst, std::abs(want[t] - h.out[i * h.ld + t]));
+          worst_vs_exact = std::max(worst_vs_exact, std::abs(exact[t] - h.out[i * h.ld + t]));
+        }
+        for (int64_t t = c.head_size; t < h.ld; ++t) ASSERT_EQ(h.out[i * h.ld + t], -7.0f) << "wrote past the head";
+      }
+      // V's entries are N(0, 1): |v| < ~6 here.
+      EXPECT_LT(worst, bf16 ? 0.03 : 2e-5);
+      if (bf16) {
+        EXPECT_GT(worst_vs_exact, 1e-4) << "no bfloat16 rounding seen";
+      }
+    }
 }
 
 }  // namespace

@@ -485,7 +485,9 @@ TEST(OneDnnMatMul, Bfloat16ProductsMatchTheRoundedOperands) {
         beyond_float32 += std::abs(y[static_cast<size_t>(i * p.ldy + j)] - exact.want[at]) > exact.bound[at];
       }
   }
-  if (fast) EXPECT_GT(beyond_float32, compared_to_float32 / 10);
+  if (fast) {
+    EXPECT_GT(beyond_float32, compared_to_float32 / 10);
+  }
 }
 
 // The float32 engines ignore spec.bf16: the panel GEMM (AVX2 machines) has no bfloat16 path.

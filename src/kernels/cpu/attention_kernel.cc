@@ -34,6 +34,9 @@ class AttentionKernel : public FastKernel {
     float scale = 0.0f;
     float mask_filter_value = -10000.0f;
     bool unidirectional = false;
+    // The products of the attention itself in bfloat16 (AttentionHeadArgs::bf16): the session asked for
+    // bf16 products (FastKernelOptions), for the projection of Attention and for this of both ops.
+    bool bf16 = false;
     std::vector<int64_t> w_shape;  // for messages
   };
 
@@ -58,7 +61,8 @@ class AttentionKernel : public FastKernel {
   std::string implementation() const override {
     const std::string projection = int8_ ? int8_->implementation()
                                          : gemm_engine_implementation(f32_->engine()) + (f32_->spec().bf16 ? " bf16" : "");
-    return projection + " + " + FastKernel::implementation();
+    const bool core_bf16 = o_.bf16 && attention_head_runs_bf16(n_ / 3 / o_.heads);
+    return projection + " + " + FastKernel::implementation() + (core_bf16 ? " bf16" : "");
   }
 
   bool run(ops::KernelContext& ctx) const override {
@@ -151,6 +155,7 @@ class AttentionKernel : public FastKernel {
       a.v = rows + 2 * d;
       a.ldq = a.ldk = a.ldv = hidden3;
       a.scale = scale;
+      a.bf16 = o_.bf16;
       if (raw_mask) {
         a.mask = mask_base + b * seq;  // one mask row for every query of this batch row
       } else if (mask_base) {
@@ -173,8 +178,10 @@ class AttentionKernel : public FastKernel {
   Options o_;
 };
 
-AttentionKernel::Options options(const ops::NodeView& v, int64_t heads, const ir::Dims& w_shape) {
+AttentionKernel::Options options(const ops::NodeView& v, int64_t heads, const ir::Dims& w_shape,
+                                 const FastKernelOptions& fast_options) {
   AttentionKernel::Options o;
+  o.bf16 = fast_options.bf16_matmul;
   o.heads = heads;
   o.scale = v.attr_float("scale", 0.0f);
   o.mask_filter_value = v.attr_float("mask_filter_value", -10000.0f);
@@ -202,12 +209,14 @@ std::unique_ptr<FastKernel> make_attention_kernel(const ir::Node& n, const ir::G
   spec.n = w->shape()[1];
   spec.has_bias = true;
   spec.bf16 = fast_options.bf16_matmul;
-  return std::make_unique<AttentionKernel>(spec, w->data<float>(), bias->data<float>(), options(v, heads, w->shape()));
+  return std::make_unique<AttentionKernel>(spec, w->data<float>(), bias->data<float>(),
+                                           options(v, heads, w->shape(), fast_options));
 }
 
 // QAttention: int8 weights [K, 3D] with zero point 0 (absent, or zeros), a float32 weight scale (1 or 3D
 // values) and bias [3D], all constants; input_scale and input_zero_point come with each call. No past.
-std::unique_ptr<FastKernel> make_qattention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset) {
+std::unique_ptr<FastKernel> make_qattention_kernel(const ir::Node& n, const ir::Graph& g, int64_t opset,
+                                                   const FastKernelOptions& fast_options) {
   ops::NodeView v(n, opset);
   int64_t heads = v.attr_int("num_heads", 0);
   if (heads <= 0 || v.attr_int("do_rotary", 0) != 0 || !v.attr_ints("qkv_hidden_sizes").empty()) return nullptr;
@@ -235,7 +244,7 @@ std::unique_ptr<FastKernel> make_qattention_kernel(const ir::Node& n, const ir::
   }
   std::vector<float> scales(scale->data<float>(), scale->data<float>() + scale->numel());
   return std::make_unique<AttentionKernel>(w->shape()[0], cols, w->data<int8_t>(), scales, bias->data<float>(),
-                                           std::move(absorbed), options(v, heads, w->shape()));
+                                           std::move(absorbed), options(v, heads, w->shape(), fast_options));
 }
 
 }  // namespace
@@ -246,6 +255,7 @@ std::span<const FastKernelEntry> attention_kernel_entries() {
        [](const ir::Node& n, const ir::Graph& g, int64_t opset) { return make_attention_kernel(n, g, opset, {}); },
        make_attention_kernel},
       {"com.microsoft", "QAttention", 1, kLatestOpset, dtype_set({ir::DType::kUInt8, ir::DType::kInt8}),
+       [](const ir::Node& n, const ir::Graph& g, int64_t opset) { return make_qattention_kernel(n, g, opset, {}); },
        make_qattention_kernel},
   };
   return kEntries;

@@ -45,8 +45,9 @@ class FastKernel {
 
 // What a session lets the fast kernels trade for speed (runtime::SessionOptions::precision).
 struct FastKernelOptions {
-  // Matrix products with constant weights (MatMul, Gemm, Attention's projections) in bfloat16 where the
-  // CPU computes it faster (MatMulSpec::bf16): about 3 significant digits per operand, float32 sums.
+  // Matrix products in bfloat16 where the CPU computes it faster: those with constant weights (MatMul,
+  // Gemm, Attention's projections: MatMulSpec::bf16) and the attention's own (Attention, QAttention:
+  // AttentionHeadArgs::bf16). About 3 significant digits per operand, float32 sums.
   bool bf16_matmul = false;
 };
 
