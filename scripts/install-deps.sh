@@ -10,10 +10,12 @@ packages=(
   libcli11-dev nlohmann-json3-dev libicu-dev
   libgtest-dev libgmock-dev
   python3 python3-venv ca-certificates
+  fortunes-min
 )
 # libdnnl-dev's CMake config asks for OpenCL (find_package(OpenCL)) even for the CPU engine: without
 # ocl-icd-opencl-dev, which apt's --no-install-recommends leaves out, cmake stops at configure.
 # python3-venv and ca-certificates: `make peers` makes benchmarks/peers/.venv and pip reaches PyPI over TLS.
+# fortunes-min: real English sentences for the int8 accuracy test on real text (`make real-text`).
 
 missing=()
 for p in "${packages[@]}"; do

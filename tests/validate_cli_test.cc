@@ -1,8 +1,9 @@
 // Black-box tests of `kiln validate`: a model against itself (the bundled BERT), against a copy with one
 // weight changed (figures checked against hand-computed values, per output and per layer), inputs from a
-// folder, and refusals of bad input with one error line.
+// folder or from lines of text, and refusals of bad input with one error line.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -71,8 +72,9 @@ struct Pair {
 TEST(ValidateCli, Help) {
   RunResult r = run_kiln({"validate", "--help"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  for (const char* part : {"--inputs", "--samples", "--seed", "--per-layer", "--json", "--threads", "--level",
-                           "max rel", "cosine", "top-5", "retrieval", "growth"})
+  for (const char* part :
+       {"--inputs", "--samples", "--seed", "--per-layer", "--json", "--threads", "--level", "max rel", "cosine",
+        "top-5", "retrieval", "growth", "--text", "--vocab", "--max-length", "attention_mask", "emb cos"})
     EXPECT_TRUE(contains(r.out, part)) << part << " missing from:\n" << r.out;
 }
 
@@ -173,6 +175,94 @@ void expect_error(const std::vector<std::string>& args, const std::string& messa
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_TRUE(contains(r.err, "kiln: error: " + message)) << "want: " << message << "\ngot: " << r.err;
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+const std::string kVocab = source_path("tests/data/tokenizer/vocab.json");
+
+// Four sentences, a blank line (skipped) and a line end in Windows style.
+std::string write_sentences(const TempDir& dir) {
+  const std::string path = dir.file("sentences.txt");
+  write_file(path,
+             "The kiln fires the clay.\n\nA fast engine, proven with numbers.\r\nThe weather is cold today.\n"
+             "Ovens and kilns both get hot.\n");
+  return path;
+}
+
+TEST(ValidateCli, TextSamplesOneSentenceEach) {
+  TempDir dir("kiln_validate");
+  const std::string text = write_sentences(dir);
+  const std::string quantized = dir.file("int8.onnx");
+  RunResult q = run_kiln({"quantize", kBert, "-o", quantized, "--mode", "int8-dynamic"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  RunResult r = run_kiln({"validate", kBert, quantized, "--text", text, "--vocab", kVocab, "--max-length", "11",
+                          "--threads", "1", "--json", dir.file("v.json")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // [CLS] the ki ##ln fires the clay . [SEP]: 9 tokens; then 10, 8, and 12 cut to 11 ("oven ##s and ki ##ln ##s
+  // both get hot .").
+  EXPECT_TRUE(contains(r.out, "4 lines of " + text + " (one sample each, batch 1), tokenized with " + kVocab +
+                                  ": 8 to 11 tokens, mean 9.5, 1 cut to --max-length 11"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "emb cos min")) << r.out;
+  nlohmann::json j = nlohmann::json::parse(read_file(dir.file("v.json")));
+  EXPECT_EQ(j["samples"], 4);
+  EXPECT_EQ(j["text"], text);
+  EXPECT_EQ(j["vocab"], kVocab);
+  EXPECT_EQ(j["max_length"], 11);
+  EXPECT_FALSE(j.contains("seed"));
+  for (const auto& o : j["outputs"]) {
+    ASSERT_TRUE(o["compared"].get<bool>()) << o.dump();
+    // One sentence embedding per sample: last_hidden_state [1, tokens, 128] pooled, pooler_output as is.
+    const auto& e = o["embedding_cosine"];
+    ASSERT_EQ(e["rows"], 4) << o.dump();
+    ASSERT_EQ(e["per_row"].size(), 4u);
+    double lowest = 1, sum = 0;
+    for (const auto& c : e["per_row"]) {
+      lowest = std::min(lowest, c.get<double>());
+      sum += c.get<double>();
+    }
+    EXPECT_DOUBLE_EQ(e["min"].get<double>(), lowest);
+    EXPECT_NEAR(e["mean"].get<double>(), sum / 4, 1e-12);
+    EXPECT_GT(lowest, 0.9) << o.dump();  // int8 of a random-weight BERT: close, not exact
+    EXPECT_LT(lowest, 1.0) << o.dump();
+    EXPECT_EQ(o["retrieval"]["rows"], 4) << o.dump();
+  }
+  EXPECT_EQ(j["outputs"][0]["name"], "last_hidden_state");
+  EXPECT_EQ(j["outputs"][0]["reference_type"], "float32[1,9,128]");  // the first line's
+}
+
+TEST(ValidateCli, TextErrors) {
+  TempDir dir("kiln_validate");
+  const std::string text = write_sentences(dir);
+  expect_error({"validate", kBert, kBert, "--text", dir.file("none.txt"), "--vocab", kVocab, "-q"},
+               "--text " + dir.file("none.txt") + ": no such file");
+  const std::string blank = dir.file("blank.txt");
+  write_file(blank, "\n  \n\t\n");
+  expect_error({"validate", kBert, kBert, "--text", blank, "--vocab", kVocab, "-q"},
+               "--text " + blank + ": no text (one sample per line; blank lines are skipped)");
+  expect_error({"validate", kBert, kBert, "--text", text, "-q"},
+               "--text needs the model's vocabulary: give it with --vocab vocab.txt");
+  expect_error({"validate", kBert, kBert, "--text", text, "--vocab", dir.file("vocab.txt"), "-q"},
+               "--vocab " + dir.file("vocab.txt") + ": no such file");
+  expect_error({"validate", kBert, kBert, "--vocab", kVocab, "-q"},
+               "--vocab is used with --text FILE; give the text to tokenize");
+  // A model that takes input_ids and something text cannot give.
+  onnx::ModelProto m = new_model();
+  auto* g = m.mutable_graph();
+  add_input(g, "input_ids", TensorProto::INT64, {"batch", "sequence"});
+  add_input(g, "pixel_values", TensorProto::FLOAT, {"batch", 3});
+  add_node(g, "Identity", {"input_ids"}, {"ids"}, "ids");
+  add_node(g, "Identity", {"pixel_values"}, {"pixels"}, "pixels");
+  add_output(g, "ids", TensorProto::INT64, {"batch", "sequence"});
+  add_output(g, "pixels", TensorProto::FLOAT, {"batch", 3});
+  const std::string mixed = dir.file("mixed.onnx");
+  save(m, mixed);
+  expect_error({"validate", mixed, mixed, "--text", text, "--vocab", kVocab, "-q"},
+               "--text: cannot feed the model's input \"pixel_values\" (float32[batch,3]): text gives only int64 or "
+               "int32 input_ids, attention_mask and token_type_ids; give the inputs with --inputs DIR");
+  Pair p;  // a model of one float input "x"
+  expect_error({"validate", p.reference, p.candidate, "--text", text, "--vocab", kVocab, "-q"},
+               "--text: the model has no input_ids input to feed tokens to (its inputs: x); give its inputs with "
+               "--inputs DIR");
 }
 
 TEST(ValidateCli, Errors) {

@@ -157,6 +157,59 @@ TEST(ValidateFigures, RetrievalPoolsRowsAcrossSamplesAndMeanPoolsSequences) {
   EXPECT_EQ(pooled.figures().retrieval.state, Agreement::State::kUnavailable);
 }
 
+TEST(ValidateFigures, TokenMaskWeightsThePoolingIntoEmbeddings) {
+  // [batch 1, seq 3, D 2] with the middle position padding: the embedding is the mean of positions 0 and 2.
+  Tensor h = Tensor::from_vector<float>({1, 2, 100, -100, 3, 4}, {1, 3, 2});
+  Tensor mask = Tensor::from_vector<int64_t>({1, 0, 1}, {1, 3});
+  std::vector<double> rows;
+  validate::append_embedding_rows(h, &mask, rows);
+  EXPECT_EQ(rows, (std::vector<double>{2, 3}));
+  // Without a mask, or with one of another shape (not [batch, seq]): the plain mean.
+  rows.clear();
+  validate::append_embedding_rows(h, nullptr, rows);
+  EXPECT_EQ(rows, (std::vector<double>{104.0 / 3, -94.0 / 3}));
+  rows.clear();
+  Tensor other = Tensor::from_vector<int32_t>({1, 0}, {1, 2});
+  validate::append_embedding_rows(h, &other, rows);
+  EXPECT_EQ(rows, (std::vector<double>{104.0 / 3, -94.0 / 3}));
+  // A mask of all zeros leaves a zero row; rank 2 is taken as is.
+  rows.clear();
+  Tensor none = Tensor::from_vector<int32_t>({0, 0, 0}, {1, 3});
+  validate::append_embedding_rows(h, &none, rows);
+  EXPECT_EQ(rows, (std::vector<double>{0, 0}));
+  rows.clear();
+  validate::append_embedding_rows(Tensor::from_vector<float>({5, 6, 7, 8}, {2, 2}), nullptr, rows);
+  EXPECT_EQ(rows, (std::vector<double>{5, 6, 7, 8}));
+
+  // The candidate differs only at the padding: its embedding is the reference's (cosine 1), though the
+  // element-wise cosine over the whole tensor is not.
+  Tensor changed = Tensor::from_vector<float>({1, 2, -50, 7, 3, 4}, {1, 3, 2});
+  OutputComparer c("last_hidden_state");
+  c.add(h, changed, &mask);
+  OutputFigures f = c.figures();
+  ASSERT_EQ(f.embedding_cosines.size(), 1u);
+  EXPECT_DOUBLE_EQ(f.embedding_cosines[0], 1);
+  EXPECT_LT(f.cosine, 0.9);
+}
+
+TEST(ValidateFigures, EmbeddingCosinesPerRowAcrossSamples) {
+  // Two samples of [batch 2, D 2]: rows (1, 0) / (1, 0), (0, 1) / (1, 1), (3, 4) / (3, 4), (1, 0) / (-1, 0).
+  OutputComparer c("sentence_embedding");
+  c.add(Tensor::from_vector<float>({1, 0, 0, 1}, {2, 2}), Tensor::from_vector<float>({1, 0, 1, 1}, {2, 2}));
+  c.add(Tensor::from_vector<float>({3, 4, 1, 0}, {2, 2}), Tensor::from_vector<float>({3, 4, -1, 0}, {2, 2}));
+  OutputFigures f = c.figures();
+  ASSERT_EQ(f.embedding_cosines.size(), 4u);
+  EXPECT_DOUBLE_EQ(f.embedding_cosines[0], 1);
+  EXPECT_NEAR(f.embedding_cosines[1], 1 / std::sqrt(2.0), 1e-15);
+  EXPECT_DOUBLE_EQ(f.embedding_cosines[2], 1);
+  EXPECT_DOUBLE_EQ(f.embedding_cosines[3], -1);
+  EXPECT_NEAR(f.embedding_cosine_mean(), (2 + 1 / std::sqrt(2.0) - 1) / 4, 1e-15);
+  EXPECT_DOUBLE_EQ(f.embedding_cosine_min(), -1);
+  // Rank 1 is not embedding-like.
+  EXPECT_FALSE(compare_once(Tensor::from_vector<float>({1, 2}, {2}), Tensor::from_vector<float>({1, 2}, {2}))
+                   .has_embedding_cosines());
+}
+
 TEST(ValidateFigures, MismatchesAreNotCompared) {
   OutputFigures shape = compare_once(Tensor(ir::DType::kFloat32, {1, 2}), Tensor(ir::DType::kFloat32, {1, 3}));
   EXPECT_FALSE(shape.compared());

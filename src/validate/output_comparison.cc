@@ -106,7 +106,7 @@ void OutputComparer::mark_not_compared(std::string why) {
   if (f_.compared()) f_.not_compared = std::move(why);
 }
 
-void OutputComparer::add(const ir::Datum& reference, const ir::Datum& candidate) {
+void OutputComparer::add(const ir::Datum& reference, const ir::Datum& candidate, const ir::Tensor* token_mask) {
   if (f_.samples == 0) {
     f_.reference_type = describe(reference);
     f_.candidate_type = describe(candidate);
@@ -114,10 +114,10 @@ void OutputComparer::add(const ir::Datum& reference, const ir::Datum& candidate)
   if (!f_.compared()) return;
   if (!reference.is_tensor() || !candidate.is_tensor())
     return mark_not_compared(str("not a tensor: reference ", describe(reference), ", candidate ", describe(candidate)));
-  add(reference.tensor, candidate.tensor);
+  add(reference.tensor, candidate.tensor, token_mask);
 }
 
-void OutputComparer::add(const ir::Tensor& reference, const ir::Tensor& candidate) {
+void OutputComparer::add(const ir::Tensor& reference, const ir::Tensor& candidate, const ir::Tensor* token_mask) {
   if (f_.samples == 0) {
     f_.reference_type = ir::to_string(ir::Type::tensor(reference.dtype(), ir::Shape::of(reference.shape())));
     f_.candidate_type = ir::to_string(ir::Type::tensor(candidate.dtype(), ir::Shape::of(candidate.shape())));
@@ -154,7 +154,7 @@ void OutputComparer::add(const ir::Tensor& reference, const ir::Tensor& candidat
 
   if (!task_figures_ || !ir::is_float(rt) || !ir::is_float(ct)) return;
   add_top_k(reference, candidate);
-  add_embedding_rows(reference, candidate);
+  add_embedding_rows(reference, candidate, token_mask);
 }
 
 void OutputComparer::add_top_k(const ir::Tensor& reference, const ir::Tensor& candidate) {
@@ -186,7 +186,8 @@ void OutputComparer::add_top_k(const ir::Tensor& reference, const ir::Tensor& ca
   });
 }
 
-void OutputComparer::add_embedding_rows(const ir::Tensor& reference, const ir::Tensor& candidate) {
+void OutputComparer::add_embedding_rows(const ir::Tensor& reference, const ir::Tensor& candidate,
+                                        const ir::Tensor* token_mask) {
   const size_t rank = reference.rank();
   if ((rank != 2 && rank != 3) || reference.shape().back() < 2) return;
   const int64_t width = reference.shape().back();
@@ -194,26 +195,14 @@ void OutputComparer::add_embedding_rows(const ir::Tensor& reference, const ir::T
   if (embedding_width_ != 0 && embedding_width_ != width) {
     f_.retrieval.state = Agreement::State::kUnavailable;
     f_.retrieval.why = str("the embedding width changed between samples (", embedding_width_, ", then ", width, ")");
+    reference_rows_.clear();
+    candidate_rows_.clear();
     return;
   }
   embedding_width_ = width;
   f_.retrieval.state = Agreement::State::kMeasured;  // until figures() finds too few rows
-  const int64_t batch = reference.dim(0), pooled = rank == 3 ? reference.dim(1) : 1;
-  auto pool = [&](const ir::Tensor& t, std::vector<double>& rows) {
-    with_reader(t, [&](auto at) {
-      for (int64_t b = 0; b < batch; ++b) {
-        const size_t row = rows.size();
-        rows.resize(row + static_cast<size_t>(width), 0.0);
-        for (int64_t s = 0; s < pooled; ++s)
-          for (int64_t k = 0; k < width; ++k) rows[row + static_cast<size_t>(k)] += at((b * pooled + s) * width + k);
-        // An empty sequence leaves a zero row, which is nobody's nearest neighbour.
-        if (pooled > 1)
-          for (int64_t k = 0; k < width; ++k) rows[row + static_cast<size_t>(k)] /= static_cast<double>(pooled);
-      }
-    });
-  };
-  pool(reference, reference_rows_);
-  pool(candidate, candidate_rows_);
+  append_embedding_rows(reference, token_mask, reference_rows_);
+  append_embedding_rows(candidate, token_mask, candidate_rows_);
 }
 
 OutputFigures OutputComparer::figures() const {
@@ -226,7 +215,45 @@ OutputFigures OutputComparer::figures() const {
   f.cosine = cosine_of_sums(dot_, reference_squares_, candidate_squares_);
   if (f.retrieval.state == Agreement::State::kMeasured)
     f.retrieval = retrieval_agreement(reference_rows_, candidate_rows_, embedding_width_);
+  const size_t w = static_cast<size_t>(embedding_width_);
+  for (size_t begin = 0; w && begin < reference_rows_.size(); begin += w)
+    f.embedding_cosines.push_back(
+        cosine_similarity(std::span(reference_rows_).subspan(begin, w), std::span(candidate_rows_).subspan(begin, w)));
   return f;
+}
+
+double OutputFigures::embedding_cosine_mean() const {
+  double sum = 0;
+  for (double c : embedding_cosines) sum += c;
+  return embedding_cosines.empty() ? 1.0 : sum / static_cast<double>(embedding_cosines.size());
+}
+
+double OutputFigures::embedding_cosine_min() const {
+  return embedding_cosines.empty() ? 1.0 : *std::min_element(embedding_cosines.begin(), embedding_cosines.end());
+}
+
+void append_embedding_rows(const ir::Tensor& t, const ir::Tensor* token_mask, std::vector<double>& rows) {
+  KILN_CHECK((t.rank() == 2 || t.rank() == 3) && t.shape().back() >= 1, "append_embedding_rows: a ",
+             ir::to_string(t.shape()), " tensor is not [batch, D] or [batch, seq, D]");
+  const int64_t batch = t.dim(0), width = t.shape().back(), seq = t.rank() == 3 ? t.dim(1) : 1;
+  const bool masked = t.rank() == 3 && token_mask && token_mask->rank() == 2 && token_mask->dim(0) == batch &&
+                      token_mask->dim(1) == seq;
+  with_reader(t, [&](auto at) {
+    for (int64_t b = 0; b < batch; ++b) {
+      const size_t row = rows.size();
+      rows.resize(row + static_cast<size_t>(width), 0.0);
+      double weights = 0;
+      for (int64_t s = 0; s < seq; ++s) {
+        const double weight = masked ? token_mask->as_double(b * seq + s) : 1.0;
+        if (weight == 0) continue;
+        weights += weight;
+        for (int64_t k = 0; k < width; ++k)
+          rows[row + static_cast<size_t>(k)] += weight * at((b * seq + s) * width + k);
+      }
+      if (weights > 0 && weights != 1)
+        for (int64_t k = 0; k < width; ++k) rows[row + static_cast<size_t>(k)] /= weights;
+    }
+  });
 }
 
 double cosine_similarity(std::span<const double> a, std::span<const double> b) {

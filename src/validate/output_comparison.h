@@ -23,9 +23,13 @@
 //   top-5 agreement  % of rows whose reference argmax is among the candidate's 5 largest values (ties count
 //                    in its favour); needs >= 5 classes
 // Embedding-like outputs (float on both sides, rank 2 [batch, D], or rank 3 [batch, seq, D] mean-pooled over
-// seq to [batch, D]; D >= 2) give one row per batch item. The rows of all samples are pooled; for each row,
-// its nearest other row by cosine is found under the reference and under the candidate:
-//   retrieval agreement  % of rows whose nearest other row is the same one on both sides; needs >= 3 rows
+// seq to [batch, D]; D >= 2) give one row per batch item: a text encoder's sentence embedding. The mean over
+// seq is weighted by the sample's token mask when one is given ([batch, seq], the model's attention_mask
+// input): sentence-transformers' mean pooling, so that padding does not count. The rows of all samples are
+// pooled; for each row:
+//   embedding cosine     the cosine of its reference and candidate vectors: mean and min over the rows
+//   retrieval agreement  % of rows whose nearest other row by cosine is the same one under both models
+//                        (the reference's nearest neighbour found again); needs >= 3 rows
 // The rules go by shape alone, so a rank-2 output counts as both kinds (a pooled embedding's top-1 is the
 // argmax of its features; a classifier's retrieval compares its logit vectors): read the figure that fits.
 #pragma once
@@ -83,8 +87,14 @@ struct OutputFigures {
   Agreement top1;
   Agreement top5;
   Agreement retrieval;
+  // Embedding-like outputs: each pooled row's embedding cosine, rows of all samples in order (a sentence's
+  // row per sample for text inputs of batch 1); empty for other outputs.
+  std::vector<double> embedding_cosines;
 
   bool compared() const { return not_compared.empty(); }
+  bool has_embedding_cosines() const { return !embedding_cosines.empty(); }
+  double embedding_cosine_mean() const;
+  double embedding_cosine_min() const;
 };
 
 // Accumulates one output's figures sample by sample.
@@ -96,9 +106,11 @@ class OutputComparer {
 
   // One sample of both sides. A dtype mismatch (two float types of different widths are compared), a shape
   // mismatch, or a value that is not a numeric tensor marks the output not compared, and later samples are
-  // ignored.
-  void add(const ir::Datum& reference, const ir::Datum& candidate);
-  void add(const ir::Tensor& reference, const ir::Tensor& candidate);
+  // ignored. `token_mask`, the sample's attention mask [batch, seq] (any numeric dtype, 0 = padding), weights
+  // the pooling of a rank-3 output of that batch and seq into embedding rows; null or of another shape: a
+  // plain mean.
+  void add(const ir::Datum& reference, const ir::Datum& candidate, const ir::Tensor* token_mask = nullptr);
+  void add(const ir::Tensor& reference, const ir::Tensor& candidate, const ir::Tensor* token_mask = nullptr);
 
   // The figures so far (retrieval is computed here, over every row pooled so far).
   OutputFigures figures() const;
@@ -106,7 +118,7 @@ class OutputComparer {
  private:
   void mark_not_compared(std::string why);
   void add_top_k(const ir::Tensor& reference, const ir::Tensor& candidate);
-  void add_embedding_rows(const ir::Tensor& reference, const ir::Tensor& candidate);
+  void add_embedding_rows(const ir::Tensor& reference, const ir::Tensor& candidate, const ir::Tensor* token_mask);
 
   bool task_figures_;
   OutputFigures f_;
@@ -119,6 +131,11 @@ class OutputComparer {
 
 // Cosine similarity of two vectors of one length, in double: 1 when both are all zeros, 0 when only one is.
 double cosine_similarity(std::span<const double> a, std::span<const double> b);
+
+// Pools `t` (rank 2 [batch, D], or rank 3 [batch, seq, D]) into `batch` rows of D values, appended to `rows`:
+// rank 2 as is; rank 3 by the mean over seq, weighted by `token_mask` when it is [batch, seq] (a row whose
+// mask is all zeros stays zero, which is nobody's nearest neighbour).
+void append_embedding_rows(const ir::Tensor& t, const ir::Tensor* token_mask, std::vector<double>& rows);
 
 // Retrieval agreement of rows (row-major, `width` values each) under two models: for each row, whether its
 // nearest other row by cosine (the first one on ties) is the same under both. kUnavailable below

@@ -80,13 +80,16 @@ std::string outputs_table(const ValidationReport& report) {
       rows.push_back({f.name, f.reference_type, "not compared: " + f.not_compared});
       continue;
     }
+    const bool embedding = f.has_embedding_cosines();
     rows.push_back({f.name, f.reference_type, error_text(f.max_abs_error), error_text(f.max_rel_error),
                     error_text(f.mean_abs_error), cosine_text(f.min_cosine), cosine_text(f.cosine),
-                    agreement_text(f.top1), agreement_text(f.top5), agreement_text(f.retrieval)});
+                    agreement_text(f.top1), agreement_text(f.top5),
+                    embedding ? cosine_text(f.embedding_cosine_mean()) : "-",
+                    embedding ? cosine_text(f.embedding_cosine_min()) : "-", agreement_text(f.retrieval)});
   }
-  return table(
-      {"output", "shape", "max abs", "max rel", "mean abs", "cos min", "cosine", "top-1 %", "top-5 %", "retrieval %"},
-      rows, 2);
+  return table({"output", "shape", "max abs", "max rel", "mean abs", "cos min", "cosine", "top-1 %", "top-5 %",
+                "emb cos", "emb cos min", "retrieval %"},
+               rows, 2);
 }
 
 // Lines under the table for what its cells cannot say: n/a reasons, mixed dtypes, non-finite values.
@@ -178,6 +181,12 @@ nlohmann::json figures_json(const OutputFigures& f, bool task_figures) {
     j["top1"] = agreement_json(f.top1);
     j["top5"] = agreement_json(f.top5);
     j["retrieval"] = agreement_json(f.retrieval);
+    j["embedding_cosine"] = nullptr;
+    if (f.has_embedding_cosines())
+      j["embedding_cosine"] = {{"mean", f.embedding_cosine_mean()},
+                               {"min", f.embedding_cosine_min()},
+                               {"rows", f.embedding_cosines.size()},
+                               {"per_row", f.embedding_cosines}};
   }
   return j;
 }
@@ -209,7 +218,11 @@ nlohmann::json to_json(const ValidationReport& report) {
                       {"omp_wait", runtime::omp_wait_policy()},
                       {"relative_error_floor", kRelativeErrorFloor},
                       {"notes", report.notes}};
-  if (o.inputs_dir.empty()) j.update({{"seed", o.seed}, {"batch", o.batch}, {"seq", o.seq}});
+  if (!o.text.file.empty())
+    j.update(
+        {{"text", o.text.file}, {"vocab", o.text.vocab}, {"max_length", o.text.max_length}, {"cased", o.text.cased}});
+  else if (o.inputs_dir.empty())
+    j.update({{"seed", o.seed}, {"batch", o.batch}, {"seq", o.seq}});
   nlohmann::json outputs = nlohmann::json::array();
   for (const auto& f : report.outputs) outputs.push_back(figures_json(f, true));
   j["outputs"] = std::move(outputs);

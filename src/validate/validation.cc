@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -70,7 +71,10 @@ void check_inputs(const ir::Model& ref, const ir::Model& cand, const ValidationO
 }
 
 InputSamples make_samples(const ir::Model& ref, const ValidationOptions& o, std::vector<std::string>& notes) {
+  if (!o.inputs_dir.empty() && !o.text.file.empty()) fail("give the inputs with --inputs DIR or --text FILE, not both");
+  if (o.text.file.empty() && !o.text.vocab.empty()) fail("--vocab is used with --text FILE; give the text to tokenize");
   if (!o.inputs_dir.empty()) return InputSamples::from_folder(fed_inputs(ref.graph), o.inputs_dir);
+  if (!o.text.file.empty()) return InputSamples::from_text(fed_inputs(ref.graph), o.text);
   for (const auto& v : fed_inputs(ref.graph)) {
     if (!v.type.is_tensor())
       fail("input \"", v.name, "\" of ", o.reference,
@@ -114,10 +118,15 @@ std::vector<OutputFigures> compare_runs(const runtime::Session& ref, const runti
   for (int64_t k = 0; k < samples.size(); ++k) {
     if (progress) progress(str(stage, "sample ", k + 1, "/", samples.size()), true);
     Feeds feeds = samples.sample(k);
+    // Pools a text encoder's token outputs into sentence embeddings without the padding (OutputComparer).
+    std::optional<ir::Tensor> token_mask;
+    if (auto it = feeds.find(kTokenMaskInput); it != feeds.end() && it->second.is_tensor())
+      token_mask = it->second.tensor;  // aliases: the candidate's feeds may drop it below
     ref.run(feeds, ro);
     std::erase_if(feeds, [&](const auto& item) { return !cand_inputs.count(item.first); });
     cand.run(feeds, co);
-    for (size_t j = 0; j < names.size(); ++j) comparers[j].add(ro[ri[j]], co[ci[j]]);
+    for (size_t j = 0; j < names.size(); ++j)
+      comparers[j].add(ro[ri[j]], co[ci[j]], token_mask ? &*token_mask : nullptr);
   }
   std::vector<OutputFigures> out;
   for (const auto& c : comparers) out.push_back(c.figures());
@@ -125,7 +134,8 @@ std::vector<OutputFigures> compare_runs(const runtime::Session& ref, const runti
 }
 
 std::vector<LayerFigures> per_layer(const ValidationOptions& o, const InputSamples& samples,
-                                    const runtime::SessionOptions& so, const Progress& progress) {
+                                    const runtime::SessionOptions& so, const runtime::SessionOptions& cand_so,
+                                    const Progress& progress) {
   auto say = [&](const std::string& text) {
     if (progress) progress(text, false);
   };
@@ -134,7 +144,7 @@ std::vector<LayerFigures> per_layer(const ValidationOptions& o, const InputSampl
   const std::vector<SharedValue> values = expose_shared_values(ref, cand);
   std::vector<std::string> names;
   for (const auto& v : values) names.push_back(v.name);
-  const runtime::Session ref_session(std::move(ref), so), cand_session(std::move(cand), so);
+  const runtime::Session ref_session(std::move(ref), so), cand_session(std::move(cand), cand_so);
   std::vector<OutputFigures> figures =
       compare_runs(ref_session, cand_session, names, false, samples, "per layer: ", progress);
 
@@ -180,13 +190,16 @@ ValidationReport run_validation(const ValidationOptions& o, const Progress& prog
 
   runtime::SessionOptions so;
   so.optimization = o.level;
+  // The candidate's options start as the reference's: a candidate-only setting (a runtime precision such as
+  // bf16, which changes numerics without changing the file) goes on cand_so here.
+  runtime::SessionOptions cand_so = so;
   say("creating the sessions");
   {
-    const runtime::Session ref_session(std::move(ref), so), cand_session(std::move(cand), so);
+    const runtime::Session ref_session(std::move(ref), so), cand_session(std::move(cand), cand_so);
     report.outputs = compare_runs(ref_session, cand_session, outputs, true, samples, "", progress);
   }
   if (o.per_layer) {
-    report.layers = per_layer(o, samples, so, progress);
+    report.layers = per_layer(o, samples, so, cand_so, progress);
     report.notes.push_back(
         "per layer: a second run of each model with the values the two graphs share exposed as outputs (which "
         "keeps kiln from fusing across them); the outputs' figures are from the models as given");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "passes/pass.h"
+#include "validate/input_samples.h"
 #include "validate/output_comparison.h"
 
 namespace kiln::validate {
@@ -18,8 +19,10 @@ namespace kiln::validate {
 struct ValidationOptions {
   std::string reference;
   std::string candidate;
-  // A folder of NAME.npy files, or of subfolders of them (validate/input_samples.h); empty: generated samples.
+  // A folder of NAME.npy files, or of subfolders of them (validate/input_samples.h); empty: generated samples,
+  // or text samples when text.file is given.
   std::string inputs_dir;
+  TextInputs text;
   int64_t samples = 8;  // generated samples, from seeds seed .. seed + samples - 1
   uint64_t seed = 0;
   int64_t batch = 1;  // sizes of the generated samples' batch and sequence dims
