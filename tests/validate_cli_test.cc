@@ -99,6 +99,29 @@ TEST(ValidateCli, BertAgainstItself) {
   EXPECT_FALSE(fs::exists(dir.file("v.json.tmp")));
 }
 
+// --precision bf16 runs the candidate's products in bfloat16 where the CPU has it (the reference stays
+// float32): the same file then differs from itself by bf16's rounding, within its bound.
+TEST(ValidateCli, CandidatePrecision) {
+  TempDir dir("kiln_validate");
+  RunResult r = run_kiln({"validate", kBert, kBert, "--samples", "2", "--seq", "16", "--threads", "1", "--precision",
+                          "bf16", "--json", dir.file("v.json")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(read_file(dir.file("v.json")));
+  const bool bf16 = j["candidate_precision"] == "bf16";
+  EXPECT_TRUE(contains(r.out, bf16 ? "the candidate's products in bf16" : "the candidate's products in fp32")) << r.out;
+  for (const auto& o : j["outputs"]) {
+    EXPECT_GE(o["cosine_min"].get<double>(), 0.999) << o.dump();
+    if (bf16) {
+      EXPECT_GT(o["max_abs_error"].get<double>(), 0.0) << o.dump();
+    } else {
+      EXPECT_EQ(o["max_abs_error"].get<double>(), 0.0) << o.dump();
+    }
+  }
+  RunResult bad = run_kiln({"validate", kBert, kBert, "--precision", "int8"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_TRUE(contains(bad.err, "--precision")) << bad.err;
+}
+
 TEST(ValidateCli, ChangedWeightGivesTheExpectedError) {
   Pair p;
   RunResult r = run_kiln(

@@ -17,6 +17,7 @@ namespace {
 struct ValidateArgs {
   validate::ValidationOptions options;
   std::string level = "all";
+  std::string precision;  // empty: the candidate's tag
   std::string json;
   bool quiet = false;
 };
@@ -24,6 +25,7 @@ struct ValidateArgs {
 int run(ValidateArgs& args) {
   validate::ValidationOptions& o = args.options;
   o.level = passes::parse_level(args.level);
+  if (!args.precision.empty()) o.candidate_precision = runtime::parse_precision(args.precision);
 
   validate::ValidationReport report;
   {
@@ -103,6 +105,10 @@ Command validate_command() {
                       "kiln's graph optimization when each session is created: none, basic, extended or all")
             ->capture_default_str()
             ->check(CLI::IsMember({"none", "basic", "extended", "all"}));
+        c->add_option("--precision", args->precision,
+                      "The candidate's matrix products: fp32 or bf16 (default: its kiln.precision tag, as kiln run "
+                      "reads it). The reference always runs in float32")
+            ->check(CLI::IsMember({"fp32", "bf16"}));
         c->add_flag("-q,--quiet", args->quiet, "No progress on stderr");
         c->footer(
             "Inputs: both models are fed the same samples (a candidate may leave an input unread, but may not "

@@ -70,7 +70,8 @@ std::string machine_line(const ValidationReport& report) {
   return str("cpu ", cpu_model_name(), "; kiln kernels: ", kernels::cpu::isa_name(kernels::cpu::selected_isa()),
              " (KILN_CPU_ISA), matmuls: ", kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine()),
              " (KILN_GEMM); OpenMP wait: ", runtime::omp_wait_policy(), "\n", report.options.threads,
-             " thread(s), graph optimization level ", passes::level_name(report.options.level), " for both models\n");
+             " thread(s), graph optimization level ", passes::level_name(report.options.level),
+             " for both models; the candidate's products in ", report.candidate_precision, "\n");
 }
 
 std::string outputs_table(const ValidationReport& report) {
@@ -212,6 +213,7 @@ nlohmann::json to_json(const ValidationReport& report) {
                       {"samples", report.samples},
                       {"threads", o.threads},
                       {"level", passes::level_name(o.level)},
+                      {"candidate_precision", report.candidate_precision},
                       {"cpu", cpu_model_name()},
                       {"cpu_isa", kernels::cpu::isa_name(kernels::cpu::selected_isa())},
                       {"gemm", kernels::cpu::gemm_engine_name(kernels::cpu::auto_gemm_engine())},

@@ -190,12 +190,15 @@ ValidationReport run_validation(const ValidationOptions& o, const Progress& prog
 
   runtime::SessionOptions so;
   so.optimization = o.level;
-  // The candidate's options start as the reference's: a candidate-only setting (a runtime precision such as
-  // bf16, which changes numerics without changing the file) goes on cand_so here.
+  // The reference is the float32 ground truth, whatever its file's tag; the candidate runs at its own
+  // precision (a runtime setting such as bf16 changes its numerics without changing its file).
   runtime::SessionOptions cand_so = so;
+  so.precision = runtime::Precision::kFloat32;
+  cand_so.precision = o.candidate_precision;
   say("creating the sessions");
   {
     const runtime::Session ref_session(std::move(ref), so), cand_session(std::move(cand), cand_so);
+    if (cand_session.computes_bf16()) report.candidate_precision = "bf16";
     report.outputs = compare_runs(ref_session, cand_session, outputs, true, samples, "", progress);
   }
   if (o.per_layer) {

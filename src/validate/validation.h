@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "passes/pass.h"
+#include "runtime/session.h"
 #include "validate/input_samples.h"
 #include "validate/output_comparison.h"
 
@@ -30,6 +31,8 @@ struct ValidationOptions {
   bool per_layer = false;
   int threads = 1;
   passes::Level level = passes::Level::kAll;  // both sessions' graph optimization
+  // The candidate's matrix products (kModel: its kiln.precision tag); the reference always runs float32.
+  runtime::Precision candidate_precision = runtime::Precision::kModel;
 };
 
 // One intermediate value of a per-layer run.
@@ -48,6 +51,7 @@ struct LayerFigures {
 struct ValidationReport {
   ValidationOptions options;
   std::string inputs;  // InputSamples::description()
+  std::string candidate_precision = "fp32";  // what the candidate's matrix products computed in: fp32, bf16
   int64_t samples = 0;
   std::vector<std::string> notes;
   std::vector<OutputFigures> outputs;  // in the reference's output order
