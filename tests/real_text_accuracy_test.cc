@@ -50,12 +50,15 @@ std::string describe(const EmbeddingFigures& f) {
   return buf;
 }
 
-// `kiln validate REFERENCE CANDIDATE --text` on the sentences; the figures of last_hidden_state.
-EmbeddingFigures validate_on_sentences(const TempDir& dir, const std::string& reference, const std::string& candidate) {
-  const std::string json = dir.file(fs::path(candidate).stem().string() + ".json");
-  RunResult r = testing::run_kiln({"validate", reference, candidate, "--text", kSentences, "--vocab",
-                                   kCheckpoint + "/vocab.txt", "--json", json, "-q"},
-                                  300);
+// `kiln validate REFERENCE CANDIDATE --text` on the sentences (with the candidate at `precision`, when
+// given); the figures of last_hidden_state.
+EmbeddingFigures validate_on_sentences(const TempDir& dir, const std::string& reference, const std::string& candidate,
+                                       const std::string& precision = "") {
+  const std::string json = dir.file(fs::path(candidate).stem().string() + precision + ".json");
+  std::vector<std::string> args = {"validate", reference, candidate, "--text", kSentences, "--vocab",
+                                   kCheckpoint + "/vocab.txt", "--json", json, "-q"};
+  if (!precision.empty()) args.insert(args.end(), {"--precision", precision});
+  RunResult r = testing::run_kiln(args, 300);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   if (r.exit_code != 0) return {};
   const nlohmann::json j = nlohmann::json::parse(testing::read_file(json));
@@ -67,11 +70,31 @@ EmbeddingFigures validate_on_sentences(const TempDir& dir, const std::string& re
     f.retrieval_percent = o["retrieval"]["percent"];
     f.sentences = o["embedding_cosine"]["rows"];
     EXPECT_EQ(o["retrieval"]["rows"], f.sentences);
-    std::printf("[ figures  ] %s: %s\n", fs::path(candidate).filename().c_str(), describe(f).c_str());
+    std::printf("[ figures  ] %s%s: %s\n", fs::path(candidate).filename().c_str(),
+                precision.empty() ? "" : (" at " + precision).c_str(), describe(f).c_str());
     return f;
   }
   ADD_FAILURE() << "no last_hidden_state in " << json;
   return {};
+}
+
+// bf16 (kiln run|bench|validate --precision bf16, or quantize --mode bf16's tag): issue #15's bound is
+// cosine >= 0.999 on every output, and retrieval holds. Measured: embedding cosine min 0.99996, retrieval
+// 100 % (AMD EPYC Zen 4, avx512). Where the CPU has no faster bfloat16 the candidate runs float32, which
+// meets the bound exactly.
+TEST(RealTextAccuracy, Bf16AllMiniLmOnFortunesAgainstFp32) {
+  if (testing::kSanitizeBuild) GTEST_SKIP() << "runs in the release build only (the same code as the unit tests)";
+  if (!fs::exists(kCheckpoint + "/model.safetensors") || !fs::exists(kSentences))
+    GTEST_SKIP() << "no all-MiniLM-L6-v2 checkpoint or sentences in " << kData << ": run `make real-text`";
+  TempDir dir("kiln_real_text_bf16");
+  const std::string fp32 = dir.file("minilm.onnx");
+  RunResult e = testing::run_kiln({"export", "bert", "--config", kCheckpoint + "/config.json", "--weights",
+                                   kCheckpoint + "/model.safetensors", "-o", fp32, "-q"});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const EmbeddingFigures b = validate_on_sentences(dir, fp32, fp32, "bf16");
+  EXPECT_GE(b.sentences, kMinSentences);
+  EXPECT_GE(b.cosine_min, 0.999) << describe(b);
+  EXPECT_GE(b.retrieval_percent, kInt8RetrievalPercent) << describe(b);
 }
 
 TEST(RealTextAccuracy, Int8AllMiniLmOnFortunesAgainstFp32AndOrtQuantizeDynamic) {
