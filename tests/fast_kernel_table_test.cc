@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <set>
 #include <string>
 
@@ -185,6 +186,69 @@ std::vector<Case> dequantize_linear_cases(const FastKernelEntry& e, int64_t opse
       add_node(g, e, ins);
       cases.push_back({std::string(uint8 ? "uint8" : "int8") + (zero_point ? " with a zero point" : ""), std::move(g), 0.0});
     }
+  return cases;
+}
+
+// QuantizeLinear of float32 with one scale and a uint8 or int8 zero point (quantize_static's activations):
+// ties to even, saturation at both ends, NaN, and enough values to split across threads. Exact.
+std::vector<Case> quantize_linear_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  for (bool int8 : {false, true})
+    for (int64_t count : {int64_t{37}, int64_t{70001}}) {
+      TestGraph g = graph_for(e, opset);
+      ir::Tensor x = Random(static_cast<uint32_t>(count)).floats({count}, -3.0f, 3.0f);
+      const float special[] = {0.01f, 0.03f, -0.05f, 1e9f, -1e9f, std::numeric_limits<float>::quiet_NaN()};
+      for (size_t i = 0; i < 6; ++i) x.data<float>()[i] = special[i];  // 0.5, 1.5 and -2.5 steps, saturation
+      g.input("x", x);
+      g.constant("scale", ir::Tensor::from_vector<float>({0.02f}, {}));
+      g.constant("zp", int8 ? ir::Tensor::from_vector<int8_t>({-3}, {}) : ir::Tensor::from_vector<uint8_t>({128}, {}));
+      add_node(g, e, {"x", "scale", "zp"});
+      cases.push_back({std::string(int8 ? "int8, " : "uint8, ") + std::to_string(count) + " values", std::move(g), 0.0});
+    }
+  return cases;
+}
+
+// com.microsoft.MatMulIntegerToFloat (quantize_static's products, folded): uint8 or int8 A with a constant
+// scale and zero point, int8 weights B [K, 21] with zero point 0 per tensor or per column, with and without
+// a bias. Tolerance: the fast kernel removes A's zero point in float32 (onednn_int8_matmul.h).
+std::vector<Case> matmul_integer_to_float_cases(const FastKernelEntry& e, int64_t opset) {
+  std::vector<Case> cases;
+  int seed = 0;
+  for (bool int8_a : {false, true})
+    for (bool per_column : {false, true})
+      for (std::vector<int64_t> a_shape : {std::vector<int64_t>{13}, {2, 37, 13}, {3, 100}}) {
+        TestGraph g = graph_for(e, opset);
+        const int64_t k = a_shape.back();
+        const int64_t count = std::accumulate(a_shape.begin(), a_shape.end(), int64_t{1}, std::multiplies<int64_t>());
+        ++seed;
+        if (int8_a) {
+          std::vector<int8_t> a(static_cast<size_t>(count));
+          for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<int8_t>(static_cast<int>((i + seed) * 71 % 256) - 128);
+          g.input("a", ir::Tensor::from_vector(a, a_shape));
+          g.constant("az", ir::Tensor::from_vector<int8_t>({-5}, {}));
+        } else {
+          std::vector<uint8_t> a(static_cast<size_t>(count));
+          for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>((i + seed) * 71 % 256);
+          g.input("a", ir::Tensor::from_vector(a, a_shape));
+          g.constant("az", ir::Tensor::from_vector<uint8_t>({121}, {}));
+        }
+        std::vector<int8_t> b(static_cast<size_t>(k * 21));
+        for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 255) - 127);
+        g.constant("b", ir::Tensor::from_vector(b, {k, 21}));
+        g.constant("as", ir::Tensor::from_vector<float>({0.02f}, {}));
+        Random rng(static_cast<uint32_t>(seed));
+        g.constant("bs", per_column ? rng.floats({21}, 0.001f, 0.01f) : ir::Tensor::from_vector<float>({0.004f}, {}));
+        std::vector<std::string> ins = {"a", "b", "as", "bs", "az"};
+        const bool bias = a_shape.size() != 1;
+        if (bias) {
+          ins.push_back("");
+          ins.push_back(g.constant("bias", rng.floats({21})));
+        }
+        add_node(g, e, ins);
+        cases.push_back({std::string(int8_a ? "int8 A" : "uint8 A") + (per_column ? ", per column" : ", per tensor") +
+                             (bias ? ", bias" : "") + ", A rank " + std::to_string(a_shape.size()),
+                         std::move(g), 1e-4});
+      }
   return cases;
 }
 
@@ -872,6 +936,8 @@ const std::map<std::string, CaseMaker>& case_makers() {
       {"com.microsoft:QAttention", qattention_cases},
       {":DynamicQuantizeLinear", dynamic_quantize_linear_cases},
       {":DequantizeLinear", dequantize_linear_cases},
+      {":QuantizeLinear", quantize_linear_cases},
+      {"com.microsoft:MatMulIntegerToFloat", matmul_integer_to_float_cases},
       {":LayerNormalization", layer_norm_cases},
       {"com.microsoft:SkipLayerNormalization", layer_norm_cases},
       {":Gelu", gelu_cases},
@@ -956,7 +1022,7 @@ TEST(FastKernelTable, EveryEntryMatchesTheReferenceAtItsOpsets) {
     ASSERT_NE(maker, case_makers().end()) << key(e) << " has no cases in fast_kernel_table_test.cc";
     // The cases are float32, but for the entries that take no float32 (the logical ops, the int8 ones), whose
     // cases are in their own types, and the comparisons, whose cases cover each of theirs.
-    // QAttention's and DequantizeLinear's inputs are 8-bit integers (their cases too).
+    // QAttention's, DequantizeLinear's and MatMulIntegerToFloat's inputs are 8-bit integers (their cases too).
     ASSERT_TRUE(kernels::cpu::dtype_set_has(e.dtypes, ir::DType::kFloat32) ||
                 e.dtypes == kernels::cpu::dtype_set({ir::DType::kBool}) ||
                 e.dtypes == kernels::cpu::dtype_set({ir::DType::kInt8, ir::DType::kUInt8}))

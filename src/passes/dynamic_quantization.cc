@@ -8,8 +8,10 @@
 
 #include "common/error.h"
 #include "passes/graph_index.h"
+#include "passes/model_metadata.h"
 #include "passes/passes.h"
 #include "passes/pattern_util.h"
+#include "passes/weight_quantization.h"
 
 namespace kiln::passes {
 
@@ -31,72 +33,34 @@ ir::Node make_node(std::string name, const char* op, std::vector<std::string> in
   return n;
 }
 
-// Symmetric int8 in [-127, 127], as ONNX Runtime's quantize_dynamic makes weights: scale = max|w| / 127
-// (1 for an all-zero group), q = round_half_even(w / scale) in float32.
-void quantize_columns(const float* w, int64_t k, int64_t n, bool trans, bool per_channel, float alpha,
-                      std::vector<int8_t>& q, std::vector<float>& scales) {
-  auto at = [&](int64_t r, int64_t c) { return trans ? w[c * k + r] : w[r * n + c]; };
-  const int64_t groups = per_channel ? n : 1;
-  scales.assign(static_cast<size_t>(groups), 0.0f);
-  for (int64_t r = 0; r < k; ++r)
-    for (int64_t c = 0; c < n; ++c) {
-      float& s = scales[static_cast<size_t>(per_channel ? c : 0)];
-      s = std::max(s, std::fabs(at(r, c)));
-    }
-  for (float& s : scales) s = s == 0.0f || !std::isfinite(s) ? 1.0f : s / 127.0f;
-  q.resize(static_cast<size_t>(k * n));
-  for (int64_t r = 0; r < k; ++r)
-    for (int64_t c = 0; c < n; ++c) {
-      const float v = std::nearbyint(at(r, c) / scales[static_cast<size_t>(per_channel ? c : 0)]);
-      q[static_cast<size_t>(r * n + c)] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
-    }
+// B as symmetric int8 [K, N] (weight_quantization.h), whatever B's layout: transposed B [N, K] is quantized
+// per row, then laid out as [K, N]. Gemm's alpha joins the scales: (alpha s) (qA x qB) == alpha (s (qA x qB)).
+void quantize_columns(const ir::Tensor& b, bool trans, bool per_channel, float alpha, std::vector<int8_t>& q,
+                      std::vector<float>& scales) {
+  SymmetricInt8 w = quantize_symmetric_int8(b, per_channel ? (trans ? 0 : 1) : -1);
+  scales = std::move(w.scales);
+  if (trans) {
+    const int64_t n = b.dim(0), k = b.dim(1);
+    q.resize(w.values.size());
+    for (int64_t r = 0; r < k; ++r)
+      for (int64_t c = 0; c < n; ++c) q[static_cast<size_t>(r * n + c)] = w.values[static_cast<size_t>(c * k + r)];
+  } else {
+    q = std::move(w.values);
+  }
   if (alpha != 1.0f)
-    for (float& s : scales) s *= alpha;  // Gemm's alpha: (alpha s) (qA x qB) == alpha (s (qA x qB))
+    for (float& s : scales) s *= alpha;
 }
 
-// Quantizing NaN or infinity has no meaning (and an infinite maximum would make every scale useless).
-bool all_finite(const ir::Tensor& t) {
-  const float* v = t.data<float>();
-  return std::all_of(v, v + t.numel(), [](float x) { return std::isfinite(x); });
-}
-
-bool excluded(const ir::Node& n, const DynamicQuantizeOptions& options) {
-  return std::any_of(options.exclude.begin(), options.exclude.end(),
-                     [&](const std::string& e) { return e == n.name || e == n.op_type; });
-}
-
-// An embedding table (a Gather of rows from a large float32 constant [V, D]) as ONNX Runtime's
-// quantize_dynamic stores it: int8 rows, symmetric per tensor, gathered and then dequantized
-// (Gather -> DequantizeLinear), so that only the rows read are ever float32. Tables under
-// kMinTableValues stay float32 (a token-type table of 2 rows saves nothing). Returns whether it did.
-constexpr int64_t kMinTableValues = 64 * 1024;
-
+// An embedding table as int8 rows (weight_quantization.h). Returns whether it did.
 bool quantize_table(ir::Graph& g, const GraphIndex& index, const ir::Node& n, PassContext& ctx,
                     std::vector<ir::Node>& nodes, DynamicQuantizeReport& report) {
-  const std::optional<ir::Tensor> table = index.constant(n.inputs[0]);
-  const ir::Attribute* axis = n.find_attribute("axis");
-  if (!table || table->dtype() != ir::DType::kFloat32 || table->rank() != 2 || table->numel() < kMinTableValues ||
-      (axis && axis->i != 0) || n.inputs.size() != 2 || index.constant(n.inputs[1]) || !all_finite(*table))
-    return false;
-  std::vector<int8_t> q;
-  std::vector<float> scale;
-  quantize_columns(table->data<float>(), table->dim(0), table->dim(1), false, false, 1.0f, q, scale);
-  const std::string& t = n.inputs[0];
-  const std::string qt = ctx.fresh_name(t + "_quantized"), st = ctx.fresh_name(t + "_scale"),
-                    zt = ctx.fresh_name(t + "_zero_point");
-  g.add_initializer(qt, ir::Tensor::from_vector(q, table->shape()));
-  g.add_initializer(st, ir::Tensor::from_vector(scale, {}));
-  g.add_initializer(zt, ir::Tensor::from_vector(std::vector<int8_t>{0}, {}));
-  const std::string rows = ctx.fresh_name(n.outputs[0] + "_quantized");
-  ir::Node gather = n;
-  gather.inputs[0] = qt;
-  gather.outputs = {rows};
-  nodes.push_back(std::move(gather));
-  nodes.push_back(make_node(ctx.fresh_name(n.name + "_dequantize"), "DequantizeLinear", {rows, st, zt}, {n.outputs[0]}));
+  std::optional<QuantizedTable> table = quantize_embedding_table(g, index, n, ctx);
+  if (!table) return false;
+  for (ir::Node& q : table->nodes) nodes.push_back(std::move(q));
   report.quantized.push_back(n.label());
   ++report.tables;
-  report.float_weight_bytes += static_cast<int64_t>(table->nbytes());
-  report.int8_weight_bytes += static_cast<int64_t>(q.size() + 5);
+  report.float_weight_bytes += table->float_bytes;
+  report.int8_weight_bytes += table->int8_bytes;
   return true;
 }
 
@@ -121,7 +85,8 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
   for (const ir::Node& n : g.nodes) {
     const bool matmul = is_op(n, "MatMul") && n.inputs.size() == 2;
     const bool gemm = is_op(n, "Gemm") && n.inputs.size() >= 2;
-    if (is_op(n, "Gather") && !excluded(n, options) && quantize_table(g, index, n, ctx, nodes, report)) continue;
+    if (is_op(n, "Gather") && !is_excluded(n, options.exclude) && quantize_table(g, index, n, ctx, nodes, report))
+      continue;
     if (!matmul && !gemm) {
       nodes.push_back(n);
       continue;
@@ -130,7 +95,7 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
       report.skipped.push_back({kPattern, n.label(), std::move(reason)});
       nodes.push_back(n);
     };
-    if (excluded(n, options)) {
+    if (is_excluded(n, options.exclude)) {
       skip("excluded (--exclude)");
       continue;
     }
@@ -187,7 +152,7 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
     if (new_weights) {
       std::vector<int8_t> q;
       std::vector<float> scales;
-      quantize_columns(b->data<float>(), k, cols, trans_b, options.per_channel, alpha, q, scales);
+      quantize_columns(*b, trans_b, options.per_channel, alpha, q, scales);
       const std::string& bn = n.inputs[1];
       wq->second = {ctx.fresh_name(bn + "_quantized"), ctx.fresh_name(bn + "_scale"), ctx.fresh_name(bn + "_zero_point")};
       g.add_initializer(wq->second.q, ir::Tensor::from_vector(q, {k, cols}));
@@ -230,13 +195,7 @@ DynamicQuantizeReport quantize_dynamic(ir::Model& model, const DynamicQuantizeOp
   if (report.quantized.empty()) return report;
   g.nodes = std::move(nodes);
   eliminate_dead_code(g, ctx);  // the float weights nothing reads now
-  bool tagged = false;
-  for (auto& [key, value] : model.metadata_props)
-    if (key == "kiln.quantization") {
-      value = "int8-dynamic";
-      tagged = true;
-    }
-  if (!tagged) model.metadata_props.emplace_back("kiln.quantization", "int8-dynamic");
+  set_model_metadata(model, kQuantizationMetadataKey, "int8-dynamic");
   return report;
 }
 

@@ -18,6 +18,9 @@ namespace kiln::passes {
 // - dead-code elimination last in every round, so that each pass sees only live nodes.
 const std::vector<Pass>& pipeline() {
   static const std::vector<Pass> passes = {
+      // QDQ int8 products first, before constant folding turns DequantizeLinear(int8 weights) into float32
+      // weights and the product back into a float32 one.
+      {"fuse_qdq_matmul", Level::kExtended, fuse_qdq_matmul},
       {"fold_constants", Level::kBasic, fold_constants},
       {"fold_shapes", Level::kBasic, fold_shapes},
       {"canonicalize", Level::kBasic, canonicalize},

@@ -19,6 +19,7 @@ bool fold_conv_batch_norm(ir::Graph& g, PassContext& ctx);
 bool fuse_matmul_add_into_gemm(ir::Graph& g, PassContext& ctx);
 
 // ---- extended: fusions into ONNX Runtime's contrib ops (float rounding may differ slightly) ----
+bool fuse_qdq_matmul(ir::Graph& g, PassContext& ctx);               // quantize_static's QDQ MatMuls: before folding
 bool fuse_dynamic_quantize_matmul(ir::Graph& g, PassContext& ctx);  // quantize_dynamic's int8 MatMuls
 bool fuse_hard_swish(ir::Graph& g, PassContext& ctx);
 bool fuse_conv_activation(ir::Graph& g, PassContext& ctx);

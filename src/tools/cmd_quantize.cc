@@ -1,4 +1,4 @@
-// kiln quantize: a model's matrix products in lower precision, written as ONNX that ONNX Runtime runs too.
+// kiln quantize: a model in lower precision, written as ONNX that ONNX Runtime runs too.
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -6,9 +6,16 @@
 #include "analysis/model_preparation.h"
 #include "analysis/shape_inference.h"
 #include "common/error.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "onnx/model_io.h"
 #include "passes/dynamic_quantization.h"
+#include "passes/float16_weights.h"
+#include "passes/model_metadata.h"
+#include "passes/static_quantization.h"
+#include "quantize/calibration.h"
+#include "runtime/session.h"
 #include "tools/commands.h"
+#include "tools/progress_line.h"
 
 namespace kiln::tools {
 
@@ -21,6 +28,10 @@ struct QuantizeArgs {
   bool per_channel = false;
   std::vector<std::string> exclude;
   bool report = false;
+  std::string calibration_dir;
+  int64_t calibration_random = 0;
+  std::string method;  // empty: minmax
+  bool quiet = false;
 };
 
 double file_mb(const std::string& path) {
@@ -28,41 +39,186 @@ double file_mb(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? static_cast<double>(st.st_size) / (1 << 20) : 0.0;
 }
 
-int run(const QuantizeArgs& args) {
-  // Prepared, checked and typed as a Session would, so that an invalid model fails here with the same
-  // message. The file written is the prepared model (local functions inlined, Constant nodes as
-  // initializers) with the quantization; no graph optimization, so ONNX Runtime optimizes it as its own.
+double mb(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+void print_file_sizes(const QuantizeArgs& args) {
+  const double in = file_mb(args.input), out = file_mb(args.output);
+  std::printf("file %.1f MB -> %.1f MB (%.2fx)\n", in, out, in > 0 ? out / in : 0.0);
+}
+
+void print_validate_hint(const QuantizeArgs& args, const char* note) {
+  std::printf("check its accuracy: kiln validate %s %s%s\n", args.input.c_str(), args.output.c_str(), note);
+}
+
+void print_skipped(std::FILE* out, const std::vector<passes::Rejection>& skipped, const char* precision) {
+  for (const auto& s : skipped) std::fprintf(out, "  %s: %s: %s\n", precision, s.node.c_str(), s.reason.c_str());
+}
+
+// Options that only some modes take, refused with one line where they mean nothing.
+void check_options(const QuantizeArgs& args) {
+  const bool int8 = args.mode == "int8-dynamic" || args.mode == "int8-static";
+  const bool calibrated = !args.calibration_dir.empty() || args.calibration_random > 0;
+  if (args.mode != "int8-static" && (calibrated || !args.method.empty()))
+    fail("--calibration, --calibration-random and --method are for --mode int8-static (", args.mode,
+         " needs no calibration)");
+  if (args.mode == "int8-static" && !calibrated)
+    fail(
+        "--mode int8-static needs calibration samples: --calibration DIR (a folder of sample folders of NAME.npy "
+        "files) or --calibration-random N (N generated samples)");
+  if (args.per_channel && !int8) fail("--per-channel is for the int8 modes (", args.mode, " has no scales)");
+  if (args.mode == "bf16" && !args.exclude.empty())
+    fail(
+        "--exclude: bf16 is a precision for the whole model's matrix products, kept in its metadata; it cannot "
+        "leave nodes out");
+}
+
+// The modes that rewrite the weights take a float32 model: quantizing twice would compound the error
+// and hide what the file holds.
+void refuse_requantizing(const ir::Model& model, const QuantizeArgs& args) {
+  const std::string done = passes::model_metadata(model, passes::kQuantizationMetadataKey);
+  if (!done.empty() && args.mode != "bf16")
+    fail(args.input, ": already quantized (metadata ", passes::kQuantizationMetadataKey, " = ", done,
+         "); quantize its float32 original instead");
+}
+
+// bf16: the file unchanged but for its kiln.precision tag (ONNX has no bfloat16 matrix product that ONNX
+// Runtime's CPU provider runs; kiln's Session reads the tag).
+int run_bf16(const QuantizeArgs& args) {
   ir::Model model = onnx_io::load_model(args.input);
-  analysis::prepare_model(model);
-  analysis::infer_types(model, model.graph, {}, ops::Limits{});
+  // Checked as a Session would check it, so that an invalid model fails here; written as read.
+  ir::Model checked = model;
+  analysis::prepare_model(checked);
+  analysis::infer_types(checked, checked.graph, {}, ops::Limits{});
+  passes::set_model_metadata(model, runtime::kPrecisionMetadataKey, "bf16");
+  onnx_io::save_model(model, args.output);
+  std::printf("wrote %s: bf16, the weights unchanged (float32), tagged %s = bf16\n", args.output.c_str(),
+              runtime::kPrecisionMetadataKey);
+  std::printf(
+      "ONNX Runtime runs the file in float32; kiln multiplies its matrix products in bfloat16 (float32 "
+      "sums) where the CPU computes bfloat16 (AVX512-BF16 or AMX), else in float32. This CPU: %s\n",
+      kernels::cpu::bf16_matmul_is_fast() ? "bfloat16" : "float32 (no faster bfloat16 here)");
+  print_file_sizes(args);
+  print_validate_hint(args, "");
+  return 0;
+}
+
+int run_fp16(const QuantizeArgs& args, ir::Model& model) {
+  passes::Float16WeightsOptions options;
+  options.exclude = args.exclude;
+  const passes::Float16WeightsReport report = passes::store_weights_in_float16(model, options);
+  if (report.converted.empty()) {
+    print_skipped(stderr, report.skipped, "left in float32");
+    fail(args.input, ": no float32 weights of ", passes::kMinFloat16Values, " values or more to store as float16");
+  }
+  onnx_io::save_model(model, args.output);
+  std::printf(
+      "wrote %s: fp16, %zu weight(s) stored as float16 (%lld of them embedding tables, gathered in float16), "
+      "%zu float32 initializer(s) left\n",
+      args.output.c_str(), report.converted.size(), static_cast<long long>(report.tables), report.skipped.size());
+  std::printf("weights: %.1f MB float32 -> %.1f MB float16; ", mb(report.float_bytes), mb(report.float16_bytes));
+  print_file_sizes(args);
+  std::printf(
+      "each is cast back to float32 where it is read, so the file computes in float32 in ONNX Runtime and "
+      "in kiln (which folds the Casts when it loads it): fp16 buys a smaller file, not speed, on CPUs\n");
+  print_validate_hint(args, "");
+  if (args.report) {
+    for (const auto& c : report.converted) std::printf("  float16: %s\n", c.c_str());
+    print_skipped(stdout, report.skipped, "float32");
+  }
+  return 0;
+}
+
+int run_int8_dynamic(const QuantizeArgs& args, ir::Model& model) {
   passes::DynamicQuantizeOptions options;
   options.per_channel = args.per_channel;
   options.exclude = args.exclude;
   const passes::DynamicQuantizeReport report = passes::quantize_dynamic(model, options);
   if (report.quantized.empty()) {
-    for (const auto& s : report.skipped) std::fprintf(stderr, "  left in float32: %s: %s\n", s.node.c_str(), s.reason.c_str());
+    print_skipped(stderr, report.skipped, "left in float32");
     fail(args.input, ": no MatMul or Gemm with constant float32 weights to quantize");
   }
   onnx_io::save_model(model, args.output);
   const int64_t products = static_cast<int64_t>(report.quantized.size()) - report.tables;
-  std::printf("wrote %s: %s, %lld MatMul/Gemm node(s) in int8 (%s weights) and %lld embedding table(s), %zu "
-              "product(s) left in float32\n",
-              args.output.c_str(), args.mode.c_str(), static_cast<long long>(products),
-              args.per_channel ? "per-column" : "per-tensor", static_cast<long long>(report.tables),
-              report.skipped.size());
-  std::printf("weights of the quantized nodes: %.1f MB float32 -> %.1f MB int8; file %.1f MB -> %.1f MB (%.2fx)\n",
-              static_cast<double>(report.float_weight_bytes) / (1 << 20),
-              static_cast<double>(report.int8_weight_bytes) / (1 << 20), file_mb(args.input), file_mb(args.output),
-              file_mb(args.input) > 0 ? file_mb(args.output) / file_mb(args.input) : 0.0);
-  std::printf("check its accuracy: kiln validate %s %s%s\n", args.input.c_str(), args.output.c_str(),
-              args.per_channel ? ""
-                               : "  (per-tensor scales: on trained models --per-channel is usually much closer to "
-                                 "float32, e.g. all-MiniLM-L6-v2's cosine 0.992 against 0.952)");
+  std::printf(
+      "wrote %s: %s, %lld MatMul/Gemm node(s) in int8 (%s weights) and %lld embedding table(s), %zu "
+      "product(s) left in float32\n",
+      args.output.c_str(), args.mode.c_str(), static_cast<long long>(products),
+      args.per_channel ? "per-column" : "per-tensor", static_cast<long long>(report.tables), report.skipped.size());
+  std::printf("weights of the quantized nodes: %.1f MB float32 -> %.1f MB int8; ", mb(report.float_weight_bytes),
+              mb(report.int8_weight_bytes));
+  print_file_sizes(args);
+  print_validate_hint(args, args.per_channel
+                                ? ""
+                                : "  (per-tensor scales: on trained models --per-channel is usually much closer to "
+                                  "float32, e.g. all-MiniLM-L6-v2's cosine 0.992 against 0.952)");
   if (args.report) {
     for (const auto& q : report.quantized) std::printf("  int8: %s\n", q.c_str());
-    for (const auto& s : report.skipped) std::printf("  float32: %s: %s\n", s.node.c_str(), s.reason.c_str());
+    print_skipped(stdout, report.skipped, "float32");
   }
   return 0;
+}
+
+int run_int8_static(const QuantizeArgs& args, ir::Model& model) {
+  passes::StaticQuantizeOptions options;
+  options.per_channel = args.per_channel;
+  options.exclude = args.exclude;
+  const quantize::CalibrationMethod method =
+      quantize::parse_calibration_method(args.method.empty() ? "minmax" : args.method);
+  const passes::StaticQuantizePlan plan = passes::plan_static_quantization(model, options);
+  if (plan.activations.empty()) {
+    print_skipped(stderr, plan.skipped, "left in float32");
+    fail(args.input, ": no MatMul or Gemm with constant float32 weights to quantize");
+  }
+  // Every sample's files are checked before the first one runs (InputSamples): a missing one fails at once.
+  const validate::InputSamples samples = args.calibration_dir.empty()
+                                             ? quantize::generated_calibration_samples(model, args.calibration_random)
+                                             : quantize::calibration_samples_from_folder(model, args.calibration_dir);
+  std::map<std::string, passes::ActivationRange> ranges;
+  {
+    ProgressLine line(args.quiet);
+    line.show(str("calibrating ", plan.activations.size(), " activation(s) on ", samples.description(), ", method ",
+                  quantize::calibration_method_name(method)),
+              false);
+    ranges = quantize::calibrate(model, plan.activations, samples, method,
+                                 [&](const std::string& text, bool transient) { line.show(text, transient); });
+  }
+  const passes::StaticQuantizeReport report = passes::quantize_static(model, options, ranges);
+  onnx_io::save_model(model, args.output);
+  std::printf(
+      "wrote %s: int8-static (QDQ), %lld MatMul/Gemm node(s) in int8 (%s weights) and %lld embedding "
+      "table(s), %lld activation(s) with static uint8 scales (%s on %s), %zu product(s) left in float32\n",
+      args.output.c_str(), static_cast<long long>(report.quantized.size()) - report.tables,
+      args.per_channel ? "per-channel" : "per-tensor", static_cast<long long>(report.tables),
+      static_cast<long long>(report.activations), quantize::calibration_method_name(method),
+      samples.description().c_str(), report.skipped.size());
+  std::printf("weights of the quantized nodes: %.1f MB float32 -> %.1f MB int8; ", mb(report.float_weight_bytes),
+              mb(report.int8_weight_bytes));
+  print_file_sizes(args);
+  print_validate_hint(args, args.calibration_dir.empty()
+                                ? "  (its generated samples are not the calibration's; random inputs calibrate only "
+                                  "as well as they resemble real ones: on your own, --inputs DIR)"
+                                : " --inputs DIR  (DIR: inputs the calibration did not see)");
+  if (args.report) {
+    for (const auto& q : report.quantized) std::printf("  int8: %s\n", q.c_str());
+    print_skipped(stdout, report.skipped, "float32");
+    for (const auto& [name, r] : ranges) std::printf("  range: %s: [%g, %g]\n", name.c_str(), r.min, r.max);
+  }
+  return 0;
+}
+
+int run(const QuantizeArgs& args) {
+  check_options(args);
+  if (args.mode == "bf16") return run_bf16(args);
+  // Prepared, checked and typed as a Session would, so that an invalid model fails here with the same
+  // message. The file written is the prepared model (local functions inlined, Constant nodes as
+  // initializers) with the quantization; no graph optimization, so ONNX Runtime optimizes it as its own.
+  ir::Model model = onnx_io::load_model(args.input);
+  refuse_requantizing(model, args);
+  analysis::prepare_model(model);
+  analysis::infer_types(model, model.graph, {}, ops::Limits{});
+  if (args.mode == "fp16") return run_fp16(args, model);
+  if (args.mode == "int8-static") return run_int8_static(args, model);
+  return run_int8_dynamic(args, model);
 }
 
 }  // namespace
@@ -72,25 +228,55 @@ Command quantize_command() {
   return {[args](CLI::App& app) {
             auto* c = app.add_subcommand(
                 "quantize",
-                "Write a model with its matrix products in lower precision, in a format ONNX Runtime runs too");
+                "Write a model in lower precision (bf16, fp16, int8 dynamic or static), in a format ONNX Runtime "
+                "runs too");
             c->add_option("model", args->input, "Input ONNX model (float32)")->required();
             c->add_option("-o,--output", args->output, "Output ONNX model")->required();
             c->add_option("--mode", args->mode,
+                          "bf16: the model unchanged but for its metadata kiln.precision = bf16: kiln multiplies in "
+                          "bfloat16 (float32 sums) where the CPU computes bfloat16 (AVX512-BF16, AMX), else float32; "
+                          "ONNX Runtime runs it in float32. "
+                          "fp16: weights stored as float16, each cast back to float32 where it is read (embedding "
+                          "tables gathered in float16): half the file, computed in float32. "
                           "int8-dynamic: each MatMul and Gemm with constant weights as ONNX Runtime's "
                           "quantize_dynamic writes it: int8 weights (symmetric, zero point 0) and uint8 "
                           "activations quantized on every call from their range (DynamicQuantizeLinear -> "
                           "MatMulInteger -> Cast -> Mul), and embedding tables of 64 Ki values or more as int8 "
-                          "rows (Gather -> DequantizeLinear); kiln runs each product as one int8 kernel")
+                          "rows (Gather -> DequantizeLinear); kiln runs each product as one int8 kernel. "
+                          "int8-static: as ONNX Runtime's quantize_static writes it (QDQ): int8 weights through "
+                          "DequantizeLinear, each product's activation through QuantizeLinear -> DequantizeLinear "
+                          "with a uint8 scale calibrated once on samples (--calibration or --calibration-random); "
+                          "kiln runs each product as one int8 kernel")
                 ->required()
-                ->check(CLI::IsMember({"int8-dynamic"}));
+                ->check(CLI::IsMember({"bf16", "fp16", "int8-dynamic", "int8-static"}));
             c->add_flag("--per-channel", args->per_channel,
-                        "A scale per column of the weights (per output channel) instead of one per tensor: "
-                        "closer to float32 when the columns' ranges differ, as in most trained models "
-                        "(all-MiniLM-L6-v2: cosine 0.992 against 0.952 per tensor); the same speed");
+                        "int8: a scale per output channel of the weights instead of one per tensor: closer to "
+                        "float32 when the channels' ranges differ, as in most trained models (all-MiniLM-L6-v2 "
+                        "int8-dynamic: cosine 0.992 against 0.952 per tensor); the same speed");
             c->add_option("--exclude", args->exclude,
                           "Node names or op types to leave in float32 (repeatable), e.g. a sensitive "
-                          "classifier head");
-            c->add_flag("--report", args->report, "List every node quantized, and every one left with the reason");
+                          "classifier head; with fp16, the weights such nodes read stay float32");
+            auto* dir = c->add_option(
+                "--calibration", args->calibration_dir,
+                "int8-static: calibration samples from a folder: DIR/NAME.npy per model input (one sample), or "
+                "subfolders each holding NAME.npy per input (one sample per subfolder); file names as `kiln run "
+                "--input-dir` maps input names");
+            c->add_option("--calibration-random", args->calibration_random,
+                          "int8-static: calibrate on N generated samples instead (batch 1, sequence 128; as `kiln "
+                          "bench` makes inputs: token ids within the vocabulary, masks of ones, floats ~N(0, 1)); "
+                          "ranges only as good as random inputs resemble real ones")
+                ->check(CLI::PositiveNumber)
+                ->excludes(dir);
+            c->add_option("--method", args->method,
+                          "int8-static: how an activation's range is chosen from what calibration saw: minmax (the "
+                          "smallest and largest value; default), percentile (clips 0.0005 % at each end), entropy "
+                          "(the clipped range whose quantization loses least information, KL divergence) or mse "
+                          "(the clipped range with the smallest expected squared error)")
+                ->check(CLI::IsMember({"minmax", "percentile", "entropy", "mse"}));
+            c->add_flag("--report", args->report,
+                        "List every node quantized, and every one left with the reason (int8-static: and each "
+                        "activation's range)");
+            c->add_flag("-q,--quiet", args->quiet, "No progress lines on stderr during calibration");
             return c;
           },
           [args] { return run(*args); }};

@@ -1,6 +1,7 @@
 // Reference kernels for the quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
 // MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv; and ONNX Runtime's
-// com.microsoft.DynamicQuantizeMatMul, which its quantize_dynamic models run as.
+// com.microsoft.DynamicQuantizeMatMul, which its quantize_dynamic models run as, and
+// com.microsoft.MatMulIntegerToFloat, which kiln runs quantize_static's QDQ products as.
 //
 // Numerics follow ONNX's reference implementation (onnx.reference), including where it rounds: integer
 // products are exact (int64) and wrap to int32 where ONNX accumulates in int32; float intermediates are
@@ -595,6 +596,72 @@ void dynamic_quantize_matmul(KernelContext& ctx) {
   ctx.set_output(0, std::move(y));
 }
 
+// com.microsoft.MatMulIntegerToFloat: the integer product of two quantized operands, scaled to float32 and
+// biased, as one op (what kiln folds quantize_static's QDQ products into, passes/qdq_matmul_fusion.cc):
+//
+//     Y = float(sum_k (A - a_zero_point) (B - b_zero_point)) * (a_scale * b_scale) + bias
+//
+// a_scale and a_zero_point are per tensor; b_scale and b_zero_point per tensor or per column of B; bias is
+// a vector over B's columns. The float products are rounded in that order, as ONNX Runtime's kernel does.
+
+void infer_matmul_integer_to_float(InferenceContext& ctx) {
+  const ir::Type& a = ctx.input_type(0);
+  const ir::Type& b = ctx.input_type(1);
+  check_8bit(ctx, a.dtype, "A");
+  check_8bit(ctx, b.dtype, "B");
+  const std::pair<size_t, const char*> floats[] = {{2, "a_scale"}, {3, "b_scale"}, {6, "bias"}};
+  for (const auto& [i, name] : floats)
+    if (ctx.has_input(i) && ctx.input_type(i).dtype != DType::kFloat32)
+      ctx.fail(name, " must be float32, got ", ir::dtype_name(ctx.input_type(i).dtype));
+  if (ctx.has_input(4)) check_same_type(ctx, ctx.input_type(4).dtype, a.dtype, "a_zero_point", "A");
+  if (ctx.has_input(5)) check_same_type(ctx, ctx.input_type(5).dtype, b.dtype, "b_zero_point", "B");
+  ctx.set_output(0, DType::kFloat32, infer_matmul_shape(ctx, a, b));
+}
+
+void matmul_integer_to_float(KernelContext& ctx) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  const Tensor& a_scale = ctx.input(2);
+  const Tensor& b_scale = ctx.input(3);
+  const Tensor* azp = optional_input(ctx, 4);
+  const Tensor* bzp = optional_input(ctx, 5);
+  const Tensor* bias = optional_input(ctx, 6);
+  check_8bit(ctx, a.dtype(), "A");
+  check_8bit(ctx, b.dtype(), "B");
+  if (a_scale.dtype() != DType::kFloat32) ctx.fail("a_scale must be float32, got ", ir::dtype_name(a_scale.dtype()));
+  if (b_scale.dtype() != DType::kFloat32) ctx.fail("b_scale must be float32, got ", ir::dtype_name(b_scale.dtype()));
+  if (a_scale.numel() != 1) ctx.fail("a_scale must be one value, got shape ", ir::to_string(a_scale.shape()));
+  if (azp) {
+    check_same_type(ctx, azp->dtype(), a.dtype(), "a_zero_point", "A");
+    if (azp->numel() != 1) ctx.fail("a_zero_point must be one value, got shape ", ir::to_string(azp->shape()));
+  }
+  if (bzp) check_same_type(ctx, bzp->dtype(), b.dtype(), "b_zero_point", "B");
+  MatMulPlan plan = plan_matmul(ctx, a.shape(), b.shape());
+  if (bias) {
+    if (bias->dtype() != DType::kFloat32) ctx.fail("bias must be float32, got ", ir::dtype_name(bias->dtype()));
+    if (bias->rank() != 1 || bias->dim(0) != plan.n)
+      ctx.fail("bias must be a 1-D tensor of ", plan.n, " values (B's columns), got shape ",
+               ir::to_string(bias->shape()));
+  }
+  std::vector<int32_t> c = int_matmul(plan, centered_operand(ctx, a, azp, "a_zero_point", plan, true),
+                                      centered_operand(ctx, b, bzp, "b_zero_point", plan, false));
+  const std::vector<int64_t> scale_at = operand_param_offsets(ctx, "b_scale", b_scale, plan, false);
+  const float as = a_scale.data<float>()[0];
+  const float* bs = b_scale.data<float>();
+  const float* bias_data = bias ? bias->data<float>() : nullptr;
+  Tensor y = ctx.make_tensor(DType::kFloat32, plan.out_shape);
+  float* out = y.data<float>();
+  for (size_t mat = 0; mat < plan.a_mat.size(); ++mat)
+    for (int64_t i = 0; i < plan.m; ++i)
+      for (int64_t j = 0; j < plan.n; ++j) {
+        const size_t o = (mat * static_cast<size_t>(plan.m) + static_cast<size_t>(i)) * static_cast<size_t>(plan.n) +
+                         static_cast<size_t>(j);
+        const float scale = as * bs[scale_at[static_cast<size_t>(plan.b_mat[mat] * plan.n + j)]];
+        out[o] = static_cast<float>(c[o]) * scale + (bias_data ? bias_data[j] : 0.0f);
+      }
+  ctx.set_output(0, std::move(y));
+}
+
 // QLinear* output type: y_zero_point's, else the first quantized input's.
 DType qlinear_output_type(const NodeView& ctx, DType zp, DType a) {
   DType t = zp != DType::kUndefined ? zp : a;
@@ -1001,6 +1068,8 @@ void register_quantization_ops(OpRegistry& r) {
   r.add(OpDef{"", "QLinearMatMul", 10, kMaxOnnxOpset, infer_qlinear_matmul, qlinear_matmul});
   r.add(OpDef{"com.microsoft", "DynamicQuantizeMatMul", 1, std::numeric_limits<int64_t>::max(),
               infer_dynamic_quantize_matmul, dynamic_quantize_matmul});
+  r.add(OpDef{"com.microsoft", "MatMulIntegerToFloat", 1, std::numeric_limits<int64_t>::max(),
+              infer_matmul_integer_to_float, matmul_integer_to_float});
   r.add(OpDef{"", "ConvInteger", 10, kMaxOnnxOpset, infer_conv_integer, conv_integer});
   r.add(OpDef{"", "QLinearConv", 10, kMaxOnnxOpset, infer_qlinear_conv, qlinear_conv});
 }
