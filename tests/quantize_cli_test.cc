@@ -40,8 +40,9 @@ double int8_file_max_diff(const ir::Tensor& a, const ir::Tensor& b) {
 TEST(QuantizeCli, HelpNamesTheModesAndOptions) {
   testing::RunResult r = testing::run_kiln({"quantize", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* s : {"bf16", "fp16", "int8-dynamic", "int8-static", "--per-channel", "--exclude", "--report",
-                        "--calibration", "--calibration-random", "--method", "entropy"})
+  for (const char* s : {"bf16", "fp16", "int8-dynamic", "int8-static", "auto", "--per-channel", "--exclude", "--report",
+                        "--calibration", "--calibration-random", "--method", "entropy", "--max-drop", "--inputs",
+                        "--text", "--samples"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 
@@ -262,6 +263,70 @@ TEST(QuantizeCli, BadCalibrationIsOneLineAndWritesNothing) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("already quantized (metadata kiln.quantization = fp16)"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("out.onnx")));
+}
+
+// --max-drop: per-tensor int8 misses a tight bound on bert-tiny, so the most sensitive products are kept in
+// float32 (named, fewer than all) and the file written holds the bound; the scratch folder is gone.
+TEST(QuantizeCli, MaxDropKeepsTheMostSensitiveProductsInFloat32) {
+  testing::TempDir dir("kiln_quantize");
+  const std::string model = kBertTinyFixture + "/model.onnx";
+  testing::RunResult r = testing::run_kiln({"quantize", model, "-o", dir.file("out.onnx"), "--mode", "int8-dynamic",
+                                            "--max-drop", "cosine=0.00007", "--samples", "3", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--max-drop cosine=0.00007: met with"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  kept in float32: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("node(s) in int8"), std::string::npos) << r.out;
+  testing::RunResult v = testing::run_kiln({"validate", model, dir.file("out.onnx"), "--samples", "3"});
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_EQ(entry.path().filename(), "out.onnx") << "left behind: " << entry.path();
+}
+
+// --mode auto measures each mode and writes the one it marks; int8-static without calibration is left out.
+TEST(QuantizeCli, AutoWritesTheModeItChoseAndItsTable) {
+  testing::TempDir dir("kiln_quantize");
+  const std::string model = kBertTinyFixture + "/model.onnx";
+  testing::RunResult r =
+      testing::run_kiln({"quantize", model, "-o", dir.file("out.onnx"), "--mode", "auto", "--samples", "2", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* s : {"fp32", "bf16", "int8-dynamic", "accuracy (--max-drop cosine=0.01)",
+                        "int8-static            -          -          -  left out: no calibration samples", "->  "})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " missing from\n" << r.out;
+  const size_t mark = r.out.find("->  ");
+  ASSERT_NE(mark, std::string::npos);
+  const std::string chosen = r.out.substr(mark + 4, r.out.find(' ', mark + 4) - mark - 4);
+  EXPECT_NE(r.out.find("wrote " + dir.file("out.onnx") + ": " + chosen + " (the fastest within"), std::string::npos)
+      << r.out;
+  const ir::Model written = onnx_io::load_model(dir.file("out.onnx"));
+  EXPECT_EQ(passes::model_metadata(written, passes::kQuantizationMetadataKey),
+            chosen.rfind("int8", 0) == 0 ? chosen : "");
+  EXPECT_EQ(passes::model_metadata(written, runtime::kPrecisionMetadataKey), chosen == "bf16" ? "bf16" : "");
+}
+
+TEST(QuantizeCli, MaxDropAndAutoRefuseWhatTheyCannotDo) {
+  testing::TempDir dir("kiln_quantize");
+  const std::string model = kBertTinyFixture + "/model.onnx";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--mode", "fp16", "--max-drop", "cosine=0.01"}, "fp16 has no per-product choice"},
+      {{"--mode", "int8-dynamic", "--max-drop", "accuracy=1"}, "METRIC one of cosine, top1, top5, retrieval"},
+      {{"--mode", "int8-dynamic", "--max-drop", "retrieval=1", "--samples", "2"},
+       "no output of this model has a retrieval figure"},
+      {{"--mode", "int8-dynamic", "--inputs", dir.path().string()}, "--inputs and --text are the samples --max-drop"},
+      {{"--mode", "auto", "--per-channel"}, "--mode auto always uses per-channel"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"quantize", model, "-o", dir.file("out.onnx")};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    testing::RunResult r = testing::run_kiln(args);
+    EXPECT_EQ(r.exit_code, 2) << c.message;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("out.onnx")));
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 0) << "a scratch folder was left";
 }
 
 }  // namespace

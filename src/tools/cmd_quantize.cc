@@ -1,7 +1,9 @@
 // kiln quantize: a model in lower precision, written as ONNX that ONNX Runtime runs too.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "analysis/model_preparation.h"
 #include "analysis/shape_inference.h"
@@ -12,8 +14,11 @@
 #include "passes/float16_weights.h"
 #include "passes/model_metadata.h"
 #include "passes/static_quantization.h"
+#include "quantize/accuracy_bound.h"
 #include "quantize/calibration.h"
+#include "quantize/precision_choice.h"
 #include "runtime/session.h"
+#include "runtime/threads.h"
 #include "tools/commands.h"
 #include "tools/progress_line.h"
 
@@ -31,7 +36,33 @@ struct QuantizeArgs {
   std::string calibration_dir;
   int64_t calibration_random = 0;
   std::string method;  // empty: minmax
+  std::string max_drop;  // --max-drop METRIC=VALUE; empty: none (auto: kDefaultAutoBound)
+  validate::ValidationOptions validation;  // the inputs --max-drop and auto validate on
   bool quiet = false;
+};
+
+// auto's bound when --max-drop does not give one.
+constexpr const char* kDefaultAutoBound = "cosine=0.01";
+
+namespace fs = std::filesystem;
+
+// A folder beside the output for the candidates --max-drop and auto make, removed when done.
+class ScratchFolder {
+ public:
+  explicit ScratchFolder(const std::string& output)
+      : path_(fs::absolute(output).parent_path() / (".kiln-quantize-" + std::to_string(::getpid()))) {
+    fs::create_directories(path_);
+  }
+  ~ScratchFolder() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  ScratchFolder(const ScratchFolder&) = delete;
+  ScratchFolder& operator=(const ScratchFolder&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
 };
 
 double file_mb(const std::string& path) {
@@ -56,10 +87,13 @@ void print_skipped(std::FILE* out, const std::vector<passes::Rejection>& skipped
 
 // Options that only some modes take, refused with one line where they mean nothing.
 void check_options(const QuantizeArgs& args) {
+  if (args.mode == "auto" && args.per_channel)
+    fail("--per-channel: --mode auto always uses per-channel int8 weights (the same speed, closer to float32)");
+  if (args.mode == "auto" && !args.exclude.empty()) fail("--exclude is for one mode, not --mode auto");
   const bool int8 = args.mode == "int8-dynamic" || args.mode == "int8-static";
   const bool calibrated = !args.calibration_dir.empty() || args.calibration_random > 0;
-  if (args.mode != "int8-static" && (calibrated || !args.method.empty()))
-    fail("--calibration, --calibration-random and --method are for --mode int8-static (", args.mode,
+  if (args.mode != "int8-static" && args.mode != "auto" && (calibrated || !args.method.empty()))
+    fail("--calibration, --calibration-random and --method are for --mode int8-static or auto (", args.mode,
          " needs no calibration)");
   if (args.mode == "int8-static" && !calibrated)
     fail(
@@ -70,6 +104,13 @@ void check_options(const QuantizeArgs& args) {
     fail(
         "--exclude: bf16 is a precision for the whole model's matrix products, kept in its metadata; it cannot "
         "leave nodes out");
+  if (!args.max_drop.empty() && (args.mode == "bf16" || args.mode == "fp16"))
+    fail("--max-drop keeps an int8 mode's most sensitive products in float32; ", args.mode,
+         " has no per-product choice (check it with kiln validate), or use --mode auto");
+  const bool validating = !args.max_drop.empty() || args.mode == "auto";
+  const validate::ValidationOptions& v = args.validation;
+  if (!validating && (!v.inputs_dir.empty() || !v.text.file.empty()))
+    fail("--inputs and --text are the samples --max-drop and --mode auto validate on; give one of those");
 }
 
 // The modes that rewrite the weights take a float32 model: quantizing twice would compound the error
@@ -206,8 +247,133 @@ int run_int8_static(const QuantizeArgs& args, ir::Model& model) {
   return 0;
 }
 
+// The calibrated ranges of int8-static's activations, computed once for every candidate of a search.
+std::map<std::string, passes::ActivationRange> calibrate_once(const QuantizeArgs& args, const ir::Model& model,
+                                                              const passes::StaticQuantizePlan& plan) {
+  const quantize::CalibrationMethod method =
+      quantize::parse_calibration_method(args.method.empty() ? "minmax" : args.method);
+  const validate::InputSamples samples = args.calibration_dir.empty()
+                                             ? quantize::generated_calibration_samples(model, args.calibration_random)
+                                             : quantize::calibration_samples_from_folder(model, args.calibration_dir);
+  ProgressLine line(args.quiet);
+  line.show(str("calibrating ", plan.activations.size(), " activation(s) on ", samples.description()), false);
+  return quantize::calibrate(model, plan.activations, samples, method,
+                             [&](const std::string& text, bool transient) { line.show(text, transient); });
+}
+
+// The int8 file of args.mode with `keep_float` added to --exclude, written to `path`; the names of the nodes
+// it lowered. `ranges`: int8-static's calibration (made on first use).
+std::vector<std::string> write_int8_candidate(const QuantizeArgs& args, const ir::Model& prepared,
+                                              const std::vector<std::string>& keep_float, const std::string& path,
+                                              std::map<std::string, passes::ActivationRange>& ranges) {
+  ir::Model m = prepared;
+  std::vector<std::string> exclude = args.exclude;
+  exclude.insert(exclude.end(), keep_float.begin(), keep_float.end());
+  std::vector<std::string> lowered;
+  if (args.mode == "int8-static") {
+    passes::StaticQuantizeOptions o;
+    o.per_channel = args.per_channel;
+    o.exclude = exclude;
+    if (ranges.empty()) ranges = calibrate_once(args, m, passes::plan_static_quantization(m, o));
+    lowered = passes::quantize_static(m, o, ranges).quantized;
+  } else {
+    passes::DynamicQuantizeOptions o;
+    o.per_channel = args.per_channel;
+    o.exclude = exclude;
+    lowered = passes::quantize_dynamic(m, o).quantized;
+  }
+  onnx_io::save_model(m, path);
+  return quantize::node_names(prepared.graph, lowered);
+}
+
+// --max-drop: the int8 mode with its most sensitive products kept in float32 until the bound holds, then
+// written (as without --max-drop, with those products added to --exclude).
+int run_int8_within_bound(const QuantizeArgs& args, ir::Model& prepared) {
+  const quantize::AccuracyBound bound = quantize::parse_accuracy_bound(args.max_drop);
+  ScratchFolder scratch(args.output);
+  validate::ValidationOptions v = args.validation;
+  v.reference = scratch.file("reference.onnx");
+  onnx_io::save_model(prepared, v.reference);  // as prepared: the candidates' node names are its own
+  std::map<std::string, passes::ActivationRange> ranges;
+  quantize::BoundSearch search;
+  {
+    ProgressLine line(args.quiet);
+    search = quantize::keep_float_until_bound_holds(
+        [&](const std::vector<std::string>& keep, const std::string& path) {
+          return write_int8_candidate(args, prepared, keep, path, ranges);
+        },
+        scratch.file("candidate.onnx"), v, bound, [&](const std::string& text, bool transient) { line.show(text, transient); });
+  }
+  if (!search.held)
+    fail("--max-drop ", bound.text, ": not met even with all ", search.kept_float.size(),
+         " ranked products in float32 (", search.check.describe(), "); no file written");
+  std::printf("--max-drop %s: met with %zu product(s) kept in float32, in %d validation(s) on %s: %s\n",
+              bound.text.c_str(), search.kept_float.size(), search.steps, search.report.inputs.c_str(),
+              search.check.describe().c_str());
+  for (const std::string& name : search.kept_float) std::printf("  kept in float32: %s\n", name.c_str());
+  QuantizeArgs chosen = args;
+  chosen.exclude.insert(chosen.exclude.end(), search.kept_float.begin(), search.kept_float.end());
+  chosen.quiet = true;
+  return chosen.mode == "int8-static" ? run_int8_static(chosen, prepared) : run_int8_dynamic(chosen, prepared);
+}
+
+// --mode auto: every precision made, validated and measured here; the fastest within the bound written.
+int run_auto(const QuantizeArgs& args) {
+  const quantize::AccuracyBound bound =
+      quantize::parse_accuracy_bound(args.max_drop.empty() ? kDefaultAutoBound : args.max_drop);
+  ir::Model prepared = onnx_io::load_model(args.input);
+  refuse_requantizing(prepared, args);
+  analysis::prepare_model(prepared);
+  analysis::infer_types(prepared, prepared.graph, {}, ops::Limits{});
+  ScratchFolder scratch(args.output);
+  std::map<std::string, passes::ActivationRange> ranges;
+  auto make = [&](const std::string& mode, const std::string& path) -> std::string {
+    QuantizeArgs a = args;
+    a.mode = mode;
+    a.per_channel = true;
+    if (mode == "bf16") {
+      ir::Model m = onnx_io::load_model(args.input);
+      passes::set_model_metadata(m, runtime::kPrecisionMetadataKey, "bf16");
+      onnx_io::save_model(m, path);
+      return "";
+    }
+    if (mode == "int8-static" && args.calibration_dir.empty() && args.calibration_random == 0)
+      return "no calibration samples (--calibration DIR or --calibration-random N)";
+    if (write_int8_candidate(a, prepared, {}, path, ranges).empty()) return "no MatMul or Gemm to quantize";
+    return "";
+  };
+  validate::ValidationOptions v = args.validation;
+  v.reference = args.input;
+  bench::BenchOptions b;
+  b.threads = v.threads;
+  b.seqs = {v.seq};
+  b.batches = {v.batch};
+  b.warmup = 3;
+  b.iterations = 20;
+  quantize::PrecisionChoice choice;
+  {
+    ProgressLine line(args.quiet);
+    choice = quantize::choose_precision({"fp32", "bf16", "int8-dynamic", "int8-static"}, make, scratch.file(""), v,
+                                        bound, b, [&](const std::string& text, bool transient) { line.show(text, transient); });
+  }
+  std::printf("kiln quantize --mode auto on %s (%d thread(s), batch %lld, sequence %lld; accuracy on %s):\n%s",
+              args.input.c_str(), b.threads, static_cast<long long>(v.batch), static_cast<long long>(v.seq),
+              v.text.file.empty() ? (v.inputs_dir.empty() ? "generated samples" : v.inputs_dir.c_str())
+                                  : v.text.file.c_str(),
+              quantize::format_precision_choice(choice, bound).c_str());
+  KILN_CHECK(choice.chosen >= 0, "--mode auto: no mode could be measured");
+  const quantize::PrecisionCandidate& c = choice.candidates[static_cast<size_t>(choice.chosen)];
+  // fp32 chosen: the input as it is (nothing lower pays here within the bound).
+  fs::copy_file(c.path, args.output, fs::copy_options::overwrite_existing);
+  std::printf("wrote %s: %s (the fastest within --max-drop %s on this CPU)\n", args.output.c_str(), c.mode.c_str(),
+              bound.text.c_str());
+  print_file_sizes(args);
+  return 0;
+}
+
 int run(const QuantizeArgs& args) {
   check_options(args);
+  if (args.mode == "auto") return run_auto(args);
   if (args.mode == "bf16") return run_bf16(args);
   // Prepared, checked and typed as a Session would, so that an invalid model fails here with the same
   // message. The file written is the prepared model (local functions inlined, Constant nodes as
@@ -217,6 +383,7 @@ int run(const QuantizeArgs& args) {
   analysis::prepare_model(model);
   analysis::infer_types(model, model.graph, {}, ops::Limits{});
   if (args.mode == "fp16") return run_fp16(args, model);
+  if (!args.max_drop.empty()) return run_int8_within_bound(args, model);
   if (args.mode == "int8-static") return run_int8_static(args, model);
   return run_int8_dynamic(args, model);
 }
@@ -225,6 +392,7 @@ int run(const QuantizeArgs& args) {
 
 Command quantize_command() {
   auto args = std::make_shared<QuantizeArgs>();
+  args->validation.threads = runtime::default_threads();
   return {[args](CLI::App& app) {
             auto* c = app.add_subcommand(
                 "quantize",
@@ -246,9 +414,30 @@ Command quantize_command() {
                           "int8-static: as ONNX Runtime's quantize_static writes it (QDQ): int8 weights through "
                           "DequantizeLinear, each product's activation through QuantizeLinear -> DequantizeLinear "
                           "with a uint8 scale calibrated once on samples (--calibration or --calibration-random); "
-                          "kiln runs each product as one int8 kernel")
+                          "kiln runs each product as one int8 kernel. "
+                          "auto: fp32, bf16, int8-dynamic and int8-static (with calibration) made, validated "
+                          "against the input and measured here; the fastest within --max-drop (default cosine=0.01) "
+                          "written, with the table it chose from")
                 ->required()
-                ->check(CLI::IsMember({"bf16", "fp16", "int8-dynamic", "int8-static"}));
+                ->check(CLI::IsMember({"bf16", "fp16", "int8-dynamic", "int8-static", "auto"}));
+            c->add_option("--max-drop", args->max_drop,
+                          "METRIC=VALUE, the accuracy the lower precision may cost against the input, as kiln "
+                          "validate measures it: cosine=D (every output's lowest per-sample cosine >= 1 - D), top1=P, "
+                          "top5=P or retrieval=P (agreement drops by at most P percent points). int8 modes: the "
+                          "products adding the most error (kiln validate --per-layer) are kept in float32 until it "
+                          "holds, and named; auto: the bound its choice must meet");
+            auto* vinputs = c->add_option("--inputs", args->validation.inputs_dir,
+                                          "--max-drop / auto: validate on DIR/NAME.npy (or subfolders of them) instead "
+                                          "of generated samples");
+            auto* vtext = c->add_option("--text", args->validation.text.file,
+                                        "--max-drop / auto: validate on the lines of FILE (a text encoder; with --vocab)")
+                              ->excludes(vinputs);
+            c->add_option("--vocab", args->validation.text.vocab, "WordPiece vocabulary for --text");
+            c->add_option("--samples", args->validation.samples,
+                          "--max-drop / auto: generated samples to validate on (default 8)")
+                ->check(CLI::PositiveNumber)
+                ->excludes(vinputs)
+                ->excludes(vtext);
             c->add_flag("--per-channel", args->per_channel,
                         "int8: a scale per output channel of the weights instead of one per tensor: closer to "
                         "float32 when the channels' ranges differ, as in most trained models (all-MiniLM-L6-v2 "
@@ -276,7 +465,7 @@ Command quantize_command() {
             c->add_flag("--report", args->report,
                         "List every node quantized, and every one left with the reason (int8-static: and each "
                         "activation's range)");
-            c->add_flag("-q,--quiet", args->quiet, "No progress lines on stderr during calibration");
+            c->add_flag("-q,--quiet", args->quiet, "No progress lines on stderr (calibration, --max-drop, auto)");
             return c;
           },
           [args] { return run(*args); }};
