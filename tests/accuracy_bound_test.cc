@@ -34,9 +34,13 @@ TEST(AccuracyBound, ParsesEachMetricAndRefusesTheRest) {
   EXPECT_EQ(parse_accuracy_bound("top1=1").metric, AccuracyBound::Metric::kTop1);
   EXPECT_EQ(parse_accuracy_bound("top5=0.5").metric, AccuracyBound::Metric::kTop5);
   EXPECT_EQ(parse_accuracy_bound("retrieval=2").metric, AccuracyBound::Metric::kRetrieval);
+  const AccuracyBound one = parse_accuracy_bound("retrieval:sentence_embedding=2");
+  EXPECT_EQ(one.metric, AccuracyBound::Metric::kRetrieval);
+  EXPECT_EQ(one.output, "sentence_embedding");
+  EXPECT_DOUBLE_EQ(one.max_drop, 2);
   EXPECT_NE(error_of([] { parse_accuracy_bound("accuracy=1"); }).find("METRIC one of cosine, top1, top5, retrieval"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_accuracy_bound("cosine"); }).find("expected METRIC=VALUE"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_accuracy_bound("cosine"); }).find("expected METRIC[:OUTPUT]=VALUE"), std::string::npos);
   EXPECT_NE(error_of([] { parse_accuracy_bound("cosine=2"); }).find("cosine takes a drop between 0 and 1"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_accuracy_bound("top1=x"); }).find("top1 takes a drop between 0 and 100"),
@@ -58,6 +62,10 @@ TEST(AccuracyBound, TheWorstOutputDecides) {
   EXPECT_FALSE(cosine.holds);
   EXPECT_EQ(cosine.describe(), "hidden cosine: 0.98 (>= 0.99 needed)");
   EXPECT_TRUE(check_bound(r, parse_accuracy_bound("cosine=0.02")).holds);
+  EXPECT_TRUE(check_bound(r, parse_accuracy_bound("cosine:logits=0.01")).holds);  // hidden not bounded
+  EXPECT_NE(error_of([&] { check_bound(r, parse_accuracy_bound("cosine:pooled=0.01")); })
+                .find("the models have no output \"pooled\""),
+            std::string::npos);
   EXPECT_TRUE(check_bound(r, parse_accuracy_bound("top1=3")).holds);
   EXPECT_FALSE(check_bound(r, parse_accuracy_bound("top1=2")).holds);
   EXPECT_NE(error_of([&] { check_bound(r, parse_accuracy_bound("retrieval=1")); })

@@ -47,12 +47,17 @@ std::optional<double> figure(const validate::OutputFigures& f, AccuracyBound::Me
 
 AccuracyBound parse_accuracy_bound(std::string_view text) {
   const size_t eq = text.find('=');
-  const std::string_view name = text.substr(0, eq);
+  std::string_view name = text.substr(0, eq);
+  std::string output;
+  if (const size_t colon = name.find(':'); colon != std::string_view::npos) {
+    output = std::string(name.substr(colon + 1));
+    name = name.substr(0, colon);
+  }
   const MetricName* known = nullptr;
   for (const MetricName& n : kMetrics)
     if (n.name == name) known = &n;
   if (eq == std::string_view::npos || !known)
-    fail("--max-drop ", text, ": expected METRIC=VALUE with METRIC one of cosine, top1, top5, retrieval ",
+    fail("--max-drop ", text, ": expected METRIC[:OUTPUT]=VALUE with METRIC one of cosine, top1, top5, retrieval ",
          "(e.g. cosine=0.01: every output's cosine to float32 at least 0.99)");
   const std::string value(text.substr(eq + 1));
   double drop = 0;
@@ -65,7 +70,7 @@ AccuracyBound parse_accuracy_bound(std::string_view text) {
   const bool cosine = known->metric == AccuracyBound::Metric::kCosine;
   if (used != value.size() || value.empty() || !(drop >= 0) || drop > (cosine ? 1.0 : 100.0))
     fail("--max-drop ", text, ": ", name, " takes a drop between 0 and ", cosine ? "1 (in cosine)" : "100 (in percent points)");
-  return {known->metric, drop, std::string(text)};
+  return {known->metric, drop, output, std::string(text)};
 }
 
 std::string BoundCheck::describe() const {
@@ -78,11 +83,15 @@ BoundCheck check_bound(const validate::ValidationReport& report, const AccuracyB
   const bool cosine = bound.metric == AccuracyBound::Metric::kCosine;
   const double limit = cosine ? 1.0 - bound.max_drop : 100.0 - bound.max_drop;
   std::optional<BoundCheck> worst;
+  bool named_found = false;
   for (const validate::OutputFigures& f : report.outputs) {
+    if (!bound.output.empty() && f.name != bound.output) continue;
+    named_found = true;
     const std::optional<double> v = figure(f, bound.metric);
     if (!v || (worst && *v >= worst->value)) continue;
     worst = BoundCheck{*v >= limit, f.name + " " + std::string(metric_name(bound.metric)), *v, limit};
   }
+  if (!bound.output.empty() && !named_found) fail("--max-drop ", bound.text, ": the models have no output \"", bound.output, "\"");
   if (!worst)
     fail("--max-drop ", bound.text, ": no output of this model has a ", metric_name(bound.metric),
          " figure (top1 and top5 need classifier-like outputs, retrieval embedding-like ones; see kiln validate)");
@@ -133,6 +142,7 @@ BoundSearch keep_float_until_bound_holds(const MakeCandidate& make, const std::s
     if (seen.insert(l->node).second) ranked.push_back(l->node);
   for (const std::string& name : lowered)
     if (seen.insert(name).second) ranked.push_back(name);
+  search.products = ranked.size();
 
   // Keeping the first k in float32: grow k until the bound holds, then bisect.
   validation.per_layer = false;

@@ -7,8 +7,9 @@
 //   top1=P        top-1 agreement drops by at most P percent points   (classifier-like outputs)
 //   top5=P        top-5 agreement, the same
 //   retrieval=P   retrieval agreement, the same                       (embedding-like outputs)
-// A metric that no output measures (top1 on a text encoder) is refused: a bound that cannot be checked
-// must not read as one that holds.
+// METRIC:OUTPUT=VALUE bounds that one output only (retrieval:last_hidden_state=2: a text encoder's sentence
+// embedding, when its other outputs are not what it is used for). A metric that no output measures (top1
+// on a text encoder) is refused: a bound that cannot be checked must not read as one that holds.
 //
 // The search: the candidate quantized as asked is validated with per-layer figures; if the bound fails,
 // its quantized products are ranked by the error each adds (LayerFigures::growth, the largest first) and
@@ -32,10 +33,12 @@ struct AccuracyBound {
   enum class Metric { kCosine, kTop1, kTop5, kRetrieval };
   Metric metric = Metric::kCosine;
   double max_drop = 0;  // cosine: in cosine; the agreements: in percent points
+  std::string output;   // the one output bounded; empty: every output
   std::string text;     // as given, for messages
 };
 
-// Parses "cosine=0.01", "top1=1", "top5=0.5", "retrieval=2". Throws kiln::Error with the known metrics.
+// Parses "cosine=0.01", "top1=1", "top5=0.5", "retrieval=2", each optionally with ":OUTPUT" after the
+// metric. Throws kiln::Error with the known metrics.
 AccuracyBound parse_accuracy_bound(std::string_view text);
 
 // Where a validated candidate stands against a bound.
@@ -47,7 +50,7 @@ struct BoundCheck {
   std::string describe() const;  // "sentence_embedding cosine: 0.9712 (>= 0.99 needed)"
 };
 
-// Throws kiln::Error when no compared output has the metric.
+// Throws kiln::Error when no compared output (or not the bound's output) has the metric.
 BoundCheck check_bound(const validate::ValidationReport& report, const AccuracyBound& bound);
 
 // Writes the candidate to `path` with the products named in `keep_float` left in float32 (as --exclude
@@ -63,6 +66,7 @@ std::vector<std::string> node_names(const ir::Graph& g, const std::vector<std::s
 struct BoundSearch {
   bool held = false;                     // false: even with every ranked product in float32 it failed
   std::vector<std::string> kept_float;   // products returned to float32, the most sensitive first
+  size_t products = 0;                   // products the mode lowers (the most that can be kept)
   validate::ValidationReport report;     // of the candidate chosen (or the last tried)
   BoundCheck check;
   int steps = 0;                         // candidates made and validated

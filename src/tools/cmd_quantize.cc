@@ -307,6 +307,10 @@ int run_int8_within_bound(const QuantizeArgs& args, ir::Model& prepared) {
   if (!search.held)
     fail("--max-drop ", bound.text, ": not met even with all ", search.kept_float.size(),
          " ranked products in float32 (", search.check.describe(), "); no file written");
+  if (search.kept_float.size() == search.products)
+    fail("--max-drop ", bound.text, ": met only with every product in float32, which is the input itself: ",
+         args.mode, " buys nothing within this bound on these inputs (", search.check.describe(),
+         "); no file written. Try --per-channel, a looser bound, or --precision bf16");
   std::printf("--max-drop %s: met with %zu product(s) kept in float32, in %d validation(s) on %s: %s\n",
               bound.text.c_str(), search.kept_float.size(), search.steps, search.report.inputs.c_str(),
               search.check.describe().c_str());
@@ -421,11 +425,12 @@ Command quantize_command() {
                 ->required()
                 ->check(CLI::IsMember({"bf16", "fp16", "int8-dynamic", "int8-static", "auto"}));
             c->add_option("--max-drop", args->max_drop,
-                          "METRIC=VALUE, the accuracy the lower precision may cost against the input, as kiln "
+                          "METRIC[:OUTPUT]=VALUE, the accuracy the lower precision may cost against the input, as kiln "
                           "validate measures it: cosine=D (every output's lowest per-sample cosine >= 1 - D), top1=P, "
                           "top5=P or retrieval=P (agreement drops by at most P percent points). int8 modes: the "
                           "products adding the most error (kiln validate --per-layer) are kept in float32 until it "
-                          "holds, and named; auto: the bound its choice must meet");
+                          "holds, and named; auto: the bound its choice must meet. :OUTPUT bounds one output only (e.g. "
+                          "retrieval:last_hidden_state=2 for a text encoder used through its mean-pooled embedding)");
             auto* vinputs = c->add_option("--inputs", args->validation.inputs_dir,
                                           "--max-drop / auto: validate on DIR/NAME.npy (or subfolders of them) instead "
                                           "of generated samples");
