@@ -68,6 +68,10 @@ TEST(AccuracyBound, TheWorstOutputDecides) {
             std::string::npos);
   EXPECT_TRUE(check_bound(r, parse_accuracy_bound("top1=3")).holds);
   EXPECT_FALSE(check_bound(r, parse_accuracy_bound("top1=2")).holds);
+  // Values that are not finite where the reference's are fail the bound whatever the figure says.
+  r.outputs[1].min_cosine = 1.0;
+  r.outputs[1].nonfinite_mismatches = 3;
+  EXPECT_FALSE(check_bound(r, parse_accuracy_bound("cosine=0.5")).holds);
   EXPECT_NE(error_of([&] { check_bound(r, parse_accuracy_bound("retrieval=1")); })
                 .find("no output of this model has a retrieval figure"),
             std::string::npos);

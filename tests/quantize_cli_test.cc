@@ -278,8 +278,15 @@ TEST(QuantizeCli, MaxDropKeepsTheMostSensitiveProductsInFloat32) {
   EXPECT_NE(r.out.find("node(s) in int8"), std::string::npos) << r.out;
   testing::RunResult v = testing::run_kiln({"validate", model, dir.file("out.onnx"), "--samples", "3"});
   ASSERT_EQ(v.exit_code, 0) << v.err;
+  // A bound the int8 file already meets keeps nothing in float32 and writes it.
+  r = testing::run_kiln({"quantize", model, "-o", dir.file("loose.onnx"), "--mode", "int8-dynamic", "--max-drop",
+                         "cosine=0.01", "--samples", "2", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("met with 0 product(s) kept in float32"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("loose.onnx")));
   for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
-    EXPECT_EQ(entry.path().filename(), "out.onnx") << "left behind: " << entry.path();
+    EXPECT_TRUE(entry.path().filename() == "out.onnx" || entry.path().filename() == "loose.onnx")
+        << "left behind: " << entry.path();
 }
 
 // --mode auto measures each mode and writes the one it marks; int8-static without calibration is left out.

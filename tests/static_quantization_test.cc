@@ -241,16 +241,20 @@ TEST(QdqMatMulFusion, LeavesWhatItCannotFold) {
   g.constant("wz", ir::Tensor::from_vector<int8_t>({2}, {}));
   g.node("DequantizeLinear", {"w", "ws"}, {"dw"});
   g.node("MatMul", {"x", "dw"}, {"y1"});  // A is float32 as it comes
-  g.node("QuantizeLinear", {"x", "ws"}, {"qx"});
-  g.node("DequantizeLinear", {"qx", "ws"}, {"dx"});
+  g.constant("xz", ir::Tensor::from_vector<uint8_t>({128}, {}));
+  g.node("QuantizeLinear", {"x", "ws", "xz"}, {"qx"});
+  g.node("DequantizeLinear", {"qx", "ws", "xz"}, {"dx"});
   g.node("DequantizeLinear", {"w", "ws", "wz"}, {"dwz"});
   g.node("MatMul", {"dx", "dwz"}, {"y2"});  // B with a zero point of 2
+  g.node("DequantizeLinear", {"qx", "ws"}, {"dx_untyped"});
+  g.node("MatMul", {"dx_untyped", "dw"}, {"y3"});  // A without a zero point: its type is not known here
   g.output("y1");
   g.output("y2");
+  g.output("y3");
   const testing::Fused f = testing::run_passes(g.model(), {passes::fuse_qdq_matmul});
   EXPECT_EQ(f.changed("MatMulIntegerToFloat"), 0);
-  EXPECT_EQ(f.reasons(),
-            (std::vector<std::string>{"A does not come from a DequantizeLinear", "B's zero point is not 0"}));
+  EXPECT_EQ(f.reasons(), (std::vector<std::string>{"A does not come from a DequantizeLinear", "B's zero point is not 0",
+                                                   "A's zero point is not one 8-bit constant"}));
 }
 
 // The fast MatMulIntegerToFloat (Int8MatMul with the static activation scale) against the reference, over

@@ -76,7 +76,9 @@ Float16WeightsReport store_weights_in_float16(ir::Model& model, const Float16Wei
   std::vector<ir::Node> weight_casts;          // at the top of the graph: they read initializers only
   std::map<int, std::string> gathered_tables;  // Gather node index -> its table's float16 initializer
   std::set<std::string> converted;
-  for (const std::string& name : g.initializer_names) {
+  // A copy: add_initializer appends to g.initializer_names, which would move the vector under the loop.
+  const std::vector<std::string> names = g.initializer_names;
+  for (const std::string& name : names) {
     const ir::Tensor& t = g.initializers.at(name);
     if (t.dtype() != ir::DType::kFloat32 || index.use_count(name) == 0) continue;
     auto skip = [&](std::string reason) { report.skipped.push_back({kFloat16Pattern, name, std::move(reason)}); };

@@ -8,7 +8,8 @@
 //   top5=P        top-5 agreement, the same
 //   retrieval=P   retrieval agreement, the same                       (embedding-like outputs)
 // METRIC:OUTPUT=VALUE bounds that one output only (retrieval:last_hidden_state=2: a text encoder's sentence
-// embedding, when its other outputs are not what it is used for). A metric that no output measures (top1
+// embedding, when its other outputs are not what it is used for). An output with values that are not
+// finite where the reference's are fails any bound (its figure reads -1). A metric that no output measures (top1
 // on a text encoder) is refused: a bound that cannot be checked must not read as one that holds.
 //
 // The search: the candidate quantized as asked is validated with per-layer figures; if the bound fails,

@@ -86,7 +86,9 @@ Session::Session(ir::Model model, SessionOptions options)
 
 kernels::cpu::FastKernelOptions Session::fast_kernel_options() const {
   kernels::cpu::FastKernelOptions fast;
-  fast.bf16_matmul = precision_ == Precision::kBfloat16;
+  // As computes_bf16() says: under KILN_GEMM=panel nothing runs bf16, the attention core included.
+  fast.bf16_matmul = precision_ == Precision::kBfloat16 &&
+                     kernels::cpu::auto_gemm_engine() == kernels::cpu::GemmEngine::kOneDnn;
   return fast;
 }
 

@@ -51,7 +51,8 @@ class ScratchFolder {
  public:
   explicit ScratchFolder(const std::string& output)
       : path_(fs::absolute(output).parent_path() / (".kiln-quantize-" + std::to_string(::getpid()))) {
-    fs::create_directories(path_);
+    KILN_CHECK(fs::is_directory(path_.parent_path()), "-o ", output, ": no such folder ", path_.parent_path().string());
+    fs::create_directory(path_);
   }
   ~ScratchFolder() {
     std::error_code ec;
@@ -307,7 +308,7 @@ int run_int8_within_bound(const QuantizeArgs& args, ir::Model& prepared) {
   if (!search.held)
     fail("--max-drop ", bound.text, ": not met even with all ", search.kept_float.size(),
          " ranked products in float32 (", search.check.describe(), "); no file written");
-  if (search.kept_float.size() == search.products)
+  if (!search.kept_float.empty() && search.kept_float.size() == search.products)
     fail("--max-drop ", bound.text, ": met only with every product in float32, which is the input itself: ",
          args.mode, " buys nothing within this bound on these inputs (", search.check.describe(),
          "); no file written. Try --per-channel, a looser bound, or --precision bf16");
@@ -327,6 +328,11 @@ int run_auto(const QuantizeArgs& args) {
       quantize::parse_accuracy_bound(args.max_drop.empty() ? kDefaultAutoBound : args.max_drop);
   ir::Model prepared = onnx_io::load_model(args.input);
   refuse_requantizing(prepared, args);
+  // Its fp32 row would run at the tag's precision, and every candidate would inherit it.
+  const std::string tagged = passes::model_metadata(prepared, runtime::kPrecisionMetadataKey);
+  if (!tagged.empty())
+    fail(args.input, ": tagged ", runtime::kPrecisionMetadataKey, " = ", tagged,
+         "; --mode auto starts from the float32 original");
   analysis::prepare_model(prepared);
   analysis::infer_types(prepared, prepared.graph, {}, ops::Limits{});
   ScratchFolder scratch(args.output);
@@ -367,8 +373,13 @@ int run_auto(const QuantizeArgs& args) {
               quantize::format_precision_choice(choice, bound).c_str());
   KILN_CHECK(choice.chosen >= 0, "--mode auto: no mode could be measured");
   const quantize::PrecisionCandidate& c = choice.candidates[static_cast<size_t>(choice.chosen)];
-  // fp32 chosen: the input as it is (nothing lower pays here within the bound).
-  fs::copy_file(c.path, args.output, fs::copy_options::overwrite_existing);
+  // fp32 chosen: the input as it is (nothing lower pays here within the bound). Through the scratch folder
+  // (beside the output, so the same file system) and a rename: never a half-written output.
+  if (!fs::exists(args.output) || !fs::equivalent(c.path, args.output)) {
+    const std::string staged = scratch.file("chosen.onnx");
+    if (c.path != staged) fs::copy_file(c.path, staged, fs::copy_options::overwrite_existing);
+    fs::rename(staged, args.output);
+  }
   std::printf("wrote %s: %s (the fastest within --max-drop %s on this CPU)\n", args.output.c_str(), c.mode.c_str(),
               bound.text.c_str());
   print_file_sizes(args);

@@ -48,7 +48,7 @@ struct AttentionHeadArgs {
   int64_t ldo = 0;
   // Both products in bfloat16 (Q, K, V and the probabilities rounded; scores, softmax and sums in float32)
   // where the CPU computes bfloat16 faster (bf16_matmul_is_fast()) and head_size is a multiple of 32;
-  // float32 otherwise. Sessions that run their projections in bf16 or int8 ask for it.
+  // float32 otherwise. Sessions with --precision bf16 ask for it (for Attention and QAttention alike).
   bool bf16 = false;
 };
 
