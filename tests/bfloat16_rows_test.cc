@@ -11,7 +11,8 @@
 
 #include "common/half.h"
 
-namespace kiln::kernels::cpu {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::kernels::cpu::bfloat16_rows_test {
 namespace {
 
 float from_bits(uint32_t bits) {
@@ -74,4 +75,4 @@ TEST(Bfloat16Rows, LargeInputsSplitAcrossThreads) {
 }
 
 }  // namespace
-}  // namespace kiln::kernels::cpu
+}  // namespace kiln::kernels::cpu::bfloat16_rows_test

@@ -17,7 +17,8 @@
 #include "kernels/reference/dynamic_quantization.h"
 #include "test_util.h"
 
-namespace kiln {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::calibration_test {
 namespace {
 
 using quantize::ActivationHistogram;
@@ -158,4 +159,4 @@ TEST(Calibration, MeasuresEachActivationOverEverySample) {
 }
 
 }  // namespace
-}  // namespace kiln
+}  // namespace kiln::calibration_test

@@ -14,7 +14,8 @@
 #include "pass_test_util.h"
 #include "passes/model_metadata.h"
 
-namespace kiln {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::float16_weights_test {
 namespace {
 
 using testing::contrib::Random;
@@ -125,4 +126,4 @@ TEST(ModelMetadata, SetReplacesTheFirstEntryAndDropsDuplicates) {
 }
 
 }  // namespace
-}  // namespace kiln
+}  // namespace kiln::float16_weights_test

@@ -14,7 +14,8 @@
 #include "runtime/session.h"
 #include "test_util.h"
 
-namespace kiln::quantize {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::quantize::precision_choice_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -77,4 +78,4 @@ TEST(PrecisionChoice, MeasuresEachModeAndKeepsTheFastestWithinTheBound) {
 }
 
 }  // namespace
-}  // namespace kiln::quantize
+}  // namespace kiln::quantize::precision_choice_test

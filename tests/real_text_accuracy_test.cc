@@ -18,7 +18,8 @@
 #include "ort_peer.h"
 #include "test_util.h"
 
-namespace kiln {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::real_text_accuracy_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -158,4 +159,4 @@ TEST(RealTextAccuracy, Int8AllMiniLmOnFortunesAgainstFp32AndOrtQuantizeDynamic) 
 }
 
 }  // namespace
-}  // namespace kiln
+}  // namespace kiln::real_text_accuracy_test

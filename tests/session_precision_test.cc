@@ -11,7 +11,8 @@
 #include "onnx/model_io.h"
 #include "runtime/session.h"
 
-namespace kiln {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::session_precision_test {
 namespace {
 
 const std::string kBertDir = std::string(KILN_SOURCE_DIR) + "/tests/data/bert-tiny";
@@ -107,4 +108,4 @@ TEST(SessionPrecision, RefusesAnUnknownTagOrName) {
 }
 
 }  // namespace
-}  // namespace kiln
+}  // namespace kiln::session_precision_test

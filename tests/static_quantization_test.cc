@@ -23,7 +23,8 @@
 #include "runtime/session.h"
 #include "test_util.h"
 
-namespace kiln {
+// Named, so that in a unity build its helpers meet no other test file's.
+namespace kiln::static_quantization_test {
 namespace {
 
 using testing::contrib::attr_float;
@@ -340,4 +341,4 @@ TEST(QuantizeLinearKernel, MatchesTheReferenceBitForBit) {
 }
 
 }  // namespace
-}  // namespace kiln
+}  // namespace kiln::static_quantization_test
