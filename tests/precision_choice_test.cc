@@ -46,8 +46,7 @@ TEST(PrecisionChoice, MeasuresEachModeAndKeepsTheFastestWithinTheBound) {
   ASSERT_EQ(c.candidates.size(), 4u);
   EXPECT_EQ(c.candidates[0].path, reference);
   EXPECT_TRUE(c.candidates[0].check.holds);
-  const bool bf16_here = kernels::cpu::bf16_matmul_is_fast() &&
-                         kernels::cpu::auto_gemm_engine() == kernels::cpu::GemmEngine::kOneDnn;
+  const bool bf16_here = kernels::cpu::bf16_products_run();
   EXPECT_EQ(c.candidates[1].skipped.empty(), bf16_here) << c.candidates[1].skipped;
   EXPECT_TRUE(c.candidates[2].skipped.empty());
   EXPECT_GT(c.candidates[2].check.value, 0.99);  // int8 on bert-tiny: cosine ~0.9999

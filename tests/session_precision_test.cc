@@ -38,8 +38,7 @@ TEST(SessionPrecision, BertTinyInBfloat16StaysWithinItsBound) {
   options.precision = runtime::Precision::kBfloat16;
   runtime::Session s = runtime::Session::load(kBertDir + "/model.onnx", options);
   EXPECT_EQ(s.precision(), runtime::Precision::kBfloat16);
-  EXPECT_EQ(s.computes_bf16(), kernels::cpu::bf16_matmul_is_fast() &&
-                                  kernels::cpu::auto_gemm_engine() == kernels::cpu::GemmEngine::kOneDnn);
+  EXPECT_EQ(s.computes_bf16(), kernels::cpu::bf16_products_run());
   std::vector<ir::Datum> outs = s.run(bert_inputs());
   const auto& names = s.model().graph.outputs;
   ASSERT_EQ(outs.size(), 2u);

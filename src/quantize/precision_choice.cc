@@ -12,11 +12,10 @@ namespace {
 
 // Why bf16 would gain nothing here, or empty.
 std::string bf16_unavailable() {
-  if (!kernels::cpu::bf16_matmul_is_fast())
-    return "this CPU computes bfloat16 no faster than float32 (no AVX512-BF16 or AMX): it would run as fp32";
-  if (kernels::cpu::auto_gemm_engine() != kernels::cpu::GemmEngine::kOneDnn)
-    return "KILN_GEMM=panel runs float32 products only";
-  return "";
+  if (kernels::cpu::bf16_products_run()) return "";
+  return kernels::cpu::bf16_matmul_is_fast()
+             ? "KILN_GEMM=panel runs float32 products only"
+             : "this CPU computes bfloat16 no faster than float32 (no AVX512-BF16 or AMX): it would run as fp32";
 }
 
 }  // namespace

@@ -86,16 +86,13 @@ Session::Session(ir::Model model, SessionOptions options)
 
 kernels::cpu::FastKernelOptions Session::fast_kernel_options() const {
   kernels::cpu::FastKernelOptions fast;
-  // As computes_bf16() says: under KILN_GEMM=panel nothing runs bf16, the attention core included.
-  fast.bf16_matmul = precision_ == Precision::kBfloat16 &&
-                     kernels::cpu::auto_gemm_engine() == kernels::cpu::GemmEngine::kOneDnn;
+  // Under KILN_GEMM=panel nothing runs bf16, the attention core included.
+  fast.bf16_matmul = precision_ == Precision::kBfloat16 && kernels::cpu::bf16_products_run();
   return fast;
 }
 
 bool Session::computes_bf16() const {
-  // PackedMatMul's rule: bf16 on oneDNN where it is faster (KILN_GEMM=panel keeps float32).
-  return precision_ == Precision::kBfloat16 && options_.fast_kernels && kernels::cpu::bf16_matmul_is_fast() &&
-         kernels::cpu::auto_gemm_engine() == kernels::cpu::GemmEngine::kOneDnn;
+  return options_.fast_kernels && fast_kernel_options().bf16_matmul;
 }
 
 Session Session::load(const std::string& path, SessionOptions options) {

@@ -138,7 +138,7 @@ int run_bf16(const QuantizeArgs& args) {
   std::printf(
       "ONNX Runtime runs the file in float32; kiln multiplies its matrix products in bfloat16 (float32 "
       "sums) where the CPU computes bfloat16 (AVX512-BF16 or AMX), else in float32. This CPU: %s\n",
-      kernels::cpu::bf16_matmul_is_fast() ? "bfloat16" : "float32 (no faster bfloat16 here)");
+      kernels::cpu::bf16_products_run() ? "bfloat16" : "float32 (no faster bfloat16 here)");
   print_file_sizes(args);
   print_validate_hint(args, "");
   return 0;

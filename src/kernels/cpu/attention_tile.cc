@@ -63,6 +63,23 @@ KILN_AVX2 void micro_avx2(int64_t kc, const float* a, int64_t lda, const float* 
 constexpr int64_t kRows512 = 12;
 constexpr int64_t kWidth512 = 32;
 
+// c[r, 0:32] = alpha * acc[r] (+ c when accumulating), for R rows: the AVX-512 and bf16 kernels' epilogue.
+template <int R>
+KILN_AVX512 inline void store_rows512(const __m512 (&acc)[R][2], float* c, int64_t ldc, float alpha, bool accumulate) {
+  const __m512 al = _mm512_set1_ps(alpha);
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+    __m512 y0 = _mm512_mul_ps(acc[r][0], al), y1 = _mm512_mul_ps(acc[r][1], al);
+    if (accumulate) {
+      y0 = _mm512_add_ps(y0, _mm512_loadu_ps(cr));
+      y1 = _mm512_add_ps(y1, _mm512_loadu_ps(cr + 16));
+    }
+    _mm512_storeu_ps(cr, y0);
+    _mm512_storeu_ps(cr + 16, y1);
+  }
+}
+
 template <int R>
 KILN_AVX512 void micro_avx512(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                               int64_t ldc, float alpha, bool accumulate) {
@@ -78,18 +95,7 @@ KILN_AVX512 void micro_avx512(int64_t kc, const float* a, int64_t lda, const flo
       acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
     }
   }
-  const __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) {
-    float* cr = c + r * ldc;
-    __m512 y0 = _mm512_mul_ps(acc[r][0], al), y1 = _mm512_mul_ps(acc[r][1], al);
-    if (accumulate) {
-      y0 = _mm512_add_ps(y0, _mm512_loadu_ps(cr));
-      y1 = _mm512_add_ps(y1, _mm512_loadu_ps(cr + 16));
-    }
-    _mm512_storeu_ps(cr, y0);
-    _mm512_storeu_ps(cr + 16, y1);
-  }
+  store_rows512<R>(acc, c, ldc, alpha, accumulate);
 }
 
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
@@ -121,18 +127,7 @@ KILN_AVX512_BF16 void micro_bf16(int64_t pairs, const uint32_t* a, int64_t lda, 
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
   }
-  const __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) {
-    float* cr = c + r * ldc;
-    __m512 y0 = _mm512_mul_ps(acc[r][0], al), y1 = _mm512_mul_ps(acc[r][1], al);
-    if (accumulate) {
-      y0 = _mm512_add_ps(y0, _mm512_loadu_ps(cr));
-      y1 = _mm512_add_ps(y1, _mm512_loadu_ps(cr + 16));
-    }
-    _mm512_storeu_ps(cr, y0);
-    _mm512_storeu_ps(cr + 16, y1);
-  }
+  store_rows512<R>(acc, c, ldc, alpha, accumulate);
 }
 
 using MicroKernelBf16 = void (*)(int64_t pairs, const uint32_t* a, int64_t lda, const uint32_t* b, int64_t ldb,

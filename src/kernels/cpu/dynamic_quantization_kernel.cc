@@ -27,6 +27,19 @@ namespace kiln::kernels::cpu {
 
 namespace {
 
+// The output shape of A [..., K] x B [K, N] as MatMul broadcasts it ([K] x [K, N] -> [N]), or the
+// reference's message for an A that does not fit.
+ir::Dims product_output_shape(ops::KernelContext& ctx, const ir::Dims& s, int64_t k, int64_t n) {
+  if (s.empty()) ctx.fail("matmul operands must have rank >= 1, got scalars");
+  if (s.back() != k) ctx.fail("cannot multiply A ", ir::to_string(s), " by B [", k, ",", n, "]: inner dimensions differ");
+  ir::Dims out_shape = s;
+  if (s.size() == 1)
+    out_shape = {n};
+  else
+    out_shape.back() = n;
+  return out_shape;
+}
+
 class DynamicQuantizeMatMulKernel : public FastKernel {
  public:
   DynamicQuantizeMatMulKernel(int64_t k, int64_t n, const int8_t* b, const std::vector<float>& b_scale,
@@ -38,14 +51,7 @@ class DynamicQuantizeMatMulKernel : public FastKernel {
     if (a.dtype() != ir::DType::kFloat32) ctx.fail("A must be float32, got ", ir::dtype_name(a.dtype()));
     const ir::Dims& s = a.shape();
     const int64_t k = product_.k(), n = product_.n();
-    if (s.empty()) ctx.fail("matmul operands must have rank >= 1, got scalars");
-    if (s.back() != k) ctx.fail("cannot multiply A ", ir::to_string(s), " by B [", k, ",", n, "]: inner dimensions differ");
-    ir::Dims out_shape = s;
-    if (s.size() == 1)
-      out_shape = {n};
-    else
-      out_shape.back() = n;
-    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
+    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, product_output_shape(ctx, s, k, n));
     const int64_t m = s.size() == 1 ? 1 : rows_of(s);
     ir::Tensor qa = ctx.make_tensor(ir::DType::kUInt8, {m, k});
     const ops::DynamicQuantization q = quantize_activations_u8(a.data<float>(), m * k, qa.data<uint8_t>());
@@ -191,15 +197,7 @@ class MatMulIntegerToFloatKernel : public FastKernel {
       ctx.fail("A must be uint8 or int8, got ", ir::dtype_name(a.dtype()));
     const ir::Dims& s = a.shape();
     const int64_t k = product_.k(), n = product_.n();
-    if (s.empty()) ctx.fail("matmul operands must have rank >= 1, got scalars");
-    if (s.back() != k)
-      ctx.fail("cannot multiply A ", ir::to_string(s), " by B [", k, ",", n, "]: inner dimensions differ");
-    ir::Dims out_shape = s;
-    if (s.size() == 1)
-      out_shape = {n};
-    else
-      out_shape.back() = n;
-    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, out_shape);
+    ir::Tensor y = ctx.make_tensor(ir::DType::kFloat32, product_output_shape(ctx, s, k, n));
     const int64_t m = s.size() == 1 ? 1 : rows_of(s);
     if (a.dtype() == ir::DType::kUInt8) {
       product_.run(m, a.data<uint8_t>(), a_scale_, static_cast<uint8_t>(a_zero_point_), y.data<float>());

@@ -101,6 +101,8 @@ bool bf16_matmul_is_fast() {
   return fast;
 }
 
+bool bf16_products_run() { return bf16_matmul_is_fast() && auto_gemm_engine() == GemmEngine::kOneDnn; }
+
 GemmEngine auto_gemm_engine() {
   static const GemmEngine engine = gemm_engine_from_env();
   return engine;

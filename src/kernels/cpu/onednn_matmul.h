@@ -89,6 +89,10 @@ struct MatMulSpec {
 // kernels, with kiln's kernels at the AVX-512 level (KILN_CPU_ISA=avx2 turns it off, to test float32).
 bool bf16_matmul_is_fast();
 
+// Whether a session that asks for bf16 gets it: bf16_matmul_is_fast() and the products on oneDNN (the
+// panel GEMM, KILN_GEMM=panel, is float32 only). Session, kiln quantize --mode auto and the tests share it.
+bool bf16_products_run();
+
 // The engine kAuto stands for on this machine (KILN_GEMM, read once, then the ISA). Throws kiln::Error
 // when KILN_GEMM holds an unknown name, or names panel on a CPU without AVX2.
 GemmEngine auto_gemm_engine();
