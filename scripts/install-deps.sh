@@ -11,11 +11,14 @@ packages=(
   libgtest-dev libgmock-dev
   python3 python3-venv ca-certificates
   fortunes-min
+  chromium
 )
 # libdnnl-dev's CMake config asks for OpenCL (find_package(OpenCL)) even for the CPU engine: without
 # ocl-icd-opencl-dev, which apt's --no-install-recommends leaves out, cmake stops at configure.
 # python3-venv and ca-certificates: `make peers` makes benchmarks/peers/.venv and pip reaches PyPI over TLS.
 # fortunes-min: real English sentences for the int8 accuracy test on real text (`make real-text`).
+# chromium: the test that renders `kiln pipeline`'s report.html headless and checks its charts (and
+# scripts/report-screenshot.sh).
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@
 #include "runtime/profile_report.h"
 #include "runtime/threads.h"
 #include "tools/commands.h"
+#include "tools/parse_util.h"
 #include "tools/progress_line.h"
 
 namespace kiln::tools {
@@ -42,32 +43,10 @@ struct BenchArgs {
   CLI::Option* seq_opt = nullptr;
 };
 
-// "1,8" -> {1, 8}; one clear sentence for anything else.
-std::vector<int64_t> parse_list(const std::string& text, const char* option) {
-  std::vector<int64_t> out;
-  size_t start = 0;
-  for (;;) {
-    size_t end = text.find(',', start);
-    std::string item = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    long long v = 0;
-    size_t used = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || v < 1)
-      fail(option, " \"", text, "\": \"", item, "\" is not a positive integer (give a list like 1,8)");
-    out.push_back(v);
-    if (end == std::string::npos) return out;
-    start = end + 1;
-  }
-}
-
 int run(const BenchArgs& args) {
   bench::BenchOptions o;
-  o.batches = parse_list(args.batch, "--batch");
-  o.seqs = parse_list(args.seq, "--seq");
+  o.batches = parse_positive_list(args.batch, "--batch");
+  o.seqs = parse_positive_list(args.seq, "--seq");
   if ((!args.inputs.empty() || !args.input_dir.empty()) && (args.batch_opt->count() || args.seq_opt->count()))
     fail("--batch and --seq size generated inputs; with --inputs or --input-dir the shapes come from the files");
   o.threads = args.threads;

@@ -20,10 +20,11 @@ Command optimize_command();
 Command quantize_command();
 Command bench_command();
 Command validate_command();
+Command pipeline_command();
 
 inline std::vector<Command> all_commands() {
-  return {inspect_command(),  run_command(),   export_command(),   optimize_command(),
-          quantize_command(), bench_command(), validate_command(), conformance_command()};
+  return {inspect_command(), run_command(),      export_command(),   optimize_command(),   quantize_command(),
+          bench_command(),   validate_command(), pipeline_command(), conformance_command()};
 }
 
 }  // namespace kiln::tools

@@ -26,4 +26,25 @@ std::map<std::string, int64_t> parse_dims(const std::vector<std::string>& items)
   return dims;
 }
 
+std::vector<int64_t> parse_positive_list(const std::string& text, const char* option) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = text.find(',', start);
+    std::string item = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    long long v = 0;
+    size_t used = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 1)
+      fail(option, " \"", text, "\": \"", item, "\" is not a positive integer (give a list like 1,8)");
+    out.push_back(v);
+    if (end == std::string::npos) return out;
+    start = end + 1;
+  }
+}
+
 }  // namespace kiln::tools

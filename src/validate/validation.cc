@@ -195,6 +195,7 @@ ValidationReport run_validation(const ValidationOptions& o, const Progress& prog
   runtime::SessionOptions cand_so = so;
   so.precision = runtime::Precision::kFloat32;
   cand_so.precision = o.candidate_precision;
+  if (o.reference_level) so.optimization = *o.reference_level;
   say("creating the sessions");
   {
     const runtime::Session ref_session(std::move(ref), so), cand_session(std::move(cand), cand_so);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@ struct ValidationOptions {
   bool per_layer = false;
   int threads = 1;
   passes::Level level = passes::Level::kAll;  // both sessions' graph optimization
+  // The reference's instead, when set: kiln pipeline compares each variant with the model as given (kNone).
+  std::optional<passes::Level> reference_level;
   // The candidate's matrix products (kModel: its kiln.precision tag); the reference always runs float32.
   runtime::Precision candidate_precision = runtime::Precision::kModel;
 };
@@ -50,7 +53,7 @@ struct LayerFigures {
 
 struct ValidationReport {
   ValidationOptions options;
-  std::string inputs;  // InputSamples::description()
+  std::string inputs;                        // InputSamples::description()
   std::string candidate_precision = "fp32";  // what the candidate's matrix products computed in: fp32, bf16
   int64_t samples = 0;
   std::vector<std::string> notes;
