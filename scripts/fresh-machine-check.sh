@@ -8,9 +8,9 @@
 #
 # How long it takes, on 2 cores: the first run debootstraps (1m06s) and caches the pristine root as a
 # tarball (0m24s); later runs unpack it (~5 s). Then `make demo` (install-deps.sh's apt install, the
-# Release build of the kiln program, the demo): 3m38s on an idle machine (2026-12-05), 3m43s in all;
-# up to ~16 min while other builds share the cores. --test adds the peers from PyPI, the tests and the
-# sanitizer build (tens of minutes more). Each phase's time is printed at the end.
+# Release build of the kiln program, the peers from PyPI, the demo's kiln pipeline): 5m59s on an idle
+# machine (2026-12-07), 6m02s in all; longer while other builds share the cores. --test adds the tests and
+# the sanitizer build (tens of minutes more). Each phase's time is printed at the end.
 #
 # Needs root (debootstrap, mount, chroot) and network access to Debian's mirror (and PyPI for --test).
 set -euo pipefail
