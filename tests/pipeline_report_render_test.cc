@@ -72,7 +72,8 @@ TEST(PipelineReportRender, ChromiumDrawsTheChartsWithoutErrors) {
       60);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   RecordProperty("chromium_seconds", std::to_string(seconds));
-  ASSERT_EQ(run.exit_code, 0) << "chromium failed:\n" << run.err;
+  // No time is asserted (tests never judge speed); the 60 s above only ends a hung browser.
+  ASSERT_EQ(run.exit_code, 0) << "chromium failed or timed out after " << seconds << " s:\n" << run.err;
 
   // The screenshot: a PNG of the window's size with more in it than a blank page.
   ASSERT_TRUE(fs::exists(png_path)) << run.err;
@@ -105,7 +106,6 @@ TEST(PipelineReportRender, ChromiumDrawsTheChartsWithoutErrors) {
   // A blocked fetch or script reads "... violates the following Content Security Policy directive ...".
   for (const char* refusal : {"violates", "Content Security Policy", "Refused"})
     EXPECT_EQ(console.find(refusal), std::string::npos) << console;
-  EXPECT_LT(seconds, 30.0) << "chromium took " << seconds << " s";
 }
 
 }  // namespace

@@ -108,9 +108,21 @@ TEST(Pipeline, MeasuresEveryVariantValidatesItAndWritesTheChosenOneWithTheReport
     if (v["name"] == chosen) chosen_p50 = v["results"][0]["p50_ms"].get<double>();
   for (const json& v : j["variants"]) {
     const bool within = v["accuracy"].is_null() || v["accuracy"]["holds"].get<bool>();
-    if (within) EXPECT_GE(v["results"][0]["p50_ms"].get<double>(), chosen_p50 * 0.9699) << v["name"];
+    if (within) {
+      EXPECT_GE(v["results"][0]["p50_ms"].get<double>(), chosen_p50 * 0.9699) << v["name"];
+    }
   }
   EXPECT_EQ(r.chosen_file, (fs::path(o.out_dir) / ("model." + chosen + ".onnx")).string());
+  // Files: the baseline's is the input; the chosen one's is in the output folder; the others were not kept.
+  for (const json& v : j["variants"]) {
+    if (v["name"] == chosen) {
+      EXPECT_EQ(v["file"], r.chosen_file);
+    } else if (v["name"] == "baseline") {
+      EXPECT_EQ(v["file"], o.model);
+    } else {
+      EXPECT_TRUE(v["file"].is_null()) << v;
+    }
+  }
   EXPECT_EQ(j["chosen"]["file"], r.chosen_file);
   EXPECT_EQ(j["headline"], r.headline);
   EXPECT_NE(r.headline.find(chosen), std::string::npos) << r.headline;
@@ -170,6 +182,18 @@ TEST(Pipeline, BadInputFailsInOneSentenceAndLeavesNothingBehind) {
   o.export_family = "bert";
   o.model.clear();
   EXPECT_EQ(error_of(o), "--export bert needs --config config.json and --weights model.safetensors");
+
+  // A missing checkpoint: named, before anything is exported.
+  o.export_config = dir.file("config.json");
+  o.export_weights = dir.file("model.safetensors");
+  EXPECT_EQ(error_of(o), dir.file("config.json") + ": no such file (--export bert)");
+  EXPECT_FALSE(fs::exists(out));
+
+  o = tiny_options(out);
+  o.model.clear();
+  o.preset = "bert-huge";
+  EXPECT_NE(error_of(o).find("unknown preset \"bert-huge\""), std::string::npos);
+  EXPECT_FALSE(fs::exists(out));
 
   // An existing output folder keeps what it held, and gets no staging folder or half report.
   fs::create_directories(out);

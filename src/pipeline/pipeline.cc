@@ -573,6 +573,18 @@ PipelineResult run_pipeline(const PipelineOptions& o, const Progress& progress) 
       {"validation_inputs", o.inputs_dir.empty() ? std::to_string(o.samples) + " generated samples" : o.inputs_dir},
       {"peers", peer_names}};
   report["optimization"] = optimization_json(optimization);
+  // Only the chosen variant's file is kept (and the baseline's, the user's own or made from an export):
+  // the others' paths named the staging folder, which is gone when the run ends.
+  for (size_t i = 0; i < variants.size(); ++i) {
+    json& file = variants_json[i]["file"];
+    if (file.is_null()) continue;
+    if (static_cast<int>(i) == chosen)
+      file = (fs::path(o.out_dir) / ("model." + variants[i].name + ".onnx")).string();
+    else if (i == 0)
+      file = baseline_path;
+    else
+      file = nullptr;
+  }
   report["variants"] = variants_json;
   report["peers"] = peers_json;
 
