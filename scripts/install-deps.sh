@@ -12,6 +12,7 @@ packages=(
   python3 python3-venv ca-certificates
   fortunes-min
   chromium
+  libboost-dev
 )
 # libdnnl-dev's CMake config asks for OpenCL (find_package(OpenCL)) even for the CPU engine: without
 # ocl-icd-opencl-dev, which apt's --no-install-recommends leaves out, cmake stops at configure.
@@ -19,6 +20,7 @@ packages=(
 # fortunes-min: real English sentences for the int8 accuracy test on real text (`make real-text`).
 # chromium: the test that renders `kiln pipeline`'s report.html headless and checks its charts (and
 # scripts/report-screenshot.sh).
+# libboost-dev: Boost.Beast and Asio (header-only), kiln serve's HTTP layer (serve/http_server.h says why).
 
 missing=()
 for p in "${packages[@]}"; do

@@ -21,10 +21,11 @@ Command quantize_command();
 Command bench_command();
 Command validate_command();
 Command pipeline_command();
+Command serve_command();
 
 inline std::vector<Command> all_commands() {
   return {inspect_command(), run_command(),      export_command(),   optimize_command(),   quantize_command(),
-          bench_command(),   validate_command(), pipeline_command(), conformance_command()};
+          bench_command(),   validate_command(), pipeline_command(), serve_command(),     conformance_command()};
 }
 
 }  // namespace kiln::tools

@@ -1,0 +1,208 @@
+#include "serve/http_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/error.h"
+
+namespace kiln::serve {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+std::string HttpRequest::header(const std::string& name) const {
+  for (const auto& [n, v] : headers)
+    if (n == name) return v;
+  return "";
+}
+
+HttpResponse json_error(int status, const std::string& message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = nlohmann::json{{"error", message}}.dump();
+  return r;
+}
+
+// Named, not anonymous: the sanitizer build compiles kiln_core as a unity build.
+namespace http_server_detail {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// What the server's connections share: the limits, the handler, and the count of requests in flight (read,
+// not yet answered), which stop() waits on.
+struct Shared {
+  HttpLimits limits;
+  HttpServer::Handler handler;
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<bool> stopping{false};
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, Shared& shared) : stream_(std::move(socket)), shared_(shared) {}
+
+  void start() {
+    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Connection::read, shared_from_this()));
+  }
+
+ private:
+  void read() {
+    if (shared_.stopping) return close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(shared_.limits.header_bytes));
+    parser_->body_limit(shared_.limits.body_bytes);
+    stream_.expires_after(shared_.limits.read_timeout);
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Connection::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
+        ec == net::error::connection_reset || ec == net::error::eof)
+      return close();
+    ++shared_.in_flight;
+    if (ec == http::error::header_limit)
+      return reply(json_error(431, "the request line and headers exceed " +
+                                       std::to_string(shared_.limits.header_bytes) + " bytes"),
+                   false);
+    if (ec == http::error::body_limit)
+      return reply(json_error(413, "the request body exceeds " + std::to_string(shared_.limits.body_bytes) + " bytes"),
+                   false);
+    if (ec) return reply(json_error(400, "malformed HTTP request: " + ec.message()), false);
+
+    const http::request<http::string_body>& req = parser_->get();
+    HttpRequest r;
+    r.method = std::string(req.method_string());
+    const std::string target(req.target());
+    r.target = target.substr(0, target.find('?'));
+    for (const auto& field : req)
+      r.headers.emplace_back(lower(std::string(field.name_string())), std::string(field.value()));
+    r.body = req.body();
+    HttpResponse out;
+    try {
+      out = shared_.handler(r);
+    } catch (const std::exception& e) {
+      out = json_error(500, std::string("internal error: ") + e.what());
+    }
+    reply(std::move(out), req.keep_alive());
+  }
+
+  void reply(HttpResponse out, bool keep_alive) {
+    res_ = {};
+    res_.version(11);
+    res_.result(static_cast<unsigned>(out.status));
+    res_.set(http::field::server, "kiln");
+    res_.set(http::field::content_type, out.content_type);
+    for (const auto& [name, value] : out.headers) res_.set(name, value);
+    res_.body() = std::move(out.body);
+    res_.keep_alive(keep_alive && !shared_.stopping);
+    res_.prepare_payload();
+    http::async_write(stream_, res_, beast::bind_front_handler(&Connection::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    --shared_.in_flight;
+    if (ec || !res_.keep_alive()) return close();
+    read();
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  beast::tcp_stream stream_;
+  Shared& shared_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+};
+
+}  // namespace http_server_detail
+
+using namespace http_server_detail;
+
+struct HttpServer::Impl {
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  Shared shared;
+  net::steady_timer drain{ioc};
+
+  void accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (!acceptor.is_open()) return;
+      if (!ec) std::make_shared<Connection>(std::move(socket), shared)->start();
+      accept();
+    });
+  }
+
+  // After stop(): once nothing is in flight, the I/O threads end (idle keep-alive connections are dropped).
+  void wait_for_drain() {
+    if (shared.in_flight == 0) {
+      ioc.stop();
+      return;
+    }
+    drain.expires_after(std::chrono::milliseconds(10));
+    drain.async_wait([this](beast::error_code) { wait_for_drain(); });
+  }
+};
+
+HttpServer::HttpServer(const std::string& host, uint16_t port, HttpLimits limits, Handler handler)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->shared.limits = limits;
+  impl_->shared.handler = std::move(handler);
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(host, ec);
+  if (ec) fail("--host ", host, ": not an IP address (", ec.message(), ")");
+  const tcp::endpoint endpoint{address, port};
+  auto& a = impl_->acceptor;
+  a.open(endpoint.protocol(), ec);
+  if (!ec) a.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(endpoint, ec);
+  if (!ec) a.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) fail("cannot listen on ", host, ":", port, ": ", ec.message());
+}
+
+HttpServer::~HttpServer() = default;
+
+uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void HttpServer::run(int threads, bool stop_on_signals) {
+  net::signal_set signals(impl_->ioc);
+  if (stop_on_signals) {
+    signals.add(SIGINT);
+    signals.add(SIGTERM);
+    signals.async_wait([this](beast::error_code ec, int) {
+      if (!ec) stop();
+    });
+  }
+  impl_->accept();
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([this] { impl_->ioc.run(); });
+  impl_->ioc.run();
+  for (auto& t : pool) t.join();
+}
+
+void HttpServer::stop() {
+  net::post(impl_->ioc, [impl = impl_.get()] {
+    if (impl->shared.stopping.exchange(true)) return;
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+    impl->wait_for_drain();
+  });
+}
+
+}  // namespace kiln::serve

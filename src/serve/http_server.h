@@ -1,0 +1,76 @@
+// The HTTP/1.1 layer of `kiln serve`, on Boost.Beast (Debian's libboost-dev): Beast parses requests, kiln
+// only routes them. Why Beast rather than Debian 12's cpp-httplib 0.11.4 (tried on loopback): httplib
+// answers a header over its 8 KiB with 400, not the 431 the protocol calls for. Its chunked bodies also
+// bypassed set_payload_max_length: 2000 bytes were accepted with a limit of 1000. Beast's parser reports
+// header_limit and body_limit as errors of their own, chunked or not.
+//
+// Each connection reads requests one after another (keep-alive), each within `read_timeout` (a client that
+// sends its headers slowly is cut off), and hands each to the handler on the I/O thread that read it.
+// Limits answer with a JSON error and close the connection:
+//   431  the request line and headers exceed header_bytes
+//   413  the body exceeds body_bytes (Content-Length or chunked)
+//   400  anything else Beast cannot parse
+// stop() stops accepting, lets the requests in flight finish and their replies go out, then makes run()
+// return.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kiln::serve {
+
+struct HttpRequest {
+  std::string method;                                        // "GET", "POST", ...
+  std::string target;                                        // the path, without the query
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+
+  // The first header of that (lower-case) name, or empty.
+  std::string header(const std::string& name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type and Content-Length
+};
+
+// {"error": message} with that status.
+HttpResponse json_error(int status, const std::string& message);
+
+struct HttpLimits {
+  size_t header_bytes = 16 * 1024;
+  size_t body_bytes = size_t{64} << 20;
+  std::chrono::milliseconds read_timeout{10000};
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  // Binds host:port (port 0: any free one) and starts accepting when run() is called. Throws kiln::Error
+  // naming the address when it cannot be bound.
+  HttpServer(const std::string& host, uint16_t port, HttpLimits limits, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  uint16_t port() const;  // the bound port
+  // Serves on `threads` I/O threads (the caller's among them) until stop(), or SIGINT / SIGTERM when
+  // stop_on_signals.
+  void run(int threads, bool stop_on_signals);
+  // Thread-safe; returns at once (run() returns once the requests in flight are answered).
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::serve

@@ -1,0 +1,81 @@
+// kiln serve: a model repository (or one model) over the Open Inference Protocol's REST API
+// (serve/inference_service.h) on kiln's HTTP layer (serve/http_server.h).
+#include <cstdio>
+
+#include "common/error.h"
+#include "runtime/threads.h"
+#include "serve/http_server.h"
+#include "serve/inference_service.h"
+#include "serve/model_repository.h"
+#include "tools/commands.h"
+
+namespace kiln::tools {
+
+namespace {
+
+struct ServeArgs {
+  std::string repository;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  int threads = runtime::default_threads();
+  int http_threads = 2;
+  size_t max_body_mb = 64;
+  bool quiet = false;
+};
+
+int run(const ServeArgs& args) {
+  if (args.port < 0 || args.port > 65535) fail("--port ", args.port, ": 0 to 65535 (0: any free port)");
+  if (args.threads < 1 || args.http_threads < 1) fail("--threads and --http-threads must be >= 1");
+  runtime::set_intra_op_threads(args.threads);
+  auto log = [&](const std::string& line) {
+    if (!args.quiet) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  std::vector<serve::ModelEntry> models = serve::scan_model_repository(args.repository);
+  const serve::InferenceService service(std::move(models), log);
+  serve::HttpLimits limits;
+  limits.body_bytes = args.max_body_mb << 20;
+  serve::HttpServer server(args.host, static_cast<uint16_t>(args.port), limits,
+                           [&service](const serve::HttpRequest& r) { return service.handle(r); });
+  for (const std::string& m : service.describe()) log("serving " + m);
+  // The one line a script waits for: the address, with the port chosen when --port 0.
+  std::printf("kiln serve: ready on http://%s:%u\n", args.host.c_str(), static_cast<unsigned>(server.port()));
+  std::fflush(stdout);
+  server.run(args.http_threads, true);
+  log("kiln serve: stopped");
+  return 0;
+}
+
+}  // namespace
+
+Command serve_command() {
+  auto args = std::make_shared<ServeArgs>();
+  return {[args](CLI::App& app) {
+            auto* c = app.add_subcommand(
+                "serve",
+                "Serve a model repository (NAME/VERSION/model.onnx with NAME/config.json), or one MODEL.onnx, over "
+                "the Open Inference Protocol's REST API (KServe v2): health, model metadata and inference with "
+                "JSON or binary tensors. Every model is loaded, optimized and warmed up before it listens");
+            c->add_option("repository", args->repository, "A model repository folder, or one .onnx file")->required();
+            c->add_option("--host", args->host, "Address to listen on")->capture_default_str();
+            c->add_option("--port", args->port, "Port to listen on (0: any free port, printed when ready)")
+                ->capture_default_str();
+            c->add_option("--threads", args->threads, "Intra-op threads of each inference (default: the cores)")
+                ->capture_default_str();
+            c->add_option("--http-threads", args->http_threads,
+                          "Threads reading requests and running them (requests beyond these wait)")
+                ->capture_default_str();
+            c->add_option("--max-body-mb", args->max_body_mb, "Largest request body; larger ones get 413")
+                ->capture_default_str();
+            c->add_flag("-q,--quiet", args->quiet, "No log on stderr");
+            c->footer(
+                "Routes: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m}[/versions/{v}], "
+                "/v2/models/{m}[/versions/{v}]/ready; POST /v2/models/{m}[/versions/{v}]/infer. Errors are "
+                "{\"error\": \"...\"} with 400 (malformed request or tensor), 404 (unknown model, version or "
+                "route), 405, 413 (body too large), 431 (headers over 16 KiB). SIGINT or SIGTERM stops "
+                "accepting, answers the requests in flight and exits 0.");
+            return c;
+          },
+          [args] { return run(*args); }};
+}
+
+}  // namespace kiln::tools
