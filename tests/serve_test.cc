@@ -256,6 +256,22 @@ TEST(Serve, BadRequestsGetTheirStatusAndAJsonErrorAndTheServerStaysLive) {
        "values for shape"},
       {"a string for an integer", request("POST", infer, with([](json& r) { r["inputs"][0]["data"][0] = "seven"; })),
        400, "not an integer"},
+      {"a shape of 10^10 elements with one value", request("POST", infer, with([](json& r) {
+                                                             r["inputs"][0]["shape"] = {100000, 100000};
+                                                             r["inputs"][0]["data"] = {1};
+                                                           })),
+       400, "values for shape"},
+      {"a binary shape of 10^10 elements",
+       [&] {
+         const std::string h = with([](json& r) {
+           r["inputs"][0].erase("data");
+           r["inputs"][0]["shape"] = {100000, 100000};
+           r["inputs"][0]["parameters"] = {{"binary_data_size", 8}};
+         });
+         return request("POST", infer, h + std::string(8, '\0'),
+                        "Inference-Header-Content-Length: " + std::to_string(h.size()) + "\r\n");
+       }(),
+       400, "takes at least"},
       {"negative dim", request("POST", infer, with([](json& r) { r["inputs"][0]["shape"][0] = -1; })), 400,
        "non-negative"},
       {"wrong rank", request("POST", infer, with([](json& r) {

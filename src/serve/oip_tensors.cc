@@ -65,10 +65,12 @@ ir::Tensor tensor_from_json(const json& in, const std::string& name, ir::DType d
   if (!in.contains("data")) bad(str("input \"", name, "\": no \"data\" (and no binary_data_size)"));
   std::vector<const json*> leaves;
   flatten(in["data"], leaves);
-  ir::Tensor t(dtype, shape);
-  if (static_cast<int64_t>(leaves.size()) != t.numel())
-    bad(str("input \"", name, "\": ", leaves.size(), " values for shape ", ir::to_string(shape), " (", t.numel(),
+  // Counted before anything is allocated: a shape of 10^10 elements must cost nothing.
+  const int64_t numel = ir::Tensor::checked_numel(shape);
+  if (static_cast<int64_t>(leaves.size()) != numel)
+    bad(str("input \"", name, "\": ", leaves.size(), " values for shape ", ir::to_string(shape), " (", numel,
             " elements)"));
+  ir::Tensor t(dtype, shape);
   if (dtype == ir::DType::kString) {
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!leaves[i]->is_string()) bad(str("input \"", name, "\": element ", i, " is not a string (BYTES)"));
@@ -85,6 +87,17 @@ ir::Tensor tensor_from_json(const json& in, const std::string& name, ir::DType d
 
 ir::Tensor tensor_from_bytes(const std::string& bytes, const std::string& name, ir::DType dtype,
                              const ir::Dims& shape) {
+  // Sizes checked before anything is allocated (each BYTES element takes at least its 4-byte length).
+  const int64_t numel = ir::Tensor::checked_numel(shape);
+  // Every element takes a byte or more, so a count above the bytes is wrong (and the product below cannot
+  // overflow).
+  const uint64_t per_element = dtype == ir::DType::kString ? 4 : ir::dtype_size(dtype);
+  const uint64_t n = static_cast<uint64_t>(numel);
+  const bool too_many = n > bytes.size();
+  const uint64_t least = too_many ? n : n * per_element;
+  if (too_many || (dtype == ir::DType::kString ? least > bytes.size() : least != bytes.size()))
+    bad(str("input \"", name, "\": binary_data_size is ", bytes.size(), " bytes; ", ir::to_string(shape), " of ",
+            *oip_datatype(dtype), " takes ", too_many || dtype == ir::DType::kString ? "at least " : "", least));
   ir::Tensor t(dtype, shape);
   if (dtype == ir::DType::kString) {
     size_t at = 0;
@@ -101,9 +114,6 @@ ir::Tensor tensor_from_bytes(const std::string& bytes, const std::string& name, 
       bad(str("input \"", name, "\": binary_data_size is ", bytes.size(), " bytes; its elements take ", at));
     return t;
   }
-  if (bytes.size() != t.nbytes())
-    bad(str("input \"", name, "\": binary_data_size is ", bytes.size(), " bytes; ", ir::to_string(shape), " of ",
-            *oip_datatype(dtype), " takes ", t.nbytes()));
   if (dtype == ir::DType::kBool) {
     for (size_t i = 0; i < bytes.size(); ++i) t.data<bool>()[i] = bytes[i] != 0;
   } else {
