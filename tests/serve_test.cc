@@ -2,13 +2,7 @@
 // bert-tiny, talked to with raw HTTP/1.1 (so that bad requests can be as bad as a client can make them).
 // Inference must give the reference outputs through JSON and binary tensors; every bad request gets its
 // status and a JSON error while the server stays live; SIGTERM ends it with exit code 0.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -18,6 +12,7 @@
 #include <thread>
 
 #include "io/npy.h"
+#include "serve_util.h"
 #include "test_util.h"
 
 // Named, so that in a unity build its helpers meet no other test file's.
@@ -25,130 +20,6 @@ namespace kiln::serve_test {
 namespace {
 
 using nlohmann::json;
-
-const std::string kModelDir = "tests/data/bert-tiny";
-
-// `kiln serve` in a child process, its stdout read until the "ready on" line gives the port.
-class Server {
- public:
-  explicit Server(std::vector<std::string> extra = {}) {
-    int out[2];
-    EXPECT_EQ(pipe(out), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<std::string> args = {
-          KILN_BINARY, "serve", testing::source_path(kModelDir + "/model.onnx"), "--port", "0", "--threads", "1", "-q"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    std::string line;
-    char c;
-    while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
-    close(out[0]);
-    const size_t colon = line.rfind(':');
-    if (line.find("ready on http://127.0.0.1:") != std::string::npos && colon != std::string::npos)
-      port_ = std::stoi(line.substr(colon + 1));
-  }
-  ~Server() {
-    if (pid_ > 0 && !stopped_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  int port() const { return port_; }
-  // SIGTERM, then the exit code.
-  int stop() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    stopped_ = true;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  bool stopped_ = false;
-};
-
-struct Reply {
-  int status = 0;
-  std::string headers;  // the raw header block, lower-cased
-  std::string body;
-  json error() const { return json::parse(body, nullptr, false); }
-};
-
-// Sends `raw` bytes and reads one response (Content-Length framed), or what came before the peer closed.
-Reply http_exchange(int port, const std::string& raw) {
-  Reply r;
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return r;
-  }
-  timeval tv{20, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  size_t sent = 0;
-  while (sent < raw.size()) {
-    const ssize_t n = send(fd, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may answer (413, 431) and close before reading everything
-    sent += static_cast<size_t>(n);
-  }
-  std::string in;
-  char buf[65536];
-  size_t header_end = std::string::npos, want = std::string::npos;
-  for (;;) {
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    in.append(buf, static_cast<size_t>(n));
-    if (header_end == std::string::npos && (header_end = in.find("\r\n\r\n")) != std::string::npos) {
-      std::string head = in.substr(0, header_end);
-      for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      const size_t at = head.find("content-length: ");
-      want = at == std::string::npos ? 0 : std::stoul(head.substr(at + 16));
-    }
-    if (header_end != std::string::npos && in.size() >= header_end + 4 + want) break;
-  }
-  close(fd);
-  if (header_end == std::string::npos) return r;
-  r.headers = in.substr(0, header_end);
-  for (char& c : r.headers) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  r.status = std::stoi(in.substr(9, 3));
-  r.body = in.substr(header_end + 4);
-  return r;
-}
-
-std::string request(const std::string& method, const std::string& target, const std::string& body = "",
-                    const std::string& extra_headers = "") {
-  return method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + extra_headers +
-         (body.empty() && method == "GET" ? "" : "Content-Length: " + std::to_string(body.size()) + "\r\n") + "\r\n" +
-         body;
-}
-
-// The test inputs as the protocol's JSON tensors.
-json json_inputs() {
-  json inputs = json::array();
-  for (const char* name : {"input_ids", "attention_mask", "token_type_ids"}) {
-    const ir::Tensor t = io::read_npy(testing::source_path(kModelDir + "/inputs/" + name + ".npy"));
-    json shape = json::array(), data = json::array();
-    for (size_t i = 0; i < t.rank(); ++i) shape.push_back(t.dim(i));
-    for (int64_t i = 0; i < t.numel(); ++i) data.push_back(t.data<int64_t>()[i]);
-    inputs.push_back({{"name", name}, {"datatype", "INT64"}, {"shape", shape}, {"data", data}});
-  }
-  return inputs;
-}
 
 double max_abs_difference(const ir::Tensor& want, const std::vector<float>& got) {
   EXPECT_EQ(static_cast<size_t>(want.numel()), got.size());

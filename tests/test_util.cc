@@ -1,11 +1,13 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
+#include "common/error.h"
 #include "common/process.h"
 
 namespace kiln::testing {
@@ -39,6 +41,16 @@ ScopedEnv::~ScopedEnv() {
 }
 
 std::string source_path(const std::string& relative) { return (fs::path(KILN_SOURCE_DIR) / relative).string(); }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no kiln::Error thrown";
+  return "";
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +55,8 @@ class ScopedEnv {
 std::string source_path(const std::string& relative);
 
 std::string read_file(const std::string& path);
+// The message of the kiln::Error that `f` throws; a test failure (and "") when it throws none.
+std::string error_of(const std::function<void()>& f);
 void write_file(const std::string& path, const std::string& bytes);
 
 struct RunResult {

@@ -32,16 +32,7 @@ const WordPieceTokenizer& bert_uncased() {
   return tokenizer;
 }
 
-// The message of the kiln::Error that `f` throws, or a failure if it throws none.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kiln::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no kiln::Error thrown";
-  return "";
-}
+using kiln::testing::error_of;
 
 #define EXPECT_CONTAINS(haystack, needle)                          \
   EXPECT_NE(std::string(haystack).find(needle), std::string::npos) \

@@ -9,6 +9,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <csignal>
+#include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -47,16 +49,49 @@ std::string lower(std::string s) {
 struct Shared {
   HttpLimits limits;
   HttpServer::Handler handler;
+  HttpServer::Observer observer;
   std::atomic<int64_t> in_flight{0};
+  // HttpReply::send calls between their answer and their last use of the connection: the server outlives
+  // them, so that a connection is never released after its io_context is gone.
+  std::atomic<int64_t> sending{0};
   std::atomic<bool> stopping{false};
+  std::function<void()> on_stop;
 };
+
+class Connection;
+
+}  // namespace http_server_detail
+
+// One request's answer: pending, then answered or abandoned (the client went away), whichever comes first.
+struct HttpReply::State {
+  enum Phase : int { kPending, kAnswered, kAbandoned };
+  std::atomic<int> phase{kPending};
+  std::weak_ptr<http_server_detail::Connection> connection;
+  std::atomic<int64_t>* sending = nullptr;  // the server's count (Shared::sending)
+  std::mutex mutex;  // guards gone_hook
+  std::function<void()> gone_hook;
+};
+
+namespace http_server_detail {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, Shared& shared) : stream_(std::move(socket)), shared_(shared) {}
+  Connection(tcp::socket socket, Shared& shared) : stream_(std::move(socket)), shared_(shared) {
+    beast::error_code ec;
+    const tcp::endpoint peer = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
+  }
 
   void start() {
     net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Connection::read, shared_from_this()));
+  }
+
+  // From HttpReply::send, on any thread: the answer goes out on this connection's strand.
+  void answer(HttpResponse out) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), out = std::move(out)]() mutable {
+      self->stop_watching();
+      self->reply(std::move(out), self->keep_alive_);
+    });
   }
 
  private:
@@ -69,11 +104,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Connection::on_read, shared_from_this()));
   }
 
-  void on_read(beast::error_code ec, std::size_t) {
+  void on_read(beast::error_code ec, std::size_t bytes) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
         ec == net::error::connection_reset || ec == net::error::eof)
       return close();
     ++shared_.in_flight;
+    started_ = std::chrono::steady_clock::now();
+    record_ = {};
+    record_.remote = remote_;
+    record_.bytes_in = bytes;
     if (ec == http::error::header_limit)
       return reply(json_error(431, "the request line and headers exceed " +
                                        std::to_string(shared_.limits.header_bytes) + " bytes"),
@@ -91,16 +130,59 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (const auto& field : req)
       r.headers.emplace_back(lower(std::string(field.name_string())), std::string(field.value()));
     r.body = req.body();
-    HttpResponse out;
+    record_.method = r.method;
+    record_.target = r.target;
+    keep_alive_ = req.keep_alive();
+    stream_.expires_never();
+    auto state = std::make_shared<HttpReply::State>();
+    state->connection = weak_from_this();
+    state->sending = &shared_.sending;
+    state_ = state;
+    const HttpReply handle(state);
     try {
-      out = shared_.handler(r);
+      shared_.handler(r, handle);
     } catch (const std::exception& e) {
-      out = json_error(500, std::string("internal error: ") + e.what());
+      handle.send(json_error(500, std::string("internal error: ") + e.what()));
     }
-    reply(std::move(out), req.keep_alive());
+    if (state->phase == HttpReply::State::kPending) watch();
+  }
+
+  // While the answer is pending: a readable socket that has nothing to read means the client closed it.
+  void watch() {
+    watching_ = true;
+    stream_.socket().async_wait(tcp::socket::wait_read,
+                                beast::bind_front_handler(&Connection::on_readable, shared_from_this()));
+  }
+
+  void stop_watching() {
+    if (!watching_) return;
+    watching_ = false;
+    beast::error_code ec;
+    stream_.socket().cancel(ec);
+  }
+
+  void on_readable(beast::error_code ec) {
+    if (ec || !watching_) return;
+    watching_ = false;
+    char byte;
+    const size_t n = stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec);
+    if (n > 0 && !ec) return;  // a pipelined request: the client is still there
+    int pending = HttpReply::State::kPending;
+    if (!state_->phase.compare_exchange_strong(pending, HttpReply::State::kAbandoned)) return;  // answered meanwhile
+    std::function<void()> hook;
+    {
+      std::lock_guard lock(state_->mutex);
+      hook = std::move(state_->gone_hook);
+    }
+    if (hook) hook();
+    record_.status = 499;
+    finish(0);
+    close();
   }
 
   void reply(HttpResponse out, bool keep_alive) {
+    record_.status = out.status;
+    record_.log_fields = std::move(out.log_fields);
     res_ = {};
     res_.version(11);
     res_.result(static_cast<unsigned>(out.status));
@@ -113,10 +195,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     http::async_write(stream_, res_, beast::bind_front_handler(&Connection::on_write, shared_from_this()));
   }
 
-  void on_write(beast::error_code ec, std::size_t) {
-    --shared_.in_flight;
+  void on_write(beast::error_code ec, std::size_t bytes) {
+    finish(bytes);
     if (ec || !res_.keep_alive()) return close();
     read();
+  }
+
+  // The exchange is over: logged, and no longer in flight.
+  void finish(size_t bytes_out) {
+    record_.bytes_out = bytes_out;
+    record_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (shared_.observer) {
+      try {
+        shared_.observer(record_);
+      } catch (const std::exception&) {  // a log that cannot be written must not take the server down
+      }
+    }
+    --shared_.in_flight;
   }
 
   void close() {
@@ -126,14 +221,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   beast::tcp_stream stream_;
   Shared& shared_;
+  std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
+  bool keep_alive_ = false;
+  bool watching_ = false;
+  std::shared_ptr<HttpReply::State> state_;
+  std::chrono::steady_clock::time_point started_;
+  HttpExchangeRecord record_;
 };
 
 }  // namespace http_server_detail
 
 using namespace http_server_detail;
+
+void HttpReply::send(HttpResponse response) const {
+  int pending = State::kPending;
+  if (!state_->phase.compare_exchange_strong(pending, State::kAnswered)) return;
+  // Answered while in flight: the server waits for `sending` to drop before it stops.
+  ++*state_->sending;
+  if (auto connection = state_->connection.lock()) connection->answer(std::move(response));
+  --*state_->sending;
+}
+
+bool HttpReply::client_gone() const { return state_->phase == State::kAbandoned; }
+
+void HttpReply::on_client_gone(std::function<void()> hook) const {
+  std::lock_guard lock(state_->mutex);
+  if (state_->phase == State::kPending) state_->gone_hook = std::move(hook);
+}
 
 struct HttpServer::Impl {
   net::io_context ioc;
@@ -151,7 +268,7 @@ struct HttpServer::Impl {
 
   // After stop(): once nothing is in flight, the I/O threads end (idle keep-alive connections are dropped).
   void wait_for_drain() {
-    if (shared.in_flight == 0) {
+    if (shared.in_flight == 0 && shared.sending == 0) {
       ioc.stop();
       return;
     }
@@ -160,10 +277,11 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(const std::string& host, uint16_t port, HttpLimits limits, Handler handler)
+HttpServer::HttpServer(const std::string& host, uint16_t port, HttpLimits limits, Handler handler, Observer observer)
     : impl_(std::make_unique<Impl>()) {
   impl_->shared.limits = limits;
   impl_->shared.handler = std::move(handler);
+  impl_->shared.observer = std::move(observer);
   beast::error_code ec;
   const net::ip::address address = net::ip::make_address(host, ec);
   if (ec) fail("--host ", host, ": not an IP address (", ec.message(), ")");
@@ -201,8 +319,11 @@ void HttpServer::stop() {
     if (impl->shared.stopping.exchange(true)) return;
     beast::error_code ec;
     impl->acceptor.close(ec);
+    if (impl->shared.on_stop) impl->shared.on_stop();
     impl->wait_for_drain();
   });
 }
+
+void HttpServer::on_stop(std::function<void()> hook) { impl_->shared.on_stop = std::move(hook); }
 
 }  // namespace kiln::serve

@@ -5,7 +5,10 @@
 // header_limit and body_limit as errors of their own, chunked or not.
 //
 // Each connection reads requests one after another (keep-alive), each within `read_timeout` (a client that
-// sends its headers slowly is cut off), and hands each to the handler on the I/O thread that read it.
+// sends its headers slowly is cut off), and hands each to the handler on the I/O thread that read it. The
+// handler answers through its HttpReply, at once or later from any thread (the batcher answers from its
+// workers); while an answer is pending the connection watches its socket, and a client that closes it is
+// reported to the reply's on_client_gone hook (the batcher frees its queue slot) and logged with 499.
 // Limits answer with a JSON error and close the connection:
 //   431  the request line and headers exceed header_bytes
 //   413  the body exceeds body_bytes (Content-Length or chunked)
@@ -39,10 +42,39 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type and Content-Length
+  // For the access log: JSON members the handler adds to the request's line (`"model":"m","batch":4`).
+  std::string log_fields;
 };
 
 // {"error": message} with that status.
 HttpResponse json_error(int status, const std::string& message);
+
+// How a handler answers one request: send() once, from any thread (later calls are ignored). Copies share
+// the one answer.
+class HttpReply {
+ public:
+  struct State;
+  explicit HttpReply(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+  void send(HttpResponse response) const;
+  // Whether the client closed its connection before the answer (send() then does nothing).
+  bool client_gone() const;
+  // Called at most once, on an I/O thread, if the client goes away before send(); not after send().
+  void on_client_gone(std::function<void()> hook) const;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+// One line of the access log: what was asked and answered, after the answer is written.
+struct HttpExchangeRecord {
+  std::string remote;  // "127.0.0.1:51234"
+  std::string method, target;
+  int status = 0;  // 499: the client went away before the answer
+  size_t bytes_in = 0, bytes_out = 0;
+  double seconds = 0;  // from the request read to the answer written
+  std::string log_fields;
+};
 
 struct HttpLimits {
   size_t header_bytes = 16 * 1024;
@@ -52,11 +84,13 @@ struct HttpLimits {
 
 class HttpServer {
  public:
-  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  using Handler = std::function<void(const HttpRequest&, const HttpReply&)>;
+  // Called after every exchange, on an I/O thread (the access log and the request counters).
+  using Observer = std::function<void(const HttpExchangeRecord&)>;
 
   // Binds host:port (port 0: any free one) and starts accepting when run() is called. Throws kiln::Error
   // naming the address when it cannot be bound.
-  HttpServer(const std::string& host, uint16_t port, HttpLimits limits, Handler handler);
+  HttpServer(const std::string& host, uint16_t port, HttpLimits limits, Handler handler, Observer observer = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -67,6 +101,9 @@ class HttpServer {
   void run(int threads, bool stop_on_signals);
   // Thread-safe; returns at once (run() returns once the requests in flight are answered).
   void stop();
+  // Called once when the server starts stopping (before it waits for the requests in flight), on an I/O
+  // thread: the batcher then runs what is queued without waiting for fuller batches.
+  void on_stop(std::function<void()> hook);
 
  private:
   struct Impl;

@@ -57,7 +57,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
     fail(file, ": not valid JSON (", e.what(), ")");
   }
   if (!j.is_object()) fail(file, ": expected a JSON object");
-  refuse_unknown(j, {"max_batch_size", "dynamic_batching", "instances", "optimization", "name"}, file);
+  refuse_unknown(j, {"max_batch_size", "dynamic_batching", "instances", "optimization", "text", "name"}, file);
   ModelConfig c;
   if (j.contains("max_batch_size")) c.max_batch_size = integer(j["max_batch_size"], file + ": max_batch_size", 0);
   if (j.contains("instances")) c.instances = integer(j["instances"], file + ": instances", 1);
@@ -92,46 +92,105 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
       fail(where, ": ", e.what());
     }
   }
+  if (j.contains("text")) {
+    const json& t = j["text"];
+    const std::string where = file + ": text";
+    if (!t.is_object()) fail(where, ": expected an object");
+    refuse_unknown(t, {"vocab", "input", "max_length", "lower_case", "pad_to_multiple_of"}, where);
+    TextInputConfig text;
+    if (!t.contains("vocab") || !t["vocab"].is_string() || t["vocab"].get<std::string>().empty())
+      fail(where, ".vocab: the model's WordPiece vocabulary (a vocab.txt beside config.json) is required");
+    text.vocab = t["vocab"].get<std::string>();
+    if (t.contains("input")) {
+      if (!t["input"].is_string() || t["input"].get<std::string>().empty()) fail(where, ".input: expected a name");
+      text.input = t["input"].get<std::string>();
+    }
+    if (t.contains("max_length")) text.max_length = integer(t["max_length"], where + ".max_length", 3);
+    if (t.contains("pad_to_multiple_of"))
+      text.pad_to_multiple_of = integer(t["pad_to_multiple_of"], where + ".pad_to_multiple_of", 1);
+    if (t.contains("lower_case")) {
+      if (!t["lower_case"].is_boolean()) fail(where, ".lower_case: expected true or false");
+      text.lower_case = t["lower_case"].get<bool>();
+    }
+    c.text = text;
+  }
   for (int64_t b : c.batching.preferred_batch_sizes)
     if (c.max_batch_size > 0 && b > c.max_batch_size)
       fail(file, ": preferred_batch_size ", b, " exceeds max_batch_size ", c.max_batch_size);
   return c;
 }
 
+namespace model_repository_detail {
+
+// One model folder: its config and versions.
+ModelEntry scan_model_folder(const fs::path& model_dir) {
+  ModelEntry e;
+  e.name = model_dir.filename().string();
+  const fs::path config = model_dir / "config.json";
+  if (fs::exists(config)) e.config = parse_model_config(read_text(config), config.string());
+  if (e.config.text && fs::path(e.config.text->vocab).is_relative())
+    e.config.text->vocab = (model_dir / e.config.text->vocab).string();
+  for (const auto& version_dir : fs::directory_iterator(model_dir)) {
+    if (!version_dir.is_directory()) continue;
+    const std::string v = version_dir.path().filename().string();
+    if (!is_version(v))
+      fail(version_dir.path().string(), ": a model's folders are its versions, named 1, 2, ... (got \"", v, "\")");
+    const fs::path model = version_dir.path() / "model.onnx";
+    if (!fs::is_regular_file(model)) fail(version_dir.path().string(), ": no model.onnx in this version folder");
+    e.versions.push_back({v, model.string()});
+  }
+  if (e.versions.empty()) fail(model_dir.string(), ": no version folder (NAME/1/model.onnx)");
+  std::sort(e.versions.begin(), e.versions.end(), [](const ModelVersion& a, const ModelVersion& b) {
+    return std::stoll(a.version) < std::stoll(b.version);
+  });
+  return e;
+}
+
+ModelEntry single_file_model(const std::string& path) {
+  ModelEntry e;
+  e.name = fs::path(path).stem().string();
+  e.versions.push_back({"1", path});
+  return e;
+}
+
+std::vector<std::string> model_names(const std::string& path) {
+  std::vector<std::string> names;
+  for (const auto& model_dir : fs::directory_iterator(path))
+    if (model_dir.is_directory() && !model_dir.path().filename().string().starts_with("."))
+      names.push_back(model_dir.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace model_repository_detail
+
 std::vector<ModelEntry> scan_model_repository(const std::string& path) {
   std::error_code ec;
-  if (fs::is_regular_file(path, ec)) {
-    ModelEntry e;
-    e.name = fs::path(path).stem().string();
-    e.versions.push_back({"1", path});
-    return {e};
-  }
+  if (fs::is_regular_file(path, ec)) return {single_file_model(path)};
   if (!fs::is_directory(path, ec)) fail(path, ": no such model file or repository folder");
   std::vector<ModelEntry> models;
-  for (const auto& model_dir : fs::directory_iterator(path)) {
-    if (!model_dir.is_directory() || model_dir.path().filename().string().starts_with(".")) continue;
-    ModelEntry e;
-    e.name = model_dir.path().filename().string();
-    const fs::path config = model_dir.path() / "config.json";
-    if (fs::exists(config)) e.config = parse_model_config(read_text(config), config.string());
-    for (const auto& version_dir : fs::directory_iterator(model_dir.path())) {
-      if (!version_dir.is_directory()) continue;
-      const std::string v = version_dir.path().filename().string();
-      if (!is_version(v))
-        fail(version_dir.path().string(), ": a model's folders are its versions, named 1, 2, ... (got \"", v, "\")");
-      const fs::path model = version_dir.path() / "model.onnx";
-      if (!fs::is_regular_file(model)) fail(version_dir.path().string(), ": no model.onnx in this version folder");
-      e.versions.push_back({v, model.string()});
-    }
-    if (e.versions.empty()) fail(model_dir.path().string(), ": no version folder (NAME/1/model.onnx)");
-    std::sort(e.versions.begin(), e.versions.end(), [](const ModelVersion& a, const ModelVersion& b) {
-      return std::stoll(a.version) < std::stoll(b.version);
-    });
-    models.push_back(std::move(e));
-  }
+  for (const std::string& name : model_names(path)) models.push_back(scan_model_folder(fs::path(path) / name));
   if (models.empty()) fail(path, ": no model in the repository (expected NAME/VERSION/model.onnx)");
-  std::sort(models.begin(), models.end(), [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
   return models;
+}
+
+std::vector<std::string> list_repository_models(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return {fs::path(path).stem().string()};
+  if (!fs::is_directory(path, ec)) fail(path, ": no such model file or repository folder");
+  return model_names(path);
+}
+
+ModelEntry scan_repository_model(const std::string& path, const std::string& name) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) {
+    if (fs::path(path).stem().string() != name) fail("no model \"", name, "\" in ", path);
+    return single_file_model(path);
+  }
+  if (name.empty() || name.starts_with(".") || name.find('/') != std::string::npos ||
+      !fs::is_directory(fs::path(path) / name, ec))
+    fail("no model \"", name, "\" in the repository ", path);
+  return scan_model_folder(fs::path(path) / name);
 }
 
 }  // namespace kiln::serve

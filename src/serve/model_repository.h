@@ -10,11 +10,17 @@
 //    "dynamic_batching": {"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 2000,
 //                         "max_queue_size": 64, "timeout_ms": 10000},
 //    "instances": 1,
-//    "optimization": {"level": "all", "precision": "fp32"}}   // as kiln run's --level and --precision
+//    "optimization": {"level": "all", "precision": "fp32"},   // as kiln run's --level and --precision
+//    "text": {"vocab": "vocab.txt", "input": "text", "max_length": 128, "lower_case": true,
+//             "pad_to_multiple_of": 16}}
+// "text" lets a BERT model take raw text: a BYTES input of that name (shape [n]: n texts) is tokenized with
+// the WordPiece vocabulary (relative to the model folder) into the model's input_ids, attention_mask and
+// token_type_ids, padded to a multiple of pad_to_multiple_of tokens so that texts of similar length batch.
 // An unknown field is refused (a typo must not pass silently), naming the file and the field.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,12 +36,21 @@ struct DynamicBatching {
   int64_t timeout_ms = 0;  // 0: none
 };
 
+struct TextInputConfig {
+  std::string vocab;
+  std::string input = "text";
+  int64_t max_length = 128;
+  bool lower_case = true;
+  int64_t pad_to_multiple_of = 16;
+};
+
 struct ModelConfig {
   int64_t max_batch_size = 0;
   DynamicBatching batching;
   int64_t instances = 1;
   passes::Level level = passes::Level::kAll;
   runtime::Precision precision = runtime::Precision::kModel;
+  std::optional<TextInputConfig> text;
 };
 
 struct ModelVersion {
@@ -52,6 +67,11 @@ struct ModelEntry {
 // The repository at `path` (a folder as above, or one .onnx file). Fails (kiln::Error, one sentence naming
 // the file or folder) on a missing path, a folder with no model, a bad version folder name or a bad config.
 std::vector<ModelEntry> scan_model_repository(const std::string& path);
+
+// The names of the models in the repository at `path`, without reading them (a file: its stem).
+std::vector<std::string> list_repository_models(const std::string& path);
+// One model of the repository, read again (for a load request); fails if it is not there or is bad.
+ModelEntry scan_repository_model(const std::string& path, const std::string& name);
 
 // Parses a config.json's text; `file` names it in errors.
 ModelConfig parse_model_config(const std::string& text, const std::string& file);

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "runtime/threads.h"
+#include "serve/access_log.h"
 #include "serve/http_server.h"
 #include "serve/inference_service.h"
 #include "serve/model_repository.h"
@@ -19,29 +20,41 @@ struct ServeArgs {
   int port = 8000;
   int threads = runtime::default_threads();
   int http_threads = 2;
+  int workers = 1;
+  std::string access_log = "-";
   size_t max_body_mb = 64;
   bool quiet = false;
 };
 
 int run(const ServeArgs& args) {
   if (args.port < 0 || args.port > 65535) fail("--port ", args.port, ": 0 to 65535 (0: any free port)");
-  if (args.threads < 1 || args.http_threads < 1) fail("--threads and --http-threads must be >= 1");
+  if (args.threads < 1 || args.http_threads < 1 || args.workers < 1)
+    fail("--threads, --http-threads and --workers must be >= 1");
   runtime::set_intra_op_threads(args.threads);
   auto log = [&](const std::string& line) {
     if (!args.quiet) std::fprintf(stderr, "%s\n", line.c_str());
   };
-  std::vector<serve::ModelEntry> models = serve::scan_model_repository(args.repository);
-  const serve::InferenceService service(std::move(models), log);
+  serve::AccessLog access_log(args.quiet && args.access_log == "-" ? "off" : args.access_log);
+  serve::ServiceOptions options;
+  options.repository = args.repository;
+  options.workers = args.workers;
+  options.intra_op_threads = args.threads;
+  options.access_log = &access_log;
+  options.progress = log;
+  serve::InferenceService service(options);
   serve::HttpLimits limits;
   limits.body_bytes = args.max_body_mb << 20;
-  serve::HttpServer server(args.host, static_cast<uint16_t>(args.port), limits,
-                           [&service](const serve::HttpRequest& r) { return service.handle(r); });
+  serve::HttpServer server(
+      args.host, static_cast<uint16_t>(args.port), limits,
+      [&service](const serve::HttpRequest& r, const serve::HttpReply& reply) { service.handle(r, reply); },
+      [&service](const serve::HttpExchangeRecord& record) { service.observe(record); });
+  server.on_stop([&service] { service.drain(); });
   for (const std::string& m : service.describe()) log("serving " + m);
   // The one line a script waits for: the address, with the port chosen when --port 0.
   std::printf("kiln serve: ready on http://%s:%u\n", args.host.c_str(), static_cast<unsigned>(server.port()));
   std::fflush(stdout);
   server.run(args.http_threads, true);
-  log("kiln serve: stopped");
+  log("kiln serve: stopped accepting; every request read was answered");
   return 0;
 }
 
@@ -62,17 +75,27 @@ Command serve_command() {
             c->add_option("--threads", args->threads, "Intra-op threads of each inference (default: the cores)")
                 ->capture_default_str();
             c->add_option("--http-threads", args->http_threads,
-                          "Threads reading requests and running them (requests beyond these wait)")
+                          "Threads reading requests and writing answers (inference runs on --workers)")
                 ->capture_default_str();
             c->add_option("--max-body-mb", args->max_body_mb, "Largest request body; larger ones get 413")
                 ->capture_default_str();
-            c->add_flag("-q,--quiet", args->quiet, "No log on stderr");
+            c->add_option("--workers", args->workers,
+                          "Inference workers shared by every model: batches that run at once (each with --threads)")
+                ->capture_default_str();
+            c->add_option("--access-log", args->access_log,
+                          "Where the access log goes, one JSON line per request: - (stderr), off, or a file")
+                ->capture_default_str();
+            c->add_flag("-q,--quiet", args->quiet, "No log on stderr (an --access-log file is still written)");
             c->footer(
                 "Routes: GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m}[/versions/{v}], "
-                "/v2/models/{m}[/versions/{v}]/ready; POST /v2/models/{m}[/versions/{v}]/infer. Errors are "
-                "{\"error\": \"...\"} with 400 (malformed request or tensor), 404 (unknown model, version or "
-                "route), 405, 413 (body too large), 431 (headers over 16 KiB). SIGINT or SIGTERM stops "
-                "accepting, answers the requests in flight and exits 0.");
+                "/v2/models/{m}[/versions/{v}]/ready; POST /v2/models/{m}[/versions/{v}]/infer; POST /v2/repository/index, "
+                "/v2/repository/models/{m}/load|unload; GET /metrics (Prometheus). Each model's config.json sets "
+                "its dynamic batching (max_batch_size, dynamic_batching: preferred_batch_size, "
+                "max_queue_delay_microseconds, max_queue_size, timeout_ms), instances, optimization and raw-text "
+                "input (text: vocab). Errors are {\"error\": \"...\"} with 400 (malformed request or tensor), "
+                "404 (unknown model, version or route), 405, 413 (body too large), 431 (headers over 16 KiB), "
+                "503 with Retry-After (queue full), 504 (timed out in the queue). SIGINT or SIGTERM stops "
+                "accepting, answers every request already read and exits 0.");
             return c;
           },
           [args] { return run(*args); }};
