@@ -13,6 +13,7 @@ packages=(
   fortunes-min
   chromium
   libboost-dev
+  wrk
 )
 # libdnnl-dev's CMake config asks for OpenCL (find_package(OpenCL)) even for the CPU engine: without
 # ocl-icd-opencl-dev, which apt's --no-install-recommends leaves out, cmake stops at configure.
@@ -21,6 +22,7 @@ packages=(
 # chromium: the test that renders `kiln pipeline`'s report.html headless and checks its charts (and
 # scripts/report-screenshot.sh).
 # libboost-dev: Boost.Beast and Asio (header-only), kiln serve's HTTP layer (serve/http_server.h says why).
+# wrk: the load tests of kiln serve, scripts/serve-load-test.sh.
 
 missing=()
 for p in "${packages[@]}"; do

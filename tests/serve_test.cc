@@ -98,7 +98,7 @@ TEST(Serve, AnswersHealthMetadataAndInferenceWithTheReferenceOutputs) {
 }
 
 TEST(Serve, BadRequestsGetTheirStatusAndAJsonErrorAndTheServerStaysLive) {
-  Server server({"--max-body-mb", "1"});
+  Server server({"--max-body-mb", "1", "--read-timeout-s", "0.5"});
   ASSERT_GT(server.port(), 0);
   const int port = server.port();
   const std::string infer = "/v2/models/model/infer";
@@ -194,6 +194,11 @@ TEST(Serve, BadRequestsGetTheirStatusAndAJsonErrorAndTheServerStaysLive) {
       {"headers too large", request("GET", "/v2/health/live", "", "X-Big: " + std::string(20000, 'a') + "\r\n"), 431,
        "headers"},
       {"garbage", "HELLO THERE\r\n\r\n", 400, "malformed HTTP"},
+      {"slow headers (the last line never comes)", "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n", 408,
+       "not received within 500 ms"},
+      {"slow body (10 of 100 bytes)",
+       "POST " + infer + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inputs\":", 408,
+       "not received within"},
   };
   for (const Case& c : cases) {
     const Reply r = http_exchange(port, c.raw);

@@ -76,7 +76,8 @@ namespace http_server_detail {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, Shared& shared) : stream_(std::move(socket)), shared_(shared) {
+  Connection(tcp::socket socket, Shared& shared)
+      : stream_(std::move(socket)), timer_(stream_.get_executor()), shared_(shared) {
     beast::error_code ec;
     const tcp::endpoint peer = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
@@ -95,24 +96,39 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
+  // The read timeout runs on a timer of its own rather than the stream's: a stream that times out closes
+  // its socket, and a client that sent part of a request must still get its 408.
   void read() {
     if (shared_.stopping) return close();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(shared_.limits.header_bytes));
     parser_->body_limit(shared_.limits.body_bytes);
-    stream_.expires_after(shared_.limits.read_timeout);
+    timed_out_ = false;
+    timer_.expires_after(shared_.limits.read_timeout);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Connection::on_read, shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t bytes) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
-        ec == net::error::connection_reset || ec == net::error::eof)
+    timer_.cancel();
+    const bool slow = ec == net::error::operation_aborted && timed_out_ && parser_->got_some();
+    if (!slow && (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
+                  ec == net::error::connection_reset || ec == net::error::eof))
       return close();
     ++shared_.in_flight;
     started_ = std::chrono::steady_clock::now();
     record_ = {};
     record_.remote = remote_;
     record_.bytes_in = bytes;
+    if (slow)
+      return reply(json_error(408, "the request was not received within " +
+                                       std::to_string(shared_.limits.read_timeout.count()) + " ms"),
+                   false);
     if (ec == http::error::header_limit)
       return reply(json_error(431, "the request line and headers exceed " +
                                        std::to_string(shared_.limits.header_bytes) + " bytes"),
@@ -133,7 +149,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     record_.method = r.method;
     record_.target = r.target;
     keep_alive_ = req.keep_alive();
-    stream_.expires_never();
     auto state = std::make_shared<HttpReply::State>();
     state->connection = weak_from_this();
     state->sending = &shared_.sending;
@@ -220,6 +235,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   beast::tcp_stream stream_;
+  net::steady_timer timer_;
+  bool timed_out_ = false;
   Shared& shared_;
   std::string remote_;
   beast::flat_buffer buffer_;

@@ -4,8 +4,8 @@
 // bypassed set_payload_max_length: 2000 bytes were accepted with a limit of 1000. Beast's parser reports
 // header_limit and body_limit as errors of their own, chunked or not.
 //
-// Each connection reads requests one after another (keep-alive), each within `read_timeout` (a client that
-// sends its headers slowly is cut off), and hands each to the handler on the I/O thread that read it. The
+// Each connection reads requests one after another (keep-alive), each within `read_timeout`: a client that
+// sent part of a request by then gets 408, an idle keep-alive connection is closed. It hands each to the handler on the I/O thread that read it. The
 // handler answers through its HttpReply, at once or later from any thread (the batcher answers from its
 // workers); while an answer is pending the connection watches its socket, and a client that closes it is
 // reported to the reply's on_client_gone hook (the batcher frees its queue slot) and logged with 499.
@@ -13,6 +13,7 @@
 //   431  the request line and headers exceed header_bytes
 //   413  the body exceeds body_bytes (Content-Length or chunked)
 //   400  anything else Beast cannot parse
+//   408  a request not received in full within read_timeout
 // stop() stops accepting, lets the requests in flight finish and their replies go out, then makes run()
 // return.
 #pragma once

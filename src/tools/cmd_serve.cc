@@ -23,6 +23,7 @@ struct ServeArgs {
   int workers = 1;
   std::string access_log = "-";
   size_t max_body_mb = 64;
+  double read_timeout_s = 10;
   bool quiet = false;
 };
 
@@ -44,6 +45,8 @@ int run(const ServeArgs& args) {
   serve::InferenceService service(options);
   serve::HttpLimits limits;
   limits.body_bytes = args.max_body_mb << 20;
+  if (!(args.read_timeout_s > 0)) fail("--read-timeout-s must be > 0");
+  limits.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(args.read_timeout_s * 1000));
   serve::HttpServer server(
       args.host, static_cast<uint16_t>(args.port), limits,
       [&service](const serve::HttpRequest& r, const serve::HttpReply& reply) { service.handle(r, reply); },
@@ -79,6 +82,9 @@ Command serve_command() {
                 ->capture_default_str();
             c->add_option("--max-body-mb", args->max_body_mb, "Largest request body; larger ones get 413")
                 ->capture_default_str();
+            c->add_option("--read-timeout-s", args->read_timeout_s,
+                          "A request not received in full within this gets 408 (an idle connection is closed)")
+                ->capture_default_str();
             c->add_option("--workers", args->workers,
                           "Inference workers shared by every model: batches that run at once (each with --threads)")
                 ->capture_default_str();
@@ -93,7 +99,8 @@ Command serve_command() {
                 "its dynamic batching (max_batch_size, dynamic_batching: preferred_batch_size, "
                 "max_queue_delay_microseconds, max_queue_size, timeout_ms), instances, optimization and raw-text "
                 "input (text: vocab). Errors are {\"error\": \"...\"} with 400 (malformed request or tensor), "
-                "404 (unknown model, version or route), 405, 413 (body too large), 431 (headers over 16 KiB), "
+                "404 (unknown model, version or route), 405, 408 (request too slow), 413 (body too large), 431 (headers over "
+                "16 KiB), "
                 "503 with Retry-After (queue full), 504 (timed out in the queue). SIGINT or SIGTERM stops "
                 "accepting, answers every request already read and exits 0.");
             return c;
