@@ -8,6 +8,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <csignal>
 #include <mutex>
 #include <optional>
@@ -163,10 +166,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // While the answer is pending: a readable socket that has nothing to read means the client closed it.
+  // Each watch has its number, so that a completion queued before stop_watching() is recognised as stale.
   void watch() {
     watching_ = true;
-    stream_.socket().async_wait(tcp::socket::wait_read,
-                                beast::bind_front_handler(&Connection::on_readable, shared_from_this()));
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), id = ++watch_id_](
+                                                            beast::error_code ec) { self->on_readable(ec, id); });
   }
 
   void stop_watching() {
@@ -176,12 +180,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.socket().cancel(ec);
   }
 
-  void on_readable(beast::error_code ec) {
-    if (ec || !watching_) return;
-    watching_ = false;
+  void on_readable(beast::error_code ec, uint64_t id) {
+    if (ec || !watching_ || id != watch_id_) return;
     char byte;
-    const size_t n = stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, ec);
-    if (n > 0 && !ec) return;  // a pipelined request: the client is still there
+    // Never blocking: an I/O thread must not wait on one client.
+    const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return watch();  // nothing after all
+    watching_ = false;
+    if (n > 0) return;  // a pipelined request: the client is still there
     int pending = HttpReply::State::kPending;
     if (!state_->phase.compare_exchange_strong(pending, HttpReply::State::kAbandoned)) return;  // answered meanwhile
     std::function<void()> hook;
@@ -244,6 +250,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   http::response<http::string_body> res_;
   bool keep_alive_ = false;
   bool watching_ = false;
+  uint64_t watch_id_ = 0;
   std::shared_ptr<HttpReply::State> state_;
   std::chrono::steady_clock::time_point started_;
   HttpExchangeRecord record_;
