@@ -132,6 +132,55 @@ TEST(ServeBatching, ConcurrentRequestsRunAsOneBatchAndEachGetsItsOwnRows) {
   EXPECT_EQ(batched, 4);
 }
 
+// The test inputs cut to their first `length` tokens.
+json truncated_request(int64_t length) {
+  json inputs = json_inputs();
+  for (json& in : inputs) {
+    const int64_t rows = in["shape"][0].get<int64_t>(), full = in["shape"][1].get<int64_t>();
+    json data = json::array();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < length; ++c) data.push_back(in["data"][r * full + c]);
+    in["shape"] = {rows, length};
+    in["data"] = data;
+  }
+  return {{"inputs", inputs}};
+}
+
+TEST(ServeBatching, RequestsOfDifferentLengthsShareABatchAndGetTheirOwnLengthBack) {
+  testing::TempDir dir("kiln_serve_bucket");
+  const int64_t rows = json_inputs()[0]["shape"][0].get<int64_t>();
+  // Two requests fill the batch; with a 30 s delay both are answered at once only if they share it.
+  const std::string repo = make_repository(
+      dir, {{"max_batch_size", 2 * rows},
+            {"dynamic_batching", {{"max_queue_delay_microseconds", 30000000}, {"sequence_bucket", 16}}}});
+  Server server = Server::with_args({repo, "--threads", "1", "-q"});
+  ASSERT_GT(server.port(), 0);
+  const std::vector<int64_t> lengths = {9, 13};
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<Reply> replies =
+      concurrently(server.port(), {request("POST", kInfer, truncated_request(lengths[0]).dump()),
+                                   request("POST", kInfer, truncated_request(lengths[1]).dump())});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20)) << "they did not share a batch";
+  Server alone;
+  ASSERT_GT(alone.port(), 0);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ASSERT_EQ(replies[i].status, 200) << replies[i].body;
+    const json got = json::parse(replies[i].body)["outputs"];
+    const Reply ref =
+        http_exchange(alone.port(), request("POST", "/v2/models/model/infer", truncated_request(lengths[i]).dump()));
+    ASSERT_EQ(ref.status, 200) << ref.body;
+    const json want = json::parse(ref.body)["outputs"];
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t o = 0; o < got.size(); ++o) {
+      EXPECT_EQ(got[o]["shape"], want[o]["shape"]) << got[o]["name"];
+      EXPECT_LT(max_difference(got[o]["data"], want[o]["data"]), 1e-4) << "length " << lengths[i] << " " << got[o]["name"];
+    }
+    EXPECT_EQ(got[0]["name"], "last_hidden_state");
+    EXPECT_EQ(got[0]["shape"][1], lengths[i]) << "the padding is cut off";
+  }
+  EXPECT_EQ(server.stop(), 0);
+}
+
 TEST(ServeBatching, AFullQueueAnswers503WithRetryAfterAndAWaitPastTheTimeout504) {
   testing::TempDir dir("kiln_serve_queue");
   const std::string repo = make_repository(

@@ -27,6 +27,11 @@ struct InferenceService::Version {
   std::optional<TextInputConfig> text;
   std::optional<text::WordPieceTokenizer> tokenizer;
   MetricLabels labels;  // model, version
+  // Sequence bucketing (model_repository.h, sequence_bucket): the inputs padded along dim 1 and the
+  // (output, axis) places cut back; bucket 0 when the model does not qualify or it is off.
+  int64_t sequence_bucket = 0;
+  std::vector<std::string> sequence_inputs;
+  std::vector<std::pair<size_t, size_t>> sequence_outputs;
 };
 
 struct InferenceService::Model {
@@ -45,6 +50,7 @@ struct InferJob : QueuedJob {
   std::shared_ptr<const InferenceService::Version> version;
   InferRequest request;
   HttpReply reply;
+  int64_t sequence = -1;  // the request's own sequence length when its inputs were padded
 };
 
 std::vector<std::string> split_path(const std::string& target) {
@@ -111,8 +117,8 @@ void check_inputs(const runtime::Session& session, const InferRequest& req) {
   }
 }
 
-// Raw text in the request (the configured BYTES input) into the model's token inputs, padded to a multiple of
-// pad_to_multiple_of tokens so that texts of similar length share a shape and batch together.
+// Raw text in the request (the configured BYTES input) into the model's token inputs, padded to the longest
+// text (the batcher's sequence bucket then pads further, so that texts of similar length batch together).
 void tokenize_text(const InferenceService::Version& v, InferRequest& req) {
   const TextInputConfig& cfg = *v.text;
   auto it = std::find_if(req.inputs.begin(), req.inputs.end(), [&](const auto& in) { return in.first == cfg.input; });
@@ -126,17 +132,12 @@ void tokenize_text(const InferenceService::Version& v, InferRequest& req) {
   std::vector<std::string> texts(t.data<std::string>(), t.data<std::string>() + t.numel());
   std::vector<text::Encoding> enc = v.tokenizer->encode_batch(texts, {}, text::Padding::kLongest);
   const int64_t rows = static_cast<int64_t>(enc.size());
-  const int64_t longest = static_cast<int64_t>(enc[0].ids.size());
-  const int64_t multiple = cfg.pad_to_multiple_of;
-  const int64_t cols = std::max(longest, std::min((longest + multiple - 1) / multiple * multiple, cfg.max_length));
-  const int64_t pad_id = v.tokenizer->token_to_id("[PAD]").value_or(0);
+  const int64_t cols = static_cast<int64_t>(enc[0].ids.size());  // the longest text's tokens
   std::vector<std::pair<std::string, ir::Tensor>> tokens;
   for (const ir::ValueInfo& in : v.session->inputs()) {
     std::vector<int64_t> text::Encoding::*field = nullptr;
-    int64_t pad = 0;
     if (in.name == "input_ids") {
       field = &text::Encoding::ids;
-      pad = pad_id;
     } else if (in.name == "attention_mask") {
       field = &text::Encoding::attention_mask;
     } else if (in.name == "token_type_ids") {
@@ -151,7 +152,7 @@ void tokenize_text(const InferenceService::Version& v, InferRequest& req) {
     ir::Tensor out(in.type.dtype, {rows, cols});
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) {
-        const int64_t value = c < longest ? (enc[r].*field)[c] : pad;
+        const int64_t value = (enc[r].*field)[c];
         if (in.type.dtype == ir::DType::kInt32)
           out.data<int32_t>()[r * cols + c] = static_cast<int32_t>(value);
         else
@@ -161,6 +162,57 @@ void tokenize_text(const InferenceService::Version& v, InferRequest& req) {
   }
   req.inputs.erase(it);
   for (auto& tok : tokens) req.inputs.push_back(std::move(tok));
+}
+
+// Which inputs and outputs carry input_ids' named sequence dim (dim 1), when attention_mask carries it too
+// (padding is then masked); none when the model does not qualify.
+void plan_sequence_bucket(InferenceService::Version& v, int64_t bucket) {
+  if (bucket <= 1) return;
+  std::string symbol;
+  bool masked = false;
+  for (const ir::ValueInfo& in : v.session->inputs())
+    if (in.name == "input_ids" && in.type.shape && in.type.shape->dims.size() == 2 &&
+        in.type.shape->dims[1].is_symbolic())
+      symbol = in.type.shape->dims[1].symbol;
+  if (symbol.empty()) return;
+  for (const ir::ValueInfo& in : v.session->inputs()) {
+    if (!in.type.shape) return;
+    const auto& dims = in.type.shape->dims;
+    for (size_t d = 0; d < dims.size(); ++d)
+      if (dims[d].is_symbolic() && dims[d].symbol == symbol) {
+        if (d != 1) return;  // the sequence elsewhere than dim 1: not padded
+        v.sequence_inputs.push_back(in.name);
+        masked |= in.name == "attention_mask";
+      }
+  }
+  if (!masked) {
+    v.sequence_inputs.clear();
+    return;
+  }
+  for (size_t i = 0; i < v.session->outputs().size(); ++i) {
+    const auto& shape = v.session->outputs()[i].type.shape;
+    if (!shape) continue;
+    for (size_t d = 1; d < shape->dims.size(); ++d)
+      if (shape->dims[d].is_symbolic() && shape->dims[d].symbol == symbol) v.sequence_outputs.emplace_back(i, d);
+  }
+  v.sequence_bucket = bucket;
+}
+
+// Pads the request's sequence inputs (mask 0, ids 0: [PAD]) to the next multiple of the bucket; returns the
+// request's own length, or -1 when nothing was padded.
+int64_t pad_sequence(const InferenceService::Version& v, InferRequest& req) {
+  int64_t length = -1;
+  for (const auto& [name, t] : req.inputs)
+    if (name == "input_ids") length = t.dim(1);
+  if (length < 0) return -1;
+  const int64_t padded = (length + v.sequence_bucket - 1) / v.sequence_bucket * v.sequence_bucket;
+  for (auto& [name, t] : req.inputs) {
+    if (std::find(v.sequence_inputs.begin(), v.sequence_inputs.end(), name) == v.sequence_inputs.end()) continue;
+    if (t.dim(1) != length)
+      throw RequestError(str("input \"", name, "\": ", t.dim(1), " tokens, input_ids has ", length));
+    if (padded != length) t = pad_axis(t, 1, padded);
+  }
+  return padded != length ? length : -1;
 }
 
 // Requests of one key stack into a batch: each input's name, datatype and dims after the first.
@@ -196,7 +248,7 @@ int64_t batch_items(const InferRequest& req, int64_t max_batch_size) {
 std::vector<std::pair<std::string, ir::Tensor>> request_outputs(const InferenceService::Version& v,
                                                                 const InferRequest& req,
                                                                 const std::vector<ir::Datum>& results, bool batched,
-                                                                int64_t begin, int64_t rows) {
+                                                                int64_t begin, int64_t rows, int64_t sequence) {
   const std::vector<ir::ValueInfo>& outs = v.session->outputs();
   std::vector<size_t> picked;
   if (req.outputs.empty()) {
@@ -212,8 +264,13 @@ std::vector<std::pair<std::string, ir::Tensor>> request_outputs(const InferenceS
     }
   }
   std::vector<std::pair<std::string, ir::Tensor>> chosen;
-  for (size_t i : picked)
-    chosen.emplace_back(outs[i].name, batched ? slice_rows(results[i].tensor, begin, rows) : results[i].tensor);
+  for (size_t i : picked) {
+    ir::Tensor t = batched ? slice_rows(results[i].tensor, begin, rows) : results[i].tensor;
+    // Padded sequence places cut back to the request's own length.
+    for (const auto& [o, axis] : v.sequence_outputs)
+      if (o == i && sequence >= 0 && axis < t.rank() && t.dim(axis) > sequence) t = truncate_axis(t, axis, sequence);
+    chosen.emplace_back(outs[i].name, std::move(t));
+  }
   return chosen;
 }
 
@@ -344,6 +401,7 @@ void InferenceService::load_versions(Model& model) {
       v->text = cfg.text;
       v->tokenizer = text::WordPieceTokenizer::from_file(cfg.text->vocab, to);
     }
+    if (cfg.max_batch_size > 0) plan_sequence_bucket(*v, cfg.batching.sequence_bucket);
     try {
       warm_up(*v->session, plan);
     } catch (const Error& err) {
@@ -413,6 +471,7 @@ void InferenceService::infer(const Model& m, const std::shared_ptr<const Version
     }
     if (v->max_batch_size > 0) {
       job->items = batch_items(job->request, v->max_batch_size);
+      if (v->sequence_bucket > 1) job->sequence = pad_sequence(*v, job->request);
       job->shape_key = shape_key(job->request);
     }
   } catch (const RequestError& e) {
@@ -512,7 +571,7 @@ void InferenceService::run_batch(std::vector<JobPtr>& batch) {
     auto& job = static_cast<InferJob&>(*j);
     HttpResponse r;
     try {
-      const auto outputs = request_outputs(v, job.request, results, batched, begin, job.items);
+      const auto outputs = request_outputs(v, job.request, results, batched, begin, job.items, job.sequence);
       std::vector<std::pair<std::string, const ir::Tensor*>> refs;
       for (const auto& [name, t] : outputs) refs.emplace_back(name, &t);
       const InferResponse encoded = encode_infer_response(v.model, v.version, job.request, refs);

@@ -65,7 +65,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
     const json& d = j["dynamic_batching"];
     const std::string where = file + ": dynamic_batching";
     if (!d.is_object()) fail(where, ": expected an object");
-    refuse_unknown(d, {"preferred_batch_size", "max_queue_delay_microseconds", "max_queue_size", "timeout_ms"}, where);
+    refuse_unknown(
+        d, {"preferred_batch_size", "max_queue_delay_microseconds", "max_queue_size", "timeout_ms", "sequence_bucket"},
+        where);
     if (d.contains("preferred_batch_size")) {
       if (!d["preferred_batch_size"].is_array()) fail(where, ".preferred_batch_size: expected an array of integers");
       for (const json& b : d["preferred_batch_size"])
@@ -77,6 +79,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
     if (d.contains("max_queue_size"))
       c.batching.max_queue_size = integer(d["max_queue_size"], where + ".max_queue_size", 1);
     if (d.contains("timeout_ms")) c.batching.timeout_ms = integer(d["timeout_ms"], where + ".timeout_ms", 0);
+    if (d.contains("sequence_bucket"))
+      c.batching.sequence_bucket = integer(d["sequence_bucket"], where + ".sequence_bucket", 0);
   }
   if (j.contains("optimization")) {
     const json& o = j["optimization"];
@@ -96,7 +100,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
     const json& t = j["text"];
     const std::string where = file + ": text";
     if (!t.is_object()) fail(where, ": expected an object");
-    refuse_unknown(t, {"vocab", "input", "max_length", "lower_case", "pad_to_multiple_of"}, where);
+    refuse_unknown(t, {"vocab", "input", "max_length", "lower_case"}, where);
     TextInputConfig text;
     if (!t.contains("vocab") || !t["vocab"].is_string() || t["vocab"].get<std::string>().empty())
       fail(where, ".vocab: the model's WordPiece vocabulary (a vocab.txt beside config.json) is required");
@@ -106,8 +110,6 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
       text.input = t["input"].get<std::string>();
     }
     if (t.contains("max_length")) text.max_length = integer(t["max_length"], where + ".max_length", 3);
-    if (t.contains("pad_to_multiple_of"))
-      text.pad_to_multiple_of = integer(t["pad_to_multiple_of"], where + ".pad_to_multiple_of", 1);
     if (t.contains("lower_case")) {
       if (!t["lower_case"].is_boolean()) fail(where, ".lower_case: expected true or false");
       text.lower_case = t["lower_case"].get<bool>();

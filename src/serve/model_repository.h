@@ -8,14 +8,16 @@
 // config.json (every field optional):
 //   {"max_batch_size": 8,                       // 0: requests run one by one (no batching)
 //    "dynamic_batching": {"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 2000,
-//                         "max_queue_size": 64, "timeout_ms": 10000},
+//                         "max_queue_size": 64, "timeout_ms": 10000, "sequence_bucket": 16},
 //    "instances": 1,
 //    "optimization": {"level": "all", "precision": "fp32"},   // as kiln run's --level and --precision
-//    "text": {"vocab": "vocab.txt", "input": "text", "max_length": 128, "lower_case": true,
-//             "pad_to_multiple_of": 16}}
+//    "text": {"vocab": "vocab.txt", "input": "text", "max_length": 128, "lower_case": true}}
+// sequence_bucket: with batching, a model whose input_ids and attention_mask share a named sequence dim
+// takes requests of any length in one batch: their token inputs are padded (mask 0) to a multiple of it,
+// and the outputs along that dim are cut back to each request's own length.
 // "text" lets a BERT model take raw text: a BYTES input of that name (shape [n]: n texts) is tokenized with
 // the WordPiece vocabulary (relative to the model folder) into the model's input_ids, attention_mask and
-// token_type_ids, padded to a multiple of pad_to_multiple_of tokens so that texts of similar length batch.
+// token_type_ids.
 // An unknown field is refused (a typo must not pass silently), naming the file and the field.
 #pragma once
 
@@ -34,6 +36,7 @@ struct DynamicBatching {
   int64_t max_queue_delay_us = 0;
   int64_t max_queue_size = 64;
   int64_t timeout_ms = 0;  // 0: none
+  int64_t sequence_bucket = 16;  // token inputs padded to a multiple of this (0 or 1: not padded)
 };
 
 struct TextInputConfig {
@@ -41,7 +44,6 @@ struct TextInputConfig {
   std::string input = "text";
   int64_t max_length = 128;
   bool lower_case = true;
-  int64_t pad_to_multiple_of = 16;
 };
 
 struct ModelConfig {
