@@ -186,7 +186,7 @@ TEST(ServeBatching, AFullQueueAnswers503WithRetryAfterAndAWaitPastTheTimeout504)
   const std::string repo = make_repository(
       dir, {{"max_batch_size", 64},
             {"dynamic_batching",
-             {{"max_queue_delay_microseconds", 30000000}, {"max_queue_size", 2}, {"timeout_ms", 1500}}}});
+             {{"max_queue_delay_microseconds", 30000000}, {"max_queue_size", 2}, {"timeout_ms", 3000}}}});
   Server server = Server::with_args({repo, "--threads", "1", "-q"});
   ASSERT_GT(server.port(), 0);
   const std::string body = distinct_request(0).dump();
@@ -195,7 +195,7 @@ TEST(ServeBatching, AFullQueueAnswers503WithRetryAfterAndAWaitPastTheTimeout504)
   for (int i = 0; i < 2; ++i)
     threads.emplace_back([&, i] { waiting[i] = http_exchange(server.port(), request("POST", kInfer, body)); });
   // Both are queued once the queue-depth gauge says so.
-  for (int tries = 0; tries < 100; ++tries) {
+  for (int tries = 0; tries < 1000; ++tries) {
     if (http_exchange(server.port(), request("GET", "/metrics")).body.find("kiln_inference_queue_depth{model=\"bert\",version=\"1\"} 2") != std::string::npos)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -207,7 +207,7 @@ TEST(ServeBatching, AFullQueueAnswers503WithRetryAfterAndAWaitPastTheTimeout504)
   for (auto& t : threads) t.join();
   for (const Reply& r : waiting) {
     EXPECT_EQ(r.status, 504) << r.body;
-    EXPECT_NE(r.error()["error"].get<std::string>().find("past its timeout_ms of 1500"), std::string::npos) << r.body;
+    EXPECT_NE(r.error()["error"].get<std::string>().find("past its timeout_ms of 3000"), std::string::npos) << r.body;
   }
   EXPECT_EQ(server.stop(), 0);
 }
@@ -233,7 +233,7 @@ TEST(ServeBatching, AClientThatLeavesFreesItsQueueSlot) {
     close(fd);
   }
   std::string metrics;
-  for (int tries = 0; tries < 100; ++tries) {
+  for (int tries = 0; tries < 1000; ++tries) {
     metrics = http_exchange(server.port(), request("GET", "/metrics")).body;
     if (metrics.find("code=\"499\"") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -260,7 +260,7 @@ TEST(ServeBatching, SigtermAnswersTheQueuedRequestsBeforeExiting) {
     threads.emplace_back([&, i] {
       replies[i] = http_exchange(server.port(), request("POST", kInfer, distinct_request(i).dump()));
     });
-  for (int tries = 0; tries < 100; ++tries) {
+  for (int tries = 0; tries < 1000; ++tries) {
     if (http_exchange(server.port(), request("GET", "/metrics")).body.find("kiln_inference_queue_depth{model=\"bert\",version=\"1\"} 3") != std::string::npos)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

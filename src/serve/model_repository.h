@@ -8,7 +8,7 @@
 // config.json (every field optional):
 //   {"max_batch_size": 8,                       // 0: requests run one by one (no batching)
 //    "dynamic_batching": {"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 2000,
-//                         "max_queue_size": 64, "timeout_ms": 10000, "sequence_bucket": 16},
+//                         "max_queue_size": 64, "timeout_ms": 10000, "sequence_bucket": 8},
 //    "instances": 1,
 //    "optimization": {"level": "all", "precision": "fp32"},   // as kiln run's --level and --precision
 //    "text": {"vocab": "vocab.txt", "input": "text", "max_length": 128, "lower_case": true}}
@@ -36,7 +36,7 @@ struct DynamicBatching {
   int64_t max_queue_delay_us = 0;
   int64_t max_queue_size = 64;
   int64_t timeout_ms = 0;  // 0: none
-  int64_t sequence_bucket = 16;  // token inputs padded to a multiple of this (0 or 1: not padded)
+  int64_t sequence_bucket = 8;  // token inputs padded to a multiple of this (0 or 1: not padded)
 };
 
 struct TextInputConfig {
