@@ -132,6 +132,28 @@ TEST(ServeBatching, ConcurrentRequestsRunAsOneBatchAndEachGetsItsOwnRows) {
   EXPECT_EQ(batched, 4);
 }
 
+TEST(ServeBatching, OneModelFileBatchesWithTheCommandsFlags) {
+  const int64_t rows = json_inputs()[0]["shape"][0].get<int64_t>();
+  Server server({"--max-batch-size", std::to_string(2 * rows), "--batch-delay-us", "30000000"});
+  ASSERT_GT(server.port(), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<Reply> replies =
+      concurrently(server.port(), {request("POST", "/v2/models/model/infer", distinct_request(0).dump()),
+                                   request("POST", "/v2/models/model/infer", distinct_request(1).dump())});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20)) << "the full batch waited";
+  for (const Reply& r : replies) EXPECT_EQ(r.status, 200) << r.body;
+  const json meta = json::parse(http_exchange(server.port(), request("GET", "/v2/models/model")).body);
+  EXPECT_EQ(meta["max_batch_size"], 2 * rows);
+  EXPECT_EQ(server.stop(), 0);
+
+  // A repository's models take theirs from config.json.
+  testing::TempDir dir("kiln_serve_flags");
+  const testing::RunResult r =
+      testing::run_kiln({"serve", make_repository(dir, json::object()), "--max-batch-size", "8"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("set them in NAME/config.json"), std::string::npos) << r.err;
+}
+
 // The test inputs cut to their first `length` tokens.
 json truncated_request(int64_t length) {
   json inputs = json_inputs();

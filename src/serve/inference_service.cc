@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <cstdio>
 #include <sstream>
@@ -345,8 +346,16 @@ InferenceService::InferenceService(ServiceOptions options) : options_(std::move(
   metrics_.gauge_family("kiln_inference_queue_depth", "Requests waiting in each model version's queue");
   metrics_.counter_family("kiln_model_loads_total", "Model loads and unloads asked for, by model and result");
   metrics_.set("kiln_inference_requests_in_flight", {}, 0);
-  scheduler_ = std::make_unique<BatchScheduler>(options_.workers, options_.intra_op_threads);
-  for (const ModelEntry& e : scan_model_repository(options_.repository)) models_.emplace(e.name, load_model(e));
+  const std::vector<ModelEntry> entries = scan_model_repository(options_.repository);
+  int workers = options_.workers;
+  if (workers <= 0) {
+    workers = 1;
+    for (const ModelEntry& e : entries)
+      workers = std::max<int>(workers, static_cast<int>(options_.file_config ? options_.file_config->instances
+                                                                             : e.config.instances));
+  }
+  scheduler_ = std::make_unique<BatchScheduler>(workers, options_.intra_op_threads);
+  for (const ModelEntry& e : entries) models_.emplace(e.name, load_model(e));
   loader_ = std::make_unique<Loader>();
 }
 
@@ -355,9 +364,11 @@ InferenceService::~InferenceService() {
   for (const auto& [name, m] : models_) retire(*m);
 }
 
-std::shared_ptr<const InferenceService::Model> InferenceService::load_model(const ModelEntry& e) {
+std::shared_ptr<const InferenceService::Model> InferenceService::load_model(ModelEntry e) {
+  std::error_code ec;
+  if (options_.file_config && std::filesystem::is_regular_file(options_.repository, ec)) e.config = *options_.file_config;
   auto m = std::make_shared<Model>();
-  m->entry = e;
+  m->entry = std::move(e);
   try {
     load_versions(*m);
   } catch (...) {

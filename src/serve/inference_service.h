@@ -42,7 +42,9 @@ namespace kiln::serve {
 
 struct ServiceOptions {
   std::string repository;  // a folder or one .onnx file (what load requests read again)
-  int workers = 1;         // inference workers shared by every model
+  int workers = 0;         // inference workers shared by every model; 0: the most instances of any model
+  // A single MODEL.onnx's config (kiln serve's batching flags); a repository's models read config.json.
+  std::optional<ModelConfig> file_config;
   int intra_op_threads = 1;
   AccessLog* access_log = nullptr;  // may be null
   std::function<void(const std::string& line)> progress;
@@ -71,7 +73,7 @@ class InferenceService {
   struct Model;
 
  private:
-  std::shared_ptr<const Model> load_model(const ModelEntry& entry);
+  std::shared_ptr<const Model> load_model(ModelEntry entry);
   void load_versions(Model& model);
   std::shared_ptr<const Model> find_model(const std::string& name) const;
   void infer(const Model& m, const std::shared_ptr<const Version>& v, const HttpRequest& request,

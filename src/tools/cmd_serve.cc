@@ -1,6 +1,7 @@
 // kiln serve: a model repository (or one model) over the Open Inference Protocol's REST API
 // (serve/inference_service.h) on kiln's HTTP layer (serve/http_server.h).
 #include <cstdio>
+#include <filesystem>
 
 #include "common/error.h"
 #include "runtime/threads.h"
@@ -20,7 +21,9 @@ struct ServeArgs {
   int port = 8000;
   int threads = runtime::default_threads();
   int http_threads = 2;
-  int workers = 1;
+  int workers = 0;
+  // Batching of a single MODEL.onnx (a repository's models set it in config.json).
+  int64_t max_batch_size = -1, batch_delay_us = -1, max_queue_size = -1, timeout_ms = -1;
   std::string access_log = "-";
   size_t max_body_mb = 64;
   double read_timeout_s = 10;
@@ -29,8 +32,8 @@ struct ServeArgs {
 
 int run(const ServeArgs& args) {
   if (args.port < 0 || args.port > 65535) fail("--port ", args.port, ": 0 to 65535 (0: any free port)");
-  if (args.threads < 1 || args.http_threads < 1 || args.workers < 1)
-    fail("--threads, --http-threads and --workers must be >= 1");
+  if (args.threads < 1 || args.http_threads < 1 || args.workers < 0)
+    fail("--threads and --http-threads must be >= 1, --workers >= 0");
   runtime::set_intra_op_threads(args.threads);
   auto log = [&](const std::string& line) {
     if (!args.quiet) std::fprintf(stderr, "%s\n", line.c_str());
@@ -39,6 +42,23 @@ int run(const ServeArgs& args) {
   serve::ServiceOptions options;
   options.repository = args.repository;
   options.workers = args.workers;
+  const bool batching_flags =
+      args.max_batch_size >= 0 || args.batch_delay_us >= 0 || args.max_queue_size >= 0 || args.timeout_ms >= 0;
+  if (batching_flags) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(args.repository, ec))
+      fail("--max-batch-size, --batch-delay-us, --max-queue-size and --timeout-ms are for one MODEL.onnx; a "
+           "repository's models set them in NAME/config.json");
+    serve::ModelConfig c;
+    if (args.max_batch_size >= 0) c.max_batch_size = args.max_batch_size;
+    if (args.batch_delay_us >= 0) c.batching.max_queue_delay_us = args.batch_delay_us;
+    if (args.max_queue_size >= 0) {
+      if (args.max_queue_size < 1) fail("--max-queue-size must be >= 1");
+      c.batching.max_queue_size = args.max_queue_size;
+    }
+    if (args.timeout_ms >= 0) c.batching.timeout_ms = args.timeout_ms;
+    options.file_config = c;
+  }
   options.intra_op_threads = args.threads;
   options.access_log = &access_log;
   options.progress = log;
@@ -86,8 +106,18 @@ Command serve_command() {
                           "A request not received in full within this gets 408 (an idle connection is closed)")
                 ->capture_default_str();
             c->add_option("--workers", args->workers,
-                          "Inference workers shared by every model: batches that run at once (each with --threads)")
+                          "Inference workers shared by every model: batches that run at once, each with --threads "
+                          "(0: the most instances any model's config.json asks for, at least 1)")
                 ->capture_default_str();
+            c->add_option("--max-batch-size", args->max_batch_size,
+                          "For one MODEL.onnx: batch up to N rows of requests of the same shapes (default 0: no "
+                          "batching); a repository sets this in NAME/config.json");
+            c->add_option("--batch-delay-us", args->batch_delay_us,
+                          "For one MODEL.onnx: how long the oldest request may wait for a fuller batch (default 0)");
+            c->add_option("--max-queue-size", args->max_queue_size,
+                          "For one MODEL.onnx: requests waiting at most; one more gets 503 (default 64)");
+            c->add_option("--timeout-ms", args->timeout_ms,
+                          "For one MODEL.onnx: a request still queued after this gets 504 (default 0: none)");
             c->add_option("--access-log", args->access_log,
                           "Where the access log goes, one JSON line per request: - (stderr), off, or a file")
                 ->capture_default_str();
