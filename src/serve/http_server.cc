@@ -141,14 +141,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
                    false);
     if (ec) return reply(json_error(400, "malformed HTTP request: " + ec.message()), false);
 
-    const http::request<http::string_body>& req = parser_->get();
+    http::request<http::string_body>& req = parser_->get();
     HttpRequest r;
     r.method = std::string(req.method_string());
     const std::string target(req.target());
     r.target = target.substr(0, target.find('?'));
     for (const auto& field : req)
       r.headers.emplace_back(lower(std::string(field.name_string())), std::string(field.value()));
-    r.body = req.body();
+    r.body = std::move(req.body());  // the parser is made anew for the next request
     record_.method = r.method;
     record_.target = r.target;
     keep_alive_ = req.keep_alive();

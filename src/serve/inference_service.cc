@@ -359,10 +359,8 @@ InferenceService::InferenceService(ServiceOptions options) : options_(std::move(
   loader_ = std::make_unique<Loader>();
 }
 
-InferenceService::~InferenceService() {
-  loader_.reset();  // a load in progress finishes first
-  for (const auto& [name, m] : models_) retire(*m);
-}
+// The scheduler, destroyed next, runs every queued request before its workers end.
+InferenceService::~InferenceService() { loader_.reset(); }  // a load in progress finishes first
 
 std::shared_ptr<const InferenceService::Model> InferenceService::load_model(ModelEntry e) {
   std::error_code ec;
@@ -378,9 +376,8 @@ std::shared_ptr<const InferenceService::Model> InferenceService::load_model(Mode
   return m;
 }
 
-void InferenceService::load_versions(Model& model) {
-  Model* m = &model;
-  const ModelEntry& e = model.entry;
+void InferenceService::load_versions(Model& m) {
+  const ModelEntry& e = m.entry;
   const ModelConfig& cfg = e.config;
   for (const ModelVersion& mv : e.versions) {
     if (options_.progress) options_.progress("loading " + e.name + " version " + mv.version + " from " + mv.path);
@@ -427,7 +424,7 @@ void InferenceService::load_versions(Model& model) {
     policy.instances = cfg.instances;
     v->queue = scheduler_->add_queue(
         policy, {[this](std::vector<JobPtr>& batch) { run_batch(batch); }, [this](const JobPtr& j) { expire(j); }});
-    m->versions.push_back(std::move(v));
+    m.versions.push_back(std::move(v));
   }
 }
 

@@ -74,7 +74,7 @@ class InferenceService {
 
  private:
   std::shared_ptr<const Model> load_model(ModelEntry entry);
-  void load_versions(Model& model);
+  void load_versions(Model& m);
   std::shared_ptr<const Model> find_model(const std::string& name) const;
   void infer(const Model& m, const std::shared_ptr<const Version>& v, const HttpRequest& request,
              const HttpReply& reply);

@@ -52,8 +52,8 @@ class MetricsRegistry {
   void add(const std::string& name, const MetricLabels& labels, double delta);      // gauge
   void observe(const std::string& name, const MetricLabels& labels, double value);  // histogram
 
-  // Drops every series of every family carrying label `key` = `value` (used when a model is unloaded);
-  // the families stay declared.
+  // Drops every series of every family carrying label `key` = `value`; the families stay declared. (kiln
+  // serve does not call it on unload: a model's counters keep their history.)
   void remove_series(const std::string& key, const std::string& value);
 
   // Families in declaration order, each as "# HELP" and "# TYPE" lines and then its series sorted by
